@@ -1,0 +1,26 @@
+# vqforge: `make test` and `make demo` work on a fresh machine from nothing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup test demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: a pinned version keeps pip from pulling a different build.
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest tests
+
+demo: setup
+	$(PY) -m vqforge.demo
+
+clean:
+	rm -rf $(VENV) demo-out

@@ -1,0 +1,113 @@
+"""Saving and loading vqforge models: the one place that turns files into models.
+
+Formats:
+
+* **model directory** (``vqforge convert`` output, or :func:`save_model`): ``model.yaml`` with
+  ``format_version``, ``kind`` and ``config``; ``model.safetensors`` with the weights.
+* **run directory** (``vqforge train ... --out RUN_DIR``): ``config.yaml`` and
+  ``checkpoints/last.pt``, a self-describing checkpoint (see :func:`model_from_checkpoint`).
+* a single training checkpoint file (``*.pt``) of that layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .config import ConfigError, dump_yaml, from_dict, to_dict
+from .io import (FORMAT_VERSION, VQForgeError, load_safetensors, load_state_dict_strict, load_torch,
+                 save_safetensors, write_text)
+from .models.registry import MODEL_KINDS, kind_of
+
+MODEL_YAML = "model.yaml"
+MODEL_WEIGHTS = "model.safetensors"
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def build_model(kind: str, config: dict | Any, source: str | Path = "<config>") -> torch.nn.Module:
+    """Build an untrained model of ``kind`` from its config (a dataclass or plain dict)."""
+    if kind not in MODEL_KINDS:
+        raise VQForgeError(f"{source}: unknown model kind {kind!r} (known: {', '.join(sorted(MODEL_KINDS))})")
+    cfg_cls, builder = MODEL_KINDS[kind]
+    if not isinstance(config, cfg_cls):
+        try:
+            config = from_dict(cfg_cls, config)
+        except ConfigError as e:
+            raise VQForgeError(f"{source}: {e}") from None
+    return builder(config)
+
+
+def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None = None) -> Path:
+    """Write ``model`` as a model directory (config YAML + safetensors weights)."""
+    out_dir = Path(out_dir)
+    kind = kind_of(model)
+    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": to_dict(model.config)}
+    if extra:
+        meta["extra"] = extra
+    save_safetensors(out_dir / MODEL_WEIGHTS, model.state_dict(), metadata={"kind": kind})
+    write_text(out_dir / MODEL_YAML, dump_yaml(meta))
+    return out_dir
+
+
+def _load_model_dir(path: Path) -> torch.nn.Module:
+    meta_path = path / MODEL_YAML
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+    except yaml.YAMLError as e:
+        raise VQForgeError(f"{meta_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
+        raise VQForgeError(f"{meta_path}: not a vqforge model description (needs 'kind' and 'config')")
+    _check_version(meta.get("format_version"), meta_path)
+    model = build_model(meta["kind"], meta["config"], meta_path)
+    load_state_dict_strict(model, load_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
+    return model.eval()
+
+
+def _check_version(version: Any, source: Path) -> None:
+    if version is None or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise VQForgeError(f"{source}: unsupported format_version {version!r} (this vqforge reads up to {FORMAT_VERSION})")
+
+
+def model_from_checkpoint(ckpt: dict, source: str | Path, use_ema: bool = True) -> torch.nn.Module:
+    """Rebuild the model of a training checkpoint.
+
+    A checkpoint is a dict with ``format_version``, ``kind``, ``model_config`` (plain data), ``model``
+    (state dict), optionally ``ema`` (state dict of averaged weights, preferred when ``use_ema``),
+    ``step``, ``optimizers`` and ``train_config``.
+    """
+    if not isinstance(ckpt, dict) or "kind" not in ckpt or "model_config" not in ckpt or "model" not in ckpt:
+        raise VQForgeError(f"{source}: not a vqforge checkpoint (needs 'kind', 'model_config' and 'model')")
+    _check_version(ckpt.get("format_version"), Path(source))
+    model = build_model(ckpt["kind"], ckpt["model_config"], source)
+    state = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
+    load_state_dict_strict(model, state, source)
+    return model.eval()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file of a run directory (``checkpoints/last.pt``) or the file itself."""
+    path = Path(path)
+    return path / LAST_CHECKPOINT if path.is_dir() else path
+
+
+def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+    """Load a model from a model directory, a run directory or a training checkpoint file.
+
+    The model is returned in eval mode on the CPU. Errors are :class:`VQForgeError` with one line that
+    names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VQForgeError(f"{path}: no such file or directory")
+    if path.is_dir() and (path / MODEL_YAML).is_file():
+        return _load_model_dir(path)
+    if path.is_dir() and not (path / LAST_CHECKPOINT).is_file():
+        raise VQForgeError(f"{path}: neither a model directory ({MODEL_YAML}) nor a run directory ({LAST_CHECKPOINT})")
+    if path.suffix == ".ckpt":
+        raise VQForgeError(f"{path}: an original Taming Transformers checkpoint; use vqforge.load_taming(config, ckpt) "
+                           f"or `vqforge convert --config ORIG.yaml --checkpoint {path} --out MODEL_DIR`")
+    ckpt_path = resolve_checkpoint(path)
+    return model_from_checkpoint(load_torch(ckpt_path), ckpt_path, use_ema=use_ema)

@@ -1,0 +1,8 @@
+"""Subcommands. Each module defines ``add_parser(subparsers)`` which sets ``func`` to its runner.
+
+Command modules import heavy code inside their runner so that ``vqforge --help`` stays fast.
+"""
+
+from . import complete, convert, encode, evaluate, reconstruct, sample, train
+
+ALL_COMMANDS = [convert, reconstruct, train, encode, sample, complete, evaluate]

@@ -1,0 +1,207 @@
+"""The VQGAN first stage: convolutional encoder, quantizer, decoder (the original ``VQModel`` / ``GumbelVQ``).
+
+Parameter names follow the original checkpoints exactly (``encoder.*``, ``decoder.*``, ``quant_conv.*``,
+``quantize.*``, ``post_quant_conv.*``) so their weights load without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..nn.blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish
+from ..quantizers import Quantizer, QuantizerConfig, QuantizerOutput, build_quantizer
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The original's ``ddconfig``: encoder/decoder shape.
+
+    ch: base width; ch_mult: width multiplier per resolution level (len - 1 downsamplings);
+    num_res_blocks: ResnetBlocks per level; attn_resolutions: feature-map sizes that get an AttnBlock;
+    resolution: training image size (used to place attention); z_channels: latent channels;
+    double_z: encoder outputs 2 * z_channels (unused by VQGAN, kept for config compatibility).
+    """
+
+    ch: int = 128
+    out_ch: int = 3
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+    resamp_with_conv: bool = True
+    in_channels: int = 3
+    resolution: int = 256
+    z_channels: int = 256
+    double_z: bool = False
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+@dataclass(frozen=True)
+class VQGANConfig:
+    """A complete first-stage model: autoencoder shape plus quantizer."""
+
+    ddconfig: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+
+class Encoder(nn.Module):
+    """Image (B, in_channels, H, W) -> latents (B, z_channels, H/f, W/f)."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.num_resolutions = len(cfg.ch_mult)
+        self.num_res_blocks = cfg.num_res_blocks
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, stride=1, padding=1)
+        curr_res = cfg.resolution
+        in_ch_mult = (1,) + tuple(cfg.ch_mult)
+        self.down = nn.ModuleList()
+        block_in = cfg.ch
+        for i_level in range(self.num_resolutions):
+            block, attn = nn.ModuleList(), nn.ModuleList()
+            block_in = cfg.ch * in_ch_mult[i_level]
+            block_out = cfg.ch * cfg.ch_mult[i_level]
+            for _ in range(cfg.num_res_blocks):
+                block.append(ResnetBlock(block_in, block_out, dropout=cfg.dropout))
+                block_in = block_out
+                if curr_res in cfg.attn_resolutions:
+                    attn.append(AttnBlock(block_in))
+            level = nn.Module()
+            level.block, level.attn = block, attn
+            if i_level != self.num_resolutions - 1:
+                level.downsample = Downsample(block_in, cfg.resamp_with_conv)
+                curr_res //= 2
+            self.down.append(level)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        self.norm_out = Normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)  # (B, ch, H, W)
+        for i_level, level in enumerate(self.down):
+            for i_block in range(self.num_res_blocks):
+                h = level.block[i_block](h)
+                if len(level.attn) > 0:
+                    h = level.attn[i_block](h)
+            if i_level != self.num_resolutions - 1:
+                h = level.downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(swish(self.norm_out(h)))  # (B, z, H/f, W/f)
+
+
+class Decoder(nn.Module):
+    """Latents (B, z_channels, h, w) -> image (B, out_ch, h*f, w*f)."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.num_resolutions = len(cfg.ch_mult)
+        self.num_res_blocks = cfg.num_res_blocks
+        block_in = cfg.ch * cfg.ch_mult[-1]
+        curr_res = cfg.resolution // 2 ** (self.num_resolutions - 1)
+        self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, stride=1, padding=1)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        up_levels: list[nn.Module] = []
+        for i_level in reversed(range(self.num_resolutions)):
+            block, attn = nn.ModuleList(), nn.ModuleList()
+            block_out = cfg.ch * cfg.ch_mult[i_level]
+            for _ in range(cfg.num_res_blocks + 1):
+                block.append(ResnetBlock(block_in, block_out, dropout=cfg.dropout))
+                block_in = block_out
+                if curr_res in cfg.attn_resolutions:
+                    attn.append(AttnBlock(block_in))
+            level = nn.Module()
+            level.block, level.attn = block, attn
+            if i_level != 0:
+                level.upsample = Upsample(block_in, cfg.resamp_with_conv)
+                curr_res *= 2
+            up_levels.insert(0, level)  # index = resolution level, as in the original's keys
+        self.up = nn.ModuleList(up_levels)
+        self.norm_out = Normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, cfg.out_ch, 3, stride=1, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(z)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        for i_level in reversed(range(self.num_resolutions)):
+            level = self.up[i_level]
+            for i_block in range(self.num_res_blocks + 1):
+                h = level.block[i_block](h)
+                if len(level.attn) > 0:
+                    h = level.attn[i_block](h)
+            if i_level != 0:
+                h = level.upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))  # (B, out_ch, H, W)
+
+
+class VQGANOutput(NamedTuple):
+    """``VQGAN.forward`` result: the reconstruction and the quantizer's output."""
+
+    reconstruction: torch.Tensor
+    quantizer: QuantizerOutput
+
+
+class VQGAN(nn.Module):
+    """Encoder -> quant_conv -> quantizer -> post_quant_conv -> decoder.
+
+    Images are float tensors in [-1, 1], NCHW. Latent grids are (h, w) = (H, W) / ``downsample_factor``.
+    """
+
+    def __init__(self, cfg: VQGANConfig):
+        super().__init__()
+        self.config = cfg
+        dd, q = cfg.ddconfig, cfg.quantizer
+        self.encoder = Encoder(dd)
+        self.decoder = Decoder(dd)
+        self.quant_conv = nn.Conv2d(dd.z_channels, q.embed_dim, 1)
+        self.quantize: Quantizer = build_quantizer(q, in_channels=q.embed_dim)
+        self.post_quant_conv = nn.Conv2d(q.embed_dim, dd.z_channels, 1)
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.config.ddconfig.downsample_factor
+
+    @property
+    def n_codes(self) -> int:
+        return self.quantize.n_codes
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's last weight, used by the adaptive GAN weight."""
+        return self.decoder.conv_out.weight
+
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous latents before quantisation (B, embed_dim, h, w) (the original's ``h``)."""
+        return self.quant_conv(self.encoder(x))
+
+    def encode(self, x: torch.Tensor) -> QuantizerOutput:
+        """Quantised latents, indices and quantizer losses for images ``x`` (B, C, H, W)."""
+        return self.quantize(self.encode_latents(x))
+
+    def decode(self, quant: torch.Tensor) -> torch.Tensor:
+        """Images (B, out_ch, H, W) from quantised latents (B, embed_dim, h, w)."""
+        return self.decoder(self.post_quant_conv(quant))
+
+    @torch.no_grad()
+    def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Codebook ids (B, h, w) for images ``x``."""
+        return self.encode(x).indices
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Images (B, out_ch, H, W) from codebook ids (B, h, w)."""
+        return self.decode(self.quantize.embed_indices(indices))
+
+    def forward(self, x: torch.Tensor) -> VQGANOutput:
+        q = self.encode(x)
+        return VQGANOutput(self.decode(q.quantized), q)

@@ -1,0 +1,1 @@
+"""Neural-network building blocks shared by the models (no training or CLI code here)."""
