@@ -13,6 +13,7 @@ depth           depth (B, 1, H, W) in [-1, 1]                cond-stage VQGAN in
 edges           edge maps (B, 1, H, W) in {-1, 1}            cond-stage VQGAN indices, raster order
 lowres          images (B, 3, H/r, W/r) in [-1, 1]           cond-stage VQGAN indices, raster order
 coord           coordinates (B, 1, H, W) in [0, 1]           :class:`CoordStage` ids, raster order
+tokens          token ids (B, Tc) int64                      passed through (the original's dummy stage)
 =============== ============================================ =========================================
 
 :func:`build_condition` turns raw data (images, labels, label maps, depth maps) into that model input,
@@ -31,7 +32,7 @@ from torch import nn
 
 from .vqgan import VQGANConfig
 
-ConditionMode = Literal["unconditional", "class", "segmentation", "depth", "edges", "lowres", "coord"]
+ConditionMode = Literal["unconditional", "class", "segmentation", "depth", "edges", "lowres", "coord", "tokens"]
 SPATIAL_MODES = ("segmentation", "depth", "edges", "lowres")
 
 
@@ -223,6 +224,10 @@ def build_condition(cfg: ConditionConfig, images: torch.Tensor | None = None, ra
         if images is None:
             raise ValueError("lowres conditioning is computed from the images")
         return F.interpolate(images, scale_factor=1 / cfg.lowres_factor, mode="area")
+    if mode == "tokens":
+        if raw is None:
+            raise ValueError("token conditioning needs the token ids (B, Tc)")
+        return raw.long()
     if mode == "coord":
         if raw is not None:
             return raw

@@ -46,6 +46,8 @@ def cond_vocab_size(cfg: TransformerConfig) -> int:
         return c.sos_token + 1
     if c.mode == "class":
         return c.n_classes + (1 if c.null_class else 0)
+    if c.mode == "tokens":
+        return 0  # unknown: the data provides ids below vocab_size
     if c.mode == "coord":
         return c.coord_n_embed  # NOTE: ids above are clamped (see Net2NetTransformer.encode_to_c)
     return c.cond_stage.quantizer.n_embed if c.cond_stage is not None else 0
@@ -188,6 +190,8 @@ class Net2NetTransformer(nn.Module):
                     cfg.n_classes and (labels[labels != self.null_class_token] >= cfg.n_classes).any()):
                 raise ValueError(f"class labels must lie in [0, {cfg.n_classes}) or be -1")
             return labels
+        if cfg.mode == "tokens":
+            return c.long().view(c.shape[0], -1)
         if cfg.downsample_cond_size > -1:
             # NOTE: default (nearest) interpolation, as the original
             c = F.interpolate(c, size=(cfg.downsample_cond_size, cfg.downsample_cond_size))
