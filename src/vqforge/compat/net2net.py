@@ -23,35 +23,13 @@ from ..io import VQForgeError, load_state_dict_strict
 from ..models.conditioning import ConditionConfig
 from ..models.gpt import GPTConfig
 from ..models.transformer import Net2NetTransformer, TransformerConfig
-from ..models.vqgan import AutoencoderConfig, VQGANConfig
-from ..quantizers import QuantizerConfig
+from ..models.vqgan import VQGANConfig
+from .taming import GUMBEL_TARGETS, VQ_TARGETS, vqgan_config_from_params
 
 NET2NET_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
-_VQ_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.VQSegmentationModel",
-               "taming.models.vqgan.GumbelVQ", "taming.models.vqgan.VQNoDiscModel")
+_VQ_TARGETS = VQ_TARGETS | GUMBEL_TARGETS
 _KEY_TO_MODE = {"segmentation": "segmentation", "depth": "depth", "edges": "edges", "canny": "edges",
                 "lowres": "lowres", "LR_image": "lowres", "lr": "lowres", "coord": "coord"}
-_AE_KEYS = {"ch", "out_ch", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
-            "in_channels", "resolution", "z_channels", "double_z"}
-
-
-def vqgan_config_from_params(target: str, params: dict[str, Any], source: str) -> VQGANConfig:
-    """Our :class:`VQGANConfig` from an original VQModel / VQSegmentationModel / GumbelVQ ``params``."""
-    dd = {k: v for k, v in (params.get("ddconfig") or {}).items() if k in _AE_KEYS}
-    try:
-        ddconfig = from_dict(AutoencoderConfig, dd)
-    except ConfigError as e:
-        raise VQForgeError(f"{source}: {target} ddconfig: {e}") from None
-    if params.get("remap") is not None:
-        raise VQForgeError(f"{source}: {target} with a codebook 'remap' file is not supported")
-    if target.endswith("GumbelVQ"):
-        q = QuantizerConfig(kind="gumbel", n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
-                            kl_weight=float(params.get("kl_weight", 5e-4)))
-    else:
-        # NOTE: the original VQModel always builds VectorQuantizer2(beta=0.25) with legacy=True
-        q = QuantizerConfig(kind="vq", n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
-                            beta=0.25, legacy=True)
-    return VQGANConfig(ddconfig=ddconfig, quantizer=q)
 
 
 def _condition_config(params: dict[str, Any], source: str,
