@@ -236,8 +236,14 @@ class Net2NetTransformer(nn.Module):
         # output i predicts token i+1: the image positions start at the last condition position
         return logits[:, c_indices.shape[1] - 1:], z_indices
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, h*w, vocab) and targets (B, h*w) for images ``x`` and model input condition ``c``."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, pre_tokenized: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, h*w, vocab) and targets (B, h*w) for images ``x`` and model input condition ``c``.
+
+        With ``pre_tokenized``, ``x`` and ``c`` are already token ids (B, h*w) and (B, Tc).
+        """
+        if pre_tokenized:
+            return self.forward_tokens(x, c)
         return self.forward_tokens(self.encode_to_z(x), self.encode_to_c(c))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
