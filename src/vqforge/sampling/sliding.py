@@ -25,15 +25,15 @@ from .processors import SamplingSettings, next_token
 def window_offset(i: int, n: int, w: int) -> int:
     """Where index ``i`` of a grid of ``n`` sits inside a window of ``w`` (the original's placement rule).
 
-    ``i`` when ``i <= w/2``; ``w - (n - i)`` when ``n - i < w/2``; else ``w/2`` (integer halves, as the
-    original's 16-token window with 8). A grid no larger than the window gives ``i``.
+    ``i`` when ``i <= w/2``; ``w - (n - i)`` when ``n - i < w/2``; else ``w // 2`` (for the original's even
+    windows, e.g. 16 with 8, exactly its rule; comparisons use the real half so odd windows stay on the grid).
+    A grid no larger than the window gives ``i``.
     """
-    half = w // 2
-    if n <= w or i <= half:
+    if n <= w or 2 * i <= w:
         return i
-    if n - i < half:
+    if 2 * (n - i) < w:
         return w - (n - i)
-    return half
+    return w // 2
 
 
 def window_bounds(i: int, n: int, w: int) -> tuple[int, int]:
