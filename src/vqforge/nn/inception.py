@@ -159,8 +159,12 @@ def load_fid_inception(path: str | Path | None = None, quantize: bool = True,
     """
     p = locate_fid_inception(path)
     if _is_torchscript(p):
+        import warnings
+
         try:
-            net = torch.jit.load(str(p), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+                net = torch.jit.load(str(p), map_location="cpu")
         except Exception as e:  # noqa: BLE001 - one readable line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise VQForgeError(f"{p}: cannot load TorchScript FID Inception ({first})") from None
