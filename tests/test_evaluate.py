@@ -122,7 +122,7 @@ def test_psnr():
     y[1] = (y[1] + 0.2).clamp(-1, 1)
     mse = ((((x + 1) / 2).clamp(0, 1) - ((y + 1) / 2).clamp(0, 1)) ** 2).flatten(1).mean(1)
     out = psnr(x, y)
-    assert out[0] == 100.0
+    assert out[0] > 100.0
     assert out[1].item() == pytest.approx((10 * torch.log10(1 / mse[1])).item(), rel=1e-5)
 
 

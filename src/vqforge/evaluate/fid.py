@@ -14,7 +14,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -52,15 +52,36 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Iterable[tor
     return np.concatenate(out, 0)
 
 
+def iter_folder_batches(paths: list[Path], batch_size: int, size: int | None = None) -> Iterator[torch.Tensor]:
+    """Read image files as (B, 3, H, W) batches in [-1, 1]; images of another size start a new batch."""
+    from ..imageio import load_image_tensor
+
+    batch: list[torch.Tensor] = []
+    for p in paths:
+        img = load_image_tensor(p, size=size)  # (3, H, W)
+        if batch and (len(batch) == batch_size or img.shape != batch[0].shape):
+            yield torch.stack(batch)
+            batch = []
+        batch.append(img)
+    if batch:
+        yield torch.stack(batch)
+
+
+def list_image_files(root: str | Path, limit: int | None = None) -> list[Path]:
+    """Image files under ``root`` (sorted; at most ``limit``); :class:`VQForgeError` when there are none."""
+    from ..imageio import list_images
+
+    paths = list_images(root)
+    if not paths:
+        raise VQForgeError(f"{root}: no images found")
+    return paths[:limit] if limit is not None else paths
+
+
 def folder_features(model: torch.nn.Module, root: str | Path, batch_size: int = 50, limit: int | None = None,
                     progress: bool = True) -> np.ndarray:
     """Embed every image under ``root`` (at most ``limit``, in sorted order)."""
-    from .images import iter_image_batches, list_images
-
-    paths = list_images(root)
-    if limit is not None:
-        paths = paths[:limit]
-    return extract_features(model, iter_image_batches(paths, batch_size), total=len(paths), progress=progress,
+    paths = list_image_files(root, limit)
+    return extract_features(model, iter_folder_batches(paths, batch_size), total=len(paths), progress=progress,
                             desc=f"inception {Path(root).name}")
 
 

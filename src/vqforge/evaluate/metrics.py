@@ -1,4 +1,4 @@
-"""Pixel metrics for reconstructions: PSNR and SSIM (per image, then averaged by the caller)."""
+"""Pixel metrics for reconstructions: PSNR (from :mod:`vqforge.metrics`) and SSIM, per image."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, max_db: float = 100.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image (B,) in dB for images (B, C, H, W) in [-1, 1].
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR per image (B,) in dB for images (B, C, H, W), both clamped to [-1, 1] first (data range 2).
 
-    Computed on [0, 1] (data range 1); identical images give ``max_db``.
+    Uses :func:`vqforge.metrics.psnr`; identical images give 120 dB (its MSE floor of 1e-12).
     """
-    mse = (_to_unit(x) - _to_unit(y)).pow(2).flatten(1).mean(1)  # (B,)
-    return (10.0 * torch.log10(1.0 / mse.clamp_min(10 ** (-max_db / 10)))).clamp(max=max_db)
+    from ..metrics import psnr as _psnr
+
+    return _psnr(x.float().clamp(-1, 1), y.float().clamp(-1, 1))
 
 
 def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
