@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -230,7 +231,9 @@ class InceptionPerceptual(PerceptualLoss):
         """Load the FID network (see :func:`locate_fid_inception`) with ``torch.jit.load`` on the CPU."""
         file = locate_fid_inception(path)
         try:
-            scripted = torch.jit.load(str(file), map_location="cpu")
+            with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(str(file), map_location="cpu")
         except Exception as e:  # noqa: BLE001 - one readable line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise VQForgeError(f"{file}: cannot read the FID InceptionV3 TorchScript file ({first})") from None
