@@ -199,3 +199,16 @@ def test_actnorm_data_dependent_init():
     assert fresh.initialized.item() == 0
     d = NLayerDiscriminator(ndf=8, n_layers=2, use_actnorm=True)
     assert d(torch.randn(2, 3, 32, 32)).shape == (2, 1, 6, 6)
+
+
+def test_bf16_autocast_gives_float32_logs():
+    loss, dec, x, z = _setup()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xrec = dec(z)
+        total, logs = loss.generator_loss(x, xrec, torch.tensor(0.1), dec.conv.weight, step=0)
+        d_loss, d_logs = loss.discriminator_loss(x, xrec, step=0)
+    assert all(v.dtype == torch.float32 and v.dim() == 0 for v in {**logs, **d_logs}.values())
+    assert torch.isfinite(total) and logs["d_weight"].item() > 0
+    total.backward()
+    d_loss.backward()
+    assert torch.isfinite(dec.conv.weight.grad).all()
