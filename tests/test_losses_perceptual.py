@@ -220,3 +220,21 @@ def test_inception_documents_fid_bias_and_missing_file_error(tmp_path, monkeypat
         locate_fid_inception()
     msg = str(err.value)
     assert str(tmp_path / "cache") in msg and "perceptual=none" in msg and "\n" not in msg
+
+
+def test_lpips_from_original_checkpoint_keys():
+    """The original's LPIPS module keys (as inside a Taming training checkpoint) load into LPIPS."""
+    slices = {1: range(0, 4), 2: range(4, 9), 3: range(9, 16), 4: range(16, 23), 5: range(23, 30)}
+    vgg_sd, heads = fake_vgg16_state_dict(2), fake_lpips_heads(3)
+    ckpt = {"encoder.conv_in.weight": torch.zeros(1), "loss.perceptual_loss.scaling_layer.shift": torch.zeros(1, 3, 1, 1)}
+    for k, idx in slices.items():
+        for n in idx:
+            if n in VGG_CONVS:
+                for p in ("weight", "bias"):
+                    ckpt[f"loss.perceptual_loss.net.slice{k}.{n}.{p}"] = vgg_sd[f"features.{n}.{p}"]
+    ckpt.update({f"loss.perceptual_loss.{k}": v for k, v in heads.items()})
+    model = LPIPS.from_state_dict(ckpt)
+    torch.testing.assert_close(model.net.features[28].weight, vgg_sd["features.28.weight"])
+    torch.testing.assert_close(model.lin2.model[1].weight, heads["lin2.model.1.weight"])
+    with pytest.raises(VQForgeError, match="no LPIPS weights"):
+        LPIPS.from_state_dict({"encoder.conv_in.weight": torch.zeros(1)}, source="x.ckpt")

@@ -137,6 +137,26 @@ class LPIPS(PerceptualLoss):
         model.load_heads(heads, source=str(heads_file))
         return model
 
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor], prefix: str = "loss.perceptual_loss.",
+                        source: str = "checkpoint") -> "LPIPS":
+        """LPIPS from the weights of the original's LPIPS module, e.g. the ``loss.perceptual_loss.*`` entries
+        that every Taming VQGAN training checkpoint carries (VGG16 as ``net.sliceK.N.*`` with torchvision's
+        layer indices N, heads as ``linN.model.1.weight``): an offline source of the exact weights."""
+        sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not sub:
+            raise VQForgeError(f"{source}: no LPIPS weights under '{prefix}'")
+        feats = {}
+        for k, v in sub.items():
+            parts = k.split(".")  # net.sliceK.N.weight -> features.N.weight
+            if len(parts) == 4 and parts[0] == "net" and parts[1].startswith("slice"):
+                feats[f"features.{parts[2]}.{parts[3]}"] = v
+        net = VGG16Features()
+        net.load_features(feats, source=f"{source} ({prefix}net.*)")
+        model = cls(net)
+        model.load_heads(sub, source=f"{source} ({prefix}lin*)")
+        return model
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         feats_x = self.net(self.scaling_layer(x), LPIPS_TAPS)  # 5 x (B, C_l, H_l, W_l)
         feats_y = self.net(self.scaling_layer(y), LPIPS_TAPS)
