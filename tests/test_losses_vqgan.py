@@ -96,6 +96,9 @@ def test_disc_start_gates_gan_terms():
     total, logs = loss.generator_loss(x, xrec, torch.tensor(0.1), dec.conv.weight, step=9)
     assert logs["disc_factor"].item() == 0.0 and logs["d_weight"].item() == 0.0
     assert total.item() == pytest.approx((logs["nll_loss"] + 0.1).item(), rel=1e-6)
+    assert logs["g_loss"].item() != 0.0  # still logged, as the original does
+    total.backward()  # the zero-weighted GAN term is kept out of the graph
+    assert dec.conv.weight.grad is not None and loss.discriminator.main[0].weight.grad is None
     d_loss, d_logs = loss.discriminator_loss(x, xrec.detach(), step=9)
     assert d_loss.item() == 0.0 and set(d_logs) == {"disc_loss", "logits_real", "logits_fake"}
     _, logs = loss.generator_loss(x, dec(z), torch.tensor(0.1), dec.conv.weight, step=10)

@@ -193,9 +193,12 @@ class VQGANLoss(nn.Module):
         """
         rec, p_loss = self.reconstruction_loss(x, xrec)
         nll_loss = rec.mean()
-        logits_fake = self.discriminator(self._disc_input(xrec, cond))  # (B, 1, h, w)
-        g_loss = -logits_fake.mean()
         disc_factor = self.disc_factor(step)
+        # Before disc_start the GAN term has weight 0: g_loss is still computed (logged, and D's BatchNorm
+        # statistics move as in the original) but kept out of the graph so backward skips D.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and disc_factor > 0):
+            logits_fake = self.discriminator(self._disc_input(xrec, cond))  # (B, 1, h, w)
+        g_loss = -logits_fake.mean()
         d_weight = torch.zeros((), device=x.device)
         if disc_factor > 0 and last_layer is not None and torch.is_grad_enabled():
             try:
@@ -203,7 +206,7 @@ class VQGANLoss(nn.Module):
             except RuntimeError:
                 # NOTE: the original falls back to 0 when the graph does not reach last_layer (validation).
                 d_weight = torch.zeros((), device=x.device)
-        quant_loss = quant_loss.mean()
+        quant_loss = torch.as_tensor(quant_loss, device=x.device).mean()
         total = nll_loss + d_weight * disc_factor * g_loss + self.config.codebook_weight * quant_loss
         logs = {
             "total_loss": total,
