@@ -205,13 +205,14 @@ def test_sliding_target_sees_its_window_through_the_original_rule():
     h, w, W = 7, 9, 4
     z = sample_sliding(m.transformer, torch.full((1, 1), 3), (h, w), (W, W), P.SamplingSettings(greedy=True),
                        n_vocab=32)
-    i, j = 4, 6  # interior in rows (local 2), right border region in columns (9 - 6 = 3 >= 2: interior, local 2)
-    i0, li = window_bounds(i, h, W)
-    j0, lj = window_bounds(j, w, W)
-    window = z[:, i0:i0 + W, j0:j0 + W].reshape(1, -1)[:, :li * W + lj]
-    with torch.inference_mode():
-        logits = m.transformer(torch.cat((torch.full((1, 1), 3), window), 1))[:, -1, :32]
-    assert logits.argmax(-1).item() == z[0, i, j].item()
+    for i in range(h):
+        for j in range(w):
+            i0, li = window_bounds(i, h, W)
+            j0, lj = window_bounds(j, w, W)
+            window = z[:, i0:i0 + W, j0:j0 + W].reshape(1, -1)[:, :li * W + lj]
+            with torch.inference_mode():
+                logits = m.transformer(torch.cat((torch.full((1, 1), 3), window), 1))[:, -1, :32]
+            assert logits.argmax(-1).item() == z[0, i, j].item(), (i, j)
 
 
 def test_high_resolution_size_and_seed():
