@@ -117,12 +117,31 @@ def test_cached_decoding_matches_full_forward_every_mode(mode):
     gpt = m.transformer
     with torch.inference_mode():
         full = gpt(seq)  # (B, T, V)
-        dec = Decoder(gpt, B, seq.shape[1])
+        dec = Decoder(gpt, B, seq.shape[1], fast=False)  # fp32, the exact path
         Tc = c.shape[1]
         err = (dec.prefill(c) - full[:, Tc - 1]).abs().max().item()
         for p in range(Tc, seq.shape[1]):
             err = max(err, (dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item())
     assert err < 1e-4, (mode, err)
+
+
+@pytest.mark.skipif(not __import__("vqforge.sampling.cpu", fromlist=["x"]).bf16_supported(),
+                    reason="CPU without native bf16")
+def test_packed_bf16_cpu_path_tracks_fp32():
+    """The fast CPU path (packed bf16 weights) follows the fp32 model within bf16 rounding, also for chunks."""
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=64, block_size=40, n_layer=2, n_head=4, n_embd=64)).eval()
+    seq = torch.randint(0, 64, (3, 40))
+    with torch.inference_mode():
+        full = gpt(seq)  # (B, T, V)
+    dec = Decoder(gpt, 3, 40, fast=True)
+    assert dec.mode == "cpu-packed-bf16"
+    scale = full.abs().max().item()
+    errs = [(dec.prefill(seq[:, :5]) - full[:, 4]).abs().max().item()]
+    errs.append((dec.prefill(seq[:, 5:9], start=5) - full[:, 8]).abs().max().item())  # a chunk after a prefix
+    for p in range(9, 40):
+        errs.append((dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item())
+    assert max(errs) < 0.03 * scale, (max(errs), scale)
 
 
 def test_sample_tokens_is_seeded_and_batched():
@@ -139,12 +158,13 @@ def test_sample_tokens_is_seeded_and_batched():
 def test_guidance_runs_both_halves_in_one_batch():
     m = tiny_net(ConditionConfig(mode="class", n_classes=10, null_class=True))
     c, un = torch.tensor([[2], [5]]), torch.full((2, 1), 10)
-    greedy0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True))
-    guided0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True, cfg_scale=0.0), uncond=un)
+    greedy0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True), fast=False)
+    guided0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True, cfg_scale=0.0), uncond=un,
+                             fast=False)
     assert torch.equal(greedy0, guided0)  # scale 0 is the plain conditional model
     # scale s: greedy token = argmax(cond + s (cond - uncond)), checked step by step against full forwards
     s = 3.0
-    z = sample_tokens(m.transformer, c, 6, P.SamplingSettings(greedy=True, cfg_scale=s), uncond=un)
+    z = sample_tokens(m.transformer, c, 6, P.SamplingSettings(greedy=True, cfg_scale=s), uncond=un, fast=False)
     with torch.inference_mode():
         for n in range(6):
             lc = m.transformer(torch.cat((c, z[:, :n]), 1))[:, -1]
@@ -180,9 +200,9 @@ def test_greedy_sliding_with_full_window_equals_plain(mode):
     assert not lay.sliding and lay.window_hw == (4, 4)
     c, _ = condition_tokens(m, lay, 2, classes=torch.tensor([3, 8]), cond=model_input(m, 2, 16, 16))
     greedy = P.SamplingSettings(greedy=True)
-    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, greedy, n_vocab=32).view(2, 4, 4)
+    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, greedy, n_vocab=32, fast=False).view(2, 4, 4)
     for reuse in (False, True):
-        slid = sample_sliding(m.transformer, c, (4, 4), (4, 4), greedy, n_vocab=32, reuse_cache=reuse)
+        slid = sample_sliding(m.transformer, c, (4, 4), (4, 4), greedy, n_vocab=32, reuse_cache=reuse, fast=False)
         assert torch.equal(slid, plain), reuse
 
 
@@ -194,8 +214,10 @@ def test_sliding_cache_reuse_equals_fresh_windows(mode):
     assert lay.sliding and lay.grid_hw == (6, 7)
     c, _ = condition_tokens(m, lay, 2, classes=torch.tensor([3, 8]), cond=model_input(m, 2, 24, 28))
     greedy = P.SamplingSettings(greedy=True)
-    a = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=True)
-    b = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=False)
+    a = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=True,
+                       fast=False)
+    b = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=False,
+                       fast=False)
     assert torch.equal(a, b)
 
 
@@ -204,7 +226,7 @@ def test_sliding_target_sees_its_window_through_the_original_rule():
     m = tiny_net(MODES["unconditional"])
     h, w, W = 7, 9, 4
     z = sample_sliding(m.transformer, torch.full((1, 1), 3), (h, w), (W, W), P.SamplingSettings(greedy=True),
-                       n_vocab=32)
+                       n_vocab=32, fast=False)
     for i in range(h):
         for j in range(w):
             i0, li = window_bounds(i, h, W)
@@ -260,7 +282,8 @@ def test_completion_of_a_suffix_is_greedy_continuation():
     tokens = torch.randint(0, 32, (1, 4, 4), generator=torch.Generator().manual_seed(2))
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask.view(-1)[6:] = True
-    out = complete_tokens(m.transformer, c, tokens, mask, (4, 4), P.SamplingSettings(greedy=True), n_vocab=32)
+    out = complete_tokens(m.transformer, c, tokens, mask, (4, 4), P.SamplingSettings(greedy=True), n_vocab=32,
+                          fast=False)
     ref = tokens.view(1, -1)[:, :6]
     with torch.inference_mode():
         for _ in range(10):

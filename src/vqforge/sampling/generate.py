@@ -68,28 +68,45 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 class Decoder:
-    """A GPT bound to a cache and a (possibly compiled) decode step; the one object a sampling loop drives.
+    """A GPT bound to a cache and its decode step; the one object a sampling loop drives.
 
-    ``fast``: on CUDA, bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``, i.e.
-    CUDA graphs). Off (or on CPU) everything runs eagerly in the model's dtype.
+    ``fast`` (default) picks the quickest exact-enough path for the device:
+
+    * CUDA: bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``: CUDA graphs);
+    * CPUs with native bf16 (oneDNN, e.g. AVX512-BF16/AMX): :class:`~vqforge.sampling.cpu.PackedGPT`,
+      prepacked bf16 weights with fused q/k/v and GELU;
+    * otherwise (and with ``fast=False``): the fp32 model, eagerly (bit-for-bit the full forward's maths).
     """
 
     def __init__(self, model: GPT, batch_size: int, max_len: int, fast: bool = True):
+        from .cpu import PackedGPT, bf16_supported
+
         self.model = model
         self.device = model.pos_emb.device
-        self.fast = fast and self.device.type == "cuda"
-        self.cache = model.new_cache(batch_size, max_len, device=self.device)
+        self.compiled = fast and self.device.type == "cuda"
+        self.packed = PackedGPT(model) if fast and self.device.type == "cpu" and bf16_supported() else None
+        if self.packed is not None:
+            self.cache = self.packed.new_cache(batch_size, max_len)
+        else:
+            self.cache = model.new_cache(batch_size, max_len, device=self.device)
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
-        step: Callable = decode_step
-        if self.fast:
+        self._step: Callable = decode_step
+        if self.compiled:
             # the cache buffers never move, so CUDA graphs may write into them in place
             torch._dynamo.mark_static_address(self.cache.k)
             torch._dynamo.mark_static_address(self.cache.v)
-            step = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
-        self._step = step
+            self._step = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
+
+    @property
+    def mode(self) -> str:
+        """Which path runs: "cuda-compiled-bf16", "cpu-packed-bf16" or "eager"."""
+        return "cuda-compiled-bf16" if self.compiled else "cpu-packed-bf16" if self.packed is not None else "eager"
 
     def prefill(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        with _autocast(self.device, self.fast):
+        """Run ``tokens`` (B, T) at positions [start, start+T); return the logits (B, V) of the last one."""
+        if self.packed is not None:
+            return self.packed.last_logits(tokens, self.cache, start)
+        with _autocast(self.device, self.compiled):
             return prefill(self.model, tokens, self.cache, start)
 
     @torch.inference_mode()
@@ -97,8 +114,10 @@ class Decoder:
         """Feed one token (B, 1) at position ``pos``; return the logits (B, V) for position pos + 1."""
         if pos >= self.cache.max_len:
             raise ValueError(f"position {pos} outside the cache (max_len {self.cache.max_len})")
+        if self.packed is not None:
+            return self.packed.last_logits(token, self.cache, pos)
         self._pos.fill_(pos)
-        with _autocast(self.device, self.fast):
+        with _autocast(self.device, self.compiled):
             logits = self._step(self.model, token, self._pos, self.cache)
         self.cache.length = pos + 1
         return logits
