@@ -16,6 +16,7 @@ the token at p + 1, so ``z_0`` comes from the last condition position and the GP
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable
 
 import torch
@@ -87,8 +88,9 @@ class Decoder:
         self.packed = PackedGPT(model) if fast and self.device.type == "cpu" and bf16_supported() else None
         if self.packed is not None:
             self.cache = self.packed.new_cache(batch_size, max_len)
-        else:
-            self.cache = model.new_cache(batch_size, max_len, device=self.device)
+        else:  # bf16 under CUDA autocast, so that attention reads the cache without a cast
+            self.cache = model.new_cache(batch_size, max_len, device=self.device,
+                                         dtype=torch.bfloat16 if self.compiled else None)
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
         self._step: Callable = decode_step
         if self.compiled:
@@ -118,7 +120,15 @@ class Decoder:
             return self.packed.last_logits(token, self.cache, pos)
         self._pos.fill_(pos)
         with _autocast(self.device, self.compiled):
-            logits = self._step(self.model, token, self._pos, self.cache)
+            try:
+                logits = self._step(self.model, token, self._pos, self.cache)
+            except Exception as e:  # a compiler problem must not cost the user their samples
+                if self._step is decode_step:
+                    raise
+                warnings.warn(f"compiled decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              f"continuing eagerly")
+                self._step = decode_step
+                logits = self._step(self.model, token, self._pos, self.cache)
         self.cache.length = pos + 1
         return logits
 
