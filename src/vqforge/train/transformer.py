@@ -54,7 +54,7 @@ class TransformerTrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, ...] = (0.9, 0.95)
     grad_clip: float = 0.0
     max_steps: int = 100_000
     seed: int = 0
@@ -281,8 +281,12 @@ def _load_stage(path: str | None, what: str) -> VQGAN | None:
 # ============================================================================================ the loop
 def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: str | None = None,
           cond_stage: str | None = None, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a transformer run in ``out``; returns the last validation metrics."""
+          progress: bool = True, stop_after: int | None = None) -> dict[str, float]:
+    """Train (or resume) a transformer run in ``out``; returns the last validation metrics.
+
+    ``max_steps`` overrides ``train.max_steps`` (the schedule's length); ``stop_after`` ends this call
+    early after that many steps in total (as an interruption would), leaving a resumable checkpoint.
+    """
     run = C.RunDir(out)
     dist = C.setup_distributed(cfg.train.device)
     ckpt = None
@@ -301,6 +305,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
         raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
     cfg = resolve_config(cfg, fs, cs)
     tc = cfg.train
+    C.seed_everything(tc.seed)  # the same initial weights on every rank
     try:
         model = Net2NetTransformer(cfg.model)
     except ValueError as e:
@@ -349,9 +354,17 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
         if dist.is_main:
             run.save_checkpoint(state, step, keep=keep)
 
+    def fork_rng():
+        # validation and sample grids must not move the training RNG (exact resume after an interruption)
+        return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
     def validate() -> dict[str, float]:
         if ds.val is None or len(ds.val) == 0:
             return {}
+        with fork_rng():
+            return _validate()
+
+    def _validate() -> dict[str, float]:
         model.eval()
         total, count = 0.0, 0
         loader = torch.utils.data.DataLoader(ds.val, batch_size=tc.batch_size, shuffle=False)
@@ -373,6 +386,10 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
     def log_samples() -> None:
         if not dist.is_main or tc.n_samples <= 0:
             return
+        with fork_rng():
+            _log_samples()
+
+    def _log_samples() -> None:
         model.eval()
         n = tc.n_samples
         batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train, batch_size=n)))
@@ -400,7 +417,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
                     logits, target = ddp(z, c, pre_tokenized=True)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
                 (loss / tc.accumulate).backward()
-                loss_sum += float(loss) / tc.accumulate
+                loss_sum += loss.item() / tc.accumulate
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), tc.grad_clip)
             opt.step()
@@ -419,7 +436,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
                 log_samples()
             if tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
                 save(keep=tc.keep_every > 0 and step % tc.keep_every == 0)
-            if stop.should_stop(dist):
+            if stop.should_stop(dist) or (stop_after is not None and step >= stop_after):
                 break
     bar.close()
     if not metrics or (tc.val_every > 0 and step % tc.val_every):
