@@ -14,7 +14,7 @@ from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import QuantizerConfig
-from vqforge.train.transformer import lr_at, param_groups, sample_tokens
+from vqforge.train.transformer import enable_activation_checkpointing, lr_at, param_groups, sample_tokens
 
 
 def tiny_vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
@@ -176,3 +176,20 @@ def test_condition_is_used_copy_task(one_thread):
     print(f"copy accuracy {acc:.3f} (chance {1 / 16:.3f}), final train loss {loss.item():.3f} nats "
           f"(uniform {math.log(16):.2f})")
     assert acc > 0.95
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = tiny(ConditionConfig(mode="class", n_classes=10), n_layer=2)
+    b = tiny(ConditionConfig(mode="class", n_classes=10), n_layer=2)
+    b.load_state_dict(a.state_dict())
+    enable_activation_checkpointing(b.transformer)
+    z, c = torch.randint(0, 32, (4, 16)), torch.randint(0, 10, (4, 1))
+    for m in (a, b):
+        m.train()
+        m.loss(*m.forward_tokens(z, c)).backward()
+    for (n, p), q in zip(a.transformer.named_parameters(), b.transformer.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=n)
+    # the KV-cache path still works on a checkpointed model
+    b.eval()
+    assert sample_tokens(b, c, 16, greedy=True).shape == (4, 16)

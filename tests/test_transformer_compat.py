@@ -118,3 +118,20 @@ def test_clear_errors(tmp_path):
     torch.save(bad, c)
     with pytest.raises(VQForgeError, match="missing keys: transformer.head.weight"):
         vqforge.load_taming(y, c)
+
+
+def test_convert_cli_writes_a_model_dir(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gpt = _fixture("gpt_small")
+    y, c = _write_pair(tmp_path, {"target": "taming.modules.util.Labelator", "params": {"n_classes": 10}})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-m", "vqforge", "convert", "--config", str(y), "--checkpoint", str(c),
+                        "--out", str(tmp_path / "model")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    model = vqforge.load(tmp_path / "model")
+    assert isinstance(model, Net2NetTransformer) and model.mode == "class"
+    with torch.no_grad():
+        torch.testing.assert_close(model.transformer(gpt["inputs"]["idx"]), gpt["outputs"]["logits"], atol=1e-4, rtol=0)

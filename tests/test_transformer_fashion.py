@@ -65,12 +65,15 @@ def test_class_conditional_fashion_mnist(tokens, tmp_path):
     run = tmp_path / "run"
     r = _cli("train", "transformer", "--config", str(CONFIG), "--data", str(tokens), "--first-stage", str(VQ),
              "--out", str(run), "--max-steps", "300", "--no-progress",
-             "train.learning_rate=0.002", "train.warmup_steps=20", "train.val_every=300")
+             "train.learning_rate=0.002", "train.warmup_steps=20", "train.val_every=300",
+             "train.sample_every=300")
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     h = unigram_entropy(TokenDataset(tokens).tokens, 64)
     print(f"val loss {metrics['val/loss']:.3f} nats/token vs unigram entropy {h:.3f}; "
           f"val {metrics['val/bits_per_dim']:.3f} bits/dim")
     assert metrics["step"] == 300
+    assert (run / "images" / "samples_0000300.png").is_file() and (run / "tb").is_dir()
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.yaml").is_file()
     assert metrics["val/loss"] < h - 1.0  # well below what a context-free model can reach
 
     model = vqforge.load(run)
@@ -103,3 +106,15 @@ def test_resume_is_exact(tokens, tmp_path):
     a, b = vqforge.load(tmp_path / "a"), vqforge.load(tmp_path / "b")
     for k, v in a.state_dict().items():
         torch.testing.assert_close(v, b.state_dict()[k], atol=0, rtol=0, msg=k)
+
+
+def test_on_the_fly_encoding_and_resume_from_run_dir(tmp_path):
+    """Training straight from images (encoded on the fly), then `--resume RUN_DIR` without --data."""
+    run = tmp_path / "run"
+    _cli("train", "transformer", "--config", str(CONFIG), "--data", "fashion-mnist", "--first-stage", str(VQ),
+         "--out", str(run), "--max-steps", "3", "--no-progress", "train.val_batches=1", "train.batch_size=8",
+         "model.gpt.n_embd=32")
+    r = _cli("train", "transformer", "--resume", str(run), "--max-steps", "5", "--no-progress")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 5
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 5

@@ -279,7 +279,7 @@ def _load_stage(path: str | None, what: str) -> VQGAN | None:
 
 
 # ============================================================================================ the loop
-def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: str | None = None,
+def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_stage: str | None = None,
           cond_stage: str | None = None, resume: bool = False, max_steps: int | None = None,
           progress: bool = True, stop_after: int | None = None) -> dict[str, float]:
     """Train (or resume) a transformer run in ``out``; returns the last validation metrics.
@@ -294,6 +294,9 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
         ckpt = run.load_last()
         if ckpt.get("kind") != "transformer":
             raise VQForgeError(f"{run.last}: not a transformer checkpoint (kind {ckpt.get('kind')!r})")
+        data = data or ckpt.get("data_spec")
+        if not data:
+            raise VQForgeError(f"{run.last}: the checkpoint does not name its data; pass --data")
         try:
             cfg = from_dict(TransformerRunConfig, {"model": ckpt["model_config"], "train": ckpt["train_config"]})
         except ConfigError as e:
@@ -350,7 +353,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
     def save(keep: bool = False) -> None:
         state = C.make_checkpoint("transformer", cfg.model, model, step, {"transformer": opt}, tc, ema=ema,
                                   rng=C.gather_rng_states(dist), data=stream.state_dict(),
-                                  label_names=ds.label_names)
+                                  label_names=ds.label_names, data_spec=str(data))
         if dist.is_main:
             run.save_checkpoint(state, step, keep=keep)
 
