@@ -72,3 +72,47 @@ def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
     assert torch.equal(c_idx, model.encode_to_indices(one_hot_labels(labels[:2], 182)).flatten(1))
     logits, target = t(torch.zeros(2, 3, 32, 32), c)
     assert logits.shape == (2, 64, 64)
+
+
+def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
+    """`vqforge encode` pairs photos with their label maps (same relative path, .png), and a
+    segmentation-conditional transformer trains on the resulting token dataset."""
+    from vqforge.data.tokens import TokenDataset
+
+    torch.manual_seed(0)
+    first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
+                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+    seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
+                                        in_channels=182, out_ch=182, resolution=32, z_channels=8),
+                      QuantizerConfig(n_embed=32, embed_dim=8))
+    from vqforge.models.vqgan import VQGAN
+
+    vqforge.save_model(VQGAN(first), tmp_path / "vq")
+    vqforge.save_model(VQGAN(seg), tmp_path / "seg")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "vqforge", *args], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    photos = REPO / "tests" / "fixtures" / "sflckr_photos"
+    cli("encode", "--model", str(tmp_path / "vq"), "--cond-stage", str(tmp_path / "seg"), "--cond", "segmentation",
+        "--data", str(photos), "--cond-data", str(MAPS), "--size", "32", "--out", str(tmp_path / "tok"),
+        "--no-progress")
+    ds = TokenDataset(tmp_path / "tok")
+    assert len(ds) == 4 and ds.meta["cond"]["mode"] == "segmentation" and ds.meta["cond"]["grid"] == [8, 8]
+    # the condition tokens are the seg stage's codes of the paired map (resized NEAREST, center crop)
+    first_file = (tmp_path / "tok" / "files.txt").read_text().splitlines()[0]
+    rel = Path(first_file).relative_to(photos).with_suffix(".png")
+    labels = SegmentationMaps([MAPS / rel], 32, 182, random_crop=False)[0]["labels"]
+    expect = vqforge.load(tmp_path / "seg").encode_to_indices(one_hot_labels(labels[None], 182)).flatten()
+    assert torch.equal(ds[0]["cond"], expect)
+    r = cli("train", "transformer", "--config", str(REPO / "configs" / "transformer_tiny_seg.yaml"),
+            "--data", str(tmp_path / "tok"), "--first-stage", str(tmp_path / "vq"), "--cond-stage",
+            str(tmp_path / "seg"), "--out", str(tmp_path / "run"), "--max-steps", "2", "--no-progress",
+            "train.batch_size=2", "train.val_fraction=0.25", "train.sample_every=2", "train.n_samples=1")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 2
+    model = vqforge.load(tmp_path / "run")
+    assert model.mode == "segmentation" and model.cond_hw((32, 32)) == (8, 8)

@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from ..io import VQForgeError
     from ..train.transformer import TransformerRunConfig, load_run_config, train
@@ -41,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_run_config(args.config, args.overrides)
         metrics = train(cfg, args.data, args.out, first_stage=args.first_stage, cond_stage=args.cond_stage,
                         max_steps=args.max_steps, progress=not args.no_progress)
-    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
