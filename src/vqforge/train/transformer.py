@@ -323,6 +323,13 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
     model.to(device)
     C.seed_everything(tc.seed + dist.rank)
     ds = _Data(data, model, tc)
+    if ds.pre_tokenized and first_stage and dist.is_main:
+        src = ds.train.meta.get("source_model") or ""
+        if src and Path(src).resolve() != Path(first_stage).resolve():
+            import warnings
+
+            warnings.warn(f"{data}: tokens were encoded with {src}, but --first-stage is {first_stage}; "
+                          f"make sure they are the same VQGAN", stacklevel=2)
     if tc.activation_checkpointing:
         enable_activation_checkpointing(model.transformer)
     lr = tc.learning_rate if tc.learning_rate > 0 else (
