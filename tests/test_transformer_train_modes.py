@@ -4,14 +4,12 @@ photos, coordinates, unconditional. One or two steps each on 32 px photos with r
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 import vqforge
-from vqforge.commands.encode import add_parser  # noqa: F401  (the command module imports cleanly)
 from vqforge.models.conditioning import ConditionConfig
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import TransformerConfig

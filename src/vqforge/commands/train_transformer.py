@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                     "dataset from `vqforge encode`, an image folder/list/glob (class labels from sub-folders), "
                     "or `fashion-mnist`. Resume an interrupted run with --resume RUN_DIR.")
     p.add_argument("--config", help="run config YAML (sections model and train), e.g. configs/transformer_tiny_class.yaml")
-    p.add_argument("--data", help="token dataset dir, image folder/list/glob, or fashion-mnist[:DIR] "
+    p.add_argument("--data", help="token dataset dir, image folder/list/glob, or fashion-mnist "
                                    "(with --resume: defaults to the run's data)")
     p.add_argument("--first-stage", metavar="VQGAN_DIR", help="the frozen first-stage VQGAN (model or run dir)")
     p.add_argument("--cond-stage", metavar="DIR", help="the frozen condition VQGAN of spatial conditions")

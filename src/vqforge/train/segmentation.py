@@ -114,6 +114,9 @@ def train_segmentation(cfg: SegmentationRunConfig, data: str, out: str | Path, m
     from ..data.images import find_images, split_files
 
     run = C.RunDir(out)
+    if not resume and run.has_checkpoint():
+        raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
+                           f"--resume {run.path} or choose another --out")
     ckpt = None
     if resume:
         ckpt = run.load_last()

@@ -5,7 +5,8 @@ condition's ``cond_stage`` are taken from the ``--first-stage`` / ``--cond-stage
 ``train`` (:class:`TransformerTrainConfig`). Data (``--data``) is one of
 
 * a token dataset written by ``vqforge encode`` (``meta.json`` + ``.npy``; read directly, no encoding);
-* ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = its test split);
+* ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = the first 2000
+  images of its test split);
 * images (folder, file list or glob; class labels from ImageFolder sub-folder names), encoded on the fly
   from random crops.
 
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, from_dict, to_dict
+from ..config import ConfigError, from_dict
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
 from ..models.vqgan import VQGAN
@@ -178,9 +179,11 @@ class _Data:
         elif spec.split(":", 1)[0] == "fashion-mnist":
             from ..data.fashion_mnist import FashionMNIST
 
-            root = spec.split(":", 1)[1] if ":" in spec else None
-            self.train = FashionMNIST("train", tc.image_size, in_ch, root=root)
-            self.val = FashionMNIST("test", tc.image_size, in_ch, limit=2000, root=root)
+            if spec not in ("fashion-mnist", "fashion-mnist:train"):
+                raise VQForgeError(f"{spec}: training data is 'fashion-mnist' (its train split; the test split "
+                                   f"validates; set VQFORGE_FASHION_MNIST for another folder)")
+            self.train = FashionMNIST("train", tc.image_size, in_ch)
+            self.val = FashionMNIST("test", tc.image_size, in_ch, limit=2000)
             self.label_names = self.train.label_names
             self.image_size = (tc.image_size, tc.image_size)
             self.grid = model.latent_hw(self.image_size)
@@ -288,6 +291,9 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
     early after that many steps in total (as an interruption would), leaving a resumable checkpoint.
     """
     run = C.RunDir(out)
+    if not resume and run.has_checkpoint():
+        raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
+                           f"--resume {run.path} or choose another --out")
     dist = C.setup_distributed(cfg.train.device)
     ckpt = None
     if resume:
@@ -470,4 +476,4 @@ def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
 
 
 __all__ = ["TransformerTrainConfig", "TransformerRunConfig", "train", "sample_tokens", "param_groups", "lr_at",
-           "load_run_config", "to_dict"]
+           "load_run_config", "enable_activation_checkpointing"]
