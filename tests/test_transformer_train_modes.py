@@ -87,3 +87,39 @@ def test_encode_labels_from_folders(stages, tmp_path):
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(tmp_path / "nope"), "--data",
                         str(PHOTOS), "--out", str(tmp_path / "t2")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and r.stderr.startswith("vqforge: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_encode_depth_maps_and_label_file(stages, tmp_path):
+    """Depth maps in the D-RIN layout (RGBA PNG whose 4 bytes are one float32) pair with the photos; labels
+    come from a 'relative/path label' file."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from vqforge.data.tokens import TokenDataset
+
+    torch.manual_seed(0)
+    vqforge.save_model(VQGAN(_vq(1, 16)), tmp_path / "depth")
+    photos = sorted(PHOTOS.glob("*/*.jpg"))
+    lines = []
+    for i, p in enumerate(photos):
+        rel = p.relative_to(PHOTOS)
+        w, h = Image.open(p).size
+        depth = np.linspace(1.0, 50.0 + i, w * h, dtype=np.float32).reshape(h, w)  # a ramp, brighter per photo
+        out = tmp_path / "depthmaps" / rel.with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(depth.view(np.uint8).reshape(h, w, 4), mode="RGBA").save(out)
+        lines.append(f"{rel.as_posix()} {'b' if i % 2 else 'a'}")
+    (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
+                        "--cond-stage", str(tmp_path / "depth"), "--cond-data", str(tmp_path / "depthmaps"),
+                        "--labels", str(tmp_path / "labels.txt"), "--size", "32", "--out", str(tmp_path / "tok"),
+                        "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ds = TokenDataset(tmp_path / "tok")
+    assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]
+    assert ds.label_names == ["a", "b"] and [int(ds[i]["label"]) for i in range(4)] == [0, 1, 0, 1]
+    assert ds[0]["cond"].shape == (64,)
