@@ -118,3 +118,52 @@ def test_clear_errors(tmp_path):
     torch.save(bad, c)
     with pytest.raises(VQForgeError, match="missing keys: transformer.head.weight"):
         vqforge.load_taming(y, c)
+
+
+def test_convert_cli_writes_a_model_dir(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gpt = _fixture("gpt_small")
+    y, c = _write_pair(tmp_path, {"target": "taming.modules.util.Labelator", "params": {"n_classes": 10}})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-m", "vqforge", "convert", "--config", str(y), "--checkpoint", str(c),
+                        "--out", str(tmp_path / "model")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    model = vqforge.load(tmp_path / "model")
+    assert isinstance(model, Net2NetTransformer) and model.mode == "class"
+    with torch.no_grad():
+        torch.testing.assert_close(model.transformer(gpt["inputs"]["idx"]), gpt["outputs"]["logits"], atol=1e-4, rtol=0)
+
+
+def test_gumbel_first_stage_and_downsampled_depth_condition(tmp_path):
+    """A GumbelVQ first stage (the original's f8 8192-code models) and a depth VQModel cond stage with
+    ``downsample_cond_size`` load; the image tokens match the original's indices."""
+    gum, vq = _fixture("gumbel_f4"), _fixture("vqgan_f4_legacy")
+    gpt = _fixture("gpt_small")
+    depth_cfg = dict(vq["config"])
+    depth_cfg["ddconfig"] = {**vq["config"]["ddconfig"], "in_channels": 1, "out_ch": 1}
+    from vqforge.models.vqgan import VQGAN
+    from vqforge.compat.taming import vqgan_config_from_params
+
+    depth = VQGAN(vqgan_config_from_params("taming.models.vqgan.VQModel", _vq_params(depth_cfg), "x"))
+    cond = {"target": "taming.models.vqgan.VQModel", "params": _vq_params(depth_cfg)}
+    y, c = _write_pair(tmp_path, cond, cond_sd=depth.state_dict(),
+                       extra_params={"cond_stage_key": "depth", "downsample_cond_size": 16})
+    cfg = yaml.safe_load(y.read_text())
+    cfg["model"]["params"]["first_stage_config"] = {
+        "target": "taming.models.vqgan.GumbelVQ",
+        "params": {**_vq_params(gum["config"]), "kl_weight": 1e-8,
+                   "temperature_scheduler_config": {"target": "taming.lr_scheduler.LambdaWarmUpCosineScheduler"}}}
+    y.write_text(yaml.safe_dump(cfg))
+    sd = torch.load(c, weights_only=True)
+    sd["state_dict"] = {k: v for k, v in sd["state_dict"].items() if not k.startswith("first_stage_model.")}
+    sd["state_dict"].update({f"first_stage_model.{k}": v for k, v in gum["state_dict"].items()})
+    torch.save(sd, c)
+    model = vqforge.load_taming(y, c)
+    assert model.mode == "depth" and model.config.first_stage.quantizer.kind == "gumbel"
+    assert torch.equal(model.encode_to_z(gum["inputs"]["x"]), gum["outputs"]["indices"].reshape(2, -1))
+    assert model.cond_hw((32, 32)) == (4, 4)  # resized to 16 px, then f4
+    assert model.encode_to_c(torch.rand(2, 1, 32, 32) * 2 - 1).shape == (2, 16)
+    torch.testing.assert_close(model.transformer(gpt["inputs"]["idx"]), gpt["outputs"]["logits"], atol=1e-4, rtol=0)

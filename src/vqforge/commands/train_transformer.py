@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
                     "dataset from `vqforge encode`, an image folder/list/glob (class labels from sub-folders), "
                     "or `fashion-mnist`. Resume an interrupted run with --resume RUN_DIR.")
     p.add_argument("--config", help="run config YAML (sections model and train), e.g. configs/transformer_tiny_class.yaml")
-    p.add_argument("--data", help="token dataset dir, image folder/list/glob, or fashion-mnist[:DIR]")
+    p.add_argument("--data", help="token dataset dir, image folder/list/glob, or fashion-mnist "
+                                   "(with --resume: defaults to the run's data)")
     p.add_argument("--first-stage", metavar="VQGAN_DIR", help="the frozen first-stage VQGAN (model or run dir)")
     p.add_argument("--cond-stage", metavar="DIR", help="the frozen condition VQGAN of spatial conditions")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create")
@@ -26,13 +27,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from ..io import VQForgeError
     from ..train.transformer import TransformerRunConfig, load_run_config, train
 
     if args.resume:
-        if args.data is None:
-            raise VQForgeError("--resume needs --data (the same data as the original run)")
         metrics = train(TransformerRunConfig(), args.data, args.resume, resume=True, max_steps=args.max_steps,
                         progress=not args.no_progress)
     else:
@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_run_config(args.config, args.overrides)
         metrics = train(cfg, args.data, args.out, first_stage=args.first_stage, cond_stage=args.cond_stage,
                         max_steps=args.max_steps, progress=not args.no_progress)
-    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0

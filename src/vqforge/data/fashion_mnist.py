@@ -66,7 +66,7 @@ def load_fashion_mnist(split: Literal["train", "test"] = "train", root: str | Pa
 def to_model_images(images: np.ndarray, size: int = 28, channels: int = 1) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float (N, channels, size, size) in [-1, 1] (area resize when size < 28, else
     zero padding around the image, e.g. 28 -> 32)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)[:, None]  # (N, 1, 28, 28)
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div(127.5).sub(1.0)[:, None]  # (N, 1, 28, 28)
     if size < x.shape[-1]:
         x = F.interpolate(x, size=(size, size), mode="area")
     elif size > x.shape[-1]:

@@ -182,13 +182,12 @@ class Net2NetTransformer(nn.Module):
             return torch.full((c.shape[0], 1), cfg.sos_token, dtype=torch.long, device=c.device)
         if cfg.mode == "class":
             labels = c.long().view(-1, 1)
+            if cfg.n_classes and ((labels < -1) | (labels >= cfg.n_classes)).any():
+                raise ValueError(f"class labels must lie in [0, {cfg.n_classes}) or be -1 (NULL class)")
             if (labels < 0).any():
                 if self.null_class_token is None:
                     raise ValueError("label -1 (NULL class) used, but this model has no NULL class")
                 labels = torch.where(labels < 0, torch.full_like(labels, self.null_class_token), labels)
-            if (labels >= self.transformer.config.vocab_size).any() or (
-                    cfg.n_classes and (labels[labels != self.null_class_token] >= cfg.n_classes).any()):
-                raise ValueError(f"class labels must lie in [0, {cfg.n_classes}) or be -1")
             return labels
         if cfg.mode == "tokens":
             return c.long().view(c.shape[0], -1)

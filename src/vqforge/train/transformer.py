@@ -5,7 +5,8 @@ condition's ``cond_stage`` are taken from the ``--first-stage`` / ``--cond-stage
 ``train`` (:class:`TransformerTrainConfig`). Data (``--data``) is one of
 
 * a token dataset written by ``vqforge encode`` (``meta.json`` + ``.npy``; read directly, no encoding);
-* ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = its test split);
+* ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = the first 2000
+  images of its test split);
 * images (folder, file list or glob; class labels from ImageFolder sub-folder names), encoded on the fly
   from random crops.
 
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, from_dict, to_dict
+from ..config import ConfigError, from_dict
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
 from ..models.vqgan import VQGAN
@@ -54,7 +55,7 @@ class TransformerTrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, ...] = (0.9, 0.95)
     grad_clip: float = 0.0
     max_steps: int = 100_000
     seed: int = 0
@@ -178,9 +179,11 @@ class _Data:
         elif spec.split(":", 1)[0] == "fashion-mnist":
             from ..data.fashion_mnist import FashionMNIST
 
-            root = spec.split(":", 1)[1] if ":" in spec else None
-            self.train = FashionMNIST("train", tc.image_size, in_ch, root=root)
-            self.val = FashionMNIST("test", tc.image_size, in_ch, limit=2000, root=root)
+            if spec not in ("fashion-mnist", "fashion-mnist:train"):
+                raise VQForgeError(f"{spec}: training data is 'fashion-mnist' (its train split; the test split "
+                                   f"validates; set VQFORGE_FASHION_MNIST for another folder)")
+            self.train = FashionMNIST("train", tc.image_size, in_ch)
+            self.val = FashionMNIST("test", tc.image_size, in_ch, limit=2000)
             self.label_names = self.train.label_names
             self.image_size = (tc.image_size, tc.image_size)
             self.grid = model.latent_hw(self.image_size)
@@ -279,17 +282,27 @@ def _load_stage(path: str | None, what: str) -> VQGAN | None:
 
 
 # ============================================================================================ the loop
-def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: str | None = None,
+def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_stage: str | None = None,
           cond_stage: str | None = None, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a transformer run in ``out``; returns the last validation metrics."""
+          progress: bool = True, stop_after: int | None = None) -> dict[str, float]:
+    """Train (or resume) a transformer run in ``out``; returns the last validation metrics.
+
+    ``max_steps`` overrides ``train.max_steps`` (the schedule's length); ``stop_after`` ends this call
+    early after that many steps in total (as an interruption would), leaving a resumable checkpoint.
+    """
     run = C.RunDir(out)
+    if not resume and run.has_checkpoint():
+        raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
+                           f"--resume {run.path} or choose another --out")
     dist = C.setup_distributed(cfg.train.device)
     ckpt = None
     if resume:
         ckpt = run.load_last()
         if ckpt.get("kind") != "transformer":
             raise VQForgeError(f"{run.last}: not a transformer checkpoint (kind {ckpt.get('kind')!r})")
+        data = data or ckpt.get("data_spec")
+        if not data:
+            raise VQForgeError(f"{run.last}: the checkpoint does not name its data; pass --data")
         try:
             cfg = from_dict(TransformerRunConfig, {"model": ckpt["model_config"], "train": ckpt["train_config"]})
         except ConfigError as e:
@@ -301,6 +314,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
         raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
     cfg = resolve_config(cfg, fs, cs)
     tc = cfg.train
+    C.seed_everything(tc.seed)  # the same initial weights on every rank
     try:
         model = Net2NetTransformer(cfg.model)
     except ValueError as e:
@@ -315,6 +329,13 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
     model.to(device)
     C.seed_everything(tc.seed + dist.rank)
     ds = _Data(data, model, tc)
+    if ds.pre_tokenized and first_stage and dist.is_main:
+        src = ds.train.meta.get("source_model") or ""
+        if src and Path(src).resolve() != Path(first_stage).resolve():
+            import warnings
+
+            warnings.warn(f"{data}: tokens were encoded with {src}, but --first-stage is {first_stage}; "
+                          f"make sure they are the same VQGAN", stacklevel=2)
     if tc.activation_checkpointing:
         enable_activation_checkpointing(model.transformer)
     lr = tc.learning_rate if tc.learning_rate > 0 else (
@@ -345,13 +366,21 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
     def save(keep: bool = False) -> None:
         state = C.make_checkpoint("transformer", cfg.model, model, step, {"transformer": opt}, tc, ema=ema,
                                   rng=C.gather_rng_states(dist), data=stream.state_dict(),
-                                  label_names=ds.label_names)
+                                  label_names=ds.label_names, data_spec=str(data))
         if dist.is_main:
             run.save_checkpoint(state, step, keep=keep)
+
+    def fork_rng():
+        # validation and sample grids must not move the training RNG (exact resume after an interruption)
+        return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
     def validate() -> dict[str, float]:
         if ds.val is None or len(ds.val) == 0:
             return {}
+        with fork_rng():
+            return _validate()
+
+    def _validate() -> dict[str, float]:
         model.eval()
         total, count = 0.0, 0
         loader = torch.utils.data.DataLoader(ds.val, batch_size=tc.batch_size, shuffle=False)
@@ -373,6 +402,10 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
     def log_samples() -> None:
         if not dist.is_main or tc.n_samples <= 0:
             return
+        with fork_rng():
+            _log_samples()
+
+    def _log_samples() -> None:
         model.eval()
         n = tc.n_samples
         batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train, batch_size=n)))
@@ -400,7 +433,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
                     logits, target = ddp(z, c, pre_tokenized=True)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
                 (loss / tc.accumulate).backward()
-                loss_sum += float(loss) / tc.accumulate
+                loss_sum += loss.item() / tc.accumulate
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), tc.grad_clip)
             opt.step()
@@ -419,7 +452,7 @@ def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: st
                 log_samples()
             if tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
                 save(keep=tc.keep_every > 0 and step % tc.keep_every == 0)
-            if stop.should_stop(dist):
+            if stop.should_stop(dist) or (stop_after is not None and step >= stop_after):
                 break
     bar.close()
     if not metrics or (tc.val_every > 0 and step % tc.val_every):
@@ -443,4 +476,4 @@ def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
 
 
 __all__ = ["TransformerTrainConfig", "TransformerRunConfig", "train", "sample_tokens", "param_groups", "lr_at",
-           "load_run_config", "to_dict"]
+           "load_run_config", "enable_activation_checkpointing"]
