@@ -106,7 +106,8 @@ def main() -> None:
 
     print(f"device: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; GPT {args.layers}x{args.width} vocab {args.vocab} block {block}, "
-          f"{args.steps} tokens, top-k {args.top_k}; greedy fp32 outputs identical: {agree}; fast path: {fast_mode}")
+          f"{args.steps} tokens, top-k {args.top_k}; greedy fp32 outputs identical: {agree}; fast path: {fast_mode}",
+          flush=True)
     runs = (("original", run_orig), ("vqforge fp32", run_exact), ("vqforge fast", run_ours))
     results = []
     for B in args.batch_sizes:

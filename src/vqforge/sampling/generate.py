@@ -80,12 +80,12 @@ class Decoder:
     """
 
     def __init__(self, model: GPT, batch_size: int, max_len: int, fast: bool = True):
-        from .cpu import PackedGPT, bf16_supported
+        from .cpu import bf16_supported, packed
 
         self.model = model
         self.device = model.pos_emb.device
         self.compiled = fast and self.device.type == "cuda"
-        self.packed = PackedGPT(model) if fast and self.device.type == "cpu" and bf16_supported() else None
+        self.packed = packed(model) if fast and self.device.type == "cpu" and bf16_supported() else None
         if self.packed is not None:
             self.cache = self.packed.new_cache(batch_size, max_len)
         else:  # bf16 under CUDA autocast, so that attention reads the cache without a cast
