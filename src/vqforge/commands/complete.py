@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..imageio import load_image_tensor, read_image, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
+    from ..sampling.generate import decode_path
     from ..sampling.pipeline import complete_image, layout
     from .sample import batch_condition, conditions, load_transformer, parse_hw, settings_from_args
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
         "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
         "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "compiled": (not args.no_compile) and device.type == "cuda", "seconds": round(time.perf_counter() - t0, 3),
+        "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
     })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")
     return 0

@@ -30,7 +30,8 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
     p.add_argument("--no-compile", action="store_true",
-                   help="on CUDA: no bf16 autocast and no compiled decode step (both on by default)")
+                   help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
+                        "and CPUs with native bf16 use prepacked bf16 weights")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
 
 
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..imageio import save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
+    from ..sampling.generate import decode_path
     from ..sampling.pipeline import layout, sample_images
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
         "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
         "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "compiled": (not args.no_compile) and device.type == "cuda", "seconds": round(seconds, 3),
+        "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
         "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
     })
     print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "

@@ -1,1 +1,20 @@
-"""vqforge.sampling"""
+"""Sampling from the second stage: cached decoding, logits processors, sliding windows, completion.
+
+>>> from vqforge.sampling import SamplingSettings, layout, condition_tokens, sample_images   # doctest: +SKIP
+>>> lay = layout(model, (256, 1024))                        # any multiple of the downsampling factor
+>>> cond, uncond = condition_tokens(model, lay, 4, classes=torch.tensor([1, 2, 3, 4]), cfg_scale=2.0)
+>>> images, tokens = sample_images(model, lay, cond, SamplingSettings(top_k=100, cfg_scale=2.0),
+...                                torch.Generator().manual_seed(0), uncond)
+"""
+
+from .complete import complete_tokens, token_mask
+from .generate import Decoder, decode_step, prefill, sample_tokens
+from .pipeline import Layout, complete_image, condition_tokens, layout, sample_image_tokens, sample_images
+from .processors import SamplingSettings, process_logits
+from .sliding import sample_sliding, window_bounds, window_offset
+
+__all__ = [
+    "SamplingSettings", "process_logits", "Decoder", "prefill", "decode_step", "sample_tokens",
+    "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
+    "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image",
+]

@@ -133,6 +133,18 @@ class Decoder:
         return logits
 
 
+def decode_path(device: torch.device | str, fast: bool = True) -> str:
+    """The path a :class:`Decoder` takes on ``device`` (see :attr:`Decoder.mode`)."""
+    from .cpu import bf16_supported
+
+    device = torch.device(device)
+    if fast and device.type == "cuda":
+        return "cuda-compiled-bf16"
+    if fast and device.type == "cpu" and bf16_supported():
+        return "cpu-packed-bf16"
+    return "eager"
+
+
 def guidance_batch(cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
     """Stack conditional and unconditional condition tokens (B, Tc) into one (2B, Tc) batch."""
     if uncond is None:
