@@ -105,6 +105,14 @@ def test_restrict_temperature_guidance_and_pick():
         P.SamplingSettings(top_p=1.5)
 
 
+def test_pick_draws_from_the_processed_distribution():
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    logits = probs.log().expand(40000, 4)  # the zero-probability token has logit -inf
+    draws = P.pick(logits, False, torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    assert freq[3] == 0 and torch.allclose(freq, probs, atol=0.01), freq
+
+
 # ------------------------------------------------------------------------------------ cached decoding
 @pytest.mark.parametrize("mode", list(MODES))
 def test_cached_decoding_matches_full_forward_every_mode(mode):

@@ -107,9 +107,9 @@ class PackedGPT:
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
                                                is_causal=T > 1 and start == 0)  # (B, nh, T, hs)
             y = y.transpose(1, 2).reshape(B * T, C)
-            x = x + _linear(y, layer["proj"]).view(B, T, C).float()
+            x.add_(_linear(y, layer["proj"]).view(B, T, C))  # bf16 added into the fp32 stream
             h = F.layer_norm(x, (C,), *layer["ln2"], self.eps).to(torch.bfloat16).view(B * T, C)
-            x = x + _linear(_linear(h, layer["fc1"], "gelu"), layer["fc2"]).view(B, T, C).float()
+            x.add_(_linear(_linear(h, layer["fc1"], "gelu"), layer["fc2"]).view(B, T, C))
         cache.length = end
         h = F.layer_norm(x[:, -1], (C,), *self.ln_f, self.eps).to(torch.bfloat16)  # (B, C)
         return _linear(h, self.head).float()  # (B, V)

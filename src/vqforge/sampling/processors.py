@@ -101,8 +101,11 @@ def pick(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None =
     """Draw one token per row from processed logits (B, V) -> (B, 1): argmax, or a multinomial sample."""
     if greedy:
         return logits.argmax(dim=-1, keepdim=True)
-    probs = logits.float().softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    probs = logits.float().softmax(dim=-1)  # (B, V)
+    # argmax(p / E) with E ~ Exp(1) draws index i with probability p_i (the exponential race; what
+    # torch.multinomial does for one sample, without its input checks, which cost more than the draw)
+    race = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / race).argmax(dim=-1, keepdim=True)  # (B, 1)
 
 
 def next_token(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None = None,
