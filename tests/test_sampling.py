@@ -277,8 +277,8 @@ def test_completion_keeps_unmasked_tokens(grid):
     tokens = torch.randint(0, 32, (2, *grid), generator=g)
     mask = torch.rand(grid, generator=g) < 0.4
     c = torch.tensor([[1], [6]])
-    out = complete_tokens(m.transformer, c, tokens, mask, (4, 4), P.SamplingSettings(), torch.Generator().manual_seed(1),
-                          n_vocab=32)
+    out = complete_tokens(m.transformer, c, tokens, mask, (4, 4), P.SamplingSettings(),
+                          torch.Generator().manual_seed(1), n_vocab=32)
     assert torch.equal(out[:, ~mask], tokens[:, ~mask])
     assert not torch.equal(out[:, mask], tokens[:, mask])  # sampled afresh (at random: differs w.h.p.)
 

@@ -9,9 +9,9 @@ from .sample import add_sampling_args
 
 def add_parser(sub) -> None:
     p = sub.add_parser("complete", help="complete the masked part of an image with a transformer model",
-                       description="Encode the image to tokens, resample the tokens under the mask (a token is resampled "
-                                   "when any pixel of its patch is masked) in raster order, keep the others, decode. "
-                                   "Writes one PNG per completion, mask.png, grid.png (input first) and settings.json.")
+                       description="Encode the image to tokens, resample the tokens under the mask (a token is "
+                                   "resampled when any pixel of its patch is masked) in raster order, keep the others, "
+                                   "decode. Writes one PNG per completion, mask.png, grid.png (input first) and settings.json.")
     p.add_argument("--input", required=True, help="the image to complete")
     p.add_argument("--mask", required=True, help="mask image of the same size: nonzero (white) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")

@@ -43,7 +43,8 @@ def window_bounds(i: int, n: int, w: int) -> tuple[int, int]:
     return i - local, local
 
 
-def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, int],
+                cols: tuple[int, int]) -> torch.Tensor:
     """The condition tokens (B, Tc_window) that go with the image-token window ``rows`` x ``cols``.
 
     ``cond`` is (B, Tc) for a global condition (start / class token: returned unchanged) or a token grid
@@ -123,7 +124,9 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
                 logits = dec.prefill(torch.cat((c, both(window[:, :p])), dim=1))  # (B', V)
             last_window, last_p = (i0, j0), p
             tok = next_token(logits, settings, generator, n_vocab, guided)[:, 0]  # (B,)
-            tokens[:, i, j] = tok if mask is None else torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
+            if mask is not None:  # keep the tokens of rows whose mask leaves (i, j) alone
+                tok = torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
+            tokens[:, i, j] = tok
             if callback is not None:
                 callback(count)
             count += 1
