@@ -152,6 +152,29 @@ def test_packed_bf16_cpu_path_tracks_fp32():
     assert max(errs) < 0.03 * scale, (max(errs), scale)
 
 
+def test_decode_step_compiles_as_one_graph_for_every_position():
+    """The step traces without graph breaks (fullgraph) and is not recompiled as the position moves."""
+    import torch._dynamo
+
+    from vqforge.sampling import generate as G
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=64, block_size=24, n_layer=2, n_head=4, n_embd=32)).eval()
+    seq = torch.randint(0, 64, (2, 24))
+    with torch.inference_mode():
+        full = gpt(seq)
+    compiled = torch.compile(G.decode_step, backend="aot_eager", fullgraph=True)
+    dec = Decoder(gpt, 2, 24, fast=False)
+    dec._step = compiled
+    dec.prefill(seq[:, :3])
+    err = max((dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item() for p in range(3, 24))
+    assert err < 1e-4
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert frames == 1, frames
+    torch._dynamo.reset()
+
+
 def test_sample_tokens_is_seeded_and_batched():
     m = tiny_net(MODES["class"])
     c = torch.tensor([[1], [4], [1]])

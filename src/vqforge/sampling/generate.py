@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from typing import Callable
 
 import torch
@@ -62,6 +63,35 @@ def decode_step(model: GPT, token: torch.Tensor, pos: torch.Tensor, cache: KVCac
     return model.head(model.ln_f(x))[:, -1].float()  # (B, V)
 
 
+_COMPILED: Callable | None = None
+_CUDA_CACHES: "weakref.WeakKeyDictionary[GPT, KVCache]" = weakref.WeakKeyDictionary()
+
+
+def _compiled_decode_step() -> Callable:
+    """One compiled (CUDA-graph) decode step for the whole process, so that graphs are reused across calls."""
+    global _COMPILED
+    if _COMPILED is None:  # decode_step itself once a compile has failed (see Decoder.step)
+        _COMPILED = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
+    return _COMPILED
+
+
+def _cuda_cache(model: GPT, batch_size: int, max_len: int) -> KVCache:
+    """A bf16 cache for ``model`` on CUDA, reused while the shape stays the same.
+
+    The buffers keep their addresses from call to call, so the captured CUDA graphs (which write into them in
+    place) stay valid and nothing recompiles. Stale entries from an earlier call are never attended: the
+    step masks every slot after its position, and a prefill overwrites the slots it attends.
+    """
+    cache = _CUDA_CACHES.get(model)
+    if cache is None or cache.k.shape[1] != batch_size or cache.max_len != max_len:
+        cache = model.new_cache(batch_size, max_len, device=model.pos_emb.device, dtype=torch.bfloat16)
+        torch._dynamo.mark_static_address(cache.k)
+        torch._dynamo.mark_static_address(cache.v)
+        _CUDA_CACHES[model] = cache
+    cache.reset()
+    return cache
+
+
 def _autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -76,7 +106,7 @@ class Decoder:
     * CUDA: bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``: CUDA graphs);
     * CPUs with native bf16 (oneDNN, e.g. AVX512-BF16/AMX): :class:`~vqforge.sampling.cpu.PackedGPT`,
       prepacked bf16 weights with fused q/k/v and GELU;
-    * otherwise (and with ``fast=False``): the fp32 model, eagerly (bit-for-bit the full forward's maths).
+    * otherwise (and with ``fast=False``): the fp32 model, eagerly (the full forward's logits within 1e-4).
     """
 
     def __init__(self, model: GPT, batch_size: int, max_len: int, fast: bool = True):
@@ -88,16 +118,12 @@ class Decoder:
         self.packed = packed(model) if fast and self.device.type == "cpu" and bf16_supported() else None
         if self.packed is not None:
             self.cache = self.packed.new_cache(batch_size, max_len)
-        else:  # bf16 under CUDA autocast, so that attention reads the cache without a cast
-            self.cache = model.new_cache(batch_size, max_len, device=self.device,
-                                         dtype=torch.bfloat16 if self.compiled else None)
+        elif self.compiled:
+            self.cache = _cuda_cache(model, batch_size, max_len)
+        else:
+            self.cache = model.new_cache(batch_size, max_len, device=self.device)
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
-        self._step: Callable = decode_step
-        if self.compiled:
-            # the cache buffers never move, so CUDA graphs may write into them in place
-            torch._dynamo.mark_static_address(self.cache.k)
-            torch._dynamo.mark_static_address(self.cache.v)
-            self._step = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
+        self._step: Callable = _compiled_decode_step() if self.compiled else decode_step
 
     @property
     def mode(self) -> str:
@@ -127,7 +153,8 @@ class Decoder:
                     raise
                 warnings.warn(f"compiled decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                               f"continuing eagerly")
-                self._step = decode_step
+                global _COMPILED
+                _COMPILED = self._step = decode_step  # and for later decoders too
                 logits = self._step(self.model, token, self._pos, self.cache)
         self.cache.length = pos + 1
         return logits
