@@ -144,6 +144,8 @@ class Decoder:
             raise ValueError(f"position {pos} outside the cache (max_len {self.cache.max_len})")
         if self.packed is not None:
             return self.packed.last_logits(token, self.cache, pos)
+        if not self.compiled:  # eager: attend over the filled slots only (shapes may change, nothing is traced)
+            return prefill(self.model, token, self.cache, pos)
         self._pos.fill_(pos)
         with _autocast(self.device, self.compiled):
             try:
