@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import platform
 import random
 import sys
@@ -37,14 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def quantizer_suite(n_codes: int, embed_dim: int, restart_after: int) -> dict[str, QuantizerConfig]:
+def quantizer_suite(n_codes: int, embed_dim: int, restart_after: int,
+                    fsq_levels: tuple[int, ...] | None = None) -> dict[str, QuantizerConfig]:
     """The quantizers compared, all with ``n_codes`` codes and ``embed_dim`` latent channels."""
     base = QuantizerConfig(n_embed=n_codes, embed_dim=embed_dim)
-    levels = {1024: (8, 8, 4, 4), 1000: (8, 5, 5, 5), 256: (8, 6, 5)}.get(n_codes)
+    levels = fsq_levels or {1024: (8, 8, 4, 4), 256: (8, 6, 5)}.get(n_codes)
     suite = {"vq (original, legacy)": replace(base, kind="vq", legacy=True),
              "l2 (dim 8) + restart": replace(base, kind="l2", codebook_dim=8, restart_after=restart_after)}
     if levels:
-        suite[f"fsq {list(levels)}"] = replace(base, kind="fsq", n_embed=n_codes, fsq_levels=levels)
+        suite[f"fsq {list(levels)}"] = replace(base, kind="fsq", n_embed=math.prod(levels), fsq_levels=levels)
     suite.update({
         "l2 (dim 8)": replace(base, kind="l2", codebook_dim=8),
         "ema": replace(base, kind="ema"),
@@ -202,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--window", type=int, default=50)
     ap.add_argument("--val-per-photo", type=int, default=16)
+    ap.add_argument("--fsq-levels", type=lambda t: tuple(int(v) for v in t.split(",")),
+                    help="FSQ levels, comma separated (default 8,8,4,4 for 1024 codes)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--restart-after", type=int, default=25, help="steps without use before a code is re-seeded")
     ap.add_argument("--log-every", type=int, default=50)
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     ch_mult = (1, 1, 2)
     dd = AutoencoderConfig(ch=args.ch, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(),
                            resolution=args.crop, z_channels=args.embed_dim)
-    suite = quantizer_suite(args.n_codes, args.embed_dim, args.restart_after)
+    suite = quantizer_suite(args.n_codes, args.embed_dim, args.restart_after, args.fsq_levels)
     if args.only:
         suite = {k: v for k, v in suite.items() if any(s in k for s in args.only)}
     print(f"{len(train_photos)} train photos, {len(val)} validation crops, {len(suite)} quantizers", flush=True)

@@ -27,6 +27,8 @@ KINDS = {
     "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4, restart_after=1,
                                          kmeans_init=True),
     "vq_entropy": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8, entropy_weight=0.1),
+    "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8, entropy_weight=0.1, restart_after=1,
+                                           kmeans_init=True),
     "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
 }
 
