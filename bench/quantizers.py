@@ -46,7 +46,9 @@ def quantizer_suite(n_codes: int, embed_dim: int, restart_after: int,
     suite = {"vq (original, legacy)": replace(base, kind="vq", legacy=True),
              "l2 (dim 8) + restart": replace(base, kind="l2", codebook_dim=8, restart_after=restart_after)}
     if levels:
-        suite[f"fsq {list(levels)}"] = replace(base, kind="fsq", n_embed=math.prod(levels), fsq_levels=levels)
+        fsq = replace(base, kind="fsq", n_embed=math.prod(levels), fsq_levels=levels)
+        suite[f"fsq {list(levels)}"] = fsq
+        suite[f"fsq {list(levels)} + data init"] = replace(fsq, fsq_data_init=True)
     suite.update({
         "l2 (dim 8)": replace(base, kind="l2", codebook_dim=8),
         "ema": replace(base, kind="ema"),

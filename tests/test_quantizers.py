@@ -30,6 +30,7 @@ KINDS = {
     "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8, entropy_weight=0.1, restart_after=1,
                                            kmeans_init=True),
     "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
+    "fsq_data_init": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), fsq_data_init=True),
 }
 
 
@@ -227,3 +228,20 @@ def test_usage_meter_window_and_perplexity():
     model = tiny_vqgan(KINDS["fsq"]).train()
     stats = validation_usage(model, [torch.randn(2, 3, 16, 16)])
     assert model.training and 0 < stats["usage"] <= 1 and stats["perplexity"] >= 1
+
+
+def test_fsq_data_init_standardises_projected_latents_once():
+    torch.manual_seed(0)
+    q = FSQuantizer((8, 5, 5, 5), embed_dim=16, data_init=True).train()
+    z = 0.05 * torch.randn(4, 16, 8, 8) + 0.3
+    q(z)
+    assert bool(q.data_init_done)
+    with torch.no_grad():
+        y = q.proj_in(z)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y.std(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
+    w = q.proj_in.weight.clone()
+    q(3 * z)  # done once: a second batch (or a resumed run) does not rescale again
+    assert torch.equal(q.proj_in.weight, w)
+    with pytest.raises(ConfigError, match="fsq_data_init"):
+        build_quantizer(QuantizerConfig(kind="fsq", n_embed=1000, embed_dim=4, fsq_data_init=True), 4)
