@@ -147,7 +147,7 @@ def train_one(name: str, qcfg: QuantizerConfig, dd: AutoencoderConfig, train_pho
 
 def render_section(results: list[dict], meta: dict) -> str:
     lines = [
-        "## Quantizers",
+        meta["heading"],
         "",
         f"Codebook usage and reconstruction of each quantizer kind (`bench/quantizers.py`), {meta['n_codes']} codes, "
         f"identical tiny VQGAN, data, seed and steps for every row.",
@@ -158,7 +158,8 @@ def render_section(results: list[dict], meta: dict) -> str:
         f"- Training: {meta['steps']} steps, batch {meta['batch']}, {meta['crop']}px random crops (with flips) of "
         f"{meta['n_train']} real photos from the shared example data (S-FLCKR, COCO val, ImageNet val), downscaled "
         f"to {meta['photo_size']}px on the short side; own minimal loop (L1 + quantizer loss, Adam lr {meta['lr']}, "
-        f"no GAN or perceptual loss), not `vqforge.train.vqgan`.",
+        f"no GAN or perceptual loss) over `vqforge.models.vqgan.VQGAN`, not the full `vqforge.train.vqgan` trainer "
+        f"(whose GAN and validation machinery is the same for every quantizer and would only add time).",
         f"- Model: ch {meta['ch']}, ch_mult {meta['ch_mult']} (f{meta['f']}, {meta['crop'] // meta['f']}x"
         f"{meta['crop'] // meta['f']} latents), 1 res block, embed_dim {meta['embed_dim']}.",
         f"- Validation: {meta['n_val']} fixed crops of {meta['n_val_photos']} held-out photos "
@@ -180,10 +181,11 @@ def render_section(results: list[dict], meta: dict) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Quantizers`` section of ``path``, keeping everything else."""
+    """Replace (or append) the section of ``path`` whose heading is the first line of ``section``."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = text.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == "## Quantizers"), None)
+    heading = section.splitlines()[0].strip()
+    start = next((i for i, l in enumerate(lines) if l.strip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", help="names (substrings) of the quantizers to run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_quantizers.json")
+    ap.add_argument("--heading", default="## Quantizers", help="markdown heading of the section written")
     ap.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
 def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, argv, final: bool) -> None:
     """Write the section and JSON with the results so far (after every quantizer, so partial runs count)."""
     f = dd.downsample_factor
-    meta = {"device": f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads, "
+    meta = {"device": f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread{'s' if args.threads > 1 else ''}, "
                       f"torch {torch.__version__})",
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_min": (time.time() - t_start) / 60,
@@ -256,7 +259,7 @@ def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, ar
             "n_train": n_train, "n_val": n_val, "n_val_photos": n_val_photos,
             "n_val_latents": n_val * (args.crop // f) ** 2, "lr": args.lr, "ch": args.ch,
             "ch_mult": list(ch_mult), "f": f, "embed_dim": args.embed_dim, "n_codes": args.n_codes,
-            "window": args.window, "restart_after": args.restart_after}
+            "window": args.window, "restart_after": args.restart_after, "heading": args.heading}
     if not final:
         meta["partial"] = f"{len(results)} quantizers done so far"
     section = render_section(results, meta)
