@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import platform
 import random
@@ -249,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
 def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, argv, final: bool) -> None:
     """Write the section and JSON with the results so far (after every quantizer, so partial runs count)."""
     f = dd.downsample_factor
-    meta = {"device": f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread{'s' if args.threads > 1 else ''}, "
-                      f"torch {torch.__version__})",
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+    meta = {"device": f"CPU ({platform.processor() or platform.machine()}, {threads}, torch {torch.__version__})",
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_min": (time.time() - t_start) / 60,
             "command": "PYTHONPATH=src python bench/quantizers.py " + " ".join(argv if argv is not None
