@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--restart-after", type=int, default=25, help="steps without use before a code is re-seeded")
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--only", nargs="*", help="names (substrings) of the quantizers to run")
+    ap.add_argument("--only", nargs="*", help="names (or parts of names) of the quantizers to run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_quantizers.json")
     ap.add_argument("--heading", default="## Quantizers", help="markdown heading of the section written")
@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
                            resolution=args.crop, z_channels=args.embed_dim)
     suite = quantizer_suite(args.n_codes, args.embed_dim, args.restart_after, args.fsq_levels)
     if args.only:
-        suite = {k: v for k, v in suite.items() if any(s in k for s in args.only)}
+        # an entry selects the quantizer of that exact name, or else every name containing it
+        keep = {k for s in args.only for k in suite if (k == s if s in suite else s in k)}
+        suite = {k: v for k, v in suite.items() if k in keep}
     print(f"{len(train_photos)} train photos, {len(val)} validation crops, {len(suite)} quantizers", flush=True)
 
     results = []
