@@ -24,11 +24,11 @@ KINDS = {
     "gumbel": QuantizerConfig(kind="gumbel", n_embed=32, embed_dim=8),
     "ema": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8),
     "l2": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4),
-    "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4, restart_after=1,
+    "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=16, embed_dim=8, codebook_dim=4, restart_after=1,
                                          kmeans_init=True),
     "vq_entropy": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8, entropy_weight=0.1),
-    "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8, entropy_weight=0.1, restart_after=1,
-                                           kmeans_init=True),
+    "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=16, embed_dim=8, entropy_weight=0.1,
+                                           restart_after=1, kmeans_init=True),
     "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
     "fsq_data_init": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), fsq_data_init=True),
 }
@@ -144,6 +144,17 @@ def test_kmeans_init_runs_once_and_is_recorded():
         q2.embedding.weight.zero_()
     q2(z)
     assert q2.embedding.weight.abs().max() == 0  # vq codebook changes only by gradient, none applied
+
+
+def test_kmeans_init_gathers_latents_over_batches():
+    torch.manual_seed(0)
+    q = VectorQuantizer(64, 2, kmeans_init=True).train()
+    w0 = q.embedding.weight.detach().clone()
+    for _ in range(3):  # 3 x 32 latents < 2 * 64: still gathering, codebook untouched
+        q(torch.randn(2, 2, 4, 4))
+        assert not bool(q.kmeans_done) and torch.equal(q.embedding.weight, w0)
+    q(torch.randn(2, 2, 4, 4))  # 128 latents: k-means runs
+    assert bool(q.kmeans_done) and not torch.equal(q.embedding.weight, w0)
 
 
 def test_fsq_indices_round_trip():
