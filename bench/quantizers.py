@@ -20,6 +20,7 @@ import json
 import math
 import platform
 import random
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -273,8 +274,8 @@ def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, ar
     meta = {"device": f"CPU ({platform.processor() or platform.machine()}, {threads}, torch {torch.__version__})",
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_min": (time.time() - t_start) / 60,
-            "command": "PYTHONPATH=src python bench/quantizers.py " + " ".join(argv if argv is not None
-                                                                              else sys.argv[1:]),
+            "command": "PYTHONPATH=src python bench/quantizers.py " + shlex.join(argv if argv is not None
+                                                                                else sys.argv[1:]),
             "steps": args.steps, "batch": args.batch, "crop": args.crop, "photo_size": args.photo_size,
             "n_train": n_train, "n_val": n_val, "n_val_photos": n_val_photos,
             "n_val_latents": n_val * (args.crop // f) ** 2, "lr": args.lr, "ch": args.ch,
