@@ -23,3 +23,10 @@ def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.broadcast(t, src=0)
     return t
+
+
+def all_reduce_min(t: torch.Tensor) -> torch.Tensor:
+    """Minimum of ``t`` in place over all ranks (no-op on a single process); returns ``t``."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t

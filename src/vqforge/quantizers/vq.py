@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput
-from .distributed import all_reduce_sum, broadcast_from_rank0
+from .distributed import all_reduce_min, all_reduce_sum, broadcast_from_rank0
 from .entropy import entropy_penalty
 from .kmeans import kmeans
 
@@ -119,7 +119,9 @@ class VectorQuantizer(Quantizer):
         if not self.kmeans_init or bool(self.kmeans_done):
             return
         self._kmeans_pool.append(z_flat)
-        if sum(len(p) for p in self._kmeans_pool) < 2 * self.n_codes:
+        # every rank must decide alike (the centres are broadcast): go by the smallest pool over ranks
+        gathered = all_reduce_min(torch.tensor([sum(len(p) for p in self._kmeans_pool)], device=z_flat.device))
+        if int(gathered) < 2 * self.n_codes:
             return  # keep gathering latents from the next batches
         pool = torch.cat(self._kmeans_pool)
         self._kmeans_pool = []
