@@ -50,6 +50,8 @@ def quantizer_suite(n_codes: int, embed_dim: int, restart_after: int,
         fsq = replace(base, kind="fsq", n_embed=math.prod(levels), fsq_levels=levels)
         suite[f"fsq {list(levels)}"] = fsq
         suite[f"fsq {list(levels)} + data init"] = replace(fsq, fsq_data_init=True)
+        for w in (0.02, 0.1):
+            suite[f"fsq {list(levels)} + entropy {w}"] = replace(fsq, entropy_weight=w, entropy_temperature=1.0)
     suite.update({
         "l2 (dim 8)": replace(base, kind="l2", codebook_dim=8),
         "ema": replace(base, kind="ema"),
@@ -185,7 +187,8 @@ def render_section(results: list[dict], meta: dict) -> str:
             ok_u, ok_p = r["val_usage"] >= 0.9, r["val_psnr"] >= base["val_psnr"]
             lines.append(f"- {r['name']}: usage {100 * r['val_usage']:.1f}% ({'met' if ok_u else 'NOT met'}), "
                          f"PSNR {r['val_psnr']:.2f} dB ({'met' if ok_p else 'NOT met'}).")
-    lines += ["", f"Restart rows re-seed a code after {meta['restart_after']} training steps without use; l2 rows "
+    lines += ["", "FSQ entropy rows add the entropy penalty over all grid points (temperature 1 in level units). "
+              f"Restart rows re-seed a code after {meta['restart_after']} training steps without use; l2 rows "
               "project the latents to 8 dimensions and look codes up by cosine similarity; the original is "
               "`kind: vq, legacy: true` (its configs' default).", ""]
     return "\n".join(lines)
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_quantizers.json")
     ap.add_argument("--heading", default="## Quantizers", help="markdown heading of the section written")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of --json from an earlier run (same settings) and add or replace these")
     ap.add_argument("--from-json", action="store_true",
                     help="train nothing: re-render the section from the results in --json")
     ap.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
@@ -256,7 +261,11 @@ def main(argv: list[str] | None = None) -> None:
         suite = {k: v for k, v in suite.items() if k in keep}
     print(f"{len(train_photos)} train photos, {len(val)} validation crops, {len(suite)} quantizers", flush=True)
 
-    results = []
+    results, previous = [], None
+    if args.append and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        results = [r for r in previous["results"] if r["name"] not in suite]
+    n_total = len(results) + len(suite)
     for name, qcfg in suite.items():
         print(f"{name}:", flush=True)
         r = train_one(name, qcfg, dd, train_photos, val, args)
@@ -264,10 +273,11 @@ def main(argv: list[str] | None = None) -> None:
               f"PSNR {r['val_psnr']:.2f} dB", flush=True)
         results.append(r)
         finish(results, args, dd, ch_mult, len(train_photos), len(val), len(val_paths), t_start, argv,
-               final=len(results) == len(suite))
+               final=len(results) == n_total, previous=previous)
 
 
-def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, argv, final: bool) -> None:
+def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, argv, final: bool,
+           previous: dict | None = None) -> None:
     """Write the section and JSON with the results so far (after every quantizer, so partial runs count)."""
     f = dd.downsample_factor
     threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
@@ -281,6 +291,9 @@ def finish(results, args, dd, ch_mult, n_train, n_val, n_val_photos, t_start, ar
             "n_val_latents": n_val * (args.crop // f) ** 2, "lr": args.lr, "ch": args.ch,
             "ch_mult": list(ch_mult), "f": f, "embed_dim": args.embed_dim, "n_codes": args.n_codes,
             "window": args.window, "restart_after": args.restart_after, "heading": args.heading}
+    if previous is not None:  # --append: rows of an earlier run of the same setup are kept
+        meta["command"] = previous["meta"]["command"] + "` then `" + meta["command"]
+        meta["wall_min"] += previous["meta"]["wall_min"]
     if not final:
         meta["partial"] = f"{len(results)} quantizers done so far"
     section = render_section(results, meta)

@@ -30,6 +30,8 @@ KINDS = {
     "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=16, embed_dim=8, entropy_weight=0.1,
                                            restart_after=1, kmeans_init=True),
     "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
+    "fsq_entropy": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), entropy_weight=0.1,
+                                   entropy_temperature=1.0),
     "fsq_data_init": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), fsq_data_init=True),
 }
 

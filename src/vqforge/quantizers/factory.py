@@ -35,7 +35,8 @@ class QuantizerConfig:
     codebook_dim: lookup dimension of l2 codes (e.g. 8 to 32); 0 means ``embed_dim`` (no projection).
     kmeans_init, kmeans_iters: k-means initialisation of the codebook from the first training batch
         (vq, ema, l2). restart_after: re-seed codes unused for this many training steps (0 = off; vq,
-        ema, l2). entropy_weight, entropy_temperature: entropy penalty (0 = off; vq, ema, l2).
+        ema, l2). entropy_weight, entropy_temperature: entropy penalty (0 = off; vq, ema, l2, and fsq, whose
+        distances are in level units, so a temperature near 1 suits it).
     fsq_levels: levels per channel (fsq). fsq_data_init: standardise the projected latents on the first
         training batch (fsq with ``embed_dim != len(fsq_levels)``; see :class:`FSQuantizer`).
     """
@@ -62,11 +63,13 @@ class QuantizerConfig:
 
 def _check(cfg: QuantizerConfig) -> None:
     if cfg.kind not in DISTANCE_KINDS:
-        used = [name for name, on in (("kmeans_init", cfg.kmeans_init), ("restart_after", cfg.restart_after > 0),
-                                      ("entropy_weight", cfg.entropy_weight > 0)) if on]
+        used = [name for name, on in (("kmeans_init", cfg.kmeans_init), ("restart_after", cfg.restart_after > 0))
+                if on]
         if used:
             raise ConfigError(f"quantizer.{used[0]} applies to kinds {', '.join(DISTANCE_KINDS)}, "
                               f"not {cfg.kind!r}")
+    if cfg.kind == "gumbel" and cfg.entropy_weight > 0:
+        raise ConfigError("quantizer.entropy_weight applies to kinds vq, ema, l2, fsq, not 'gumbel'")
     if cfg.kind == "fsq":
         n = math.prod(cfg.fsq_levels) if cfg.fsq_levels else 0
         if not cfg.fsq_levels or min(cfg.fsq_levels) < 2:
@@ -100,5 +103,6 @@ def build_quantizer(cfg: QuantizerConfig, in_channels: int) -> Quantizer:
         return L2VectorQuantizer(cfg.n_embed, cfg.embed_dim, codebook_dim=cfg.codebook_dim, beta=cfg.beta,
                                  **options)
     if cfg.kind == "fsq":
-        return FSQuantizer(cfg.fsq_levels, cfg.embed_dim, data_init=cfg.fsq_data_init)
+        return FSQuantizer(cfg.fsq_levels, cfg.embed_dim, data_init=cfg.fsq_data_init,
+                           entropy_weight=cfg.entropy_weight, entropy_temperature=cfg.entropy_temperature)
     raise ConfigError(f"unknown quantizer kind {cfg.kind!r}")

@@ -9,6 +9,7 @@ from torch import nn
 
 from .base import Quantizer, QuantizerOutput
 from .distributed import all_reduce_sum
+from .entropy import entropy_penalty
 
 
 class FSQuantizer(Quantizer):
@@ -19,6 +20,11 @@ class FSQuantizer(Quantizer):
     ``proj_out`` when the two differ. Codes handed on are the integers scaled to [-1, 1] per channel.
     The loss is zero (FSQ needs none); ``losses["loss"]`` is still present.
 
+    ``entropy_weight``: the entropy penalty of the distance-based kinds, on
+    ``softmax(-|bound(z) - g|^2 / entropy_temperature)`` over all grid points g in level units (adjacent levels
+    are 1 apart), which rewards spreading latents over the whole grid rather than along a few correlated
+    directions; 0 turns it off.
+
     ``data_init``: on the first training batch, rescale ``proj_in`` so that each projected channel has zero
     mean and unit standard deviation over the batch (data-dependent initialisation, as ActNorm; statistics
     all-reduced under torch.distributed). Without it a freshly initialised encoder puts nearly all latents
@@ -28,7 +34,7 @@ class FSQuantizer(Quantizer):
     """
 
     def __init__(self, levels: tuple[int, ...] | list[int], embed_dim: int, eps: float = 1e-3,
-                 data_init: bool = False):
+                 data_init: bool = False, entropy_weight: float = 0.0, entropy_temperature: float = 1.0):
         super().__init__()
         levels = tuple(int(v) for v in levels)
         if not levels or min(levels) < 2:
@@ -50,6 +56,8 @@ class FSQuantizer(Quantizer):
             self.proj_in = nn.Identity()
             self.proj_out = nn.Identity()
         self.data_init = data_init
+        self.entropy_weight = entropy_weight
+        self.entropy_temperature = entropy_temperature
         if data_init:
             if d == embed_dim:
                 raise ValueError("FSQ data_init needs a projection: set embed_dim different from len(levels)")
@@ -93,8 +101,14 @@ class FSQuantizer(Quantizer):
         codes = q / self._half_width  # in [-1, 1]
         indices = self.codes_to_indices(codes.detach())  # (B, h, w)
         quantized = self.proj_out(codes.permute(0, 3, 1, 2).contiguous().to(z.dtype))  # (B, D, h, w)
-        zero = z.new_zeros(())
-        return QuantizerOutput(quantized=quantized, indices=indices, losses={"loss": zero})
+        losses = {"loss": z.new_zeros(())}
+        if self.entropy_weight > 0:
+            grid = self.indices_to_codes(torch.arange(self.n_codes, device=z.device)) * self._half_width  # (K, d)
+            b_flat = b.reshape(-1, b.shape[-1])  # (N, d), level units
+            dist = b_flat.pow(2).sum(1, keepdim=True) + grid.pow(2).sum(1) - 2.0 * b_flat @ grid.t()  # (N, K)
+            ent = entropy_penalty(dist, self.entropy_temperature)
+            losses = {"loss": self.entropy_weight * ent["penalty"], "entropy": ent["penalty"]}
+        return QuantizerOutput(quantized=quantized, indices=indices, losses=losses)
 
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
         codes = self.indices_to_codes(indices).permute(0, 3, 1, 2).contiguous()  # (B, d, h, w)
