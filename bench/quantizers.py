@@ -168,7 +168,8 @@ def render_section(results: list[dict], meta: dict) -> str:
         f"- Validation: {meta['n_val']} fixed crops of {meta['n_val_photos']} held-out photos "
         f"({meta['n_val_latents']} latents). Usage = fraction of the codes hit at least once; perplexity = "
         f"exp(entropy) of the code histogram; PSNR on [0, 1] images, mean over crops. Train window usage: codes "
-        f"hit in the last {meta['window']} training steps.",
+        f"hit in the last {meta['window']} training steps. Train s: wall seconds on a shared machine (its load varied "
+        f"between rows).",
         "",
         "| quantizer | val usage | codes used | val perplexity | val PSNR (dB) | train window usage | train s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
