@@ -63,8 +63,8 @@ def _assert_same_tensors(a, b, where=""):
 
 def test_tiny_config_halves_validation_l1(tmp_path):
     """The shipped tiny config, trained on real photo crops, cuts its validation L1 at least in half."""
-    cfg = tiny("schedule.val_every=0", "schedule.image_every=0", "schedule.ckpt_every=0")
-    steps = 150
+    cfg = tiny("schedule.val_every=100000", "schedule.image_every=0", "schedule.ckpt_every=0")
+    steps = 100
     t = time.perf_counter()
     result = train_vqgan(cfg, tmp_path / "run", max_steps=steps, show_progress=False)
     elapsed = time.perf_counter() - t
@@ -153,10 +153,9 @@ def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path):
     assert "SIGINT received" in out and "--resume" in out
     step = _state(run)["step"]
     assert 1 <= step < 100000
-    again = subprocess.run([sys.executable, "-m", "vqforge", "train", "vqgan", "--resume", str(run),
-                            "--max-steps", str(step + 2), "--no-progress"],
-                           env=_env(), capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-2000:]
+    from vqforge.cli import main
+
+    assert main(["train", "vqgan", "--resume", str(run), "--max-steps", str(step + 2), "--no-progress"]) == 0
     assert _state(run)["step"] == step + 2
 
 
