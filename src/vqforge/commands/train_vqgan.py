@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="run directory to create (config.yaml, checkpoints/, tb/, images/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt")
     p.add_argument("--max-steps", type=int, help="train until this many optimisation steps in total")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after this many minutes of training (a checkpoint is saved; resume later)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's device, 'auto')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_run_config(run_dir)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
-        result = train_vqgan(cfg, run_dir, resume=True, max_steps=args.max_steps, show_progress=not args.no_progress)
+        result = train_vqgan(cfg, run_dir, resume=True, max_steps=args.max_steps, show_progress=not args.no_progress,
+                             max_seconds=args.time_limit * 60 if args.time_limit else None)
     else:
         missing = [flag for flag, v in (("--config", args.config), ("--data", args.data), ("--out", args.out)) if not v]
         if missing:
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         # Paths are set directly (not as overrides) so that YAML never reinterprets them.
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(args.data),
                                                                 val=str(args.val_data or cfg.data.val)))
-        result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress)
+        result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress,
+                             max_seconds=args.time_limit * 60 if args.time_limit else None)
     # A run stopped by SIGINT/SIGTERM saved its checkpoint: that is a clean exit.
     return 0 if result.step >= 0 else 1
