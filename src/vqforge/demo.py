@@ -6,7 +6,7 @@ time budget (default 5 minutes of training), then reconstructs held-out center c
 
 * ``run/`` the training run directory (``config.yaml``, ``checkpoints/last.pt``, ``metrics.jsonl``, ``tb/``,
   ``images/``); ``vqforge.load("demo-out/run")`` returns the model;
-* ``reconstructions.png``: rows of inputs and their reconstructions (whole photos, resized);
+* ``reconstructions.png``: held-out photos (128 x 128 center crops, top row) and their reconstructions;
 * ``psnr.json``: PSNR / SSIM / L1 per image and their means, before and after training.
 
 Options: ``--minutes``, ``--out``, ``--steps`` (a fixed number of steps instead of a time budget).
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = out / "run"
     photos = _find("assets/photos")
     cfg = load_yaml(VQGANTrainConfig, _find("configs/vqgan_tiny.yaml"))
-    cfg = apply_overrides(cfg, ["device=cpu"])
+    # 32 px training crops taken from photos resized to 128 px: the model learns at the scale at which the
+    # held-out photos are reconstructed below (128 x 128 center crops; the model is convolutional).
+    cfg = apply_overrides(cfg, ["device=cpu", "data.resize=128", "schedule.val_every=100"])
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(photos)))
 
     if run_dir.exists():
@@ -67,17 +69,17 @@ def main(argv: list[str] | None = None) -> int:
           f"on {len(find_images(photos))} photos from {photos} "
           + (f"for {args.steps} steps" if args.steps else f"for {args.minutes:g} minutes"), flush=True)
     if args.steps is None:
-        result = train_vqgan(cfg, run_dir, max_steps=1_000_000, max_seconds=args.minutes * 60)
+        result = train_vqgan(cfg, run_dir, max_steps=1_000_000, max_seconds=args.minutes * 60, show_progress=False)
     else:
         result = train_vqgan(cfg, run_dir, max_steps=args.steps)
     train_time = time.perf_counter() - t0
 
-    # Reconstruct the held-out photos (center crops at 4x the training size: the model is convolutional).
+    # Reconstruct the held-out photos.
     from . import load
 
     model = load(run_dir)
     _, val_files = split_files(find_images(photos), cfg.data.val_fraction, seed=cfg.seed)
-    side = 4 * cfg.data.size
+    side = cfg.data.resize
     xs = []
     for f in val_files:
         img = load_rgb(f)

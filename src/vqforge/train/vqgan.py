@@ -366,6 +366,11 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(cfg)
 
+    if step >= sched.max_steps:
+        if dist.is_main:
+            print(f"vqforge: {run.path}: already at step {step} >= max_steps {sched.max_steps}; nothing to do "
+                  f"(raise it with --max-steps)")
+        return TrainResult(step, "", run.path, {})
     ddp_model = common.wrap_ddp(model, dist)
     logger = common.MetricLogger(run.path, enabled=dist.is_main, purge_step=step + 1 if resume else None)
     skips = SkipCounter()
@@ -387,8 +392,6 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
     def every(n: int, at: int) -> bool:
         return n > 0 and at % n == 0
 
-    if dist.is_main and step >= sched.max_steps:
-        print(f"vqforge: {run.path}: already at step {step} >= max_steps {sched.max_steps}; nothing to do")
     bar = common.progress_bar(sched.max_steps, initial=step, enabled=dist.is_main and show_progress,
                               desc="train vqgan")
     stopped_by = ""
