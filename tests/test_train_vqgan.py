@@ -61,6 +61,7 @@ def _assert_same_tensors(a, b, where=""):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_tiny_config_halves_validation_l1(tmp_path):
     """The shipped tiny config, trained on real photo crops, cuts its validation L1 at least in half."""
     cfg = tiny("schedule.val_every=100000", "schedule.image_every=0", "schedule.ckpt_every=0")
@@ -76,6 +77,7 @@ def test_tiny_config_halves_validation_l1(tmp_path):
     assert after <= 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     """N steps, stop, resume to 2N == 2N uninterrupted: model, EMA, discriminator and optimiser states."""
     n = 3
@@ -105,6 +107,7 @@ def test_resume_is_bit_identical(tmp_path):
     assert not torch.equal(a["ema"]["decoder.conv_out.weight"], a["model"]["decoder.conv_out.weight"])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     """A 2-process gloo run completes and both ranks end with the same weights."""
     run = tmp_path / "ddp"
@@ -133,6 +136,7 @@ def test_lr_rule_scales_with_world_size():
     assert resolve_lr(apply_overrides(cfg, ["optim.scale_lr=false"]), 8) == 4.5e-6
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path):
     run = tmp_path / "sig"
     cmd = [sys.executable, "-m", "vqforge", "train", "vqgan", "--config", str(TINY), "--data", str(PHOTOS),
