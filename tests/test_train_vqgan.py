@@ -100,7 +100,7 @@ def test_resume_is_bit_identical(tmp_path):
     assert {"train/lr", "train/grad_norm", "train/codebook_usage", "train/perplexity", "train/disc_loss",
             "train/rec_loss", "train/quant_loss"} <= set(train_logs[-1])
     assert train_logs[-1]["train/d_weight"] > 0  # the GAN term is on (disc_start=0)
-    assert "val/psnr" in logged[-1] and "val/ssim" in logged[-1]  # final validation
+    assert {"val/psnr", "val/ssim", "val_ema/psnr"} <= set(logged[-1])  # final validation, raw and EMA
     model = vqforge.load(run)
     assert isinstance(model, vqforge.models.vqgan.VQGAN)
     _assert_same_tensors(model.state_dict(), a["ema"], "ema")  # EMA weights are preferred

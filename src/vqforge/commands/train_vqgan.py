@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import os
     from pathlib import Path
 
     from ..config import apply_overrides, load_yaml
@@ -72,5 +73,11 @@ def run(args: argparse.Namespace) -> int:
                                                                 val=str(args.val_data or cfg.data.val)))
         result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress,
                              max_seconds=args.time_limit * 60 if args.time_limit else None)
-    # A run stopped by SIGINT/SIGTERM saved its checkpoint: that is a clean exit.
-    return 0 if result.step >= 0 else 1
+    if int(os.environ.get("RANK", "0")) == 0 and not result.stopped_by:
+        val = result.last_val
+        summary = (f"; validation PSNR {val['val/psnr']:.2f} dB, SSIM {val['val/ssim']:.3f}"
+                   if "val/psnr" in val else "")
+        print(f"vqforge: trained to step {result.step}{summary}; run directory {result.run_dir} "
+              f"(vqforge.load({str(result.run_dir)!r}), vqforge reconstruct --model {result.run_dir} ...)")
+    # A run stopped by SIGINT/SIGTERM or its time limit saved its checkpoint: that is a clean exit.
+    return 0

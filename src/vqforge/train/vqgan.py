@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import math
@@ -401,10 +402,18 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
     saved = False
     val_step = -1
 
+    ema_model: VQGAN | None = None
+
     def run_validation() -> None:
-        nonlocal last_val, val_step
+        nonlocal last_val, val_step, ema_model
         if dist.is_main:
             last_val = validate(model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
+            if ema is not None:  # the averaged weights too (those are what vqforge.load returns)
+                if ema_model is None:
+                    ema_model = copy.deepcopy(model)
+                ema.copy_to(ema_model)
+                ema_val = validate(ema_model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
+                last_val.update({k.replace("val/", "val_ema/"): v for k, v in ema_val.items()})
             logger.log(step, last_val)
             bar.write(f"step {step}: val L1 {last_val['val/l1']:.4f}  PSNR {last_val['val/psnr']:.2f} dB  "
                       f"SSIM {last_val['val/ssim']:.4f}")
