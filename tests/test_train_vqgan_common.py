@@ -106,3 +106,22 @@ def test_psnr_and_ssim_known_values():
     a, b = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), -0.2)
     c1 = (0.01 * 2) ** 2
     assert torch.allclose(ssim(a, b), torch.tensor([(2 * -0.04 + c1) / (0.08 + c1)]), atol=1e-5)
+
+
+def test_metric_logger_without_tensorboard_degrades_to_jsonl(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.warns(UserWarning, match="tensorboard unavailable"):
+        log = common.MetricLogger(tmp_path, enabled=True)
+    log.log(3, {"x": 1.5})
+    log.close()
+    assert not (tmp_path / "tb").exists()
+    assert (tmp_path / "metrics.jsonl").read_text().strip() == '{"step": 3, "x": 1.5}'
+
+
+def test_metric_logger_writes_tensorboard_events(tmp_path):
+    log = common.MetricLogger(tmp_path, enabled=True)
+    log.log(1, {"x": 1.0})
+    log.close()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
