@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from vqforge.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
+from vqforge.config import ConfigError, dump_yaml, from_dict, load_yaml
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import (CodebookUsage, EMAVectorQuantizer, FSQuantizer, L2VectorQuantizer, QuantizerConfig,
                                 VectorQuantizer, build_quantizer, validation_usage)
@@ -24,10 +24,13 @@ KINDS = {
     "gumbel": QuantizerConfig(kind="gumbel", n_embed=32, embed_dim=8),
     "ema": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8),
     "l2": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4),
-    "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4, restart_after=1,
+    "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=16, embed_dim=8, codebook_dim=4, restart_after=1,
                                          kmeans_init=True),
     "vq_entropy": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8, entropy_weight=0.1),
+    "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=16, embed_dim=8, entropy_weight=0.1,
+                                           restart_after=1, kmeans_init=True),
     "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
+    "fsq_data_init": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), fsq_data_init=True),
 }
 
 
@@ -137,11 +140,21 @@ def test_kmeans_init_runs_once_and_is_recorded():
     # a resumed run (state loaded with kmeans_done=True) keeps its codes
     q2 = VectorQuantizer(8, 2, kmeans_init=True).train()
     q2.load_state_dict(q.state_dict())
-    q2.embedding.weight.data.zero_()
     with torch.no_grad():
         q2.embedding.weight.zero_()
     q2(z)
     assert q2.embedding.weight.abs().max() == 0  # vq codebook changes only by gradient, none applied
+
+
+def test_kmeans_init_gathers_latents_over_batches():
+    torch.manual_seed(0)
+    q = VectorQuantizer(64, 2, kmeans_init=True).train()
+    w0 = q.embedding.weight.detach().clone()
+    for _ in range(3):  # 3 x 32 latents < 2 * 64: still gathering, codebook untouched
+        q(torch.randn(2, 2, 4, 4))
+        assert not bool(q.kmeans_done) and torch.equal(q.embedding.weight, w0)
+    q(torch.randn(2, 2, 4, 4))  # 128 latents: k-means runs
+    assert bool(q.kmeans_done) and not torch.equal(q.embedding.weight, w0)
 
 
 def test_fsq_indices_round_trip():
@@ -225,3 +238,20 @@ def test_usage_meter_window_and_perplexity():
     model = tiny_vqgan(KINDS["fsq"]).train()
     stats = validation_usage(model, [torch.randn(2, 3, 16, 16)])
     assert model.training and 0 < stats["usage"] <= 1 and stats["perplexity"] >= 1
+
+
+def test_fsq_data_init_standardises_projected_latents_once():
+    torch.manual_seed(0)
+    q = FSQuantizer((8, 5, 5, 5), embed_dim=16, data_init=True).train()
+    z = 0.05 * torch.randn(4, 16, 8, 8) + 0.3
+    q(z)
+    assert bool(q.data_init_done)
+    with torch.no_grad():
+        y = q.proj_in(z)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y.std(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
+    w = q.proj_in.weight.clone()
+    q(3 * z)  # done once: a second batch (or a resumed run) does not rescale again
+    assert torch.equal(q.proj_in.weight, w)
+    with pytest.raises(ConfigError, match="fsq_data_init"):
+        build_quantizer(QuantizerConfig(kind="fsq", n_embed=1000, embed_dim=4, fsq_data_init=True), 4)

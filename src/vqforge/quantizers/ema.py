@@ -36,6 +36,11 @@ class EMAVectorQuantizer(VectorQuantizer):
         self.register_buffer("cluster_size", torch.ones(n_embed))
         self.register_buffer("embed_sum", self.embedding.weight.detach().clone())
 
+    def codebook(self) -> torch.Tensor:
+        # A copy: the in-place EMA update after the lookup must not touch a tensor saved for backward
+        # (the entropy penalty differentiates the distances with respect to the latents).
+        return self.embedding.weight.detach().clone()
+
     def codebook_losses(self, z: torch.Tensor, z_q: torch.Tensor) -> dict[str, torch.Tensor]:
         commitment = F.mse_loss(z, z_q.detach())
         return {"loss": self.beta * commitment, "commitment": commitment}

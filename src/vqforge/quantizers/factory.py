@@ -36,7 +36,8 @@ class QuantizerConfig:
     kmeans_init, kmeans_iters: k-means initialisation of the codebook from the first training batch
         (vq, ema, l2). restart_after: re-seed codes unused for this many training steps (0 = off; vq,
         ema, l2). entropy_weight, entropy_temperature: entropy penalty (0 = off; vq, ema, l2).
-    fsq_levels: levels per channel (fsq).
+    fsq_levels: levels per channel (fsq). fsq_data_init: standardise the projected latents on the first
+        training batch (fsq with ``embed_dim != len(fsq_levels)``; see :class:`FSQuantizer`).
     """
 
     kind: Literal["vq", "gumbel", "ema", "l2", "fsq"] = "vq"
@@ -56,6 +57,7 @@ class QuantizerConfig:
     entropy_weight: float = 0.0
     entropy_temperature: float = 0.01
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    fsq_data_init: bool = False
 
 
 def _check(cfg: QuantizerConfig) -> None:
@@ -69,6 +71,9 @@ def _check(cfg: QuantizerConfig) -> None:
         n = math.prod(cfg.fsq_levels) if cfg.fsq_levels else 0
         if not cfg.fsq_levels or min(cfg.fsq_levels) < 2:
             raise ConfigError(f"quantizer.fsq_levels must be integers >= 2, got {list(cfg.fsq_levels)}")
+        if cfg.fsq_data_init and cfg.embed_dim == len(cfg.fsq_levels):
+            raise ConfigError("quantizer.fsq_data_init needs a projection: embed_dim must differ from "
+                              "len(fsq_levels)")
         if cfg.n_embed != n:
             raise ConfigError(f"quantizer.n_embed is {cfg.n_embed} but fsq_levels {list(cfg.fsq_levels)} "
                               f"give {n} codes; set quantizer.n_embed={n}")
@@ -95,5 +100,5 @@ def build_quantizer(cfg: QuantizerConfig, in_channels: int) -> Quantizer:
         return L2VectorQuantizer(cfg.n_embed, cfg.embed_dim, codebook_dim=cfg.codebook_dim, beta=cfg.beta,
                                  **options)
     if cfg.kind == "fsq":
-        return FSQuantizer(cfg.fsq_levels, cfg.embed_dim)
+        return FSQuantizer(cfg.fsq_levels, cfg.embed_dim, data_init=cfg.fsq_data_init)
     raise ConfigError(f"unknown quantizer kind {cfg.kind!r}")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput
+from .distributed import all_reduce_sum
 
 
 class FSQuantizer(Quantizer):
@@ -17,9 +18,17 @@ class FSQuantizer(Quantizer):
     Latents are projected from ``embed_dim`` to ``len(levels)`` channels by 1x1 convs ``proj_in`` /
     ``proj_out`` when the two differ. Codes handed on are the integers scaled to [-1, 1] per channel.
     The loss is zero (FSQ needs none); ``losses["loss"]`` is still present.
+
+    ``data_init``: on the first training batch, rescale ``proj_in`` so that each projected channel has zero
+    mean and unit standard deviation over the batch (data-dependent initialisation, as ActNorm; statistics
+    all-reduced under torch.distributed). Without it a freshly initialised encoder puts nearly all latents
+    in the central grid cells and training must first learn to spread them. Done once; the buffer
+    ``data_init_done`` records it so that a resumed run does not redo it. Needs the projection
+    (``embed_dim != len(levels)``).
     """
 
-    def __init__(self, levels: tuple[int, ...] | list[int], embed_dim: int, eps: float = 1e-3):
+    def __init__(self, levels: tuple[int, ...] | list[int], embed_dim: int, eps: float = 1e-3,
+                 data_init: bool = False):
         super().__init__()
         levels = tuple(int(v) for v in levels)
         if not levels or min(levels) < 2:
@@ -40,6 +49,23 @@ class FSQuantizer(Quantizer):
         else:
             self.proj_in = nn.Identity()
             self.proj_out = nn.Identity()
+        self.data_init = data_init
+        if data_init:
+            if d == embed_dim:
+                raise ValueError("FSQ data_init needs a projection: set embed_dim different from len(levels)")
+            self.register_buffer("data_init_done", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def _data_init(self, z: torch.Tensor) -> None:
+        """Rescale ``proj_in`` so that its outputs on ``z`` (B, embed_dim, h, w) are standardised per channel."""
+        y = self.proj_in(z).transpose(0, 1).flatten(1).double()  # (d, B*h*w)
+        stats = all_reduce_sum(torch.stack([y.sum(1), y.pow(2).sum(1), torch.full_like(y[:, 0], y.shape[1])]))
+        mean = stats[0] / stats[2]
+        std = (stats[1] / stats[2] - mean.pow(2)).clamp_min(1e-12).sqrt()
+        scale = (1.0 / std).to(self.proj_in.weight.dtype)
+        self.proj_in.weight.mul_(scale[:, None, None, None])
+        self.proj_in.bias.sub_(mean.to(self.proj_in.bias.dtype)).mul_(scale)
+        self.data_init_done.fill_(True)
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """Squash z (..., d) so that rounding gives ``levels[i]`` integer values per channel."""
@@ -59,6 +85,8 @@ class FSQuantizer(Quantizer):
         return (digits.to(self._levels.dtype) - self._half_width) / self._half_width
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        if self.data_init and self.training and torch.is_grad_enabled() and not bool(self.data_init_done):
+            self._data_init(z.detach())
         z_l = self.proj_in(z).permute(0, 2, 3, 1).float()  # (B, h, w, d)
         b = self.bound(z_l)
         q = b + (torch.round(b) - b).detach()  # straight-through rounding, (B, h, w, d)

@@ -30,8 +30,9 @@ class VectorQuantizer(Quantizer):
             codebook term instead of the commitment term: ``loss = |sg(z_q) - z|^2 + beta |z_q - sg(z)|^2``.
             ``legacy=False`` (the default for new models) is the VQ-VAE paper's form
             ``loss = beta |sg(z_q) - z|^2 + |z_q - sg(z)|^2``.
-        kmeans_init: initialise the codebook by k-means on the first training batch's latents. Done once;
-            the buffer ``kmeans_done`` records it so that a resumed run does not redo it.
+        kmeans_init: initialise the codebook by k-means on the latents of the first training batches (as
+            many batches as needed to gather 2 * n_embed latents; the codebook is left as is until then).
+            Done once; the buffer ``kmeans_done`` records it so that a resumed run does not redo it.
         kmeans_iters: Lloyd iterations for that initialisation.
         restart_after: when > 0, a code unused for this many training steps is re-seeded from a latent
             of the current batch. The buffer ``code_age`` counts steps since each code was last used
@@ -65,6 +66,7 @@ class VectorQuantizer(Quantizer):
         self.embedding.weight.data.uniform_(-1.0 / n_embed, 1.0 / n_embed)
         # Extra state exists only when its feature is on, so default models keep the original's keys.
         self.kmeans_init = kmeans_init
+        self._kmeans_pool: list[torch.Tensor] = []  # latents gathered for k-means (not saved)
         if kmeans_init:
             self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.bool))
         if restart_after > 0:
@@ -116,7 +118,12 @@ class VectorQuantizer(Quantizer):
     def _maybe_kmeans_init(self, z_flat: torch.Tensor) -> None:
         if not self.kmeans_init or bool(self.kmeans_done):
             return
-        centres, _ = kmeans(z_flat, self.n_codes, self.kmeans_iters, cosine=self._cosine_kmeans())
+        self._kmeans_pool.append(z_flat)
+        if sum(len(p) for p in self._kmeans_pool) < 2 * self.n_codes:
+            return  # keep gathering latents from the next batches
+        pool = torch.cat(self._kmeans_pool)
+        self._kmeans_pool = []
+        centres, _ = kmeans(pool, self.n_codes, self.kmeans_iters, cosine=self._cosine_kmeans())
         broadcast_from_rank0(centres)
         self.reseed(torch.arange(self.n_codes, device=centres.device), centres)
         self.kmeans_done.fill_(True)
