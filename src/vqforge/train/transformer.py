@@ -329,6 +329,9 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
     model.to(device)
     C.seed_everything(tc.seed + dist.rank)
     ds = _Data(data, model, tc)
+    if not resume and ds.image_size[0] == ds.image_size[1] and cfg.model.image_size != ds.image_size[0]:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=int(ds.image_size[0])))
+        model.config = cfg.model  # records the training image size in the saved model
     if ds.pre_tokenized and first_stage and dist.is_main:
         src = ds.train.meta.get("source_model") or ""
         if src and Path(src).resolve() != Path(first_stage).resolve():
