@@ -123,3 +123,34 @@ def test_encode_depth_maps_and_label_file(stages, tmp_path):
     assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]
     assert ds.label_names == ["a", "b"] and [int(ds[i]["label"]) for i in range(4)] == [0, 1, 0, 1]
     assert ds[0]["cond"].shape == (64,)
+
+
+def test_two_process_ddp(stages, tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): ranks train in lockstep, rank 0 writes the run."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = {"model": {"gpt": {"vocab_size": 64, "block_size": 65, "n_layer": 1, "n_head": 2, "n_embd": 32},
+                     "cond": {"mode": "unconditional"}},
+           "train": {"batch_size": 1, "learning_rate": 1e-3, "image_size": 32, "val_fraction": 0.25,
+                     "val_every": 0, "sample_every": 0, "checkpoint_every": 0}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin"}
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        port, "-m", "vqforge", "train", "transformer", "--config", str(tmp_path / "cfg.yaml"),
+                        "--data", str(PHOTOS), "--first-stage", str(stages / "vq"), "--out", str(tmp_path / "run"),
+                        "--max-steps", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and json.loads(printed[0])["step"] == 2  # rank 0 only
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2  # both ranks' generators, for exact resume
