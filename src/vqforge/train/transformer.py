@@ -268,6 +268,27 @@ def resolve_config(cfg: TransformerRunConfig, first_stage: VQGAN | None, cond_st
     return dataclasses.replace(cfg, model=m)
 
 
+@torch.no_grad()
+def _condition_image(model: Net2NetTransformer, c: torch.Tensor, image_hw: tuple[int, int], channels: int
+                     ) -> torch.Tensor | None:
+    """The condition stage's reconstruction of condition tokens as images (B, channels, H, W) for grids
+    (segmentation maps colourised), or None for non-spatial conditions."""
+    from ..models.conditioning import colorize_labels
+
+    hw = model.cond_hw(image_hw)
+    if hw is None or model.cond_stage is None:
+        return None
+    rec = model.decode_cond(c, hw)  # (B, C', h', w')
+    if model.mode == "segmentation":
+        rec = colorize_labels(rec, model.config.cond.n_labels)
+    elif model.mode == "coord":
+        rec = rec * 2 - 1
+    rec = F.interpolate(rec.float(), size=image_hw, mode="nearest")
+    if rec.shape[1] != channels:
+        rec = rec.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else None
+    return rec
+
+
 def _load_stage(path: str | None, what: str) -> VQGAN | None:
     if path is None:
         return None
@@ -417,8 +438,11 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
             c = model.encode_to_c(torch.arange(len(z), device=device) % model.config.cond.n_classes)
         idx = sample_tokens(model, c, z.shape[1], top_k=tc.sample_top_k)
         imgs = model.decode_to_img(idx, ds.grid)
-        rec = model.decode_to_img(z, ds.grid)
-        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat([imgs, rec]).clamp(-1, 1), nrow=len(z))
+        rows = [imgs, model.decode_to_img(z, ds.grid)]
+        cond_img = _condition_image(model, c, ds.image_size, imgs.shape[1])
+        if cond_img is not None:
+            rows.append(cond_img)
+        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))
         model.train()
 
     model.train()
