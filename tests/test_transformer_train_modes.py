@@ -154,3 +154,21 @@ def test_two_process_ddp(stages, tmp_path):
     assert len(printed) == 1 and json.loads(printed[0])["step"] == 2  # rank 0 only
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2  # both ranks' generators, for exact resume
+
+
+def test_coordinate_crops_of_large_images(stages, tmp_path):
+    """Coordinate conditioning on crops: the crop's coordinates come from the whole resized image."""
+    from vqforge.train.transformer import CoordCrops
+
+    ds = CoordCrops(sorted(PHOTOS.glob("*/*.jpg")), full_size=64, crop=32)
+    a, b = ds[(0, 1)], ds[(0, 2)]
+    assert a["image"].shape == (3, 32, 32) and a["coord"].shape == (1, 32, 32)
+    assert not torch.equal(a["coord"], b["coord"])  # different crops, different positions
+    assert 0.0 <= float(a["coord"].min()) and float(a["coord"].max()) < 1.0
+    cfg = TransformerRunConfig(
+        model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
+                                cond=ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)),
+        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
+                                     val_fraction=0.25, val_every=0, sample_every=0, checkpoint_every=0))
+    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, progress=False)
+    assert m["step"] == 2
