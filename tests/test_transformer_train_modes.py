@@ -76,7 +76,8 @@ def test_encode_labels_from_folders(stages, tmp_path):
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
            "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
-                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress"],
+                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress",
+                        "--workers", "2", "--batch-size", "3"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     ds = TokenDataset(tmp_path / "tok")
