@@ -61,10 +61,11 @@ def _assert_same_tensors(a, b, where=""):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_tiny_config_halves_validation_l1(tmp_path):
     """The shipped tiny config, trained on real photo crops, cuts its validation L1 at least in half."""
-    cfg = tiny("schedule.val_every=0", "schedule.image_every=0", "schedule.ckpt_every=0")
-    steps = 150
+    cfg = tiny("schedule.val_every=100000", "schedule.image_every=0", "schedule.ckpt_every=0")
+    steps = 120
     t = time.perf_counter()
     result = train_vqgan(cfg, tmp_path / "run", max_steps=steps, show_progress=False)
     elapsed = time.perf_counter() - t
@@ -76,6 +77,7 @@ def test_tiny_config_halves_validation_l1(tmp_path):
     assert after <= 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     """N steps, stop, resume to 2N == 2N uninterrupted: model, EMA, discriminator and optimiser states."""
     n = 3
@@ -98,13 +100,14 @@ def test_resume_is_bit_identical(tmp_path):
     assert {"train/lr", "train/grad_norm", "train/codebook_usage", "train/perplexity", "train/disc_loss",
             "train/rec_loss", "train/quant_loss"} <= set(train_logs[-1])
     assert train_logs[-1]["train/d_weight"] > 0  # the GAN term is on (disc_start=0)
-    assert "val/psnr" in logged[-1] and "val/ssim" in logged[-1]  # final validation
+    assert {"val/psnr", "val/ssim", "val_ema/psnr"} <= set(logged[-1])  # final validation, raw and EMA
     model = vqforge.load(run)
     assert isinstance(model, vqforge.models.vqgan.VQGAN)
     _assert_same_tensors(model.state_dict(), a["ema"], "ema")  # EMA weights are preferred
     assert not torch.equal(a["ema"]["decoder.conv_out.weight"], a["model"]["decoder.conv_out.weight"])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     """A 2-process gloo run completes and both ranks end with the same weights."""
     run = tmp_path / "ddp"
@@ -133,6 +136,7 @@ def test_lr_rule_scales_with_world_size():
     assert resolve_lr(apply_overrides(cfg, ["optim.scale_lr=false"]), 8) == 4.5e-6
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path):
     run = tmp_path / "sig"
     cmd = [sys.executable, "-m", "vqforge", "train", "vqgan", "--config", str(TINY), "--data", str(PHOTOS),
@@ -153,10 +157,9 @@ def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path):
     assert "SIGINT received" in out and "--resume" in out
     step = _state(run)["step"]
     assert 1 <= step < 100000
-    again = subprocess.run([sys.executable, "-m", "vqforge", "train", "vqgan", "--resume", str(run),
-                            "--max-steps", str(step + 2), "--no-progress"],
-                           env=_env(), capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-2000:]
+    from vqforge.cli import main
+
+    assert main(["train", "vqgan", "--resume", str(run), "--max-steps", str(step + 2), "--no-progress"]) == 0
     assert _state(run)["step"] == step + 2
 
 
@@ -178,3 +181,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code, err = run("--config", str(TINY), "--data", str(PHOTOS), "--out", str(tmp_path / "z"), "optim.nope=1")
     assert code == 2 and "optim.nope" in err
     assert not (tmp_path / "z").exists()  # nothing half-made
+
+
+def test_gumbel_quantizer_trains_with_a_temperature_schedule(tmp_path):
+    from vqforge.train.vqgan import GumbelTemperatureConfig, gumbel_temperature
+
+    sched = GumbelTemperatureConfig(enabled=True, warm_up_steps=2, max_decay_steps=6, start=0.5, max=1.0, min=0.1)
+    assert [round(gumbel_temperature(sched, s), 4) for s in (0, 1, 2, 4, 6, 9)] == [0.5, 0.75, 1.0, 0.55, 0.1, 0.1]
+    cfg = tiny(*FAST, "model.quantizer.kind=gumbel", "model.quantizer.codebook_dim=0", "gumbel.enabled=true",
+               "gumbel.warm_up_steps=0", "gumbel.max_decay_steps=2", "gumbel.max=1.0", "gumbel.min=0.5")
+    result = train_vqgan(cfg, tmp_path / "g", max_steps=3, show_progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    temps = [m["train/gumbel_temperature"] for m in logged if "train/gumbel_temperature" in m]
+    assert temps == [1.0, 0.75, 0.5] and result.step == 3
+    assert vqforge.load(tmp_path / "g").config.quantizer.kind == "gumbel"

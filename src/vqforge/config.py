@@ -133,9 +133,15 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads exponents without a dot ("2e-3") as strings
+            return float(value) if any(ch.isdigit() for ch in value) else value
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, eps: float = 1e-10) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image: ``10 log10(range^2 / MSE)`` (B,)."""
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image: ``10 log10(range^2 / MSE)``, x, y (B, C, H, W) -> (B,)."""
     mse = (x.float() - y.float()).pow(2).flatten(1).mean(1)  # (B,)
-    return 10.0 * torch.log10(data_range**2 / (mse + eps))
+    return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:

@@ -1,4 +1,26 @@
-"""`vqforge convert` (being written)."""
+"""`vqforge convert`: an original Taming Transformers config + checkpoint -> a vqforge model directory."""
+
+from __future__ import annotations
+
+import argparse
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="convert an original Taming Transformers checkpoint")
-    p.set_defaults(func=lambda a: 0)
+    p = sub.add_parser("convert", help="convert an original Taming Transformers YAML + .ckpt into a vqforge model directory",
+                       description="Read the original's project YAML and Lightning checkpoint and write a self-describing "
+                                   "vqforge model directory (model.yaml + model.safetensors).")
+    p.add_argument("--config", required=True, help="the original's project YAML (e.g. configs/*-project.yaml of a run)")
+    p.add_argument("--checkpoint", required=True, help="the original's Lightning checkpoint (.ckpt)")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import save_model
+    from ..compat.taming import load_taming
+
+    model = load_taming(args.config, args.checkpoint)
+    out = save_model(model, args.out, extra={"converted_from": {"config": str(args.config), "checkpoint": str(args.checkpoint)}})
+    n = sum(p.numel() for p in model.state_dict().values())
+    print(f"wrote {out} ({type(model).__name__}, {n / 1e6:.1f}M values)")
+    return 0

@@ -1,8 +1,8 @@
-"""`vqforge train vqgan|transformer ...`: the two training stages."""
+"""`vqforge train vqgan|transformer|segmentation ...`: the two training stages (and the segmentation condition stage)."""
 
 from __future__ import annotations
 
-from . import train_transformer, train_vqgan
+from . import train_segmentation, train_transformer, train_vqgan
 
 
 def add_parser(sub) -> None:
@@ -10,3 +10,4 @@ def add_parser(sub) -> None:
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
     train_vqgan.add_parser(stages)
     train_transformer.add_parser(stages)
+    train_segmentation.add_parser(stages)

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="run directory to create (config.yaml, checkpoints/, tb/, images/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt")
     p.add_argument("--max-steps", type=int, help="train until this many optimisation steps in total")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after this many minutes of training (a checkpoint is saved; resume later)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's device, 'auto')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -37,6 +39,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import os
     from pathlib import Path
 
     from ..config import apply_overrides, load_yaml
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_run_config(run_dir)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
-        result = train_vqgan(cfg, run_dir, resume=True, max_steps=args.max_steps, show_progress=not args.no_progress)
+        result = train_vqgan(cfg, run_dir, resume=True, max_steps=args.max_steps, show_progress=not args.no_progress,
+                             max_seconds=args.time_limit * 60 if args.time_limit else None)
     else:
         missing = [flag for flag, v in (("--config", args.config), ("--data", args.data), ("--out", args.out)) if not v]
         if missing:
@@ -65,8 +69,17 @@ def run(args: argparse.Namespace) -> int:
                                f"`vqforge train vqgan --resume {run_dir}` or choose another --out")
         cfg = apply_overrides(load_yaml(VQGANTrainConfig, args.config), overrides)
         # Paths are set directly (not as overrides) so that YAML never reinterprets them.
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(args.data),
-                                                                val=str(args.val_data or cfg.data.val)))
-        result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress)
-    # A run stopped by SIGINT/SIGTERM saved its checkpoint: that is a clean exit.
-    return 0 if result.step >= 0 else 1
+        # Absolute, so that `--resume` works from any directory.
+        val = args.val_data or cfg.data.val
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, train=os.path.abspath(args.data), val=os.path.abspath(val) if val else ""))
+        result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress,
+                             max_seconds=args.time_limit * 60 if args.time_limit else None)
+    if int(os.environ.get("RANK", "0")) == 0 and not result.stopped_by:
+        val = result.last_val
+        summary = (f"; validation PSNR {val['val/psnr']:.2f} dB, SSIM {val['val/ssim']:.3f}"
+                   if "val/psnr" in val else "")
+        print(f"vqforge: trained to step {result.step}{summary}; run directory {result.run_dir} "
+              f"(vqforge.load({str(result.run_dir)!r}), vqforge reconstruct --model {result.run_dir} ...)")
+    # A run stopped by SIGINT/SIGTERM or its time limit saved its checkpoint: that is a clean exit.
+    return 0

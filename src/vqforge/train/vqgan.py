@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import math
@@ -29,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -54,7 +55,8 @@ class DataConfig:
 
     train / val: a folder (recursive), a ``.txt`` file list or a glob (set by ``--data`` / ``--val-data``);
     without ``val``, ``val_fraction`` of ``train`` is held out (deterministically, by ``seed``).
-    size: crop side; crop: ``random`` (training) crops; validation always uses center crops; flip: random
+    size: crop side; resize: the smallest side is resized to this before cropping (0: ``size``, as the
+    original); crop: ``random`` (training) crops; validation always uses center crops; flip: random
     horizontal flips. batch_size: per process. workers: DataLoader worker processes per process.
     max_val_images: cap on validation images.
     """
@@ -63,6 +65,7 @@ class DataConfig:
     val: str = ""
     val_fraction: float = 0.05
     size: int = 256
+    resize: int = 0
     crop: Literal["random", "center"] = "random"
     flip: bool = False
     batch_size: int = 12
@@ -218,8 +221,8 @@ def build_datasets(cfg: VQGANTrainConfig) -> tuple[ImageDataset, ImageDataset]:
         train_files, val_files = split_files(files, d.val_fraction, seed=cfg.seed)
         val_source = f"{d.train} (held-out split)"
     val_files = val_files[: d.max_val_images]
-    train = ImageDataset(train_files, size=d.size, crop=d.crop, flip=d.flip, source=d.train)
-    val = ImageDataset(val_files, size=d.size, crop="center", flip=False, source=val_source)
+    train = ImageDataset(train_files, size=d.size, crop=d.crop, flip=d.flip, source=d.train, resize=d.resize)
+    val = ImageDataset(val_files, size=d.size, crop="center", flip=False, source=val_source, resize=d.resize)
     return train, val
 
 
@@ -288,21 +291,23 @@ def load_run_config(run_dir: str | Path) -> VQGANTrainConfig:
 
 # ============================================================================================ the loop
 def train_vqgan(cfg: VQGANTrainConfig, out_dir: str | Path, resume: bool = False,
-                max_steps: int | None = None, show_progress: bool = True) -> TrainResult:
+                max_steps: int | None = None, show_progress: bool = True,
+                max_seconds: float | None = None) -> TrainResult:
     """Train (or, with ``resume``, continue training) a VQGAN into the run directory ``out_dir``.
 
-    ``max_steps`` overrides ``cfg.schedule.max_steps``. Works in one process or under ``torchrun``.
-    SIGINT / SIGTERM save ``checkpoints/last.pt`` and return early (``stopped_by`` names the signal).
+    ``max_steps`` overrides ``cfg.schedule.max_steps``; ``max_seconds`` stops (with a checkpoint) after that
+    much training time. Works in one process or under ``torchrun``. SIGINT / SIGTERM save
+    ``checkpoints/last.pt`` and return early (``stopped_by`` names the signal, or ``time limit``).
     """
     dist = common.setup_distributed(cfg.device)
     try:
-        return _train(cfg, common.RunDir(out_dir), dist, resume, max_steps, show_progress)
+        return _train(cfg, common.RunDir(out_dir), dist, resume, max_steps, show_progress, max_seconds)
     finally:
         common.teardown_distributed(dist)
 
 
 def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bool, max_steps: int | None,
-           show_progress: bool) -> TrainResult:
+           show_progress: bool, max_seconds: float | None = None) -> TrainResult:
     device = dist.device
     on_cuda = device.type == "cuda"
     amp = cfg.bf16 and on_cuda
@@ -362,6 +367,11 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(cfg)
 
+    if step >= sched.max_steps:
+        if dist.is_main:
+            print(f"vqforge: {run.path}: already at step {step} >= max_steps {sched.max_steps}; nothing to do "
+                  f"(raise it with --max-steps)")
+        return TrainResult(step, "", run.path, {})
     ddp_model = common.wrap_ddp(model, dist)
     logger = common.MetricLogger(run.path, enabled=dist.is_main, purge_step=step + 1 if resume else None)
     skips = SkipCounter()
@@ -383,8 +393,6 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
     def every(n: int, at: int) -> bool:
         return n > 0 and at % n == 0
 
-    if dist.is_main and step >= sched.max_steps:
-        print(f"vqforge: {run.path}: already at step {step} >= max_steps {sched.max_steps}; nothing to do")
     bar = common.progress_bar(sched.max_steps, initial=step, enabled=dist.is_main and show_progress,
                               desc="train vqgan")
     stopped_by = ""
@@ -392,11 +400,29 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
     loss.train()
     t_last, steps_since = time.perf_counter(), 0
     saved = False
-    if step == 0 and sched.val_every > 0:  # the untrained baseline
+    val_step = -1
+
+    ema_model: VQGAN | None = None
+
+    def run_validation() -> None:
+        nonlocal last_val, val_step, ema_model
         if dist.is_main:
             last_val = validate(model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
-            logger.log(0, last_val)
+            if ema is not None:  # the averaged weights too (those are what vqforge.load returns)
+                if ema_model is None:
+                    ema_model = copy.deepcopy(model)
+                ema.copy_to(ema_model)
+                ema_val = validate(ema_model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
+                last_val.update({k.replace("val/", "val_ema/"): v for k, v in ema_val.items()})
+            logger.log(step, last_val)
+            bar.write(f"step {step}: val L1 {last_val['val/l1']:.4f}  PSNR {last_val['val/psnr']:.2f} dB  "
+                      f"SSIM {last_val['val/ssim']:.4f}")
+        val_step = step
         common.barrier(dist)
+
+    if step == 0 and sched.val_every > 0:  # the untrained baseline
+        run_validation()
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
     with common.StopRequest() as stop:
         while step < sched.max_steps:
             if gumbel:
@@ -464,26 +490,25 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
                 x, xrec = micro[-1]
                 k = min(8, x.shape[0])
                 common.save_grid(run.images / f"step_{step:07d}.png", torch.cat([x[:k], xrec[:k].float()]), nrow=k)
-            if every(sched.val_every, step) or step == sched.max_steps:
-                if dist.is_main:
-                    last_val = validate(model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
-                    logger.log(step, last_val)
-                    bar.write(f"step {step}: val L1 {last_val['val/l1']:.4f}  PSNR {last_val['val/psnr']:.2f} dB  "
-                              f"SSIM {last_val['val/ssim']:.4f}")
-                common.barrier(dist)
-            if stop.should_stop(dist):
-                stopped_by = stop.signal_name or "signal"
+            if every(sched.val_every, step):
+                run_validation()
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if stop.should_stop(dist) or common.any_rank(out_of_time, dist):
+                stopped_by = stop.signal_name or ("time limit" if out_of_time else "signal")
                 break
             saved = False
             if every(sched.ckpt_every, step) or every(sched.keep_every, step):
                 save(step, keep=every(sched.keep_every, step))
                 saved = True
+        if val_step != step:  # final validation
+            run_validation()
         bar.close()
         if not saved or stopped_by:
             save(step, keep=False)
     logger.close()
     if dist.is_main and stopped_by:
-        print(f"vqforge: {stopped_by} received; saved {run.last} at step {step}. "
+        why = "time limit reached" if stopped_by == "time limit" else f"{stopped_by} received"
+        print(f"vqforge: {why}; saved {run.last} at step {step}. "
               f"Continue with: vqforge train vqgan --resume {run.path}")
     if os.environ.get("VQFORGE_DEBUG_STATE_HASH"):
         # Each rank writes a hash of its weights so that tests can check that DDP kept them identical.

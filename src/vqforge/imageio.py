@@ -1,0 +1,108 @@
+"""Image files <-> tensors, and image grids. Tensors are float in [-1, 1], CHW / NCHW.
+
+Reading goes through PIL with one-line errors that name the file; writing goes through
+:func:`vqforge.io.save_image` (atomic).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import VQForgeError, save_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """An image file itself, or every image under a folder (recursive, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    raise VQForgeError(f"{path}: no such file or directory")
+
+
+def read_image(path: str | Path, mode: str = "RGB"):
+    """Open an image with PIL and convert it to ``mode``; a one-line error for unreadable files."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode) if mode else im.copy()
+    except FileNotFoundError:
+        raise VQForgeError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        reason = str(e).splitlines()[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :") if str(e) else ""
+        raise VQForgeError(f"{path}: not a readable image ({reason or type(e).__name__})") from None
+
+
+def pil_to_tensor(image) -> torch.Tensor:
+    """PIL image -> float tensor (C, H, W) in [-1, 1]."""
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+
+
+def tensor_to_pil(x: torch.Tensor):
+    """Float tensor (C, H, W) in [-1, 1] -> 8-bit PIL image (RGB, or L for one channel)."""
+    from PIL import Image
+
+    x = x.detach().float().clamp(-1, 1).cpu()
+    arr = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+
+
+def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = None, multiple_of: int = 1) -> torch.Tensor:
+    """Read an image as (3, H, W) in [-1, 1].
+
+    ``size``: resize the shorter side to this (int) or to exactly (H, W). ``multiple_of``: center-crop H
+    and W down to a multiple of it (the model's downsampling factor).
+    """
+    from PIL import Image
+
+    im = read_image(path)
+    if isinstance(size, int):
+        w, h = im.size
+        s = size / min(w, h)
+        im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+    elif size is not None:
+        im = im.resize((size[1], size[0]), Image.BICUBIC)
+    x = pil_to_tensor(im)
+    if multiple_of > 1:
+        H, W = x.shape[1] // multiple_of * multiple_of, x.shape[2] // multiple_of * multiple_of
+        if H == 0 or W == 0:
+            raise VQForgeError(f"{path}: image of {x.shape[1]}x{x.shape[2]} px is smaller than {multiple_of} px")
+        top, left = (x.shape[1] - H) // 2, (x.shape[2] - W) // 2
+        x = x[:, top:top + H, left:left + W]
+    return x
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile (N, C, H, W) images into one (C, H', W') image with ``nrow`` images per row."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    ncol = math.ceil(n / nrow)
+    grid = torch.full((c, ncol * (h + padding) + padding, nrow * (w + padding) + padding), pad_value, dtype=images.dtype)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top:top + h, left:left + w] = images[i]
+    return grid
+
+
+def save_tensor_image(path: str | Path, x: torch.Tensor) -> Path:
+    """Atomically write a (C, H, W) tensor in [-1, 1] as an image file."""
+    return save_image(path, tensor_to_pil(x))
+
+
+def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> Path:
+    """Atomically write (N, C, H, W) images in [-1, 1] as one grid image."""
+    return save_tensor_image(path, make_grid(images.detach().float().cpu(), nrow=nrow))

@@ -1,0 +1,175 @@
+"""Every condition mode trains from raw images (encoded on the fly) and from `vqforge encode` tokens:
+class labels from ImageFolder sub-folders, edges (Canny) and low-resolution conditions computed from the
+photos, coordinates, unconditional. One or two steps each on 32 px photos with random tiny stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import vqforge
+from vqforge.models.conditioning import ConditionConfig
+from vqforge.models.gpt import GPTConfig
+from vqforge.models.transformer import TransformerConfig
+from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
+from vqforge.quantizers import QuantizerConfig
+from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+
+PHOTOS = Path(__file__).resolve().parent / "fixtures" / "sflckr_photos"  # 3 scene folders, 4 photos
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _vq(in_ch: int, n_embed: int) -> VQGANConfig:
+    return VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
+                                         in_channels=in_ch, out_ch=in_ch, resolution=32, z_channels=8),
+                       QuantizerConfig(n_embed=n_embed, embed_dim=8))
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stages")
+    torch.manual_seed(0)
+    vqforge.save_model(VQGAN(_vq(3, 64)), d / "vq")
+    vqforge.save_model(VQGAN(_vq(1, 32)), d / "edges")
+    vqforge.save_model(VQGAN(_vq(3, 32)), d / "lowres")
+    return d
+
+
+@pytest.mark.parametrize("mode", ["unconditional", "class", "edges", "lowres", "coord"])
+def test_train_on_the_fly(mode, stages, tmp_path):
+    cond = {"unconditional": ConditionConfig(mode="unconditional"),
+            "class": ConditionConfig(mode="class", n_classes=3, class_dropout=0.2),
+            "edges": ConditionConfig(mode="edges"),
+            "lowres": ConditionConfig(mode="lowres", lowres_factor=2),
+            "coord": ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)}[mode]
+    cfg = TransformerRunConfig(
+        model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
+                                cond=cond),
+        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, val_fraction=0.25,
+                                     val_every=0, sample_every=2, n_samples=2, checkpoint_every=0))
+    cond_stage = {"edges": stages / "edges", "lowres": stages / "lowres"}.get(mode)
+    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
+              cond_stage=str(cond_stage) if cond_stage else None, max_steps=2, progress=False)
+    assert m["step"] == 2 and m["val/loss"] > 0
+    model = vqforge.load(tmp_path / "run")
+    assert model.mode == mode and (tmp_path / "run" / "images" / "samples_0000002.png").is_file()
+    if mode == "class":
+        ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+        assert ckpt["label_names"] == ["alaska_lakes", "australia", "black_forest"]
+
+
+def test_encode_labels_from_folders(stages, tmp_path):
+    import subprocess
+    import sys
+
+    from vqforge.data.tokens import TokenDataset
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
+                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress",
+                        "--workers", "2", "--batch-size", "3"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ds = TokenDataset(tmp_path / "tok")
+    assert ds.label_names == ["alaska_lakes", "australia", "black_forest"]
+    assert [int(ds[i]["label"]) for i in range(len(ds))] == [0, 1, 1, 2]
+    assert ds[0]["tokens"].shape == (64,)
+    # a missing first stage or a bad data path is one clear line
+    r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(tmp_path / "nope"), "--data",
+                        str(PHOTOS), "--out", str(tmp_path / "t2")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr.startswith("vqforge: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_encode_depth_maps_and_label_file(stages, tmp_path):
+    """Depth maps in the D-RIN layout (RGBA PNG whose 4 bytes are one float32) pair with the photos; labels
+    come from a 'relative/path label' file."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from vqforge.data.tokens import TokenDataset
+
+    torch.manual_seed(0)
+    vqforge.save_model(VQGAN(_vq(1, 16)), tmp_path / "depth")
+    photos = sorted(PHOTOS.glob("*/*.jpg"))
+    lines = []
+    for i, p in enumerate(photos):
+        rel = p.relative_to(PHOTOS)
+        w, h = Image.open(p).size
+        depth = np.linspace(1.0, 50.0 + i, w * h, dtype=np.float32).reshape(h, w)  # a ramp, brighter per photo
+        out = tmp_path / "depthmaps" / rel.with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(depth.view(np.uint8).reshape(h, w, 4), mode="RGBA").save(out)
+        lines.append(f"{rel.as_posix()} {'b' if i % 2 else 'a'}")
+    (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
+                        "--cond-stage", str(tmp_path / "depth"), "--cond-data", str(tmp_path / "depthmaps"),
+                        "--labels", str(tmp_path / "labels.txt"), "--size", "32", "--out", str(tmp_path / "tok"),
+                        "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ds = TokenDataset(tmp_path / "tok")
+    assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]
+    assert ds.label_names == ["a", "b"] and [int(ds[i]["label"]) for i in range(4)] == [0, 1, 0, 1]
+    assert ds[0]["cond"].shape == (64,)
+
+
+def test_two_process_ddp(stages, tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): ranks train in lockstep, rank 0 writes the run."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = {"model": {"gpt": {"vocab_size": 64, "block_size": 65, "n_layer": 1, "n_head": 2, "n_embd": 32},
+                     "cond": {"mode": "unconditional"}},
+           "train": {"batch_size": 1, "learning_rate": 1e-3, "image_size": 32, "val_fraction": 0.25,
+                     "val_every": 0, "sample_every": 0, "checkpoint_every": 0}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin"}
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        port, "-m", "vqforge", "train", "transformer", "--config", str(tmp_path / "cfg.yaml"),
+                        "--data", str(PHOTOS), "--first-stage", str(stages / "vq"), "--out", str(tmp_path / "run"),
+                        "--max-steps", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and json.loads(printed[0])["step"] == 2  # rank 0 only
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2  # both ranks' generators, for exact resume
+
+
+def test_coordinate_crops_of_large_images(stages, tmp_path):
+    """Coordinate conditioning on crops: the crop's coordinates come from the whole resized image."""
+    from vqforge.train.transformer import CoordCrops
+
+    ds = CoordCrops(sorted(PHOTOS.glob("*/*.jpg")), full_size=64, crop=32)
+    a, b = ds[(0, 1)], ds[(0, 2)]
+    assert a["image"].shape == (3, 32, 32) and a["coord"].shape == (1, 32, 32)
+    assert not torch.equal(a["coord"], b["coord"])  # different crops, different positions
+    assert 0.0 <= float(a["coord"].min()) and float(a["coord"].max()) < 1.0
+    cfg = TransformerRunConfig(
+        model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
+                                cond=ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)),
+        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
+                                     val_fraction=0.25, val_every=0, sample_every=0, checkpoint_every=0))
+    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, progress=False)
+    assert m["step"] == 2
