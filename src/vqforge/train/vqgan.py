@@ -19,7 +19,6 @@ Per optimisation step (``optim.accumulation`` micro-batches each):
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import dataclasses
@@ -42,6 +41,7 @@ from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
 from ..metrics import psnr, ssim
 from ..models.vqgan import VQGAN, VQGANConfig
 from ..quantizers import perplexity
+from ..quantizers.usage import CodebookUsage
 from . import common
 from .common import DistInfo
 
@@ -235,7 +235,7 @@ def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.dev
     was_training = model.training
     model.eval()
     l1, ps, ss, n = 0.0, 0.0, 0.0, 0
-    codes = []
+    usage = CodebookUsage(model.n_codes)
     for batch in loader:
         x = batch["image"].to(device)
         with common.autocast(device, amp):
@@ -245,10 +245,10 @@ def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.dev
         ps += psnr(xrec, x).sum().item()
         ss += ssim(xrec, x).sum().item()
         n += x.shape[0]
-        codes.append(out.quantizer.indices.flatten().cpu())
+        usage.update(out.quantizer.indices, sync=False)
     model.train(was_training)
     return {"val/l1": l1 / n, "val/psnr": ps / n, "val/ssim": ss / n,
-            "val/perplexity": float(perplexity(torch.cat(codes), model.n_codes))}
+            "val/perplexity": usage.perplexity(), "val/codebook_usage": usage.usage()}
 
 
 def state_hash(*modules: nn.Module) -> str:
@@ -375,7 +375,7 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
     ddp_model = common.wrap_ddp(model, dist)
     logger = common.MetricLogger(run.path, enabled=dist.is_main, purge_step=step + 1 if resume else None)
     skips = SkipCounter()
-    usage_window: collections.deque[torch.Tensor] = collections.deque(maxlen=max(sched.usage_window, 1))
+    usage_window = CodebookUsage(model.n_codes, window=max(sched.usage_window, 1))
     last_val: dict[str, float] = {}
     ae_params = list(model.parameters())
     disc_params = list(loss.discriminator.parameters())
@@ -441,7 +441,7 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
                 with sync:
                     g = generator_step(ddp_model, loss, x, step, scale=1.0 / accum, amp=amp)
                 micro.append((x, g.reconstruction))
-                usage_window.append(torch.bincount(g.indices.flatten(), minlength=model.n_codes))
+                usage_window.update(g.indices, sync=False)  # rank 0 logs its own batches
             ae_norm = common.grad_norm(ae_params) if every(sched.log_every, step + 1) else None
             opt_ae.step()
             if ema is not None:
@@ -472,11 +472,10 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
                 now = time.perf_counter()
                 scalars = {f"train/{k}": float(v) for k, v in g.logs.items()}
                 scalars.update({f"train/{k}": float(v) for k, v in d_logs.items()})
-                counts = torch.stack(list(usage_window)).sum(0)
                 scalars.update({
                     "train/lr": lr,
                     "train/grad_norm": ae_norm or 0.0,
-                    "train/codebook_usage": float((counts > 0).float().mean()),
+                    "train/codebook_usage": usage_window.usage(),
                     "train/perplexity": float(perplexity(g.indices, model.n_codes)),
                     "train/it_per_s": steps_since / max(now - t_last, 1e-9),
                     "data/skipped_images": float(len(skips)),
