@@ -38,6 +38,16 @@ def test_frechet_distance_matches_direct_scipy():
     assert direct > 1.0  # the two sets really differ
 
 
+def test_eigh_method_agrees_with_sqrtm():
+    f1, f2 = _feats(300, 48, 10), _feats(200, 48, 11, shift=0.2, scale=0.7)
+    a, b = fid_from_features(f1, f2), fid_from_features(f1, f2, method="eigh")
+    assert b == pytest.approx(a, rel=1e-8)
+    g = _feats(40, 128, 1)  # rank-deficient
+    assert abs(fid_from_features(g, g, method="eigh")) < 1e-6 * np.trace(np.cov(g.astype(np.float64), rowvar=False))
+    with pytest.raises(ValueError):
+        fid_from_features(f1, f2, method="nope")
+
+
 def test_frechet_distance_of_known_gaussians():
     # diagonal covariances: FID = |mu1-mu2|^2 + sum (sqrt(a) - sqrt(b))^2
     a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])

@@ -140,16 +140,36 @@ class FeatureStats:
 
 
 # --------------------------------------------------------------------------------------------- FID
+FID_METHODS = ("sqrtm", "eigh")
+
+
+def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr(sqrt(sigma1 sigma2)) for symmetric PSD inputs, via symmetric eigendecompositions.
+
+    sigma1 sigma2 is similar to A sigma2 A with A = sqrt(sigma1) (symmetric PSD), so its square root's
+    trace is the sum of the square roots of that matrix's (non-negative) eigenvalues.
+    """
+    w, v = np.linalg.eigh(sigma1)
+    a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # sqrt(sigma1), (D, D)
+    m = a @ sigma2 @ a
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(ev, 0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+                     eps: float = 1e-6, method: str = "sqrtm") -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
 
     ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2))``.
 
-    As in pytorch-fid: when the product is singular (non-finite square root) ``eps * I`` is added to
-    both covariances; a complex square root with a non-negligible imaginary diagonal raises, otherwise
-    the real part is used.
+    ``method="sqrtm"`` (default) is the standard computation, as in pytorch-fid: ``scipy.linalg.sqrtm``
+    of the product; when it is singular (non-finite square root) ``eps * I`` is added to both
+    covariances; a complex square root with a non-negligible imaginary diagonal raises, otherwise the
+    real part is used. ``method="eigh"`` computes the same trace from two symmetric eigendecompositions:
+    several times faster for 2048-d features (seconds instead of half a minute on one CPU core); it agrees with ``sqrtm`` to rounding on well-conditioned inputs.
     """
+    if method not in FID_METHODS:
+        raise ValueError(f"unknown FID method {method!r} (choose from {', '.join(FID_METHODS)})")
     from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -157,6 +177,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
+    if method == "eigh":
+        return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * _trace_sqrt_product_eigh(sigma1, sigma2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on singular products; handled below
         covmean = linalg.sqrtm(sigma1.dot(sigma2))
@@ -171,14 +193,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
-    """FID between two :class:`FeatureStats`."""
-    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
+    """FID between two :class:`FeatureStats` (see :func:`frechet_distance` for ``method``)."""
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method)
 
 
-def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+def fid_from_features(f1: np.ndarray, f2: np.ndarray, method: str = "sqrtm") -> float:
     """FID between two feature sets (N1, D) and (N2, D)."""
-    return fid_from_stats(FeatureStats.from_features(f1), FeatureStats.from_features(f2))
+    return fid_from_stats(FeatureStats.from_features(f1), FeatureStats.from_features(f2), method=method)
 
 
 # --------------------------------------------------------------------------------------------- KID
