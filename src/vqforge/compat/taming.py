@@ -173,3 +173,12 @@ def load_taming(config_path: str | Path, checkpoint_path: str | Path) -> torch.n
                            f"(supported: {', '.join(sorted(TARGET_BUILDERS))})")
     sd = read_lightning_state_dict(checkpoint_path)
     return TARGET_BUILDERS[target](target, model_cfg["params"], sd, str(checkpoint_path))
+
+
+def _build_net2net(target: str, params: dict, sd: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    from .net2net import load_net2net  # the second-stage pipeline (first stage + cond stage + GPT)
+
+    return load_net2net({"target": target, "params": params}, sd, source)
+
+
+TARGET_BUILDERS["taming.models.cond_transformer.Net2NetTransformer"] = _build_net2net

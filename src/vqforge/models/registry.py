@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .transformer import Net2NetTransformer, TransformerConfig
 from .vqgan import VQGAN, VQGANConfig
 
 #: kind -> (config dataclass, builder taking that config and returning an nn.Module)
 MODEL_KINDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "vqgan": (VQGANConfig, VQGAN),
+    "transformer": (TransformerConfig, Net2NetTransformer),
 }
 
 

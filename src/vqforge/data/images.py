@@ -1,0 +1,198 @@
+"""Image datasets for first-stage (VQGAN) training: folders, file lists or globs of photos.
+
+* :func:`find_images` turns a path into a sorted list of image files: a folder (searched recursively), a
+  ``.txt`` file list (one path a line, relative to the list's folder; blank lines and ``#`` comments ignored),
+  or a glob pattern (``photos/**/*.jpg``).
+* :class:`ImageDataset` resizes the smallest side to ``size``, crops ``size x size`` (random or center),
+  optionally flips horizontally, and returns ``{"image": (3, size, size) float in [-1, 1], "bad": int}``.
+  Unreadable or corrupt files are skipped lazily: the item is replaced by the next readable file and
+  ``bad`` is the index of the unreadable file it replaced (-1 when none); the training loop collects the
+  distinct ones (:class:`SkipCounter`) and reports the count. A warning names each bad file once per
+  process. A long run never crashes on a bad file.
+* :func:`split_files` makes a deterministic train/val split when no separate validation data is given.
+
+Keys may be plain indices or ``(index, sample_seed)`` pairs (from
+:class:`vqforge.train.common.ResumableSampler` with ``with_seeds=True``): the crop and flip are then drawn
+from a generator seeded by ``sample_seed``, so augmentations do not depend on worker processes or resumes.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import random
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..io import VQForgeError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm"}
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def find_images(path: str | Path) -> list[Path]:
+    """The image files named by ``path``: a folder (recursive), a ``.txt`` file list, or a glob pattern.
+
+    Raises :class:`VQForgeError` naming ``path`` when it does not exist or holds no image files.
+    """
+    text = str(path)
+    p = Path(path)
+    if any(ch in text for ch in "*?[") and not p.exists():
+        files = sorted(Path(f) for f in _glob.glob(text, recursive=True) if _is_image(Path(f)) and Path(f).is_file())
+        what = "glob pattern matches"
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if _is_image(f) and f.is_file())
+        what = "folder contains"
+    elif p.is_file() and p.suffix.lower() == ".txt":
+        files = []
+        for line in p.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                f = Path(line)
+                files.append(f if f.is_absolute() else p.parent / f)
+        what = "file list names"
+    elif p.is_file() and _is_image(p):
+        files = [p]
+        what = "file is"
+    elif p.exists():
+        raise VQForgeError(f"{path}: not an image folder, a .txt file list, an image or a glob pattern")
+    else:
+        raise VQForgeError(f"{path}: no such file or directory")
+    if not files:
+        raise VQForgeError(f"{path}: no usable images (the {what} no image files; "
+                           f"extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
+def split_files(files: list[Path], val_fraction: float = 0.05, seed: int = 0, min_val: int = 1,
+                max_val: int = 1000) -> tuple[list[Path], list[Path]]:
+    """A deterministic (train, val) split of ``files``: a seeded shuffle, the first ``k`` go to val.
+
+    ``k = clamp(round(val_fraction * n), min_val, max_val)``, always leaving at least one training file.
+    """
+    n = len(files)
+    if n < 2:
+        raise VQForgeError(f"{files[0] if files else '<data>'}: need at least 2 images to hold out a validation "
+                           f"split (or pass --val-data)")
+    k = min(max(int(round(val_fraction * n)), min_val), max_val, n - 1)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    val = sorted(files[i] for i in order[:k])
+    train = sorted(files[i] for i in order[k:])
+    return train, val
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open ``path`` fully decoded as RGB (raises on unreadable or truncated files)."""
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random) -> Image.Image:
+    """Resize so the smallest side is ``size`` (bicubic, antialiased), then crop ``size x size``."""
+    w, h = img.size
+    scale = size / min(w, h)
+    if scale != 1.0:
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), Image.BICUBIC)
+        w, h = nw, nh
+    if crop == "random":
+        left, top = rng.randint(0, w - size), rng.randint(0, h - size)
+    else:
+        left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float (3, H, W) in [-1, 1] (``x / 127.5 - 1``, as the original)."""
+    arr = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Photos as ``{"image": (3, size, size) in [-1, 1], "bad": int}`` items (``bad``: see the module doc).
+
+    files: image paths (see :func:`find_images`); size: output side; crop: ``random`` or ``center``;
+    flip: random horizontal flips; source: the path shown in errors. At construction the first readable
+    file is located (so that zero usable images is an error naming ``source`` right away); later bad files
+    are skipped lazily.
+    """
+
+    def __init__(self, files: list[Path], size: int = 256, crop: Literal["random", "center"] = "random",
+                 flip: bool = False, source: str | Path = "<data>"):
+        if not files:
+            raise VQForgeError(f"{source}: no usable images")
+        self.files = list(files)
+        self.size, self.crop, self.flip, self.source = size, crop, flip, str(source)
+        self.bad: set[int] = set()
+        for i in range(len(self.files)):
+            if self._try_open(i) is not None:
+                break
+        else:
+            raise VQForgeError(f"{source}: no usable images ({len(self.files)} files, none could be read)")
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs: Any) -> "ImageDataset":
+        """A dataset of every image that ``path`` names (folder, file list or glob)."""
+        return cls(find_images(path), source=path, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _try_open(self, i: int) -> Image.Image | None:
+        if i in self.bad:
+            return None
+        try:
+            return load_rgb(self.files[i])
+        except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this file"
+            self.bad.add(i)
+            warnings.warn(f"{self.files[i]}: unreadable image skipped ({type(e).__name__}: {str(e)[:80]})",
+                          stacklevel=2)
+            return None
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(key, (tuple, list)):
+            index, seed = int(key[0]), int(key[1])
+        else:
+            index, seed = int(key), None
+        rng = random.Random(seed) if seed is not None else random.Random(random.getrandbits(63))
+        bad = -1
+        n = len(self.files)
+        for k in range(n):
+            i = (index + k) % n
+            img = self._try_open(i)
+            if img is None:
+                bad = i if bad < 0 else bad  # the first unreadable file this item stands in for
+                continue
+            img = resize_crop(img, self.size, self.crop, rng)
+            if self.flip and rng.random() < 0.5:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            return {"image": to_tensor(img), "bad": bad}
+        raise VQForgeError(f"{self.source}: no usable images ({n} files, none could be read)")
+
+
+class SkipCounter:
+    """Distinct unreadable files seen in batches (``batch["bad"]``), across worker processes."""
+
+    def __init__(self) -> None:
+        self.bad: set[int] = set()
+
+    def update(self, batch: dict[str, Any]) -> int:
+        """Record a batch; returns how many new bad files it revealed."""
+        b = batch.get("bad")
+        if not isinstance(b, torch.Tensor):
+            return 0
+        before = len(self.bad)
+        self.bad.update(int(i) for i in b.tolist() if i >= 0)
+        return len(self.bad) - before
+
+    def __len__(self) -> int:
+        return len(self.bad)

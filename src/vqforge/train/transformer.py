@@ -1,0 +1,446 @@
+"""Training the second stage: a GPT over frozen first-stage tokens (``vqforge train transformer``).
+
+The run config has two sections: ``model`` (:class:`TransformerConfig`; its ``first_stage`` and the
+condition's ``cond_stage`` are taken from the ``--first-stage`` / ``--cond-stage`` model directories) and
+``train`` (:class:`TransformerTrainConfig`). Data (``--data``) is one of
+
+* a token dataset written by ``vqforge encode`` (``meta.json`` + ``.npy``; read directly, no encoding);
+* ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = its test split);
+* images (folder, file list or glob; class labels from ImageFolder sub-folder names), encoded on the fly
+  from random crops.
+
+The loop follows the original: cross-entropy over image tokens, ``pkeep`` token noise, AdamW with betas
+(0.9, 0.95) and weight decay on Linear weights only (not biases, LayerNorm, embeddings or ``pos_emb``), plus
+what the original lacks: linear warmup + cosine decay, NULL-class label dropout for classifier-free
+guidance, bf16 autocast on CUDA, optional activation checkpointing, DDP (``torchrun``), exact resume,
+TensorBoard scalars (``train/loss``, ``val/loss``, ``val/bits_per_dim``, ``lr``) and sample grids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError, from_dict, to_dict
+from ..io import VQForgeError
+from ..models.transformer import Net2NetTransformer, TransformerConfig
+from ..models.vqgan import VQGAN
+from . import common as C
+
+
+@dataclass(frozen=True)
+class TransformerTrainConfig:
+    """Optimisation and bookkeeping of a transformer run.
+
+    learning_rate: used as is when > 0; otherwise ``base_learning_rate`` x batch x accumulate x GPUs
+    (the original's rule, ``scale_lr``). warmup_steps / min_lr_ratio: linear warmup then cosine decay to
+    ``min_lr_ratio`` x lr at ``max_steps``. grad_clip: 0 = off (the original does not clip).
+    """
+
+    batch_size: int = 8
+    accumulate: int = 1
+    base_learning_rate: float = 4.5e-6
+    learning_rate: float = 0.0
+    scale_lr: bool = True
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 0.0
+    max_steps: int = 100_000
+    seed: int = 0
+    image_size: int = 256
+    crop: Literal["random", "center"] = "random"
+    flip: bool = False
+    val_fraction: float = 0.05
+    val_every: int = 1000
+    val_batches: int = 50
+    sample_every: int = 2000
+    n_samples: int = 8
+    sample_top_k: int = 100
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_every: int = 0
+    workers: int = 0
+    activation_checkpointing: bool = False
+    ema_decay: float = 0.0
+    bf16: bool = True
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TransformerRunConfig:
+    """A transformer run: the model pipeline and its training settings."""
+
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    train: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
+
+
+# ============================================================================================ optimiser
+def param_groups(gpt: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """minGPT's split: Linear weights decay; biases, LayerNorm/Embedding weights and ``pos_emb`` do not."""
+    decay, no_decay = [], []
+    for mn, m in gpt.named_modules():
+        for pn, p in m.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (decay if isinstance(m, nn.Linear) and pn == "weight" else no_decay).append(p)
+    n_all = sum(1 for p in gpt.parameters() if p.requires_grad)
+    assert len(decay) + len(no_decay) == n_all, "every parameter must be in exactly one group"
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, lr: float, warmup: int, max_steps: int, min_ratio: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to ``min_ratio * lr`` at ``max_steps``."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def enable_activation_checkpointing(gpt: nn.Module) -> None:
+    """Recompute each block's activations in the backward pass (saves memory on long sequences)."""
+    from torch.utils.checkpoint import checkpoint
+
+    for block in gpt.blocks:
+        inner = block.forward
+
+        def fwd(x, cache=None, layer=0, start=0, _inner=inner):
+            if cache is None and torch.is_grad_enabled():
+                return checkpoint(_inner, x, use_reentrant=False)
+            return _inner(x, cache=cache, layer=layer, start=start)
+
+        block.forward = fwd
+
+
+# ============================================================================================ sampling
+@torch.no_grad()
+def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: int, top_k: int | None = 100,
+                  temperature: float = 1.0, greedy: bool = False, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+    """Plain autoregressive sampling with a KV cache: image tokens (B, n_tokens) after ``c_indices``.
+
+    Logits are restricted to the image codebook. (The full sampler with guidance, sliding windows and
+    more lives in :mod:`vqforge.sampling`.)
+    """
+    gpt = model.transformer
+    B, Tc = c_indices.shape
+    cache = gpt.new_cache(B, Tc + n_tokens)
+    logits = gpt(c_indices, cache=cache, start=0)[:, -1]
+    out = []
+    for i in range(n_tokens):
+        lg = logits[:, :model.n_image_codes].float() / temperature
+        if greedy:
+            nxt = lg.argmax(-1, keepdim=True)
+        else:
+            if top_k:
+                v, _ = torch.topk(lg, min(top_k, lg.shape[-1]))
+                lg = lg.masked_fill(lg < v[:, -1:], float("-inf"))
+            nxt = torch.multinomial(F.softmax(lg, -1), 1, generator=generator)
+        out.append(nxt)
+        if i + 1 < n_tokens:
+            logits = gpt(nxt, cache=cache, start=Tc + i)[:, -1]
+    return torch.cat(out, 1)
+
+
+# ============================================================================================ data
+class _Data:
+    """Train/val datasets and how a batch becomes (image tokens, condition tokens)."""
+
+    def __init__(self, spec: str, model: Net2NetTransformer, tc: TransformerTrainConfig):
+        from ..data import tokens as T
+
+        self.spec, self.pre_tokenized = spec, False
+        self.label_names: list[str] | None = None
+        mode = model.config.cond.mode
+        in_ch = model.first_stage.config.ddconfig.in_channels
+        if T.is_token_dir(spec):
+            ds = T.TokenDataset(spec)
+            self._check_tokens(ds, model)
+            n = len(ds)
+            order = np.random.default_rng(tc.seed).permutation(n)
+            n_val = max(1, int(round(n * tc.val_fraction))) if n > 1 else 0
+            self.train = T.TokenDataset(spec, np.sort(order[n_val:]))
+            self.val = T.TokenDataset(spec, np.sort(order[:n_val])) if n_val else None
+            self.pre_tokenized = True
+            self.grid = ds.grid
+            self.image_size = tuple(ds.meta["image_size"])
+            self.label_names = ds.label_names
+        elif spec.split(":", 1)[0] == "fashion-mnist":
+            from ..data.fashion_mnist import FashionMNIST
+
+            root = spec.split(":", 1)[1] if ":" in spec else None
+            self.train = FashionMNIST("train", tc.image_size, in_ch, root=root)
+            self.val = FashionMNIST("test", tc.image_size, in_ch, limit=2000, root=root)
+            self.label_names = self.train.label_names
+            self.image_size = (tc.image_size, tc.image_size)
+            self.grid = model.latent_hw(self.image_size)
+        else:
+            from ..data.images import ImageDataset, find_images, split_files
+
+            if mode not in ("unconditional", "class", "edges", "lowres", "coord"):
+                raise VQForgeError(f"{spec}: {mode} conditioning needs paired maps; pre-tokenize them with "
+                                   f"`vqforge encode` and train on the token dataset")
+            files = find_images(spec)
+            tr, va = split_files(files, tc.val_fraction, seed=tc.seed)
+            self.train = ImageDataset(tr, tc.image_size, tc.crop, tc.flip, source=spec)
+            self.val = ImageDataset(va, tc.image_size, "center", False, source=spec) if va else None
+            if mode == "class":
+                root = Path(spec)
+                names = sorted({f.parent.relative_to(root).as_posix() for f in files})
+                self.label_names = names
+                self.train = _Labelled(self.train, names, root)
+                self.val = _Labelled(self.val, names, root) if self.val is not None else None
+            self.image_size = (tc.image_size, tc.image_size)
+            self.grid = model.latent_hw(self.image_size)
+        if mode == "class" and self.label_names is not None and len(self.label_names) > model.config.cond.n_classes:
+            raise VQForgeError(f"{spec}: {len(self.label_names)} classes, but model.cond.n_classes="
+                               f"{model.config.cond.n_classes}")
+        if mode == "class" and self.label_names is None:
+            raise VQForgeError(f"{spec}: class conditioning needs labels (ImageFolder sub-folders or a token "
+                               f"dataset with labels)")
+
+    @staticmethod
+    def _check_tokens(ds, model: Net2NetTransformer) -> None:
+        if ds.n_codes != model.n_image_codes:
+            raise VQForgeError(f"{ds.path}: tokens from a codebook of {ds.n_codes} codes, but the first stage "
+                               f"has {model.n_image_codes}")
+        mode = model.config.cond.mode
+        if mode not in ("unconditional", "class") and ds.cond is None:
+            raise VQForgeError(f"{ds.path}: no condition tokens for {mode} conditioning (encode with --cond-stage)")
+
+    def to_tokens(self, model: Net2NetTransformer, batch: dict[str, Any], device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image tokens (B, N), condition tokens (B, Tc)) of a batch."""
+        mode = model.config.cond.mode
+        if "tokens" in batch:
+            z = batch["tokens"].to(device)
+            if "cond" in batch and mode not in ("unconditional", "class"):
+                c = batch["cond"].to(device)
+            elif mode == "class":
+                c = model.encode_to_c(batch["label"].to(device))
+            else:
+                c = model.encode_to_c(z)
+            return z, c
+        x = batch["image"].to(device)
+        raw = batch["label"].to(device) if "label" in batch else None
+        return model.encode_to_z(x), model.encode_to_c(model.build_condition(x, raw))
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """Adds ``label`` (index of the file's folder in ``names``) to an ImageDataset's items."""
+
+    def __init__(self, ds, names: list[str], root: Path):
+        self.ds, self.index = ds, {n: i for i, n in enumerate(names)}
+        self.labels = [self.index[f.parent.relative_to(root).as_posix()] for f in ds.files]
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key):
+        item = self.ds[key]
+        i = int(key[0]) if isinstance(key, (tuple, list)) else int(key)
+        item["label"] = torch.tensor(self.labels[i])
+        return item
+
+
+# ============================================================================================ config
+def resolve_config(cfg: TransformerRunConfig, first_stage: VQGAN | None, cond_stage: nn.Module | None
+                   ) -> TransformerRunConfig:
+    """Fill ``model.first_stage`` / ``model.cond.cond_stage`` from the loaded stage models."""
+    m = cfg.model
+    if first_stage is not None:
+        m = dataclasses.replace(m, first_stage=first_stage.config)
+    if cond_stage is not None:
+        m = dataclasses.replace(m, cond=dataclasses.replace(m.cond, cond_stage=cond_stage.config))
+    return dataclasses.replace(cfg, model=m)
+
+
+def _load_stage(path: str | None, what: str) -> VQGAN | None:
+    if path is None:
+        return None
+    from ..api import load
+
+    model = load(path)
+    if isinstance(model, Net2NetTransformer):  # a transformer dir: take its stage
+        model = model.first_stage if what == "first" else model.cond_stage
+    if not isinstance(model, VQGAN):
+        raise VQForgeError(f"{path}: not a VQGAN model (a {type(model).__name__})")
+    return model
+
+
+# ============================================================================================ the loop
+def train(cfg: TransformerRunConfig, data: str, out: str | Path, first_stage: str | None = None,
+          cond_stage: str | None = None, resume: bool = False, max_steps: int | None = None,
+          progress: bool = True) -> dict[str, float]:
+    """Train (or resume) a transformer run in ``out``; returns the last validation metrics."""
+    run = C.RunDir(out)
+    dist = C.setup_distributed(cfg.train.device)
+    ckpt = None
+    if resume:
+        ckpt = run.load_last()
+        if ckpt.get("kind") != "transformer":
+            raise VQForgeError(f"{run.last}: not a transformer checkpoint (kind {ckpt.get('kind')!r})")
+        try:
+            cfg = from_dict(TransformerRunConfig, {"model": ckpt["model_config"], "train": ckpt["train_config"]})
+        except ConfigError as e:
+            raise VQForgeError(f"{run.last}: {e}") from None
+    if max_steps is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))
+    fs, cs = (None, None) if resume else (_load_stage(first_stage, "first"), _load_stage(cond_stage, "cond"))
+    if not resume and fs is None:
+        raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
+    cfg = resolve_config(cfg, fs, cs)
+    tc = cfg.train
+    try:
+        model = Net2NetTransformer(cfg.model)
+    except ValueError as e:
+        raise VQForgeError(f"model config: {e}") from None
+    if fs is not None:
+        model.first_stage.load_state_dict(fs.state_dict())
+    if cs is not None:
+        model.cond_stage.load_state_dict(cs.state_dict())
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    device = dist.device
+    model.to(device)
+    C.seed_everything(tc.seed + dist.rank)
+    ds = _Data(data, model, tc)
+    if tc.activation_checkpointing:
+        enable_activation_checkpointing(model.transformer)
+    lr = tc.learning_rate if tc.learning_rate > 0 else (
+        C.scaled_lr(tc.base_learning_rate, tc.batch_size, tc.accumulate, dist.world_size) if tc.scale_lr
+        else tc.base_learning_rate)
+    opt = torch.optim.AdamW(param_groups(model.transformer, tc.weight_decay), lr=lr, betas=tuple(tc.betas))
+    ema = C.EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    ddp = C.wrap_ddp(model, dist)
+    sampler = C.ResumableSampler(len(ds.train), seed=tc.seed, rank=dist.rank, world_size=dist.world_size,
+                                 with_seeds=True)
+    stream = C.BatchStream(ds.train, tc.batch_size, sampler, tc.workers, name=data)
+    step = 0
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizers"]["transformer"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
+        stream.load_state_dict(ckpt["data"])
+        step = int(ckpt["step"])
+        rngs = ckpt.get("rng") or []
+        if len(rngs) > dist.rank:
+            C.set_rng_state(rngs[dist.rank])
+    elif dist.is_main:
+        run.write_config(cfg)
+    logger = C.MetricLogger(run.path, enabled=dist.is_main, purge_step=step if ckpt is not None else None)
+    in_ch = model.first_stage.config.ddconfig.in_channels
+    metrics: dict[str, float] = {}
+
+    def save(keep: bool = False) -> None:
+        state = C.make_checkpoint("transformer", cfg.model, model, step, {"transformer": opt}, tc, ema=ema,
+                                  rng=C.gather_rng_states(dist), data=stream.state_dict(),
+                                  label_names=ds.label_names)
+        if dist.is_main:
+            run.save_checkpoint(state, step, keep=keep)
+
+    def validate() -> dict[str, float]:
+        if ds.val is None or len(ds.val) == 0:
+            return {}
+        model.eval()
+        total, count = 0.0, 0
+        loader = torch.utils.data.DataLoader(ds.val, batch_size=tc.batch_size, shuffle=False)
+        with torch.no_grad(), C.autocast(device, tc.bf16):
+            for i, batch in enumerate(loader):
+                if i >= tc.val_batches:
+                    break
+                z, c = ds.to_tokens(model, batch, device)
+                logits, target = model(z, c, pre_tokenized=True)
+                total += float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                               reduction="sum"))
+                count += target.numel()
+        model.train()
+        from ..data.tokens import bits_per_dim
+
+        loss = total / max(count, 1)
+        return {"val/loss": loss, "val/bits_per_dim": bits_per_dim(loss, ds.grid, ds.image_size, in_ch)}
+
+    def log_samples() -> None:
+        if not dist.is_main or tc.n_samples <= 0:
+            return
+        model.eval()
+        n = tc.n_samples
+        batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train, batch_size=n)))
+        z, c = ds.to_tokens(model, batch, device)
+        if model.config.cond.mode == "class":  # one sample per class, cycling
+            c = model.encode_to_c(torch.arange(len(z), device=device) % model.config.cond.n_classes)
+        idx = sample_tokens(model, c, z.shape[1], top_k=tc.sample_top_k)
+        imgs = model.decode_to_img(idx, ds.grid)
+        rec = model.decode_to_img(z, ds.grid)
+        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat([imgs, rec]).clamp(-1, 1), nrow=len(z))
+        model.train()
+
+    model.train()
+    bar = C.progress_bar(tc.max_steps, initial=step, enabled=progress and dist.is_main, desc="train transformer")
+    t0 = time.time()
+    with C.StopRequest() as stop:
+        while step < tc.max_steps:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
+            opt.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for _ in range(tc.accumulate):
+                z, c = ds.to_tokens(model, next(stream), device)
+                with C.autocast(device, tc.bf16):
+                    logits, target = ddp(z, c, pre_tokenized=True)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
+                (loss / tc.accumulate).backward()
+                loss_sum += float(loss) / tc.accumulate
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), tc.grad_clip)
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.3f}")
+            if step % tc.log_every == 0 or step == 1:
+                logger.log(step, {"train/loss": loss_sum, "lr": opt.param_groups[0]["lr"],
+                                  "train/steps_per_s": step / max(time.time() - t0, 1e-9)})
+            if tc.val_every > 0 and step % tc.val_every == 0:
+                metrics = validate()
+                logger.log(step, metrics)
+            if tc.sample_every > 0 and step % tc.sample_every == 0:
+                log_samples()
+            if tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
+                save(keep=tc.keep_every > 0 and step % tc.keep_every == 0)
+            if stop.should_stop(dist):
+                break
+    bar.close()
+    if not metrics or (tc.val_every > 0 and step % tc.val_every):
+        metrics = validate()
+        logger.log(step, metrics)
+    save()
+    logger.close()
+    C.teardown_distributed(dist)
+    return {**metrics, "step": step}
+
+
+def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:
+    """A run config from a YAML file (``model`` and ``train`` sections) plus ``key=value`` overrides."""
+    from ..config import apply_overrides, load_yaml
+
+    try:
+        cfg = load_yaml(TransformerRunConfig, path)
+        return apply_overrides(cfg, list(overrides))
+    except ConfigError as e:
+        raise VQForgeError(str(e)) from None
+
+
+__all__ = ["TransformerTrainConfig", "TransformerRunConfig", "train", "sample_tokens", "param_groups", "lr_at",
+           "load_run_config", "to_dict"]
