@@ -82,3 +82,36 @@ def test_errors_are_one_line(tmp_path, tiny_vqgan):
     r = _cli("recon", "--model", tiny_vqgan, "--data", tmp_path / "empty", "--no-fid")
     assert r.returncode == 2 and "no images found" in r.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_nll_json_matches_the_models_own_loss(tiny_vqgan, tmp_path):
+    import math
+
+    from vqforge.api import load
+    from vqforge.data.tokens import bits_per_dim, write_tokens
+    from vqforge.models.conditioning import ConditionConfig
+    from vqforge.models.gpt import GPTConfig
+    from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
+
+    first = load(tiny_vqgan)
+    torch.manual_seed(1)
+    cfg = TransformerConfig(gpt=GPTConfig(vocab_size=16, block_size=80, n_layer=1, n_head=2, n_embd=16),
+                            first_stage=first.config, cond=ConditionConfig(mode="class", n_classes=3, null_class=True))
+    model = Net2NetTransformer(cfg)
+    model.first_stage.load_state_dict(first.state_dict())
+    model_dir = save_model(model, tmp_path / "gpt")
+    z = torch.randint(0, 16, (10, 64))
+    labels = torch.randint(0, 3, (10,))
+    tokens = write_tokens(tmp_path / "tokens", z.numpy(), (8, 8), 16, (16, 16), labels=labels.numpy())
+    out = tmp_path / "nll.json"
+    r = _cli("nll", "--model", model_dir, "--data", tokens, "--json", out, "--batch-size", 4, "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    model.eval()
+    with torch.no_grad():
+        nats = float(model.loss(*model.forward_tokens(z, model.encode_to_c(labels))))
+    assert res["n_images"] == 10 and res["n_tokens"] == 640
+    assert res["nats_per_token"] == pytest.approx(nats, rel=1e-5)
+    assert res["bits_per_token"] == pytest.approx(nats / math.log(2), rel=1e-5)
+    assert res["bits_per_dim"] == pytest.approx(bits_per_dim(nats, (8, 8), (16, 16)), rel=1e-5)
+    assert "bits / dim" in r.stdout

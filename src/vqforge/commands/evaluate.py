@@ -204,7 +204,10 @@ def run_samples(args: argparse.Namespace) -> int:
 
 
 def run_nll(args: argparse.Namespace) -> int:
+    import torch
+
     from ..api import load
+    from ..data.tokens import TokenDataset
     from ..evaluate.nll import token_nll
     from ..io import VQForgeError
 
@@ -212,10 +215,27 @@ def run_nll(args: argparse.Namespace) -> int:
     if not hasattr(model, "forward_tokens"):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(_device(args.device)).eval()
-    z, c, image_hw = _load_tokens(args.data, args.limit)
-    batches = ((z[i:i + args.batch_size], c[i:i + args.batch_size]) for i in range(0, z.shape[0], args.batch_size))
+    ds = TokenDataset(args.data)
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    if ds.n_codes > model.n_image_codes:
+        raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")
+    z = torch.from_numpy(ds.tokens[:n].astype("int64"))  # (N, h*w)
+    mode = model.config.cond.mode
+    if mode in ("class", "unconditional"):
+        if mode == "class" and ds.labels is None:
+            raise VQForgeError(f"{args.data}: the model is class-conditional but the tokens have no labels.npy")
+        raw = torch.from_numpy(ds.labels[:n].astype("int64")) if ds.labels is not None else torch.zeros(n, dtype=torch.long)
+        c = model.encode_to_c(raw)  # (N, 1)
+    else:
+        if ds.cond is None:
+            raise VQForgeError(f"{args.data}: the model is conditioned on {mode!r} but the tokens have no cond_tokens.npy")
+        c = torch.from_numpy(ds.cond[:n].astype("int64"))  # (N, Tc)
+    image_hw = tuple(ds.meta["image_size"])
+    channels = model.config.first_stage.ddconfig.in_channels
+    bs = args.batch_size
+    batches = ((z[i:i + bs], c[i:i + bs]) for i in range(0, n, bs))
     try:
-        res = token_nll(model, batches, image_hw=image_hw, total=z.shape[0], progress=not args.quiet)
+        res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
     except (IndexError, RuntimeError) as e:
         raise VQForgeError(f"{args.data}: tokens do not fit this model ({str(e).splitlines()[0]})") from None
     result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), **res}
@@ -223,14 +243,3 @@ def run_nll(args: argparse.Namespace) -> int:
             ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
             ("bits / dim", res["bits_per_dim"])]
     return _finish(args, result, f"NLL of {args.data} under {args.model}", rows)
-
-
-def _load_tokens(path, limit):
-    """(z (N, T) int64, c (N, Tc) int64, image (H, W) or None) from a tokens directory."""
-    from ..io import VQForgeError
-
-    try:
-        from ..data import tokens as tok
-    except ImportError:
-        raise VQForgeError(f"{path}: reading token directories needs vqforge.data.tokens, which this build lacks") from None
-    return tok.load_for_eval(path, limit)
