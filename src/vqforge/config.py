@@ -74,7 +74,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-            items = tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            items = tuple(_convert(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         else:
             sub = args[0] if args else Any
             items = tuple(_convert(v, sub, f"{where}[{i}]") for i, v in enumerate(value))
