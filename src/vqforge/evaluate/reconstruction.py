@@ -9,7 +9,7 @@ import torch
 
 from ..quantizers import perplexity
 from .fid import FeatureStats, fid_from_stats, kid
-from .metrics import psnr, ssim
+from ..metrics import psnr, ssim
 
 
 def try_lpips(vgg_path=None, heads_path=None):
@@ -24,6 +24,15 @@ def try_lpips(vgg_path=None, heads_path=None):
         return LPIPS.from_pretrained(vgg_path, heads_path), None
     except VQForgeError as e:
         return None, str(e)
+
+
+def standard_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM per image (B,) as the field reports it: on intensities in [0, 1] (data range 1).
+
+    NOTE: SSIM's luminance term is not shift-invariant, so it must see non-negative intensities;
+    [-1, 1] images are mapped to [0, 1] before :func:`vqforge.metrics.ssim`.
+    """
+    return ssim((x.float() + 1) / 2, (y.float() + 1) / 2, data_range=1.0)
 
 
 @torch.inference_mode()
@@ -53,8 +62,9 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
             rec = out.reconstruction.float().clamp(-1, 1)  # (B, 3, H, W)
             idx = out.quantizer.indices
             counts += torch.bincount(idx.flatten().cpu(), minlength=n_codes)[:n_codes]
-            psnrs.append(psnr(rec, x).cpu())
-            ssims.append(ssim(rec, x).cpu())
+            xc = x.clamp(-1, 1)
+            psnrs.append(psnr(rec, xc).cpu())  # (B,), data range 2 on [-1, 1]
+            ssims.append(standard_ssim(rec, xc).cpu())
             if lpips is not None:
                 lps.append(lpips(rec, x).flatten().float().cpu())
             if inception is not None:
