@@ -39,12 +39,15 @@ def standard_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tensor], total: int | None = None,
                             inception: torch.nn.Module | None = None, lpips: torch.nn.Module | None = None,
                             lpips_skipped: str | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                            fid_method: str = "sqrtm", progress: bool = True) -> dict:
+                            fid_method: str = "sqrtm", real_features: np.ndarray | None = None,
+                            progress: bool = True) -> dict:
     """Reconstruct every batch (B, 3, H, W) in [-1, 1] with a VQGAN and measure it.
 
     Returns a JSON-ready dict: ``n_images``, ``psnr`` and ``ssim`` (means over images), ``lpips`` (mean,
     or None with ``lpips_skipped`` giving the reason), ``rfid`` / ``kid_mean`` / ``kid_std`` between the
-    Inception features of inputs and reconstructions (None without ``inception``), and codebook use:
+    Inception features of inputs and reconstructions (None without ``inception``; ``real_features``, the
+    inputs' features in the same order, e.g. from cached reference statistics, saves embedding them
+    again), and codebook use:
     ``codes_used``, ``n_codes``, ``codebook_usage`` (share of codes used) and ``perplexity``.
     """
     from tqdm import tqdm
@@ -68,7 +71,8 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
             if lpips is not None:
                 lps.append(lpips(rec, x).flatten().float().cpu())
             if inception is not None:
-                f_real.append(inception(x).cpu().numpy())
+                if real_features is None:
+                    f_real.append(inception(x).cpu().numpy())
                 f_rec.append(inception(rec).cpu().numpy())
             n += x.shape[0]
             bar.update(x.shape[0])
@@ -85,7 +89,9 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
         "codes_used": used, "n_codes": n_codes, "codebook_usage": used / n_codes, "perplexity": ppl,
     }
     if inception is not None and n >= 2:
-        fr, fc = np.concatenate(f_real), np.concatenate(f_rec)
+        fr, fc = (np.concatenate(f_real) if real_features is None else np.asarray(real_features)), np.concatenate(f_rec)
+        if fr.shape[0] != fc.shape[0]:
+            raise ValueError(f"real_features has {fr.shape[0]} rows for {fc.shape[0]} images")
         res["rfid"] = fid_from_stats(FeatureStats.from_features(fr), FeatureStats.from_features(fc), fid_method)
         res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size)
     return res
