@@ -42,8 +42,13 @@ def test_eigh_method_agrees_with_sqrtm():
     f1, f2 = _feats(300, 48, 10), _feats(200, 48, 11, shift=0.2, scale=0.7)
     a, b = fid_from_features(f1, f2), fid_from_features(f1, f2, method="eigh")
     assert b == pytest.approx(a, rel=1e-8)
-    g = _feats(40, 128, 1)  # rank-deficient
-    assert abs(fid_from_features(g, g, method="eigh")) < 1e-6 * np.trace(np.cov(g.astype(np.float64), rowvar=False))
+    g = _feats(40, 128, 1)  # rank-deficient: computed from the features (40 x 40 SVD), exact to rounding
+    assert abs(fid_from_features(g, g, method="eigh")) < 1e-9 * np.trace(np.cov(g.astype(np.float64), rowvar=False))
+    h = _feats(30, 128, 12, shift=0.1, scale=1.3)
+    assert fid_from_features(g, h, method="eigh") == pytest.approx(fid_from_features(g, h), rel=1e-6)
+    s1, s2 = FeatureStats.from_features(g), FeatureStats.from_features(h, keep_features=False)
+    assert frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma, method="eigh") == pytest.approx(
+        fid_from_features(g, h, method="eigh"), rel=1e-6)
     with pytest.raises(ValueError):
         fid_from_features(f1, f2, method="nope")
 

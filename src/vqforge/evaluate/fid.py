@@ -193,8 +193,30 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
+def _trace_sqrt_product_lowrank(f1: np.ndarray, f2: np.ndarray) -> float:
+    """tr(sqrt(sigma1 sigma2)) from the features themselves, for fewer samples than dimensions.
+
+    With centred features A1 (n1, D), A2 (n2, D) and sigma_i = A_i^T A_i / (n_i - 1), the non-zero
+    eigenvalues of sigma1 sigma2 are the squared singular values of M = A1 A2^T / sqrt((n1-1)(n2-1))
+    (n1, n2), so the trace is M's nuclear norm: an (n1, n2) SVD instead of (D, D) decompositions.
+    """
+    a1 = f1 - f1.mean(0)
+    a2 = f2 - f2.mean(0)
+    m = a1 @ a2.T / np.sqrt((f1.shape[0] - 1) * (f2.shape[0] - 1))  # (n1, n2)
+    return float(np.linalg.svd(m, compute_uv=False).sum())
+
+
 def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
-    """FID between two :class:`FeatureStats` (see :func:`frechet_distance` for ``method``)."""
+    """FID between two :class:`FeatureStats` (see :func:`frechet_distance` for ``method``).
+
+    With ``method="eigh"``, when both sides carry their features and one has fewer samples than
+    dimensions, the trace term is computed exactly from the features (:func:`_trace_sqrt_product_lowrank`).
+    """
+    if (method == "eigh" and a.features is not None and b.features is not None
+            and min(a.features.shape[0], b.features.shape[0]) < a.mu.shape[0]):
+        f1, f2 = np.asarray(a.features, np.float64), np.asarray(b.features, np.float64)
+        diff = a.mu - b.mu
+        return float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2.0 * _trace_sqrt_product_lowrank(f1, f2))
     return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method)
 
 
