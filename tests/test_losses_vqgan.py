@@ -96,6 +96,9 @@ def test_disc_start_gates_gan_terms():
     total, logs = loss.generator_loss(x, xrec, torch.tensor(0.1), dec.conv.weight, step=9)
     assert logs["disc_factor"].item() == 0.0 and logs["d_weight"].item() == 0.0
     assert total.item() == pytest.approx((logs["nll_loss"] + 0.1).item(), rel=1e-6)
+    assert logs["g_loss"].item() != 0.0  # still logged, as the original does
+    total.backward()  # the zero-weighted GAN term is kept out of the graph
+    assert dec.conv.weight.grad is not None and loss.discriminator.main[0].weight.grad is None
     d_loss, d_logs = loss.discriminator_loss(x, xrec.detach(), step=9)
     assert d_loss.item() == 0.0 and set(d_logs) == {"disc_loss", "logits_real", "logits_fake"}
     _, logs = loss.generator_loss(x, dec(z), torch.tensor(0.1), dec.conv.weight, step=10)
@@ -199,3 +202,16 @@ def test_actnorm_data_dependent_init():
     assert fresh.initialized.item() == 0
     d = NLayerDiscriminator(ndf=8, n_layers=2, use_actnorm=True)
     assert d(torch.randn(2, 3, 32, 32)).shape == (2, 1, 6, 6)
+
+
+def test_bf16_autocast_gives_float32_logs():
+    loss, dec, x, z = _setup()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xrec = dec(z)
+        total, logs = loss.generator_loss(x, xrec, torch.tensor(0.1), dec.conv.weight, step=0)
+        d_loss, d_logs = loss.discriminator_loss(x, xrec, step=0)
+    assert all(v.dtype == torch.float32 and v.dim() == 0 for v in {**logs, **d_logs}.values())
+    assert torch.isfinite(total) and logs["d_weight"].item() > 0
+    total.backward()
+    d_loss.backward()
+    assert torch.isfinite(dec.conv.weight.grad).all()

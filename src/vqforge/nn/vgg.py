@@ -88,9 +88,11 @@ def vgg16_search_paths(path: str | os.PathLike | None = None) -> list[Path]:
     return [Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILENAME]
 
 
-def locate_vgg16_weights(path: str | os.PathLike | None = None, offline_hint: str = "") -> Path:
+def locate_vgg16_weights(path: str | os.PathLike | None = None, offline_hint: str = "",
+                         path_option: str = "perceptual_vgg_path") -> Path:
     """The VGG16 weights file, or a :class:`VQForgeError` that names the file, every place looked in,
-    where to get it, and ``offline_hint`` (what works without it)."""
+    where to get it, the option that gives its path (``path_option``) and ``offline_hint`` (what works
+    without it)."""
     candidates = vgg16_search_paths(path)
     for c in candidates:
         if c.is_file():
@@ -99,7 +101,7 @@ def locate_vgg16_weights(path: str | os.PathLike | None = None, offline_hint: st
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     raise VQForgeError(
         f"{VGG16_FILENAME}: ImageNet VGG16 weights not found (looked in: {looked}); download {VGG16_URL} "
-        f"into {hub}/ or give its path{offline_hint}"
+        f"into {hub}/ or set {path_option}{offline_hint}"
     )
 
 
