@@ -153,36 +153,21 @@ def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float
 
 
 @torch.inference_mode()
-def sample_cfg(model, labels: torch.Tensor, scale: float, gen: torch.Generator, top_k: int | None = None) -> torch.Tensor:
-    """Class-conditional samples (B, h*w) with classifier-free guidance ``l_u + scale (l_c - l_u)``.
+def sample_class_images(model, labels: torch.Tensor, cfg_scale: float, gen: torch.Generator, batch: int) -> torch.Tensor:
+    """Class-conditional samples (N, 3, 32, 32) in [-1, 1] with vqforge.sampling (temperature 1, no top-k).
 
-    ``scale == 1`` is plain conditional sampling (the unconditional half is not computed). A minimal
-    sampler for this benchmark (temperature 1, KV cache); vqforge.sampling is the full one.
+    ``cfg_scale``: vqforge.sampling's guidance strength, logits ``cond + s (cond - uncond)`` (0 = off).
     """
-    import torch.nn.functional as F
+    from vqforge.sampling.pipeline import condition_tokens, layout, sample_images
+    from vqforge.sampling.processors import SamplingSettings
 
-    gpt = model.transformer
-    n_tok = 64
-    c = model.encode_to_c(labels)  # (B, 1)
-    B = c.shape[0]
-    guided = scale != 1.0
-    if guided:
-        c = torch.cat([c, model.encode_to_c(torch.full_like(labels, -1))])  # (2B, 1): cond then NULL
-    cache = gpt.new_cache(c.shape[0], c.shape[1] + n_tok)
-    logits = gpt(c, cache=cache, start=0)[:, -1]  # (B or 2B, V)
+    lay = layout(model, (32, 32))
+    settings = SamplingSettings(cfg_scale=cfg_scale)
     out = []
-    for i in range(n_tok):
-        lg = logits[:, :model.n_image_codes].float()
-        if guided:
-            lg = lg[B:] + scale * (lg[:B] - lg[B:])
-        if top_k:
-            v, _ = torch.topk(lg, top_k)
-            lg = lg.masked_fill(lg < v[:, -1:], float("-inf"))
-        nxt = torch.multinomial(F.softmax(lg, -1), 1, generator=gen)  # (B, 1)
-        out.append(nxt)
-        if i + 1 < n_tok:
-            logits = gpt(torch.cat([nxt, nxt]) if guided else nxt, cache=cache, start=c.shape[1] + i)[:, -1]
-    return torch.cat(out, 1)
+    for lab in labels.split(batch):
+        c, u = condition_tokens(model, lay, len(lab), classes=lab, cfg_scale=cfg_scale)
+        out.append(sample_images(model, lay, c, settings, generator=gen, uncond=u)[0])
+    return torch.cat(out)
 
 
 def evaluate_all(work: Path, vqgan_run: Path, gpt_run: Path, tokens: Path, args) -> dict:
@@ -230,20 +215,18 @@ def evaluate_all(work: Path, vqgan_run: Path, gpt_run: Path, tokens: Path, args)
         if spath.exists():
             results[key] = json.loads(spath.read_text())
             continue
-        log(f"sampling {n} images, guidance scale {scale}")
+        log(f"sampling {n} images, cfg_scale {scale}")
         gen = torch.Generator().manual_seed(0)
         labels = torch.arange(n) % 10
         t0 = time.time()
-        toks = torch.cat([sample_cfg(model, lab, scale, gen) for lab in labels.split(args.sample_batch)])
-        with torch.inference_mode():
-            imgs = torch.cat([model.decode_to_img(t, (8, 8)) for t in toks.split(200)]).clamp(-1, 1)
+        imgs = sample_class_images(model, labels, scale, gen, args.sample_batch)
         t_sample = time.time() - t0
         save_grid(work / f"{key}.png", imgs[:100], nrow=10)
         log(f"embedding {n} samples")
         st = FeatureStats.from_features(extract_features(inception, imgs, 50, progress=False), source=key)
         res = compare(st, ref, fid_method=args.fid_method)
         res["sampling_seconds"] = t_sample
-        res["guidance_scale"] = scale
+        res["cfg_scale"] = scale
         write_json(spath, res)
         results[key] = res
     return results
@@ -265,7 +248,8 @@ def main() -> int:
     ap.add_argument("--n-embd", type=int, default=128)
     ap.add_argument("--n-eval", type=int, default=2000, help="test images / samples per FID")
     ap.add_argument("--sample-batch", type=int, default=250)
-    ap.add_argument("--cfg-scales", type=float, nargs="+", default=[1.0, 3.0])
+    ap.add_argument("--cfg-scales", type=float, nargs="+", default=[0.0, 2.0],
+                    help="vqforge.sampling cfg_scale values: logits cond + s (cond - uncond); 0 = no guidance")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fid-method", default="eigh", choices=("sqrtm", "eigh"),
                     help="eigh: the same value as sqrtm (tests: 1e-6 relative), exact for n < 2048 and much faster")
@@ -294,7 +278,7 @@ def main() -> int:
     print(f"| test NLL | {results['nll_test']['bits_per_dim']:.4f} bits/dim |")
     for scale in args.cfg_scales:
         s = results[f"samples_cfg{scale:g}"]
-        print(f"| samples, guidance {scale:g}: FID / KID / P / R | {s['fid']:.2f} / {s['kid_mean']:.4f} / "
+        print(f"| samples, cfg_scale {scale:g}: FID / KID / P / R | {s['fid']:.2f} / {s['kid_mean']:.4f} / "
               f"{s['precision']:.3f} / {s['recall']:.3f} |")
     return 0
 
