@@ -95,7 +95,8 @@ def train_first_stage(work: Path, data: Path, minutes: float, args) -> Path:
     log(f"training the VQGAN for {minutes} min (configs/vqgan_tiny.yaml, batch {args.vqgan_batch}, resume={resume})")
     res, secs = with_budget(minutes * 60, train_vqgan, cfg, run, resume=resume, show_progress=False)
     secs += before.get("seconds", 0.0)
-    info = {"steps": res.step, "seconds": secs, "sessions": before.get("sessions", 1 if before else 0) + 1, "stopped_by": res.stopped_by, "batch_size": args.vqgan_batch,
+    info = {"steps": res.step, "seconds": secs, "sessions": before.get("sessions", 1 if before else 0) + 1,
+            "stopped_by": res.stopped_by, "batch_size": args.vqgan_batch,
             "disc_start": cfg.loss.disc_start, "train_images": args.n_train_png, "lr": cfg.optim.lr}
     write_json(run / "bench.json", info)
     (run / "DONE").write_text("ok\n")
