@@ -175,7 +175,7 @@ def evaluate_all(work: Path, vqgan_run: Path, gpt_run: Path, tokens: Path, args)
     from vqforge.api import load
     from vqforge.evaluate.fid import FeatureStats, extract_features
     from vqforge.evaluate.nll import token_nll
-    from vqforge.evaluate.reconstruction import evaluate_reconstruction
+    from vqforge.evaluate.reconstruction import evaluate_reconstruction, try_lpips
     from vqforge.evaluate.samples import compare
     from vqforge.imageio import save_grid
     from vqforge.nn.inception import load_fid_inception
@@ -198,7 +198,8 @@ def evaluate_all(work: Path, vqgan_run: Path, gpt_run: Path, tokens: Path, args)
     else:
         log("reconstruction metrics")
         vq = load(vqgan_run).eval()
-        rec = evaluate_reconstruction(vq, x_test.split(50), total=n, inception=inception,
+        lpips, why = try_lpips()
+        rec = evaluate_reconstruction(vq, x_test.split(50), total=n, inception=inception, lpips=lpips, lpips_skipped=why,
                                       real_features=ref.features, fid_method=args.fid_method, progress=False)
         write_json(rpath, rec)
         results["recon"] = rec

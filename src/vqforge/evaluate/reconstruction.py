@@ -15,7 +15,7 @@ from ..metrics import psnr, ssim
 def try_lpips(vgg_path=None, heads_path=None):
     """``(LPIPS module, None)`` when its weights exist, else ``(None, reason)`` (never raises for missing files)."""
     try:
-        from ..losses import LPIPS
+        from ..losses import LPIPS, OFFLINE_HINT
     except ImportError as e:  # the losses package is not there
         return None, f"vqforge.losses.LPIPS unavailable ({e})"
     from ..io import VQForgeError
@@ -23,7 +23,7 @@ def try_lpips(vgg_path=None, heads_path=None):
     try:
         return LPIPS.from_pretrained(vgg_path, heads_path), None
     except VQForgeError as e:
-        return None, str(e)
+        return None, str(e).replace(OFFLINE_HINT, "")  # (the hint is about training options)
 
 
 def standard_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
