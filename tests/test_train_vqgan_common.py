@@ -102,10 +102,11 @@ def test_psnr_and_ssim_known_values():
     noisy = (x + 0.5 * torch.randn_like(x)).clamp(-1, 1)
     s = ssim(x, noisy)
     assert (s < 0.9).all() and (s > -1).all()
-    # constant images: SSIM is the luminance term (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1)
+    # constant images: SSIM is the luminance term (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1) on [0, 1]
+    # intensities: 0.2 and -0.2 in [-1, 1] are 0.6 and 0.4
     a, b = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), -0.2)
-    c1 = (0.01 * 2) ** 2
-    assert torch.allclose(ssim(a, b), torch.tensor([(2 * -0.04 + c1) / (0.08 + c1)]), atol=1e-5)
+    c1 = 0.01**2
+    assert torch.allclose(ssim(a, b), torch.tensor([(2 * 0.6 * 0.4 + c1) / (0.36 + 0.16 + c1)]), atol=1e-4)
 
 
 def test_metric_logger_without_tensorboard_degrades_to_jsonl(tmp_path, monkeypatch):

@@ -27,10 +27,15 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window_size:
          sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Structural similarity per image (B,), the standard gaussian-window SSIM (Wang et al. 2004).
 
+    ``x``, ``y`` are in [-1, 1] (``data_range`` 2); they are evaluated as intensities in [0, 1].
+
     11x11 gaussian window, sigma 1.5, valid convolution, averaged over channels and positions. Images smaller
     than the window use a window as large as the smaller side.
     """
-    x, y = x.float(), y.float()
+    # NOTE: SSIM's luminance term depends on where zero is: the standard recipe works on intensities in
+    # [0, range], so the [-1, 1] images are shifted to [0, 1] first.
+    x, y = (x.float() + 1) / 2, (y.float() + 1) / 2
+    data_range = data_range / 2
     c = x.shape[1]
     size = min(window_size, x.shape[-1], x.shape[-2])
     w = _gaussian_window(size, sigma, c, x.device, x.dtype)

@@ -1,0 +1,142 @@
+"""Autoregressive decoding around an explicit, preallocated :class:`~vqforge.nn.kv_cache.KVCache`.
+
+Three small pieces, LlamaGen-style:
+
+* :func:`prefill` runs the condition tokens (and any known prefix) through the GPT, filling the cache;
+* :func:`decode_step` feeds one token at one position and returns the next logits. It keeps every shape
+  fixed (the position is a tensor, attention covers the whole preallocated cache under a mask), so it can be
+  ``torch.compile``'d or CUDA-graph captured once and reused for every step;
+* :func:`sample_tokens` draws a batch of token sequences, seeded by a ``torch.Generator``, optionally with
+  classifier-free guidance (conditional and unconditional halves in one batch).
+
+Sequence layout (the original's): ``[c_0 .. c_{Tc-1}, z_0 .. z_{n-1}]``; the logits at position p predict
+the token at p + 1, so ``z_0`` comes from the last condition position and the GPT never sees ``z_{n-1}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..models.gpt import GPT
+from ..nn.kv_cache import KVCache
+from .processors import SamplingSettings, next_token
+
+
+@torch.inference_mode()
+def prefill(model: GPT, tokens: torch.Tensor, cache: KVCache, start: int = 0) -> torch.Tensor:
+    """Run ``tokens`` (B, T) at positions [start, start+T), writing the cache; return the last logits (B, V)."""
+    logits = model(tokens, cache=cache, start=start)  # (B, T, V)
+    return logits[:, -1].float()
+
+
+def decode_step(model: GPT, token: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Feed ``token`` (B, 1) at position ``pos`` (a 1-element long tensor); return logits (B, V).
+
+    Keys/values are written into the cache at ``pos``; attention covers cache slots [0, pos] through a
+    mask over the full preallocated length, so no shape depends on ``pos`` (compile / graph-capture safe).
+    The caller advances ``cache.length``.
+    """
+    B = token.shape[0]
+    cfg = model.config
+    nh, hs, C = cfg.n_head, cfg.head_dim, cfg.n_embd
+    slots = torch.arange(cache.max_len, device=token.device)
+    mask = (slots <= pos).view(1, 1, 1, cache.max_len)  # (1, 1, 1, M): True where attention is allowed
+    x = model.tok_emb(token) + model.pos_emb.index_select(1, pos)  # (B, 1, C)
+    for i, block in enumerate(model.blocks):
+        attn = block.attn
+        h = block.ln1(x)
+        q = attn.query(h).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
+        k = attn.key(h).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
+        v = attn.value(h).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
+        keys, values = cache.k[i], cache.v[i]  # (B, nh, M, hs)
+        keys.index_copy_(2, pos, k.to(keys.dtype))
+        values.index_copy_(2, pos, v.to(values.dtype))
+        y = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask)  # (B, nh, 1, hs)
+        x = x + attn.proj(y.transpose(1, 2).reshape(B, 1, C))
+        x = x + block.mlp(block.ln2(x))
+    return model.head(model.ln_f(x))[:, -1].float()  # (B, V)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Decoder:
+    """A GPT bound to a cache and a (possibly compiled) decode step; the one object a sampling loop drives.
+
+    ``fast``: on CUDA, bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``, i.e.
+    CUDA graphs). Off (or on CPU) everything runs eagerly in the model's dtype.
+    """
+
+    def __init__(self, model: GPT, batch_size: int, max_len: int, fast: bool = True):
+        self.model = model
+        self.device = model.pos_emb.device
+        self.fast = fast and self.device.type == "cuda"
+        self.cache = model.new_cache(batch_size, max_len, device=self.device)
+        self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
+        step: Callable = decode_step
+        if self.fast:
+            # the cache buffers never move, so CUDA graphs may write into them in place
+            torch._dynamo.mark_static_address(self.cache.k)
+            torch._dynamo.mark_static_address(self.cache.v)
+            step = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
+        self._step = step
+
+    def prefill(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        with _autocast(self.device, self.fast):
+            return prefill(self.model, tokens, self.cache, start)
+
+    @torch.inference_mode()
+    def step(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        """Feed one token (B, 1) at position ``pos``; return the logits (B, V) for position pos + 1."""
+        if pos >= self.cache.max_len:
+            raise ValueError(f"position {pos} outside the cache (max_len {self.cache.max_len})")
+        self._pos.fill_(pos)
+        with _autocast(self.device, self.fast):
+            logits = self._step(self.model, token, self._pos, self.cache)
+        self.cache.length = pos + 1
+        return logits
+
+
+def guidance_batch(cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+    """Stack conditional and unconditional condition tokens (B, Tc) into one (2B, Tc) batch."""
+    if uncond is None:
+        return cond
+    if uncond.shape != cond.shape:
+        raise ValueError(f"unconditional tokens {tuple(uncond.shape)} differ from conditional {tuple(cond.shape)}")
+    return torch.cat((cond, uncond), dim=0)
+
+
+@torch.inference_mode()
+def sample_tokens(model: GPT, cond: torch.Tensor, steps: int, settings: SamplingSettings = SamplingSettings(),
+                  generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
+                  n_vocab: int | None = None, fast: bool = True,
+                  callback: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Sample ``steps`` tokens after the condition tokens ``cond`` (B, Tc); returns (B, steps).
+
+    ``uncond`` (B, Tc): condition tokens of the unconditional branch; with ``settings.cfg_scale > 0`` both
+    branches run as one batch of 2B and their logits are combined. ``n_vocab`` restricts sampling to ids
+    below it. ``callback(n)`` is called after each token (for progress bars).
+    """
+    guided = uncond is not None and settings.cfg_scale > 0
+    seq = guidance_batch(cond, uncond if guided else None)  # (B or 2B, Tc)
+    B, Tc = cond.shape
+    if Tc + steps - 1 > model.config.block_size:
+        raise ValueError(f"{Tc} condition + {steps} image tokens exceed the GPT's block_size {model.config.block_size}")
+    dec = Decoder(model, seq.shape[0], Tc + steps - 1, fast=fast)
+    out = torch.empty(B, steps, dtype=torch.long, device=cond.device)
+    logits = dec.prefill(seq)  # (B or 2B, V)
+    for n in range(steps):
+        tok = next_token(logits, settings, generator, n_vocab, guided)  # (B, 1)
+        out[:, n:n + 1] = tok
+        if callback is not None:
+            callback(n)
+        if n + 1 < steps:
+            logits = dec.step(torch.cat((tok, tok)) if guided else tok, Tc + n)
+    return out

@@ -1,0 +1,130 @@
+"""Sliding-window synthesis: token grids larger than the transformer was trained on (the paper's Sec. 3.2).
+
+Every token (i, j) of an h x w grid is predicted by the GPT from a window of ``wh x ww`` tokens (the trained
+grid), placed by the original's rule (:func:`window_offset`): the window follows the token, keeping it in the
+window's middle row/column, except near the borders, where the window stops at the grid's edge. Condition
+tokens are windowed in lockstep and come first (a start or class token, which is global, is used as is).
+
+Each window is run from its start (a fresh forward over the condition and the window's tokens before the
+target). While consecutive targets share one window (near the borders, or when the window covers the grid),
+the cache of that window is reused and only the new tokens are fed, so a window that covers the whole grid
+costs exactly what plain cached sampling costs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..models.gpt import GPT
+from .generate import Decoder, guidance_batch
+from .processors import SamplingSettings, next_token
+
+
+def window_offset(i: int, n: int, w: int) -> int:
+    """Where index ``i`` of a grid of ``n`` sits inside a window of ``w`` (the original's placement rule).
+
+    ``i`` when ``i <= w/2``; ``w - (n - i)`` when ``n - i < w/2``; else ``w // 2`` (for the original's even
+    windows, e.g. 16 with 8, exactly its rule; comparisons use the real half so odd windows stay on the grid).
+    A grid no larger than the window gives ``i``.
+    """
+    if n <= w or 2 * i <= w:
+        return i
+    if 2 * (n - i) < w:
+        return w - (n - i)
+    return w // 2
+
+
+def window_bounds(i: int, n: int, w: int) -> tuple[int, int]:
+    """(start, local): the window covering index ``i`` starts at ``start``; ``i`` is at ``local`` inside it."""
+    w = min(w, n)
+    local = window_offset(i, n, w)
+    return i - local, local
+
+
+def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """The condition tokens (B, Tc_window) that go with the image-token window ``rows`` x ``cols``.
+
+    ``cond`` is (B, Tc) for a global condition (start / class token: returned unchanged) or a token grid
+    (B, ch, cw) for a spatial one, windowed in lockstep; a cond grid of another size than the image grid
+    (e.g. a low-resolution image) is windowed at the same relative place, which must fall on whole tokens.
+    """
+    if cond.dim() == 2:
+        return cond
+    B, ch, cw = cond.shape
+    h, w = grid_hw
+
+    def scale(a: int, n: int, cn: int, what: str) -> int:
+        if (a * cn) % n:
+            raise ValueError(f"a window {what} at {a} of {n} image tokens does not fall on a whole condition token "
+                             f"({cn} condition tokens)")
+        return a * cn // n
+
+    r0, r1 = (scale(r, h, ch, "row") for r in rows)
+    c0, c1 = (scale(c, w, cw, "column") for c in cols)
+    return cond[:, r0:r1, c0:c1].reshape(B, -1)
+
+
+def cond_tokens_per_window(cond: torch.Tensor, grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
+    """How many condition tokens precede each window."""
+    return cond_window(cond, grid_hw, (0, window_hw[0]), (0, window_hw[1])).shape[1]
+
+
+@torch.inference_mode()
+def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], window_hw: tuple[int, int],
+                   settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
+                   uncond: torch.Tensor | None = None, n_vocab: int | None = None,
+                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   reuse_cache: bool = True, fast: bool = True,
+                   callback: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
+
+    ``cond``: (B, Tc) global condition tokens or a (B, ch, cw) spatial condition grid; ``uncond`` likewise for
+    classifier-free guidance (``settings.cfg_scale > 0``). ``init`` (B, h, w): starting tokens, kept where
+    ``mask`` (B, h, w) is False (completion); positions masked in no row are skipped. ``reuse_cache=False``
+    reruns every window from its start (a reference for tests). ``callback(n)`` after each token.
+    """
+    h, w = grid_hw
+    wh, ww = min(window_hw[0], h), min(window_hw[1], w)
+    B = cond.shape[0]
+    device = cond.device
+    guided = uncond is not None and settings.cfg_scale > 0
+    tokens = torch.zeros(B, h, w, dtype=torch.long, device=device) if init is None else init.clone()
+    todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
+    Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
+    if Tc < 1:
+        raise ValueError("sampling needs at least one condition (or start) token")
+    if Tc + wh * ww - 1 > model.config.block_size:
+        raise ValueError(f"a {wh}x{ww} window with {Tc} condition tokens needs {Tc + wh * ww - 1} positions; "
+                         f"the GPT's block_size is {model.config.block_size}")
+    dec = Decoder(model, 2 * B if guided else B, Tc + wh * ww - 1, fast=fast)
+
+    def both(x: torch.Tensor) -> torch.Tensor:  # the same image tokens for both guidance halves
+        return torch.cat((x, x)) if guided else x
+
+    last_window, last_p = None, 0  # the cache holds window `last_window`'s positions [0, Tc + last_p)
+    count = 0
+    for i in range(h):
+        i0, li = window_bounds(i, h, wh)
+        for j in range(w):
+            if not todo[i, j]:
+                continue
+            j0, lj = window_bounds(j, w, ww)
+            p = li * ww + lj  # the target's position among the window's image tokens
+            window = tokens[:, i0:i0 + wh, j0:j0 + ww].reshape(B, -1)  # (B, wh*ww)
+            if reuse_cache and last_window == (i0, j0) and p > last_p:
+                new = both(window[:, last_p:p])  # tokens written since the window was last run
+                logits = dec.step(new, Tc + last_p) if new.shape[1] == 1 else dec.prefill(new, start=Tc + last_p)
+            else:
+                c = cond_window(cond, grid_hw, (i0, i0 + wh), (j0, j0 + ww))
+                if guided:
+                    c = guidance_batch(c, cond_window(uncond, grid_hw, (i0, i0 + wh), (j0, j0 + ww)))
+                logits = dec.prefill(torch.cat((c, both(window[:, :p])), dim=1))  # (B', V)
+            last_window, last_p = (i0, j0), p
+            tok = next_token(logits, settings, generator, n_vocab, guided)[:, 0]  # (B,)
+            tokens[:, i, j] = tok if mask is None else torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
+            if callback is not None:
+                callback(count)
+            count += 1
+    return tokens
