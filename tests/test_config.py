@@ -17,7 +17,8 @@ def test_yaml_round_trip(tmp_path):
 
 def test_dotted_overrides_are_type_checked():
     cfg = apply_overrides(VQGANConfig(), ["ddconfig.ch=64", "quantizer.n_embed=512", "ddconfig.ch_mult=[1,2]",
-                                          "quantizer.beta=1"])
+                                          "quantizer.beta=1", "quantizer.kl_weight=2e-3"])
+    assert cfg.quantizer.kl_weight == 2e-3
     assert cfg.ddconfig.ch == 64 and cfg.quantizer.n_embed == 512 and cfg.ddconfig.ch_mult == (1, 2)
     assert isinstance(cfg.quantizer.beta, float)
     with pytest.raises(ConfigError, match="expected an integer"):

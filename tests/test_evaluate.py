@@ -6,9 +6,10 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 
+from vqforge.metrics import ssim
+
 from vqforge.evaluate.fid import (FeatureStats, fid_from_features, frechet_distance, kid, mmd2_unbiased,
                                   polynomial_kernel, precision_recall)
-from vqforge.evaluate.metrics import psnr, ssim
 from vqforge.io import VQForgeError
 
 
@@ -36,6 +37,21 @@ def test_frechet_distance_matches_direct_scipy():
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(direct, rel=1e-9, abs=1e-9)
     assert fid_from_features(f1, f2) == pytest.approx(direct, rel=1e-9)
     assert direct > 1.0  # the two sets really differ
+
+
+def test_eigh_method_agrees_with_sqrtm():
+    f1, f2 = _feats(300, 48, 10), _feats(200, 48, 11, shift=0.2, scale=0.7)
+    a, b = fid_from_features(f1, f2), fid_from_features(f1, f2, method="eigh")
+    assert b == pytest.approx(a, rel=1e-8)
+    g = _feats(40, 128, 1)  # rank-deficient: computed from the features (40 x 40 SVD), exact to rounding
+    assert abs(fid_from_features(g, g, method="eigh")) < 1e-9 * np.trace(np.cov(g.astype(np.float64), rowvar=False))
+    h = _feats(30, 128, 12, shift=0.1, scale=1.3)
+    assert fid_from_features(g, h, method="eigh") == pytest.approx(fid_from_features(g, h), rel=1e-6)
+    s1, s2 = FeatureStats.from_features(g), FeatureStats.from_features(h, keep_features=False)
+    assert frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma, method="eigh") == pytest.approx(
+        fid_from_features(g, h, method="eigh"), rel=1e-6)
+    with pytest.raises(ValueError):
+        fid_from_features(f1, f2, method="nope")
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -116,16 +132,6 @@ def test_stats_cache_round_trip(tmp_path):
         FeatureStats.load(tmp_path / "missing.npz")
 
 
-def test_psnr():
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
-    y = x.clone()
-    y[1] = (y[1] + 0.2).clamp(-1, 1)
-    mse = ((((x + 1) / 2).clamp(0, 1) - ((y + 1) / 2).clamp(0, 1)) ** 2).flatten(1).mean(1)
-    out = psnr(x, y)
-    assert out[0] > 100.0
-    assert out[1].item() == pytest.approx((10 * torch.log10(1 / mse[1])).item(), rel=1e-5)
-
-
 def _ssim_reference(x, y):
     """scikit-image's recipe (gaussian_weights=True, sigma=1.5, data_range=1, population covariances)
     written with scipy.ndimage: gaussian filters truncated at 3.5 sigma (11 taps), borders cropped."""
@@ -147,7 +153,7 @@ def test_ssim_matches_the_standard_recipe():
     torch.manual_seed(0)
     x = torch.rand(3, 3, 24, 20) * 2 - 1
     y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
-    ours = ssim(x, y).numpy()
+    ours = ssim(x, y).numpy()  # [-1, 1] inputs, evaluated on [0, 1] intensities as the standard defines it
     ref = _ssim_reference(((x + 1) / 2).double().numpy(), ((y + 1) / 2).double().numpy())
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     np.testing.assert_allclose(ssim(x, x).numpy(), 1.0, atol=1e-5)

@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vqforge.io import VQForgeError
 from vqforge.nn import inception as inc
@@ -90,3 +91,47 @@ def test_nv_bilinear_is_tf1_resize():
     y = inc.nv_bilinear(x, (8, 8))
     src = torch.arange(8.0) * 4 / 8
     torch.testing.assert_close(y[0, 0, 0], src.clamp(max=3.0))
+
+
+def _torchscript_to_pytorch_fid(ts) -> dict:
+    """default_1.pt's weights renamed to pytorch-fid's layout. Both list the convolutions in the same
+    order (the TF graph's); each TF conv has no BN scale, i.e. gamma = 1."""
+    from vqforge.nn.inception_fid import FIDInceptionV3
+
+    src = ts.state_dict()
+    convs = [k[: -len(".weight")] for k in src if k.endswith(".weight")]
+    dst_convs = [k[: -len(".conv.weight")] for k in FIDInceptionV3().state_dict() if k.endswith(".conv.weight")]
+    assert len(convs) == len(dst_convs) == 94
+    sd = {}
+    for a, b in zip(convs, dst_convs):
+        sd[f"{b}.conv.weight"] = src[f"{a}.weight"]
+        sd[f"{b}.bn.weight"] = torch.ones_like(src[f"{a}.beta"])
+        sd[f"{b}.bn.bias"] = src[f"{a}.beta"]
+        sd[f"{b}.bn.running_mean"] = src[f"{a}.mean"]
+        sd[f"{b}.bn.running_var"] = src[f"{a}.var"]
+    sd["fc.weight"], sd["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)  # present in the real file
+    return sd
+
+
+@needs_weights
+def test_pytorch_fid_layout_matches_the_torchscript_network(model, tmp_path):
+    from vqforge.io import save_torch
+
+    path = save_torch(tmp_path / "pt_inception-2015-12-05-test.pth", _torchscript_to_pytorch_fid(model.net))
+    ours = inc.load_fid_inception(path)
+    assert ours.style == "pytorch-fid"
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 299, 299) * 2 - 1  # the networks' own input, preprocessing aside
+    with torch.no_grad():
+        a, b = model.net(x), ours.net(x)
+    torch.testing.assert_close(b, a.reshape(1, -1), atol=1e-4, rtol=1e-4)
+    # pytorch-fid's preprocessing: bilinear (half-pixel) resize, then 2x - 1
+    small = torch.rand(1, 3, 32, 32) * 2 - 1
+    want = F.interpolate((small + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+    ours.quantize = False
+    with torch.no_grad():
+        torch.testing.assert_close(ours.preprocess(small), want, atol=1e-6, rtol=0)
+    with pytest.raises(VQForgeError, match="missing keys"):
+        bad = _torchscript_to_pytorch_fid(model.net)
+        del bad["Mixed_7c.branch_pool.conv.weight"]
+        inc.load_fid_inception(save_torch(tmp_path / "bad.pth", bad))

@@ -76,7 +76,8 @@ def test_encode_labels_from_folders(stages, tmp_path):
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
            "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
-                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress"],
+                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress",
+                        "--workers", "2", "--batch-size", "3"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     ds = TokenDataset(tmp_path / "tok")
@@ -123,3 +124,52 @@ def test_encode_depth_maps_and_label_file(stages, tmp_path):
     assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]
     assert ds.label_names == ["a", "b"] and [int(ds[i]["label"]) for i in range(4)] == [0, 1, 0, 1]
     assert ds[0]["cond"].shape == (64,)
+
+
+def test_two_process_ddp(stages, tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): ranks train in lockstep, rank 0 writes the run."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = {"model": {"gpt": {"vocab_size": 64, "block_size": 65, "n_layer": 1, "n_head": 2, "n_embd": 32},
+                     "cond": {"mode": "unconditional"}},
+           "train": {"batch_size": 1, "learning_rate": 1e-3, "image_size": 32, "val_fraction": 0.25,
+                     "val_every": 0, "sample_every": 0, "checkpoint_every": 0}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin"}
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        port, "-m", "vqforge", "train", "transformer", "--config", str(tmp_path / "cfg.yaml"),
+                        "--data", str(PHOTOS), "--first-stage", str(stages / "vq"), "--out", str(tmp_path / "run"),
+                        "--max-steps", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and json.loads(printed[0])["step"] == 2  # rank 0 only
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2  # both ranks' generators, for exact resume
+
+
+def test_coordinate_crops_of_large_images(stages, tmp_path):
+    """Coordinate conditioning on crops: the crop's coordinates come from the whole resized image."""
+    from vqforge.train.transformer import CoordCrops
+
+    ds = CoordCrops(sorted(PHOTOS.glob("*/*.jpg")), full_size=64, crop=32)
+    a, b = ds[(0, 1)], ds[(0, 2)]
+    assert a["image"].shape == (3, 32, 32) and a["coord"].shape == (1, 32, 32)
+    assert not torch.equal(a["coord"], b["coord"])  # different crops, different positions
+    assert 0.0 <= float(a["coord"].min()) and float(a["coord"].max()) < 1.0
+    cfg = TransformerRunConfig(
+        model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
+                                cond=ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)),
+        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
+                                     val_fraction=0.25, val_every=0, sample_every=0, checkpoint_every=0))
+    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, progress=False)
+    assert m["step"] == 2

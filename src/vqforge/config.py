@@ -74,7 +74,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-            items = tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            items = tuple(_convert(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         else:
             sub = args[0] if args else Any
             items = tuple(_convert(v, sub, f"{where}[{i}]") for i, v in enumerate(value))
@@ -133,9 +133,15 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads exponents without a dot ("2e-3") as strings
+            return float(value) if any(ch.isdigit() for ch in value) else value
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:

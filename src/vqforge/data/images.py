@@ -96,12 +96,14 @@ def load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random) -> Image.Image:
-    """Resize so the smallest side is ``size`` (bicubic, antialiased), then crop ``size x size``."""
+def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
+                resize: int = 0) -> Image.Image:
+    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``."""
     w, h = img.size
-    scale = size / min(w, h)
+    short = max(resize or size, size)
+    scale = short / min(w, h)
     if scale != 1.0:
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
         img = img.resize((nw, nh), Image.BICUBIC)
         w, h = nw, nh
     if crop == "random":
@@ -121,17 +123,19 @@ class ImageDataset(torch.utils.data.Dataset):
     """Photos as ``{"image": (3, size, size) in [-1, 1], "bad": int}`` items (``bad``: see the module doc).
 
     files: image paths (see :func:`find_images`); size: output side; crop: ``random`` or ``center``;
-    flip: random horizontal flips; source: the path shown in errors. At construction the first readable
+    flip: random horizontal flips; resize: smallest side before cropping (0: ``size``, the original's
+    behaviour; larger values crop patches at a finer scale); source: the path shown in errors. At construction the first readable
     file is located (so that zero usable images is an error naming ``source`` right away); later bad files
     are skipped lazily.
     """
 
     def __init__(self, files: list[Path], size: int = 256, crop: Literal["random", "center"] = "random",
-                 flip: bool = False, source: str | Path = "<data>"):
+                 flip: bool = False, source: str | Path = "<data>", resize: int = 0):
         if not files:
             raise VQForgeError(f"{source}: no usable images")
         self.files = list(files)
         self.size, self.crop, self.flip, self.source = size, crop, flip, str(source)
+        self.resize = resize
         self.bad: set[int] = set()
         for i in range(len(self.files)):
             if self._try_open(i) is not None:
@@ -172,7 +176,7 @@ class ImageDataset(torch.utils.data.Dataset):
             if img is None:
                 bad = i if bad < 0 else bad  # the first unreadable file this item stands in for
                 continue
-            img = resize_crop(img, self.size, self.crop, rng)
+            img = resize_crop(img, self.size, self.crop, rng, self.resize)
             if self.flip and rng.random() < 0.5:
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
             return {"image": to_tensor(img), "bad": bad}

@@ -140,16 +140,36 @@ class FeatureStats:
 
 
 # --------------------------------------------------------------------------------------------- FID
+FID_METHODS = ("sqrtm", "eigh")
+
+
+def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr(sqrt(sigma1 sigma2)) for symmetric PSD inputs, via symmetric eigendecompositions.
+
+    sigma1 sigma2 is similar to A sigma2 A with A = sqrt(sigma1) (symmetric PSD), so its square root's
+    trace is the sum of the square roots of that matrix's (non-negative) eigenvalues.
+    """
+    w, v = np.linalg.eigh(sigma1)
+    a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # sqrt(sigma1), (D, D)
+    m = a @ sigma2 @ a
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(ev, 0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+                     eps: float = 1e-6, method: str = "sqrtm") -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
 
     ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2))``.
 
-    As in pytorch-fid: when the product is singular (non-finite square root) ``eps * I`` is added to
-    both covariances; a complex square root with a non-negligible imaginary diagonal raises, otherwise
-    the real part is used.
+    ``method="sqrtm"`` (default) is the standard computation, as in pytorch-fid: ``scipy.linalg.sqrtm``
+    of the product; when it is singular (non-finite square root) ``eps * I`` is added to both
+    covariances; a complex square root with a non-negligible imaginary diagonal raises, otherwise the
+    real part is used. ``method="eigh"`` computes the same trace from two symmetric eigendecompositions:
+    several times faster for 2048-d features (seconds instead of half a minute on one CPU core); it agrees with ``sqrtm`` to rounding on well-conditioned inputs.
     """
+    if method not in FID_METHODS:
+        raise ValueError(f"unknown FID method {method!r} (choose from {', '.join(FID_METHODS)})")
     from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -157,6 +177,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
+    if method == "eigh":
+        return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * _trace_sqrt_product_eigh(sigma1, sigma2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on singular products; handled below
         covmean = linalg.sqrtm(sigma1.dot(sigma2))
@@ -171,14 +193,36 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
-    """FID between two :class:`FeatureStats`."""
-    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+def _trace_sqrt_product_lowrank(f1: np.ndarray, f2: np.ndarray) -> float:
+    """tr(sqrt(sigma1 sigma2)) from the features themselves, for fewer samples than dimensions.
+
+    With centred features A1 (n1, D), A2 (n2, D) and sigma_i = A_i^T A_i / (n_i - 1), the non-zero
+    eigenvalues of sigma1 sigma2 are the squared singular values of M = A1 A2^T / sqrt((n1-1)(n2-1))
+    (n1, n2), so the trace is M's nuclear norm: an (n1, n2) SVD instead of (D, D) decompositions.
+    """
+    a1 = f1 - f1.mean(0)
+    a2 = f2 - f2.mean(0)
+    m = a1 @ a2.T / np.sqrt((f1.shape[0] - 1) * (f2.shape[0] - 1))  # (n1, n2)
+    return float(np.linalg.svd(m, compute_uv=False).sum())
 
 
-def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
+    """FID between two :class:`FeatureStats` (see :func:`frechet_distance` for ``method``).
+
+    With ``method="eigh"``, when both sides carry their features and one has fewer samples than
+    dimensions, the trace term is computed exactly from the features (:func:`_trace_sqrt_product_lowrank`).
+    """
+    if (method == "eigh" and a.features is not None and b.features is not None
+            and min(a.features.shape[0], b.features.shape[0]) < a.mu.shape[0]):
+        f1, f2 = np.asarray(a.features, np.float64), np.asarray(b.features, np.float64)
+        diff = a.mu - b.mu
+        return float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2.0 * _trace_sqrt_product_lowrank(f1, f2))
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method)
+
+
+def fid_from_features(f1: np.ndarray, f2: np.ndarray, method: str = "sqrtm") -> float:
     """FID between two feature sets (N1, D) and (N2, D)."""
-    return fid_from_stats(FeatureStats.from_features(f1), FeatureStats.from_features(f2))
+    return fid_from_stats(FeatureStats.from_features(f1), FeatureStats.from_features(f2), method=method)
 
 
 # --------------------------------------------------------------------------------------------- KID

@@ -31,12 +31,15 @@ class TransformerConfig:
 
     pkeep: during training, each input image token is kept with probability ``pkeep`` and otherwise
     replaced by a random image code (the original's token noise; 1.0 = off). Targets stay clean.
+    image_size: the (square) image side the transformer was trained on; 0 = the first stage's
+    ``ddconfig.resolution`` (the original's convention). See :attr:`Net2NetTransformer.trained_hw`.
     """
 
     gpt: GPTConfig = field(default_factory=GPTConfig)
     first_stage: VQGANConfig = field(default_factory=VQGANConfig)
     cond: ConditionConfig = field(default_factory=ConditionConfig)
     pkeep: float = 1.0
+    image_size: int = 0
 
 
 def cond_vocab_size(cfg: TransformerConfig) -> int:
@@ -137,6 +140,12 @@ class Net2NetTransformer(nn.Module):
     @property
     def mode(self) -> str:
         return self.config.cond.mode
+
+    @property
+    def trained_hw(self) -> tuple[int, int]:
+        """Image size (H, W) the transformer was trained on (``config.image_size`` or the first stage's)."""
+        r = self.config.image_size or self.config.first_stage.ddconfig.resolution
+        return r, r
 
     def latent_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Image-token grid (h, w) of an image of size ``image_hw``."""

@@ -10,7 +10,7 @@ Distributed / devices
     ``wrap_ddp(model, dist)``            ``DistributedDataParallel`` when distributed, else the model itself.
     ``unwrap(model)``                    the module inside a DDP wrapper.
     ``all_reduce_grads(params, dist)``   average ``.grad`` over ranks (for modules that are not DDP-wrapped).
-    ``broadcast_module(module, dist)``   copy rank 0's parameters and buffers to every rank.
+    ``broadcast_module(module, dist, buffers_only=False)``  copy rank 0's parameters/buffers to every rank.
     ``any_rank(flag, dist)``             True on every rank if ``flag`` is True on any rank.
     ``autocast(device, enabled)``        bf16 autocast on CUDA, a no-op elsewhere.
     ``scaled_lr(base_lr, batch_size, accumulation, world_size)``  the original's LR rule.
@@ -191,14 +191,15 @@ def all_reduce_grads(params: Iterable[torch.Tensor], dist: DistInfo) -> None:
         offset += n
 
 
-def broadcast_module(module: nn.Module, dist: DistInfo) -> None:
-    """Copy rank 0's parameters and buffers into ``module`` on every rank."""
+def broadcast_module(module: nn.Module, dist: DistInfo, buffers_only: bool = False) -> None:
+    """Copy rank 0's parameters (unless ``buffers_only``) and buffers into ``module`` on every rank."""
     if not dist.distributed:
         return
     import torch.distributed as tdist
 
+    tensors = ([] if buffers_only else list(module.parameters())) + list(module.buffers())
     with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()):
+        for t in tensors:
             tdist.broadcast(t.data, src=0)
 
 

@@ -45,6 +45,9 @@ class TransformerTrainConfig:
     learning_rate: used as is when > 0; otherwise ``base_learning_rate`` x batch x accumulate x GPUs
     (the original's rule, ``scale_lr``). warmup_steps / min_lr_ratio: linear warmup then cosine decay to
     ``min_lr_ratio`` x lr at ``max_steps``. grad_clip: 0 = off (the original does not clip).
+    coord_full_size: coordinate conditioning on crops of large images: each image is resized (smallest
+    side) to this size, ``image_size`` crops are taken, and the coordinate map of the whole resized image
+    is cropped with it (0 = the crop is the whole image, as FacesHQ).
     """
 
     batch_size: int = 8
@@ -60,6 +63,7 @@ class TransformerTrainConfig:
     max_steps: int = 100_000
     seed: int = 0
     image_size: int = 256
+    coord_full_size: int = 0
     crop: Literal["random", "center"] = "random"
     flip: bool = False
     val_fraction: float = 0.05
@@ -195,8 +199,12 @@ class _Data:
                                    f"`vqforge encode` and train on the token dataset")
             files = find_images(spec)
             tr, va = split_files(files, tc.val_fraction, seed=tc.seed)
-            self.train = ImageDataset(tr, tc.image_size, tc.crop, tc.flip, source=spec)
-            self.val = ImageDataset(va, tc.image_size, "center", False, source=spec) if va else None
+            if mode == "coord" and tc.coord_full_size > tc.image_size:
+                self.train = CoordCrops(tr, tc.coord_full_size, tc.image_size, tc.crop == "random")
+                self.val = CoordCrops(va, tc.coord_full_size, tc.image_size, False) if va else None
+            else:
+                self.train = ImageDataset(tr, tc.image_size, tc.crop, tc.flip, source=spec)
+                self.val = ImageDataset(va, tc.image_size, "center", False, source=spec) if va else None
             if mode == "class":
                 root = Path(spec)
                 names = sorted({f.parent.relative_to(root).as_posix() for f in files})
@@ -235,8 +243,46 @@ class _Data:
                 c = model.encode_to_c(z)
             return z, c
         x = batch["image"].to(device)
-        raw = batch["label"].to(device) if "label" in batch else None
+        raw = batch.get("label", batch.get("coord"))
+        raw = raw.to(device) if raw is not None else None
         return model.encode_to_z(x), model.encode_to_c(model.build_condition(x, raw))
+
+
+class CoordCrops(torch.utils.data.Dataset):
+    """Crops of large images with their coordinates: ``{"image": (3, crop, crop), "coord": (1, crop, crop)}``.
+
+    Each image is resized (smallest side) to ``full_size``; the coordinate map of the whole resized image
+    (raster position / (H*W), as the original FacesHQ data) is cropped together with the image, so the
+    condition tells the transformer where the crop lies.
+    """
+
+    def __init__(self, files: list[Path], full_size: int, crop: int, random_crop: bool = True):
+        if not files:
+            raise VQForgeError("no images for coordinate crops")
+        self.files, self.full_size, self.crop, self.random_crop = list(files), full_size, crop, random_crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key) -> dict[str, Any]:
+        import random
+
+        from PIL import Image
+
+        from ..data.images import load_rgb, to_tensor
+
+        i, seed = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
+        img = load_rgb(self.files[i])
+        w, h = img.size
+        s = self.full_size / min(w, h)
+        img = img.resize((max(self.full_size, round(w * s)), max(self.full_size, round(h * s))), Image.BICUBIC)
+        W, H = img.size
+        rng = random.Random(seed)
+        left, top = ((rng.randint(0, W - self.crop), rng.randint(0, H - self.crop)) if self.random_crop
+                     else ((W - self.crop) // 2, (H - self.crop) // 2))
+        coord = torch.arange(H * W, dtype=torch.float32).view(1, H, W) / (H * W)
+        return {"image": to_tensor(img.crop((left, top, left + self.crop, top + self.crop))),
+                "coord": coord[:, top:top + self.crop, left:left + self.crop].contiguous(), "bad": -1}
 
 
 class _Labelled(torch.utils.data.Dataset):
@@ -266,6 +312,27 @@ def resolve_config(cfg: TransformerRunConfig, first_stage: VQGAN | None, cond_st
     if cond_stage is not None:
         m = dataclasses.replace(m, cond=dataclasses.replace(m.cond, cond_stage=cond_stage.config))
     return dataclasses.replace(cfg, model=m)
+
+
+@torch.no_grad()
+def _condition_image(model: Net2NetTransformer, c: torch.Tensor, image_hw: tuple[int, int], channels: int
+                     ) -> torch.Tensor | None:
+    """The condition stage's reconstruction of condition tokens as images (B, channels, H, W) for grids
+    (segmentation maps colourised), or None for non-spatial conditions."""
+    from ..models.conditioning import colorize_labels
+
+    hw = model.cond_hw(image_hw)
+    if hw is None or model.cond_stage is None:
+        return None
+    rec = model.decode_cond(c, hw)  # (B, C', h', w')
+    if model.mode == "segmentation":
+        rec = colorize_labels(rec, model.config.cond.n_labels)
+    elif model.mode == "coord":
+        rec = rec * 2 - 1
+    rec = F.interpolate(rec.float(), size=image_hw, mode="nearest")
+    if rec.shape[1] != channels:
+        rec = rec.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else None
+    return rec
 
 
 def _load_stage(path: str | None, what: str) -> VQGAN | None:
@@ -329,6 +396,9 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
     model.to(device)
     C.seed_everything(tc.seed + dist.rank)
     ds = _Data(data, model, tc)
+    if not resume and ds.image_size[0] == ds.image_size[1] and cfg.model.image_size != ds.image_size[0]:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=int(ds.image_size[0])))
+        model.config = cfg.model  # records the training image size in the saved model
     if ds.pre_tokenized and first_stage and dist.is_main:
         src = ds.train.meta.get("source_model") or ""
         if src and Path(src).resolve() != Path(first_stage).resolve():
@@ -414,8 +484,11 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
             c = model.encode_to_c(torch.arange(len(z), device=device) % model.config.cond.n_classes)
         idx = sample_tokens(model, c, z.shape[1], top_k=tc.sample_top_k)
         imgs = model.decode_to_img(idx, ds.grid)
-        rec = model.decode_to_img(z, ds.grid)
-        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat([imgs, rec]).clamp(-1, 1), nrow=len(z))
+        rows = [imgs, model.decode_to_img(z, ds.grid)]
+        cond_img = _condition_image(model, c, ds.image_size, imgs.shape[1])
+        if cond_img is not None:
+            rows.append(cond_img)
+        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))
         model.train()
 
     model.train()

@@ -1,0 +1,88 @@
+"""First-stage (VQGAN) reconstruction metrics: PSNR, SSIM, LPIPS, reconstruction FID / KID, codebook use."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..quantizers import perplexity
+from .fid import FeatureStats, fid_from_stats, kid
+from ..metrics import psnr, ssim
+
+
+def try_lpips(vgg_path=None, heads_path=None):
+    """``(LPIPS module, None)`` when its weights exist, else ``(None, reason)`` (never raises for missing files)."""
+    try:
+        from ..losses import LPIPS, OFFLINE_HINT
+    except ImportError as e:  # the losses package is not there
+        return None, f"vqforge.losses.LPIPS unavailable ({e})"
+    from ..io import VQForgeError
+
+    try:
+        return LPIPS.from_pretrained(vgg_path, heads_path), None
+    except VQForgeError as e:
+        return None, str(e).replace(OFFLINE_HINT, "")  # (the hint is about training options)
+
+
+@torch.inference_mode()
+def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tensor], total: int | None = None,
+                            inception: torch.nn.Module | None = None, lpips: torch.nn.Module | None = None,
+                            lpips_skipped: str | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                            fid_method: str = "sqrtm", real_features: np.ndarray | None = None,
+                            progress: bool = True) -> dict:
+    """Reconstruct every batch (B, 3, H, W) in [-1, 1] with a VQGAN and measure it.
+
+    Returns a JSON-ready dict: ``n_images``, ``psnr`` and ``ssim`` (means over images), ``lpips`` (mean,
+    or None with ``lpips_skipped`` giving the reason), ``rfid`` / ``kid_mean`` / ``kid_std`` between the
+    Inception features of inputs and reconstructions (None without ``inception``; ``real_features``, the
+    inputs' features in the same order, e.g. from cached reference statistics, saves embedding them
+    again), and codebook use:
+    ``codes_used``, ``n_codes``, ``codebook_usage`` (share of codes used) and ``perplexity``.
+    """
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    n_codes = int(model.n_codes)
+    counts = torch.zeros(n_codes, dtype=torch.long)
+    psnrs, ssims, lps = [], [], []
+    f_real, f_rec = [], []
+    n = 0
+    with tqdm(total=total, desc="reconstruct", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for x in batches:
+            x = x.to(device).float()
+            out = model(x)
+            rec = out.reconstruction.float().clamp(-1, 1)  # (B, 3, H, W)
+            idx = out.quantizer.indices
+            counts += torch.bincount(idx.flatten().cpu(), minlength=n_codes)[:n_codes]
+            xc = x.clamp(-1, 1)
+            psnrs.append(psnr(rec, xc).cpu())  # (B,), data range 2 on [-1, 1]
+            ssims.append(ssim(rec, xc).cpu())
+            if lpips is not None:
+                lps.append(lpips(rec, x).flatten().float().cpu())
+            if inception is not None:
+                if real_features is None:
+                    f_real.append(inception(x).cpu().numpy())
+                f_rec.append(inception(rec).cpu().numpy())
+            n += x.shape[0]
+            bar.update(x.shape[0])
+    used = int((counts > 0).sum())
+    # perplexity of the pooled code histogram (vqforge.quantizers.perplexity on the counts as indices)
+    ppl = float(perplexity(torch.repeat_interleave(torch.arange(n_codes), counts), n_codes)) if counts.sum() else 0.0
+    res = {
+        "n_images": n,
+        "psnr": float(torch.cat(psnrs).mean()),
+        "ssim": float(torch.cat(ssims).mean()),
+        "lpips": float(torch.cat(lps).mean()) if lps else None,
+        "lpips_skipped": None if lps else (lpips_skipped or "no LPIPS network given"),
+        "rfid": None, "kid_mean": None, "kid_std": None, "kid_subset_size": None,
+        "codes_used": used, "n_codes": n_codes, "codebook_usage": used / n_codes, "perplexity": ppl,
+    }
+    if inception is not None and n >= 2:
+        fr, fc = (np.concatenate(f_real) if real_features is None else np.asarray(real_features)), np.concatenate(f_rec)
+        if fr.shape[0] != fc.shape[0]:
+            raise ValueError(f"real_features has {fr.shape[0]} rows for {fc.shape[0]} images")
+        res["rfid"] = fid_from_stats(FeatureStats.from_features(fr), FeatureStats.from_features(fc), fid_method)
+        res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size)
+    return res

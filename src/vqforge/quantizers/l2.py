@@ -1,0 +1,42 @@
+"""Factorised, l2-normalised codes (ViT-VQGAN, LlamaGen): a low-dimensional cosine-similarity lookup."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vq import VectorQuantizer
+
+
+class L2VectorQuantizer(VectorQuantizer):
+    """Project latents to ``codebook_dim`` (e.g. 8 to 32) with a 1x1 conv, l2-normalise latents and codes,
+    look up the nearest code by cosine similarity, project the code back to ``embed_dim``.
+
+    Keys: ``embedding.weight`` (n_codes, codebook_dim; normalised on use), and ``proj_in.*`` /
+    ``proj_out.*`` when ``codebook_dim != embed_dim`` (identity otherwise). Losses are those of the
+    non-legacy original, on the normalised vectors: ``beta * |z - sg(q)|^2 + |q - sg(z)|^2``.
+    Options of :class:`VectorQuantizer` (k-means init, which is then spherical, restart, entropy) apply.
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int, codebook_dim: int = 8, beta: float = 0.25, **options):
+        codebook_dim = codebook_dim or embed_dim
+        super().__init__(n_embed, embed_dim, beta=beta, legacy=False, codebook_dim=codebook_dim, **options)
+        if codebook_dim != embed_dim:
+            self.proj_in: nn.Module = nn.Conv2d(embed_dim, codebook_dim, 1)
+            self.proj_out: nn.Module = nn.Conv2d(codebook_dim, embed_dim, 1)
+        else:
+            self.proj_in = nn.Identity()
+            self.proj_out = nn.Identity()
+
+    def to_lookup(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj_in(z), dim=1)  # (B, codebook_dim, h, w), unit length
+
+    def from_lookup(self, q: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(q)  # (B, embed_dim, h, w)
+
+    def codebook(self) -> torch.Tensor:
+        return F.normalize(self.embedding.weight, dim=1)  # (n_codes, codebook_dim)
+
+    def _cosine_kmeans(self) -> bool:
+        return True
