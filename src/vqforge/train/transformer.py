@@ -132,29 +132,17 @@ def enable_activation_checkpointing(gpt: nn.Module) -> None:
 def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: int, top_k: int | None = 100,
                   temperature: float = 1.0, greedy: bool = False, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
-    """Plain autoregressive sampling with a KV cache: image tokens (B, n_tokens) after ``c_indices``.
+    """Image tokens (B, n_tokens) sampled after the condition tokens ``c_indices`` (B, Tc).
 
-    Logits are restricted to the image codebook. (The full sampler with guidance, sliding windows and
-    more lives in :mod:`vqforge.sampling`.)
+    A thin wrapper over :func:`vqforge.sampling.generate.sample_tokens` (exact fp32 path) with logits
+    restricted to the image codebook, used for the sample grids logged during training.
     """
-    gpt = model.transformer
-    B, Tc = c_indices.shape
-    cache = gpt.new_cache(B, Tc + n_tokens)
-    logits = gpt(c_indices, cache=cache, start=0)[:, -1]
-    out = []
-    for i in range(n_tokens):
-        lg = logits[:, :model.n_image_codes].float() / temperature
-        if greedy:
-            nxt = lg.argmax(-1, keepdim=True)
-        else:
-            if top_k:
-                v, _ = torch.topk(lg, min(top_k, lg.shape[-1]))
-                lg = lg.masked_fill(lg < v[:, -1:], float("-inf"))
-            nxt = torch.multinomial(F.softmax(lg, -1), 1, generator=generator)
-        out.append(nxt)
-        if i + 1 < n_tokens:
-            logits = gpt(nxt, cache=cache, start=Tc + i)[:, -1]
-    return torch.cat(out, 1)
+    from ..sampling.generate import sample_tokens as _sample
+    from ..sampling.processors import SamplingSettings
+
+    settings = SamplingSettings(temperature=temperature, top_k=top_k or None, greedy=greedy)
+    return _sample(model.transformer, c_indices, n_tokens, settings, generator=generator,
+                   n_vocab=model.n_image_codes, fast=False)
 
 
 # ============================================================================================ data
