@@ -27,3 +27,12 @@ def cli_env() -> dict:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops run far faster on one thread than two on a busy CPU (thread hand-offs dominate)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -144,16 +144,10 @@ def test_model_dir_roundtrip(tmp_path):
         assert torch.equal(v, again.state_dict()[k]), k
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops run far faster on one thread than two on a busy CPU (thread hand-offs dominate)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_condition_is_used_copy_task(one_thread):
+def test_condition_is_used_copy_task():
     """A tiny GPT learns to copy 6 condition tokens into the 6 image tokens; at test time, for conditions
     it never saw, greedy decoding reproduces them (chance would be 1/16 per token)."""
     torch.manual_seed(0)

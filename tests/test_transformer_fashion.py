@@ -27,12 +27,7 @@ VQ = REPO / "tests" / "fixtures" / "fashion_vqgan"
 CONFIG = REPO / "configs" / "transformer_tiny_class.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -24,12 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAPS = REPO / "tests" / "fixtures" / "sflckr_seg"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):

@@ -20,12 +20,7 @@ from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConf
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "sflckr_photos"  # 3 scene folders, 4 photos
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _vq(in_ch: int, n_embed: int) -> VQGANConfig:
