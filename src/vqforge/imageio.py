@@ -14,6 +14,9 @@ import torch
 
 from .io import VQForgeError, save_image
 
+#: The contact sheet that `vqforge sample` / `vqforge complete` write beside their images (not a sample).
+GRID_NAME = "grid.png"
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..imageio import load_image_tensor, read_image, save_grid, save_tensor_image
+    from ..imageio import GRID_NAME, load_image_tensor, read_image, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import complete_image, layout
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
     masked_input = torch.where(mask[None], torch.zeros_like(image), image)
-    save_grid(out_dir / "grid.png", torch.cat([masked_input[None]] + outs))
+    save_grid(out_dir / GRID_NAME, torch.cat([masked_input[None]] + outs))
     write_json(out_dir / "settings.json", {
         "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,

@@ -174,10 +174,11 @@ def run_recon(args: argparse.Namespace) -> int:
 def run_samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluate.fid import FeatureStats, folder_features
+    from ..evaluate.fid import FeatureStats, folder_features, list_image_files
     from ..evaluate.samples import compare, reference_stats
     from ..nn.inception import load_fid_inception
 
+    list_image_files(args.samples)  # a missing or empty samples folder fails before the reference is embedded
     device = _device(args.device)
     inception = load_fid_inception(args.inception, device=device)
     ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,

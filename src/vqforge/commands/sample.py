@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..imageio import save_grid, save_tensor_image
+    from ..imageio import GRID_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import layout, sample_images
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         images.append(x.cpu())
     bar.close()
     seconds = time.perf_counter() - t0
-    save_grid(out_dir / "grid.png", torch.cat(images))
+    save_grid(out_dir / GRID_NAME, torch.cat(images))
     write_json(out_dir / "settings.json", {
         "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),

@@ -68,10 +68,13 @@ def iter_folder_batches(paths: list[Path], batch_size: int, size: int | None = N
 
 
 def list_image_files(root: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files under ``root`` (sorted; at most ``limit``); :class:`VQForgeError` when there are none."""
-    from ..imageio import list_images
+    """Image files under ``root`` (sorted; at most ``limit``); :class:`VQForgeError` when there are none.
 
-    paths = list_images(root)
+    The contact sheets that ``vqforge sample`` writes (``grid.png``) are not samples and are left out.
+    """
+    from ..imageio import GRID_NAME, list_images
+
+    paths = [p for p in list_images(root) if p.name != GRID_NAME]
     if not paths:
         raise VQForgeError(f"{root}: no images found")
     return paths[:limit] if limit is not None else paths

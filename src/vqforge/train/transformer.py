@@ -207,6 +207,12 @@ class _Data:
         if mode == "class" and self.label_names is None:
             raise VQForgeError(f"{spec}: class conditioning needs labels (ImageFolder sub-folders or a token "
                                f"dataset with labels)")
+        n_img = self.grid[0] * self.grid[1]
+        n_cond = model.n_cond_tokens(self.image_size)
+        if n_cond + n_img - 1 > model.config.gpt.block_size:
+            raise VQForgeError(f"{spec}: {n_cond} condition + {n_img} image tokens ({self.image_size[0]}x"
+                               f"{self.image_size[1]} px) need model.gpt.block_size >= {n_cond + n_img - 1}, "
+                               f"the config has {model.config.gpt.block_size}")
 
     @staticmethod
     def _check_tokens(ds, model: Net2NetTransformer) -> None:
