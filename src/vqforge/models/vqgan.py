@@ -60,6 +60,16 @@ def _middle(channels: int, dropout: float) -> nn.Module:
     return mid
 
 
+def _level(block_in: int, block_out: int, n_blocks: int, with_attn: bool, dropout: float) -> nn.Module:
+    """One resolution level: ``n_blocks`` ResnetBlocks (keys ``block.N``), each followed by an AttnBlock
+    (``attn.N``) when ``with_attn``. The caller adds ``downsample`` / ``upsample``."""
+    level = nn.Module()
+    level.block = nn.ModuleList(
+        [ResnetBlock(block_in if i == 0 else block_out, block_out, dropout=dropout) for i in range(n_blocks)])
+    level.attn = nn.ModuleList([AttnBlock(block_out) for _ in range(n_blocks)] if with_attn else [])
+    return level
+
+
 class Encoder(nn.Module):
     """Image (B, in_channels, H, W) -> latents (B, z_channels, H/f, W/f)."""
 
@@ -73,16 +83,10 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         block_in = cfg.ch
         for i_level in range(self.num_resolutions):
-            block, attn = nn.ModuleList(), nn.ModuleList()
             block_in = cfg.ch * in_ch_mult[i_level]
             block_out = cfg.ch * cfg.ch_mult[i_level]
-            for _ in range(cfg.num_res_blocks):
-                block.append(ResnetBlock(block_in, block_out, dropout=cfg.dropout))
-                block_in = block_out
-                if curr_res in cfg.attn_resolutions:
-                    attn.append(AttnBlock(block_in))
-            level = nn.Module()
-            level.block, level.attn = block, attn
+            level = _level(block_in, block_out, cfg.num_res_blocks, curr_res in cfg.attn_resolutions, cfg.dropout)
+            block_in = block_out if cfg.num_res_blocks else block_in
             if i_level != self.num_resolutions - 1:
                 level.downsample = Downsample(block_in, cfg.resamp_with_conv)
                 curr_res //= 2
@@ -117,15 +121,9 @@ class Decoder(nn.Module):
         self.mid = _middle(block_in, cfg.dropout)
         up_levels: list[nn.Module] = []
         for i_level in reversed(range(self.num_resolutions)):
-            block, attn = nn.ModuleList(), nn.ModuleList()
             block_out = cfg.ch * cfg.ch_mult[i_level]
-            for _ in range(cfg.num_res_blocks + 1):
-                block.append(ResnetBlock(block_in, block_out, dropout=cfg.dropout))
-                block_in = block_out
-                if curr_res in cfg.attn_resolutions:
-                    attn.append(AttnBlock(block_in))
-            level = nn.Module()
-            level.block, level.attn = block, attn
+            level = _level(block_in, block_out, cfg.num_res_blocks + 1, curr_res in cfg.attn_resolutions, cfg.dropout)
+            block_in = block_out
             if i_level != 0:
                 level.upsample = Upsample(block_in, cfg.resamp_with_conv)
                 curr_res *= 2
