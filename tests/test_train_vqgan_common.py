@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vqforge.imageio import save_grid
 from vqforge.io import load_torch
 from vqforge.metrics import psnr, ssim
 from vqforge.train import common
@@ -75,7 +76,7 @@ def test_ema_tracks_and_loads():
 
 def test_grid_layout_and_values(tmp_path):
     images = torch.stack([torch.full((3, 4, 4), v) for v in (-1.0, 0.0, 1.0)])
-    path = common.save_grid(tmp_path / "g.png", images, nrow=2)
+    path = save_grid(tmp_path / "g.png", images, nrow=2)
     arr = np.asarray(Image.open(path))
     assert arr.shape == (2 * 6 + 2, 2 * 6 + 2, 3)
     assert arr[2, 2, 0] == 0 and arr[2, 8, 0] == 128 and arr[8, 2, 0] == 255

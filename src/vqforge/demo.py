@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.images import find_images, load_rgb, split_files, to_tensor
     from .io import write_json
     from .metrics import psnr, ssim
-    from .train.common import save_grid
+    from .imageio import save_grid
     from .train.vqgan import VQGANTrainConfig, train_vqgan
 
     if args.threads:

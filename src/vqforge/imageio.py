@@ -91,7 +91,7 @@ def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = Non
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
     """Tile (N, C, H, W) images into one (C, H', W') image with ``nrow`` images per row."""
     n, c, h, w = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    nrow = min(nrow or max(1, math.ceil(math.sqrt(n))), n)
     ncol = math.ceil(n / nrow)
     grid = torch.full((c, ncol * (h + padding) + padding, nrow * (w + padding) + padding), pad_value, dtype=images.dtype)
     for i in range(n):
@@ -107,5 +107,8 @@ def save_tensor_image(path: str | Path, x: torch.Tensor) -> Path:
 
 
 def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> Path:
-    """Atomically write (N, C, H, W) images in [-1, 1] as one grid image."""
-    return save_tensor_image(path, make_grid(images.detach().float().cpu(), nrow=nrow))
+    """Atomically write (N, C, H, W) images in [-1, 1] as one RGB grid image (one channel is shown as gray)."""
+    x = images.detach().float().cpu().clamp(-1, 1)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return save_tensor_image(path, make_grid(x, nrow=nrow))

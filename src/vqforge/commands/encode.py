@@ -77,7 +77,6 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     from ..data.tokens import write_tokens
     from ..models.conditioning import ConditionConfig, build_condition
 
-    n = len(images)
     first_stage = first_stage.to(device).eval()
     ccfg = ConditionConfig(mode=cond_mode, n_labels=n_labels, lowres_factor=lowres_factor) if cond_mode else None
     toks, ctoks = [], []
@@ -130,8 +129,6 @@ class _Images:
         return len(self.files)
 
     def _geometry(self, img, resample):
-        from PIL import Image  # noqa: F401
-
         w, h = img.size
         s = self.size / min(w, h)
         img = img.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), resample)
@@ -182,8 +179,6 @@ class _Maps:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..api import load
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer

@@ -105,7 +105,6 @@ def load_condition(model, path, size_hw):
     from ..io import VQForgeError
 
     mode = model.mode
-    f = model.first_stage.downsample_factor
     if mode == "segmentation":
         from PIL import Image
 

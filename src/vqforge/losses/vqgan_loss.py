@@ -17,7 +17,6 @@ Discriminator step (:meth:`VQGANLoss.discriminator_loss`)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 

@@ -48,7 +48,7 @@ Logging and progress (only rank 0 should create these with ``enabled=True``)
     ``MetricLogger(run_dir, enabled, purge_step=None)``: ``log(step, scalars)`` -> TensorBoard scalars
         (``tb/``) and one JSON line per call in ``metrics.jsonl``; ``close()``. Without tensorboard it
         warns once and writes ``metrics.jsonl`` only.
-    ``make_grid(images, nrow)`` -> PIL image of a (B, C, H, W) batch in [-1, 1]; ``save_grid(path, images, nrow)``.
+    Image grids: :func:`vqforge.imageio.save_grid`.
     ``progress_bar(total, initial, enabled, desc)`` -> tqdm bar (it/s and ETA).
     ``StopRequest()``: context manager; SIGINT/SIGTERM set ``.requested`` (a second SIGINT interrupts hard);
         the loop checks ``stop.should_stop(dist)`` (agreed over ranks), saves a checkpoint and returns.
@@ -91,7 +91,7 @@ import torch
 from torch import nn
 
 from ..config import dump_yaml, to_dict
-from ..io import FORMAT_VERSION, VQForgeError, load_torch, save_image, write_bytes, write_text
+from ..io import FORMAT_VERSION, VQForgeError, load_torch, write_bytes, write_text
 
 LAST = "last.pt"
 
@@ -527,30 +527,6 @@ class MetricLogger:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2):
-    """A PIL RGB image tiling a batch (B, C, H, W) in [-1, 1] into rows of ``nrow`` (C = 1 or 3)."""
-    from PIL import Image
-
-    x = images.detach().float().cpu().clamp(-1, 1)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    b, c, h, w = x.shape
-    ncol = min(nrow, b)
-    nrows = math.ceil(b / ncol)
-    grid = torch.ones(c, nrows * (h + padding) + padding, ncol * (w + padding) + padding)
-    for i in range(b):
-        r, col = divmod(i, ncol)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = x[i]
-    arr = ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, 3)
-    return Image.fromarray(arr, mode="RGB")
-
-
-def save_grid(path: str | Path, images: torch.Tensor, nrow: int = 8) -> Path:
-    """Write :func:`make_grid` of ``images`` as a PNG (atomic)."""
-    return save_image(path, make_grid(images, nrow=nrow))
 
 
 def progress_bar(total: int, initial: int = 0, enabled: bool = True, desc: str = "train"):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import imageio
 from ..config import ConfigError, from_dict
 from ..io import VQForgeError
 from ..models.conditioning import colorize_labels, one_hot_labels
@@ -183,7 +184,7 @@ def train_segmentation(cfg: SegmentationRunConfig, data: str, out: str | Path, m
         if save_grid and dist.is_main and first is not None:
             labels, rec = first
             grid = torch.cat([colorize_labels(labels[:8], cfg.n_labels), colorize_labels(rec[:8], cfg.n_labels)])
-            C.save_grid(run.images / f"seg_{step:07d}.png", grid, nrow=min(8, len(labels)))
+            imageio.save_grid(run.images / f"seg_{step:07d}.png", grid, nrow=min(8, len(labels)))
         return {"val/pixel_accuracy": correct / max(total, 1)}
 
     model.train()

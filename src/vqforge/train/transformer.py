@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imageio import save_grid
 from ..config import ConfigError, from_dict
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
@@ -482,7 +483,7 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
         cond_img = _condition_image(model, c, ds.image_size, imgs.shape[1])
         if cond_img is not None:
             rows.append(cond_img)
-        C.save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))
+        save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))
         model.train()
 
     model.train()

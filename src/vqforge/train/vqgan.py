@@ -34,6 +34,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
+from ..imageio import save_grid
 from ..config import ConfigError, from_dict, to_dict
 from ..data.images import ImageDataset, SkipCounter, find_images, split_files
 from ..io import VQForgeError, write_text
@@ -488,7 +489,7 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
             if dist.is_main and every(sched.image_every, step):
                 x, xrec = micro[-1]
                 k = min(8, x.shape[0])
-                common.save_grid(run.images / f"step_{step:07d}.png", torch.cat([x[:k], xrec[:k].float()]), nrow=k)
+                save_grid(run.images / f"step_{step:07d}.png", torch.cat([x[:k], xrec[:k].float()]), nrow=k)
             if every(sched.val_every, step):
                 run_validation()
             out_of_time = deadline is not None and time.monotonic() > deadline
