@@ -161,12 +161,13 @@ class _Maps:
         import torch
         from PIL import Image
 
+        from ..imageio import read_image
         from ..io import VQForgeError
 
         path = self.imgs.maps[i]
         if not path.is_file():
             raise VQForgeError(f"{path}: paired {self.imgs.map_kind} map not found")
-        m = Image.open(path)
+        m = read_image(path, mode=None)
         if self.imgs.map_kind == "segmentation":
             arr = np.array(self.imgs._geometry(m.convert("L"), Image.NEAREST), dtype=np.int64)
             return torch.from_numpy(arr)  # (H, W)

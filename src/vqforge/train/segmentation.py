@@ -82,11 +82,7 @@ class SegmentationMaps(torch.utils.data.Dataset):
     def __getitem__(self, key) -> dict[str, Any]:
         i, seed = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
         path = self.files[i]
-        try:
-            img = Image.open(path)
-            img.load()
-        except Exception as e:  # noqa: BLE001
-            raise VQForgeError(f"{path}: cannot read segmentation map ({type(e).__name__})") from None
+        img = imageio.read_image(path, mode=None)  # one-line error for an unreadable file
         if img.mode not in ("L", "P", "I"):
             raise VQForgeError(f"{path}: expected a single-channel label map, got mode {img.mode}")
         w, h = img.size
