@@ -20,14 +20,15 @@ from vqforge.data.fashion_mnist import available, load_fashion_mnist, to_model_i
 from vqforge.data.tokens import TokenDataset, unigram_entropy
 from vqforge.train.transformer import load_run_config, sample_tokens, train
 
-pytestmark = pytest.mark.skipif(not available(), reason="Fashion-MNIST not installed (Debian package "
-                                                        "dataset-fashion-mnist, or set VQFORGE_FASHION_MNIST)")
+# NOTE: one list; a second `pytestmark =` assignment would silently drop the skip marker.
+pytestmark = [
+    pytest.mark.skipif(not available(), reason="Fashion-MNIST not installed (Debian package "
+                                               "dataset-fashion-mnist, or set VQFORGE_FASHION_MNIST)"),
+    pytest.mark.usefixtures("one_thread"),
+]
 REPO = Path(__file__).resolve().parents[1]
 VQ = REPO / "tests" / "fixtures" / "fashion_vqgan"
 CONFIG = REPO / "configs" / "transformer_tiny_class.yaml"
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
