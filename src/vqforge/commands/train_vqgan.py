@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         # Paths are set directly (not as overrides) so that YAML never reinterprets them.
         # Absolute, so that `--resume` works from any directory.
         val = args.val_data or cfg.data.val
+        named = args.data.split(":", 1)[0] in ("fashion-mnist",)  # a named dataset, not a path
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(
-            cfg.data, train=os.path.abspath(args.data), val=os.path.abspath(val) if val else ""))
+            cfg.data, train=args.data if named else os.path.abspath(args.data),
+            val=os.path.abspath(val) if val else ""))
         result = train_vqgan(cfg, run_dir, resume=False, max_steps=args.max_steps, show_progress=not args.no_progress,
                              max_seconds=args.time_limit * 60 if args.time_limit else None)
     if int(os.environ.get("RANK", "0")) == 0 and not result.stopped_by:

@@ -97,10 +97,16 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
-                resize: int = 0) -> Image.Image:
-    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``."""
+                resize: int = 0, resize_max: int = 0) -> Image.Image:
+    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``.
+
+    With ``resize_max > resize`` and random crops, the smallest side is drawn uniformly from
+    ``[resize, resize_max]`` for each crop (crops at several scales of the same photo).
+    """
     w, h = img.size
     short = max(resize or size, size)
+    if crop == "random" and resize_max > short:
+        short = rng.randint(short, resize_max)
     scale = short / min(w, h)
     if scale != 1.0:
         nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
@@ -124,18 +130,19 @@ class ImageDataset(torch.utils.data.Dataset):
 
     files: image paths (see :func:`find_images`); size: output side; crop: ``random`` or ``center``;
     flip: random horizontal flips; resize: smallest side before cropping (0: ``size``, the original's
-    behaviour; larger values crop patches at a finer scale); source: the path shown in errors. At construction the first readable
+    behaviour; larger values crop patches at a finer scale); resize_max: with random crops, draw the
+    smallest side from ``[resize, resize_max]`` per item (several scales); source: the path shown in errors. At construction the first readable
     file is located (so that zero usable images is an error naming ``source`` right away); later bad files
     are skipped lazily.
     """
 
     def __init__(self, files: list[Path], size: int = 256, crop: Literal["random", "center"] = "random",
-                 flip: bool = False, source: str | Path = "<data>", resize: int = 0):
+                 flip: bool = False, source: str | Path = "<data>", resize: int = 0, resize_max: int = 0):
         if not files:
             raise VQForgeError(f"{source}: no usable images")
         self.files = list(files)
         self.size, self.crop, self.flip, self.source = size, crop, flip, str(source)
-        self.resize = resize
+        self.resize, self.resize_max = resize, resize_max
         self.bad: set[int] = set()
         for i in range(len(self.files)):
             if self._try_open(i) is not None:
@@ -176,7 +183,7 @@ class ImageDataset(torch.utils.data.Dataset):
             if img is None:
                 bad = i if bad < 0 else bad  # the first unreadable file this item stands in for
                 continue
-            img = resize_crop(img, self.size, self.crop, rng, self.resize)
+            img = resize_crop(img, self.size, self.crop, rng, self.resize, self.resize_max)
             if self.flip and rng.random() < 0.5:
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
             return {"image": to_tensor(img), "bad": bad}

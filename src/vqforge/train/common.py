@@ -222,10 +222,21 @@ def barrier(dist: DistInfo) -> None:
         tdist.barrier()
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op context elsewhere (vqforge trains in fp32 on CPU)."""
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs oneDNN bf16 kernels natively (AVX512-BF16 / AMX)."""
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA (when ``enabled``), and on CPUs with native bf16 when ``cpu_bf16`` is also set;
+    a no-op context otherwise (fp32). Weights stay fp32 (the optimiser updates fp32 master weights)."""
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled and cpu_bf16 and device.type == "cpu" and cpu_bf16_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

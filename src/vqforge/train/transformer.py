@@ -80,6 +80,7 @@ class TransformerTrainConfig:
     activation_checkpointing: bool = False
     ema_decay: float = 0.0
     bf16: bool = True
+    cpu_bf16: bool = False
     device: str = "auto"
 
 
@@ -449,7 +450,7 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
         model.eval()
         total, count = 0.0, 0
         loader = torch.utils.data.DataLoader(ds.val, batch_size=tc.batch_size, shuffle=False)
-        with torch.no_grad(), C.autocast(device, tc.bf16):
+        with torch.no_grad(), C.autocast(device, tc.bf16, tc.cpu_bf16):
             for i, batch in enumerate(loader):
                 if i >= tc.val_batches:
                     break
@@ -497,7 +498,7 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
             loss_sum = 0.0
             for _ in range(tc.accumulate):
                 z, c = ds.to_tokens(model, next(stream), device)
-                with C.autocast(device, tc.bf16):
+                with C.autocast(device, tc.bf16, tc.cpu_bf16):
                     logits, target = ddp(z, c, pre_tokenized=True)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
                 (loss / tc.accumulate).backward()

@@ -54,10 +54,13 @@ KIND = "vqgan"
 class DataConfig:
     """Training images.
 
-    train / val: a folder (recursive), a ``.txt`` file list or a glob (set by ``--data`` / ``--val-data``);
-    without ``val``, ``val_fraction`` of ``train`` is held out (deterministically, by ``seed``).
+    train / val: a folder (recursive), a ``.txt`` file list or a glob (set by ``--data`` / ``--val-data``),
+    or ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``: its train split trains, the first
+    ``max_val_images`` of its test split validate; images are 1-channel, zero-padded or area-resized to
+    ``size``); without ``val``, ``val_fraction`` of ``train`` is held out (deterministically, by ``seed``).
     size: crop side; resize: the smallest side is resized to this before cropping (0: ``size``, as the
-    original); crop: ``random`` (training) crops; validation always uses center crops; flip: random
+    original); resize_max: if larger than ``resize``, each random training crop draws the smallest side
+    from ``[resize, resize_max]`` (crops at several scales); crop: ``random`` (training) crops; validation always uses center crops; flip: random
     horizontal flips. batch_size: per process. workers: DataLoader worker processes per process.
     max_val_images: cap on validation images.
     """
@@ -67,6 +70,7 @@ class DataConfig:
     val_fraction: float = 0.05
     size: int = 256
     resize: int = 0
+    resize_max: int = 0
     crop: Literal["random", "center"] = "random"
     flip: bool = False
     batch_size: int = 12
@@ -147,6 +151,7 @@ class VQGANTrainConfig:
     device: str = "auto"
     bf16: bool = True
     channels_last: bool = True
+    cpu_bf16: bool = False
 
 
 def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
@@ -177,7 +182,7 @@ class GeneratorResult(NamedTuple):
 
 
 def generator_step(model: nn.Module, loss: VQGANLoss, x: torch.Tensor, step: int, scale: float = 1.0,
-                   amp: bool = True) -> GeneratorResult:
+                   amp: bool = False) -> GeneratorResult:
     """Autoencoder forward + ``generator_loss`` + backward of ``scale * total`` for one (micro-)batch.
 
     ``model`` may be DDP-wrapped. The discriminator's parameters are frozen during this step (gradients
@@ -186,7 +191,7 @@ def generator_step(model: nn.Module, loss: VQGANLoss, x: torch.Tensor, step: int
     core: VQGAN = common.unwrap(model)  # type: ignore[assignment]
     loss.discriminator.requires_grad_(False)
     try:
-        with common.autocast(x.device, amp):
+        with common.autocast(x.device, amp, cpu_bf16=True):
             out = model(x)
             xrec = out.reconstruction  # (B, C, H, W)
             total, logs = loss.generator_loss(x, xrec, out.quantizer.losses["loss"], core.last_layer, step)
@@ -197,12 +202,12 @@ def generator_step(model: nn.Module, loss: VQGANLoss, x: torch.Tensor, step: int
 
 
 def discriminator_step(loss: VQGANLoss, x: torch.Tensor, xrec_detached: torch.Tensor, step: int,
-                       scale: float = 1.0, amp: bool = True) -> dict[str, torch.Tensor]:
+                       scale: float = 1.0, amp: bool = False) -> dict[str, torch.Tensor]:
     """``discriminator_loss`` on real ``x`` and the detached reconstruction + backward of ``scale * loss``.
 
     Does not step the optimiser. NOTE: the original recomputes the reconstruction here; see the module doc.
     """
-    with common.autocast(x.device, amp):
+    with common.autocast(x.device, amp, cpu_bf16=True):
         d_loss, logs = loss.discriminator_loss(x, xrec_detached.detach(), step)
     (d_loss * scale).backward()
     return logs
@@ -214,6 +219,15 @@ def build_datasets(cfg: VQGANTrainConfig) -> tuple[ImageDataset, ImageDataset]:
     d = cfg.data
     if not d.train:
         raise VQForgeError("train vqgan: no training data (pass --data PATH)")
+    if d.train.split(":", 1)[0] == "fashion-mnist":
+        from ..data.fashion_mnist import FashionMNIST
+
+        if d.train not in ("fashion-mnist", "fashion-mnist:train") or d.val:
+            raise VQForgeError(f"{d.train}: Fashion-MNIST trains on its train split and validates on its test "
+                               f"split (use --data fashion-mnist, without --val-data)")
+        ch = cfg.model.ddconfig.in_channels
+        return (FashionMNIST("train", d.size, ch),  # type: ignore[return-value]
+                FashionMNIST("test", d.size, ch, limit=d.max_val_images))
     files = find_images(d.train)
     if d.val:
         train_files, val_files = files, find_images(d.val)
@@ -222,7 +236,8 @@ def build_datasets(cfg: VQGANTrainConfig) -> tuple[ImageDataset, ImageDataset]:
         train_files, val_files = split_files(files, d.val_fraction, seed=cfg.seed)
         val_source = f"{d.train} (held-out split)"
     val_files = val_files[: d.max_val_images]
-    train = ImageDataset(train_files, size=d.size, crop=d.crop, flip=d.flip, source=d.train, resize=d.resize)
+    train = ImageDataset(train_files, size=d.size, crop=d.crop, flip=d.flip, source=d.train, resize=d.resize,
+                         resize_max=d.resize_max)
     val = ImageDataset(val_files, size=d.size, crop="center", flip=False, source=val_source, resize=d.resize)
     return train, val
 
@@ -239,7 +254,7 @@ def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.dev
     usage = CodebookUsage(model.n_codes)
     for batch in loader:
         x = batch["image"].to(device)
-        with common.autocast(device, amp):
+        with common.autocast(device, amp, cpu_bf16=True):
             out = model(x)
         xrec = out.reconstruction.float().clamp(-1, 1)
         l1 += (xrec - x).abs().flatten(1).mean(1).sum().item()
@@ -311,7 +326,7 @@ def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bo
            show_progress: bool, max_seconds: float | None = None) -> TrainResult:
     device = dist.device
     on_cuda = device.type == "cuda"
-    amp = cfg.bf16 and on_cuda
+    amp = cfg.bf16 and (on_cuda or (cfg.cpu_bf16 and common.cpu_bf16_supported()))
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, max_steps=max_steps))
     lr = resolve_lr(cfg, dist.world_size)
