@@ -36,7 +36,9 @@ class SegmentationTrainConfig:
     ``base_learning_rate`` x batch rule). ``label_shift``: add this to every label id modulo 256 before use
     (COCO-Stuff maps use 1, so that 255 = unlabeled becomes 0). ``init_bias_from_data``: start the decoder's
     output bias at the labels' log-odds in the training maps (a vqforge addition; the BCE then starts at the
-    prior's loss instead of spending its first steps learning that almost every channel is 0)."""
+    prior's loss instead of spending its first steps learning that almost every channel is 0). ``resize_max``:
+    if larger than ``size``, each random training crop resizes the smallest side to a size drawn from
+    ``[size, resize_max]`` first (crops at several scales)."""
 
     batch_size: int = 12
     base_learning_rate: float = 4.5e-6
@@ -45,6 +47,7 @@ class SegmentationTrainConfig:
     codebook_weight: float = 1.0
     max_steps: int = 100_000
     size: int = 256
+    resize_max: int = 0
     label_shift: int = 0
     seed: int = 0
     val_fraction: float = 0.1
@@ -68,13 +71,15 @@ class SegmentationRunConfig:
 
 class SegmentationMaps(torch.utils.data.Dataset):
     """Label maps (8-bit PNG, one id per pixel) -> ``{"labels": (size, size) int64}``: the smallest side
-    resized to ``size`` with NEAREST, then a random (train) or center crop."""
+    resized to ``size`` (random crops: drawn from ``[size, resize_max]`` when that is larger) with NEAREST,
+    then a random (train) or center crop."""
 
-    def __init__(self, files: list[Path], size: int, n_labels: int, random_crop: bool = True, label_shift: int = 0):
+    def __init__(self, files: list[Path], size: int, n_labels: int, random_crop: bool = True, label_shift: int = 0,
+                 resize_max: int = 0):
         if not files:
             raise VQForgeError("no segmentation maps found")
         self.files, self.size, self.n_labels = files, size, n_labels
-        self.random_crop, self.label_shift = random_crop, label_shift
+        self.random_crop, self.label_shift, self.resize_max = random_crop, label_shift, resize_max
 
     def __len__(self) -> int:
         return len(self.files)
@@ -86,10 +91,11 @@ class SegmentationMaps(torch.utils.data.Dataset):
         if img.mode not in ("L", "P", "I"):
             raise VQForgeError(f"{path}: expected a single-channel label map, got mode {img.mode}")
         w, h = img.size
-        s = self.size / min(w, h)
-        img = img.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), Image.NEAREST)
-        w, h = img.size
         rng = random.Random(seed)
+        short = rng.randint(self.size, self.resize_max) if self.random_crop and self.resize_max > self.size else self.size
+        s = short / min(w, h)
+        img = img.resize((max(short, round(w * s)), max(short, round(h * s))), Image.NEAREST)
+        w, h = img.size
         left, top = ((rng.randint(0, w - self.size), rng.randint(0, h - self.size)) if self.random_crop
                      else ((w - self.size) // 2, (h - self.size) // 2))
         arr = np.array(img.crop((left, top, left + self.size, top + self.size)), dtype=np.int64)
@@ -136,7 +142,7 @@ def train_segmentation(cfg: SegmentationRunConfig, data: str, out: str | Path, m
         tr, va = split_files(files, tc.val_fraction, seed=tc.seed)
     else:  # validate on center crops of the training maps (reconstruction accuracy)
         tr, va = files, files
-    train_ds = SegmentationMaps(tr, tc.size, cfg.n_labels, True, tc.label_shift)
+    train_ds = SegmentationMaps(tr, tc.size, cfg.n_labels, True, tc.label_shift, tc.resize_max)
     val_ds = SegmentationMaps(va, tc.size, cfg.n_labels, False, tc.label_shift) if va else None
     lr = tc.learning_rate if tc.learning_rate > 0 else C.scaled_lr(tc.base_learning_rate, tc.batch_size, 1,
                                                                     dist.world_size)
