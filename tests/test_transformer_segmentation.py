@@ -111,3 +111,43 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 2
     model = vqforge.load(tmp_path / "run")
     assert model.mode == "segmentation" and model.cond_hw((32, 32)) == (8, 8)
+
+
+def test_encode_random_crops_pair_image_and_map(tmp_path):
+    """`vqforge encode --crops N --resize-max R` writes N random crops per photo (at several scales), and each
+    crop's condition tokens are the segmentation stage's codes of the same crop of the paired map: the
+    transformer sees windows away from the centre, as sliding-window sampling needs."""
+    from vqforge.commands.encode import _Images
+    from vqforge.data.tokens import TokenDataset
+    from vqforge.models.vqgan import VQGAN
+
+    torch.manual_seed(0)
+    first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
+                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+    seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
+                                        in_channels=182, out_ch=182, resolution=32, z_channels=8),
+                      QuantizerConfig(n_embed=32, embed_dim=8))
+    vqforge.save_model(VQGAN(first), tmp_path / "vq")
+    vqforge.save_model(VQGAN(seg), tmp_path / "seg")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    photos = REPO / "tests" / "fixtures" / "sflckr_photos"
+    r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(tmp_path / "vq"), "--cond-stage",
+                        str(tmp_path / "seg"), "--cond", "segmentation", "--data", str(photos), "--cond-data",
+                        str(MAPS), "--size", "32", "--crops", "3", "--resize-max", "96", "--out",
+                        str(tmp_path / "tok"), "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ds = TokenDataset(tmp_path / "tok")
+    files = (tmp_path / "tok" / "files.txt").read_text().splitlines()
+    assert len(ds) == 12 and len(files) == 12 and files[0] == files[1] == files[2] != files[3]
+    # three crops of one photo differ (random places and scales), so their image tokens differ
+    assert not torch.equal(ds[0]["tokens"], ds[1]["tokens"]) and not torch.equal(ds[1]["tokens"], ds[2]["tokens"])
+    # crop i of the map, cut with crop i's geometry, encodes to row i's condition tokens
+    seg_stage = vqforge.load(tmp_path / "seg")
+    imgs = _Images([Path(f) for f in files[::3]], 32, 3, [MAPS / Path(f).relative_to(photos).with_suffix(".png")
+                                                          for f in files[::3]], "segmentation", crops=3,
+                   resize_max=96, seed=0)
+    maps = imgs.cond()
+    for i in (1, 5):
+        expect = seg_stage.encode_to_indices(one_hot_labels(maps[i][None], 182)).flatten()
+        assert torch.equal(ds[i]["cond"], expect)
+        assert torch.equal(ds[i]["tokens"], vqforge.load(tmp_path / "vq").encode_to_indices(imgs[i][None]).flatten())

@@ -30,6 +30,13 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", help="'folders' (ImageFolder sub-folder names) or a file of 'relative/path label' lines")
     p.add_argument("--size", type=int, help="image side after resize + center crop (default 256; Fashion-MNIST: 28, "
                                           "smaller = area downscale, larger = padding)")
+    p.add_argument("--crops", type=int, default=1,
+                   help="random crops per image (default 1 = one centre crop). Several crops of larger images teach "
+                        "the transformer windows away from the centre, which sliding-window sampling needs")
+    p.add_argument("--resize-max", type=int, default=0,
+                   help="with --crops > 1: resize the smallest side to a size drawn from [--size, RESIZE_MAX] "
+                        "before each crop (crops at several scales; default: --size)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="encode only the first N images")
     p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
@@ -120,20 +127,32 @@ class _Pairs:
 
 
 class _Images:
-    """Resize + center-crop images (and paired maps) lazily by index."""
+    """Resize + crop images (and paired maps) lazily by index: one centre crop per file, or ``crops`` random
+    crops per file (item ``i`` is crop ``i % crops`` of file ``i // crops``; its geometry is drawn from a
+    generator seeded by ``(seed, i)``, so an image and its paired map get the same crop)."""
 
-    def __init__(self, files, size, channels, maps=None, map_kind=None):
+    def __init__(self, files, size, channels, maps=None, map_kind=None, crops=1, resize_max=0, seed=0):
         self.files, self.size, self.channels, self.maps, self.map_kind = files, size, channels, maps, map_kind
+        self.crops, self.resize_max, self.seed = max(1, crops), resize_max, seed
 
     def __len__(self):
-        return len(self.files)
+        return len(self.files) * self.crops
 
-    def _geometry(self, img, resample):
+    def _geometry(self, img, resample, i):
+        import random
+
         w, h = img.size
-        s = self.size / min(w, h)
-        img = img.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), resample)
+        rng = random.Random(self.seed * 1_000_003 + i)
+        short = self.size
+        if self.crops > 1 and self.resize_max > self.size:
+            short = rng.randint(self.size, self.resize_max)
+        s = short / min(w, h)
+        img = img.resize((max(short, round(w * s)), max(short, round(h * s))), resample)
         w, h = img.size
-        left, top = (w - self.size) // 2, (h - self.size) // 2
+        if self.crops > 1:
+            left, top = rng.randint(0, w - self.size), rng.randint(0, h - self.size)
+        else:
+            left, top = (w - self.size) // 2, (h - self.size) // 2
         return img.crop((left, top, left + self.size, top + self.size))
 
     def __getitem__(self, i):
@@ -141,7 +160,7 @@ class _Images:
 
         from ..data.images import load_rgb, to_tensor
 
-        img = self._geometry(load_rgb(self.files[i]), Image.BICUBIC)
+        img = self._geometry(load_rgb(self.files[i // self.crops]), Image.BICUBIC, i)
         x = to_tensor(img)
         return x.mean(0, keepdim=True) if self.channels == 1 else x  # (C, H, W)
 
@@ -164,19 +183,19 @@ class _Maps:
         from ..imageio import read_image
         from ..io import VQForgeError
 
-        path = self.imgs.maps[i]
+        path = self.imgs.maps[i // self.imgs.crops]
         if not path.is_file():
             raise VQForgeError(f"{path}: paired {self.imgs.map_kind} map not found")
         m = read_image(path, mode=None)
         if self.imgs.map_kind == "segmentation":
-            arr = np.array(self.imgs._geometry(m.convert("L"), Image.NEAREST), dtype=np.int64)
+            arr = np.array(self.imgs._geometry(m.convert("L"), Image.NEAREST, i), dtype=np.int64)
             return torch.from_numpy(arr)  # (H, W)
         if m.mode == "RGBA":  # D-RIN layout: 4 bytes per pixel = one float32
             arr = np.array(m).view(np.float32)[..., 0]
         else:
             arr = np.array(m, dtype=np.float32)
         d = Image.fromarray(arr.astype(np.float32), mode="F")
-        return torch.from_numpy(np.array(self.imgs._geometry(d, Image.BILINEAR), dtype=np.float32))[None]
+        return torch.from_numpy(np.array(self.imgs._geometry(d, Image.BILINEAR, i), dtype=np.float32))[None]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,10 +248,12 @@ def run(args: argparse.Namespace) -> int:
                 raise VQForgeError(f"--cond {cond_mode} needs --cond-data DIR with the paired maps")
             base = root if root.is_dir() else files[0].parent
             maps = [Path(args.cond_data) / f.relative_to(base).with_suffix(".png") for f in files]
-        images = _Images(files, args.size or 256, channels, maps, cond_mode)
+        if args.crops < 1:
+            raise VQForgeError(f"--crops must be >= 1, got {args.crops}")
+        images = _Images(files, args.size or 256, channels, maps, cond_mode, args.crops, args.resize_max, args.seed)
         if maps is not None:
             cond_inputs = images.cond()
-        files_out = [str(f) for f in files]
+        files_out = [str(f) for f in files for _ in range(args.crops)]
         if args.labels == "folders":
             if not root.is_dir():
                 raise VQForgeError(f"{spec}: --labels folders needs an image folder (ImageFolder layout)")
@@ -242,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
             label_names = names
         elif args.labels:
             labels, label_names = _read_label_file(Path(args.labels), files, root)
+        if labels is not None and args.crops > 1:
+            labels = [lab for lab in labels for _ in range(args.crops)]
     out = encode_dataset(model, images, args.out, labels=labels, label_names=label_names, cond_stage=cond_stage,
                          cond_mode=cond_mode, cond_inputs=cond_inputs, source_model=args.model,
                          cond_source=cond_source, batch_size=args.batch_size, device=device,
