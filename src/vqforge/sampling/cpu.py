@@ -14,16 +14,14 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from ..devices import cpu_bf16_supported
 from ..models.gpt import GPT
 from ..nn.kv_cache import KVCache
 
 
 def bf16_supported() -> bool:
     """Whether this CPU runs oneDNN bf16 kernels natively."""
-    try:
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return cpu_bf16_supported()
 
 
 _PACKED: "weakref.WeakKeyDictionary[GPT, tuple[tuple, PackedGPT]]" = weakref.WeakKeyDictionary()

@@ -92,6 +92,7 @@ from torch import nn
 
 from ..config import dump_yaml, to_dict
 from ..io import FORMAT_VERSION, VQForgeError, load_torch, write_bytes, write_text
+from ..devices import cpu_bf16_supported, resolve_device
 
 LAST = "last.pt"
 
@@ -116,15 +117,7 @@ class DistInfo:
 
 
 def _pick_device(device: str | None, local_rank: int) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise VQForgeError(f"device {device!r}: CUDA is not available on this machine (use --device cpu)")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-    return dev
+    return resolve_device(device, local_rank)
 
 
 def setup_distributed(device: str | None = None) -> DistInfo:
@@ -220,14 +213,6 @@ def barrier(dist: DistInfo) -> None:
         import torch.distributed as tdist
 
         tdist.barrier()
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU runs oneDNN bf16 kernels natively (AVX512-BF16 / AMX)."""
-    try:
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
