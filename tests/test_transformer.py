@@ -192,7 +192,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
 def test_paper_and_tiny_configs_load():
     from pathlib import Path
 
-    from vqforge.train.segmentation import load_segmentation_config
+    from vqforge.train.condition import load_config as load_segmentation_config
     from vqforge.train.transformer import load_run_config
 
     root = Path(__file__).resolve().parents[1] / "configs"

@@ -50,11 +50,11 @@ def test_train_on_the_fly(mode, stages, tmp_path):
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=cond),
         train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, val_fraction=0.25,
-                                     val_every=0, sample_every=2, n_samples=2, checkpoint_every=0))
+                                     val_every=0, preview_every=2, n_samples=2, checkpoint_every=0))
     cond_stage = {"edges": stages / "edges", "lowres": stages / "lowres"}.get(mode)
     m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
-              cond_stage=str(cond_stage) if cond_stage else None, max_steps=2, progress=False)
-    assert m["step"] == 2 and m["val/loss"] > 0
+              cond_stage=str(cond_stage) if cond_stage else None, max_steps=2, quiet=True)
+    assert m.step == 2 and m.last_val["val/loss"] > 0
     model = vqforge.load(tmp_path / "run")
     assert model.mode == mode and (tmp_path / "run" / "images" / "samples_0000002.png").is_file()
     if mode == "class":
@@ -132,7 +132,7 @@ def test_two_process_ddp(stages, tmp_path):
     cfg = {"model": {"gpt": {"vocab_size": 64, "block_size": 65, "n_layer": 1, "n_head": 2, "n_embd": 32},
                      "cond": {"mode": "unconditional"}},
            "train": {"batch_size": 1, "learning_rate": 1e-3, "image_size": 32, "val_fraction": 0.25,
-                     "val_every": 0, "sample_every": 0, "checkpoint_every": 0}}
+                     "val_every": 0, "preview_every": 0, "checkpoint_every": 0}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
            "PATH": "/usr/bin:/bin"}
@@ -144,7 +144,7 @@ def test_two_process_ddp(stages, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                         port, "-m", "vqforge", "train", "transformer", "--config", str(tmp_path / "cfg.yaml"),
                         "--data", str(PHOTOS), "--first-stage", str(stages / "vq"), "--out", str(tmp_path / "run"),
-                        "--max-steps", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+                        "--max-steps", "2", "--quiet", "--json"], capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     printed = [line for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == 1 and json.loads(printed[0])["step"] == 2  # rank 0 only
@@ -165,6 +165,6 @@ def test_coordinate_crops_of_large_images(stages, tmp_path):
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)),
         train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
-                                     val_fraction=0.25, val_every=0, sample_every=0, checkpoint_every=0))
-    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, progress=False)
-    assert m["step"] == 2
+                                     val_fraction=0.25, val_every=0, preview_every=0, checkpoint_every=0))
+    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, quiet=True)
+    assert m.step == 2

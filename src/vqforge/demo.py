@@ -42,12 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     args = p.parse_args(argv)
 
-    from .config import apply_overrides, load_yaml
     from .data.images import find_images, load_rgb, split_files, to_tensor
     from .io import write_json
     from .metrics import psnr, ssim
     from .imageio import save_grid
-    from .train.vqgan import VQGANTrainConfig, train_vqgan
+    from .train.vqgan import load_config, train_vqgan
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,11 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     run_dir = out / "run"
     photos = _find("assets/photos")
-    cfg = load_yaml(VQGANTrainConfig, _find("configs/vqgan_tiny.yaml"))
     # 32 px training crops taken from photos resized to 128 px: the model learns at the scale at which the
     # held-out photos are reconstructed below (128 x 128 center crops; the model is convolutional).
-    cfg = apply_overrides(cfg, ["device=cpu", "data.resize=128", "schedule.val_every=100"])
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(photos)))
+    cfg = load_config(_find("configs/vqgan_tiny.yaml"), ["train.device=cpu", "train.resize=128", "train.val_every=100"])
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data=str(photos)))
 
     if run_dir.exists():
         import shutil
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           f"on {len(find_images(photos))} photos from {photos} "
           + (f"for {args.steps} steps" if args.steps else f"for {args.minutes:g} minutes"), flush=True)
     if args.steps is None:
-        result = train_vqgan(cfg, run_dir, max_steps=1_000_000, max_seconds=args.minutes * 60, show_progress=False)
+        result = train_vqgan(cfg, run_dir, max_steps=1_000_000, time_limit=args.minutes * 60, quiet=True)
     else:
         result = train_vqgan(cfg, run_dir, max_steps=args.steps)
     train_time = time.perf_counter() - t0
@@ -78,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import load
 
     model = load(run_dir)
-    _, val_files = split_files(find_images(photos), cfg.data.val_fraction, seed=cfg.seed)
-    side = cfg.data.resize
+    _, val_files = split_files(find_images(photos), cfg.train.val_fraction, seed=cfg.train.seed)
+    side = cfg.train.resize
     xs = []
     for f in val_files:
         img = load_rgb(f)
