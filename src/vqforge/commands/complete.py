@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
             out, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond,
-                                       fast=not args.no_compile, callback=lambda _: bar.update(len(batch)))
+                                       fast=not args.no_compile, callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(out):

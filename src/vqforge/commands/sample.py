@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
             x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast=not args.no_compile,
-                                 callback=lambda _: bar.update(len(batch)))
+                                 callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(x):
