@@ -158,9 +158,9 @@ def test_coordinate_crops_of_large_images(stages, tmp_path):
 
     ds = CoordCrops(sorted(PHOTOS.glob("*/*.jpg")), full_size=64, crop=32)
     a, b = ds[(0, 1)], ds[(0, 2)]
-    assert a["image"].shape == (3, 32, 32) and a["coord"].shape == (1, 32, 32)
-    assert not torch.equal(a["coord"], b["coord"])  # different crops, different positions
-    assert 0.0 <= float(a["coord"].min()) and float(a["coord"].max()) < 1.0
+    assert a["image"].shape == (3, 32, 32) and a["coordinates"].shape == (1, 32, 32)
+    assert not torch.equal(a["coordinates"], b["coordinates"])  # different crops, different positions
+    assert 0.0 <= float(a["coordinates"].min()) and float(a["coordinates"].max()) < 1.0
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=CoordConfig(coord_n_embed=64, coord_down_factor=4)),

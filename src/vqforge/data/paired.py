@@ -78,7 +78,8 @@ class _PairedMaps:
 
 
 class CoordCrops(torch.utils.data.Dataset):
-    """Crops of large images with their coordinates: ``{"image": (3, crop, crop), "coord": (1, crop, crop)}``.
+    """Crops of large images with their coordinates: items ``{"image": (3, crop, crop), "coordinates": (1, crop,
+    crop)}``.
 
     Each image is resized (smallest side) to ``full_size``; the coordinate map of the whole resized image
     (raster position / (H*W), as the original FacesHQ data) is cropped together with the image, so the
@@ -100,7 +101,8 @@ class CoordCrops(torch.utils.data.Dataset):
         W, H = plan.size_wh
         left, top, right, bottom = plan.box
         coord = torch.arange(H * W, dtype=torch.float32).view(1, H, W) / (H * W)
-        return {"image": to_tensor(plan.apply(img)), "coord": coord[:, top:bottom, left:right].contiguous(), "bad": -1}
+        coord = coord[:, top:bottom, left:right].contiguous()  # (1, crop, crop)
+        return {"image": to_tensor(plan.apply(img)), "coordinates": coord, "bad": -1}
 
 
 def folder_labels(files: list[Path], root: str | Path) -> tuple[list[int], list[str]]:

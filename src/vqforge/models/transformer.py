@@ -75,12 +75,11 @@ def derive_config(cfg: TransformerConfig, facts: DataFacts | None = None, strict
     hw = facts.image_hw if facts is not None else trained_hw(cfg)
     if facts is not None and hw[0] == hw[1]:
         cfg = dataclasses.replace(cfg, image_size=int(hw[0]))
-    cond = make_condition(cfg.cond, hw)
-    problems = cond.problems()
+    cond, more = make_condition(cfg.cond, hw), []
     if facts is not None:
         derived, more = cond.derive(facts)
-        problems += more
         cond = make_condition(derived, hw)
+    problems = cond.problems() + more
     if not 0.0 <= cfg.pkeep <= 1.0:
         problems.append(f"model.pkeep must lie in [0, 1], got {cfg.pkeep}")
     if problems:  # the condition's own settings first: the sizes below depend on them

@@ -196,7 +196,7 @@ class _Data:
 
             files = find_images(spec)
             tr, va = split_files(files, tc.val_fraction, seed=tc.seed)
-            if raw_input == "coord" and tc.coord_full_size > tc.image_size:
+            if raw_input == "coordinates" and tc.coord_full_size > tc.image_size:
                 self.train = CoordCrops(tr, tc.coord_full_size, tc.image_size, tc.crop == "random")
                 self.val = CoordCrops(va, tc.coord_full_size, tc.image_size, False) if va else None
             else:

@@ -86,9 +86,10 @@ class Condition:
 
     name: ClassVar[str]
     Config: ClassVar[type[ConditionConfig]]
-    #: what a training item holds besides its image for this mode: None (the condition is computed from the
-    #: image), "label" (a class label per image), "coord" (coordinates of a crop; optional), "map" (a paired
-    #: map: only from data pre-encoded by `vqforge encode --cond-data`), "tokens" (pre-encoded tokens only)
+    #: what a training item holds besides its image for this mode, and its key in the item: None (the condition
+    #: is computed from the image), "label" (a class label per image), "coordinates" (where a crop lies in its
+    #: image; optional), "map" (a paired map: only from data pre-encoded by `vqforge encode --cond-data`),
+    #: "pre_encoded" (condition tokens, only pre-encoded)
     raw_input: ClassVar[str | None] = None
     #: what the user gives to sample, for messages ("class labels (--class)")
     input_hint: ClassVar[str] = "a condition"

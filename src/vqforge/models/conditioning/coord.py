@@ -69,7 +69,7 @@ class Coord(SpatialCondition):
 
     name = "coord"
     Config = CoordConfig
-    raw_input = "coord"
+    raw_input = "coordinates"
     input_hint = "nothing (coordinates are computed)"
 
     @property

@@ -216,7 +216,7 @@ class StageCondition(SpatialCondition):
         return out
 
     def derive(self, facts: DataFacts):
-        if self.config.cond_stage is None:
-            return self.config, self.problems()
+        if self.config.cond_stage is None:  # reported by problems()
+            return self.config, []
         return super().derive(facts)
 

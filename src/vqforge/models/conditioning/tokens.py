@@ -29,7 +29,7 @@ class Tokens(Condition):
 
     name = "tokens"
     Config = TokensConfig
-    raw_input = "tokens"
+    raw_input = "pre_encoded"
     input_hint = "condition token ids"
 
     @property
