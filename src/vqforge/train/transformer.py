@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from torch import nn
 
 from ..imageio import save_grid
 from ..io import VQForgeError
-from ..models.transformer import Net2NetTransformer, TransformerConfig
+from ..models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from ..models.vqgan import VQGAN
 from . import loop
 from .checkpoint import Checkpoint
@@ -142,33 +143,17 @@ def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: 
 def resolve_config(cfg: TransformerRunConfig, first_stage: VQGAN | None, cond_stage: nn.Module | None
                    ) -> TransformerRunConfig:
     """Fill ``model.first_stage`` / ``model.cond.cond_stage`` from the loaded stage models."""
+    from ..models.conditioning import make_condition
+
     m = cfg.model
     if first_stage is not None:
         m = dataclasses.replace(m, first_stage=first_stage.config)
     if cond_stage is not None:
-        m = dataclasses.replace(m, cond=dataclasses.replace(m.cond, cond_stage=cond_stage.config))
+        try:
+            m = dataclasses.replace(m, cond=make_condition(m.cond).with_stage(cond_stage.config))
+        except ValueError as e:
+            raise VQForgeError(f"--cond-stage: {e}") from None
     return dataclasses.replace(cfg, model=m)
-
-
-@torch.no_grad()
-def _condition_image(model: Net2NetTransformer, c: torch.Tensor, image_hw: tuple[int, int], channels: int
-                     ) -> torch.Tensor | None:
-    """The condition stage's reconstruction of condition tokens as images (B, channels, H, W) for grids
-    (segmentation maps colourised), or None for non-spatial conditions."""
-    from ..models.conditioning import colorize_labels
-
-    hw = model.cond_hw(image_hw)
-    if hw is None or model.cond_stage is None:
-        return None
-    rec = model.decode_cond(c, hw)  # (B, C', h', w')
-    if model.mode == "segmentation":
-        rec = colorize_labels(rec, model.config.cond.n_labels)
-    elif model.mode == "coord":
-        rec = rec * 2 - 1
-    rec = F.interpolate(rec.float(), size=image_hw, mode="nearest")
-    if rec.shape[1] != channels:
-        rec = rec.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else None
-    return rec
 
 
 def _load_stage(path: str | None, what: str) -> VQGAN | None:
@@ -192,28 +177,31 @@ class TransformerStage(loop.Stage):
     best_metric = ("val/loss", "min")
     shown = ("val/loss", "val/bits_per_dim")
 
-    def __init__(self, cfg: TransformerRunConfig, first_stage: VQGAN | None = None, cond_stage: VQGAN | None = None):
+    def __init__(self, cfg: TransformerRunConfig, first_stage: VQGAN | None = None, cond_stage: VQGAN | None = None,
+                 first_stage_path: str | None = None):
         self.cfg, self.first_stage, self.cond_stage = cfg, first_stage, cond_stage
+        self.first_stage_path = first_stage_path
 
     def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
         cfg, s = self.cfg, self.cfg.train
-        try:
-            model = Net2NetTransformer(cfg.model)
+        self.data = TransformerData(s.data, cfg.model, s)
+        if s.val_data:
+            self._separate_validation(s, cfg.model)
+        try:  # derived settings (vocab_size, block_size, n_classes, ...) and the image size the data has
+            model_cfg = derive_config(cfg.model, self.data.facts)
+            model = Net2NetTransformer(model_cfg)
         except ValueError as e:
-            raise VQForgeError(f"model config: {e}") from None
+            raise VQForgeError(f"{s.data}: {e}") from None
         if self.first_stage is not None:
             model.first_stage.load_state_dict(self.first_stage.state_dict())
         if self.cond_stage is not None:
             model.cond_stage.load_state_dict(self.cond_stage.state_dict())
-        if ckpt is not None:  # the frozen stages too, before the data checks encode anything
-            model.load_state_dict(ckpt.model)
         self.model = model.to(ctx.device)
-        self.data = TransformerData(s.data, model, s)
-        if s.val_data:
-            self._separate_validation(s)
-        if ckpt is None and self.data.image_size[0] == self.data.image_size[1] and \
-                cfg.model.image_size != self.data.image_size[0]:
-            model.config = dataclasses.replace(cfg.model, image_size=int(self.data.image_size[0]))  # trained size
+        if self.data.pre_tokenized and self.first_stage_path and ctx.dist.is_main:
+            src = self.data.train.meta.get("source_model") or ""
+            if src and Path(src).resolve() != Path(self.first_stage_path).resolve():
+                warnings.warn(f"{s.data}: tokens were encoded with {src}, but --first-stage is "
+                              f"{self.first_stage_path}; make sure they are the same VQGAN", stacklevel=2)
         if s.activation_checkpointing:
             enable_activation_checkpointing(model.transformer)
         self.train_data = self.data.train
@@ -221,7 +209,7 @@ class TransformerStage(loop.Stage):
         self.optimizers = {"transformer": (opt, [p for p in model.transformer.parameters() if p.requires_grad])}
         self.label_names = self.data.label_names
 
-    def _separate_validation(self, s: TransformerTrainConfig) -> None:
+    def _separate_validation(self, s: TransformerTrainConfig, model_cfg: TransformerConfig) -> None:
         """``--val-data``: a held-out token dataset validates; all of ``--data`` trains."""
         from ..data import tokens as T
 
@@ -229,10 +217,10 @@ class TransformerStage(loop.Stage):
             raise VQForgeError(f"{s.val_data}: --val-data needs token datasets from `vqforge encode` for both "
                                f"--data and --val-data")
         val = T.TokenDataset(s.val_data)
-        TransformerData._check_tokens(val, self.model)
-        if tuple(val.grid) != tuple(self.data.grid):
-            raise VQForgeError(f"{s.val_data}: a {val.grid[0]}x{val.grid[1]} token grid, but {s.data} has "
-                               f"{self.data.grid[0]}x{self.data.grid[1]}")
+        if val.n_codes != model_cfg.first_stage.quantizer.n_embed or tuple(val.grid) != tuple(self.data.grid):
+            raise VQForgeError(f"{s.val_data}: {val.grid[0]}x{val.grid[1]} tokens of {val.n_codes} codes, but "
+                               f"{s.data} has {self.data.grid[0]}x{self.data.grid[1]} of "
+                               f"{model_cfg.first_stage.quantizer.n_embed}")
         self.data.train, self.data.val = T.TokenDataset(s.data), val
 
     def finalize_config(self, cfg: TransformerRunConfig) -> TransformerRunConfig:
@@ -288,12 +276,11 @@ class TransformerStage(loop.Stage):
         batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train,
                                                       batch_size=s.n_samples)))
         z, c = ds.to_tokens(model, batch, ctx.device)
-        if model.config.cond.mode == "class":  # one sample per class, cycling
-            c = model.encode_to_c(torch.arange(len(z), device=ctx.device) % model.config.cond.n_classes)
+        c = model.condition.sample_tokens(c)
         idx = sample_tokens(model, c, z.shape[1], top_k=s.sample_top_k)
         imgs = model.decode_to_img(idx, ds.grid)
         rows = [imgs, model.decode_to_img(z, ds.grid)]
-        cond_img = _condition_image(model, c, ds.image_size, imgs.shape[1])
+        cond_img = model.condition.preview(c, ds.image_size, imgs.shape[1])
         if cond_img is not None:
             rows.append(cond_img)
         save_grid(path, torch.cat(rows).clamp(-1, 1), nrow=len(z))
@@ -329,7 +316,7 @@ def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, f
         if fs is None:
             raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
         cfg = resolve_config(cfg, fs, cs)
-    return loop.run(TransformerStage(cfg, fs, cs), cfg, run, ckpt, loop.RunOptions(**options))
+    return loop.run(TransformerStage(cfg, fs, cs, first_stage), cfg, run, ckpt, loop.RunOptions(**options))
 
 
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:

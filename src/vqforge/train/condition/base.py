@@ -2,8 +2,8 @@
 
 A condition stage is a VQGAN over condition maps (the original's ``VQSegmentationModel`` and the depth
 stage of D-RIN); the transformer later conditions on its codes. A kind supplies its files, its dataset,
-the model input it makes from a batch (the same :func:`~vqforge.models.conditioning.build_condition` that
-the transformer's conditioning uses, so the stage sees what it will encode), its reconstruction loss, its
+the model input it makes from a batch (the ``build_input`` of the transformer's conditioning mode, so the
+stage sees what it will encode), its reconstruction loss, its
 validation metrics and a preview picture. Adding a kind = one file with a subclass + ``@register``.
 """
 

@@ -1,8 +1,8 @@
 """Depth maps (the D-RIN condition stage): one channel, normalised per crop to [-1, 1] as the depth
 conditioning does, L1 reconstruction loss, L1 / PSNR metrics, grayscale previews.
 
-Files: the D-RIN layout (RGBA PNGs whose 4 bytes per pixel are one little-endian float32), or any
-single-channel image (8/16-bit PNG, TIFF; larger = farther or nearer, only the order matters)."""
+Files (read by the depth conditioning's own reader): the D-RIN layout (RGBA PNGs whose 4 bytes per pixel are
+one little-endian float32), ``.npy`` arrays, or any single-channel image (8/16-bit PNG, TIFF)."""
 
 from __future__ import annotations
 
@@ -14,25 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ... import imageio
 from ...data.images import FileDataset, resize_crop
 from ...metrics import psnr
-from ...models.conditioning import ConditionConfig, build_condition
+from ...models.conditioning import DepthConfig, make_condition, read_depth
 from .base import MapKind, register
-
-
-def read_depth(path: Path) -> np.ndarray:
-    """A depth map file as float32 (H, W) (see the module doc); raises on anything else."""
-    img = imageio.read_image(path, mode=None)
-    if img.mode == "RGBA":  # D-RIN: 4 bytes per pixel = one float32
-        arr = np.ascontiguousarray(np.array(img)).view(np.float32)[..., 0]
-    elif img.mode in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.array(img, dtype=np.float32)
-    else:
-        raise ValueError(f"expected a depth map (float32-in-RGBA or one channel), got mode {img.mode}")
-    if not np.isfinite(arr).all():
-        raise ValueError("depth map holds non-finite values")
-    return arr
 
 
 class DepthMaps(FileDataset):
@@ -46,7 +31,10 @@ class DepthMaps(FileDataset):
         super().__init__(files, source)
 
     def open(self, path: Path) -> Image.Image:
-        return Image.fromarray(read_depth(path), mode="F")
+        depth = read_depth(path)  # the depth conditioning's own reader
+        if not np.isfinite(depth).all():
+            raise ValueError("the depth map holds non-finite values")
+        return Image.fromarray(depth, mode="F")
 
     def item(self, img: Image.Image, rng: random.Random, path: Path) -> dict[str, Any]:
         crop = "random" if self.random_crop else "center"
@@ -67,7 +55,7 @@ class Depth(MapKind):
                          source=settings.data)
 
     def condition(self, batch, device, n_labels: int) -> torch.Tensor:
-        return build_condition(ConditionConfig(mode="depth"), raw=batch["depth"].to(device))  # (B, 1, H, W)
+        return make_condition(DepthConfig()).build_input(raw=batch["depth"].to(device))  # (B, 1, H, W) in [-1, 1]
 
     def loss(self, rec, x):
         return (rec - x).abs().mean()

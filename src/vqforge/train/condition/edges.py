@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.images import ImageDataset
-from ...models.conditioning import ConditionConfig, build_condition
+from ...models.conditioning import EdgesConfig, make_condition
 from .base import MapKind, register
 
 
@@ -25,7 +25,7 @@ class Edges(MapKind):
                             resize_max=settings.resize_max if train else 0)
 
     def condition(self, batch, device, n_labels: int) -> torch.Tensor:
-        return build_condition(ConditionConfig(mode="edges"), images=batch["image"].to(device))  # (B, 1, H, W)
+        return make_condition(EdgesConfig()).build_input(images=batch["image"].to(device))  # (B, 1, H, W) in {-1, 1}
 
     def loss(self, rec, x):
         return F.binary_cross_entropy_with_logits(rec, (x > 0).float())

@@ -15,7 +15,7 @@ from PIL import Image
 from ... import imageio
 from ...data.images import FileDataset, resize_crop
 from ...io import VQForgeError
-from ...models.conditioning import ConditionConfig, build_condition, colorize_labels
+from ...models.conditioning import SegmentationConfig, colorize_labels, make_condition
 from .base import MapKind, register
 
 
@@ -64,8 +64,8 @@ class Segmentation(MapKind):
                                 settings.resize_max if train else 0, source=settings.data)
 
     def condition(self, batch, device, n_labels: int) -> torch.Tensor:
-        cfg = ConditionConfig(mode="segmentation", n_labels=n_labels)
-        return build_condition(cfg, raw=batch["labels"].to(device))  # (B, n_labels, H, W) in {0, 1}
+        mode = make_condition(SegmentationConfig(n_labels=n_labels))  # what the transformer's condition does
+        return mode.build_input(raw=batch["labels"].to(device))  # (B, n_labels, H, W) in {0, 1}
 
     def loss(self, rec, x):
         return F.binary_cross_entropy_with_logits(rec, x)
