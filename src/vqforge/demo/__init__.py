@@ -31,8 +31,10 @@ ASSETS = Path(__file__).resolve().parents[1] / "demo_assets"
 class DemoSizes:
     """How much the demo does (``full`` for ``make demo``, ``quick`` for tests)."""
 
-    photos: int = 6  # held-out photos reconstructed
-    fashion_recon: int = 16  # Fashion-MNIST test images reconstructed (usage over 1000)
+    photos: int = 6  # held-out photos shown reconstructed
+    eval_photos: int = 18  # held-out photos measured (PSNR / SSIM / codebook usage)
+    fashion_recon: int = 16  # Fashion-MNIST test images shown reconstructed
+    fashion_eval: int = 1000  # Fashion-MNIST test images measured
     per_class: int = 8  # samples per class and guidance scale
     cfg_scales: tuple[float, ...] = (0.0, 2.0, 4.0)
     maps: int = 4  # held-out segmentation maps synthesised from
@@ -43,7 +45,7 @@ class DemoSizes:
 
     @classmethod
     def quick(cls) -> "DemoSizes":
-        return cls(photos=2, fashion_recon=4, per_class=1, cfg_scales=(0.0, 2.0), maps=1, large_sides=(96,),
+        return cls(photos=2, eval_photos=3, fashion_recon=4, fashion_eval=100, per_class=1, cfg_scales=(0.0, 2.0), maps=1, large_sides=(96,),
                    completion_side=64, fid_samples=20)
 
 

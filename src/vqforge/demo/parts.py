@@ -85,17 +85,18 @@ def _usage(vq, batches) -> float:
 def reconstructions(ctx: Context, landscapes, fashion) -> Section:
     vq = landscapes.first_stage
     f = vq.downsample_factor
-    files = sorted((ctx.assets / "photos").iterdir())
-    by_source = [sorted(p for p in files if p.name.startswith(s)) for s in ("sflckr", "coco", "drin")]
-    shown = [p for trio in zip(*by_source) for p in trio][:ctx.sizes.photos]
+    photos = sorted((ctx.assets / "photos").iterdir())
+    by_source = [sorted(p for p in photos if p.name.startswith(s)) for s in ("sflckr", "coco", "drin")]
+    files = [p for trio in zip(*by_source) for p in trio][:max(ctx.sizes.eval_photos, ctx.sizes.photos)]
+    shown = files[:ctx.sizes.photos]
     sec = Section("1. Reconstructions", "Held-out photos (never seen in training) through the <code>landscapes</code> "
                   "first stage (an f8 VQGAN: every 8x8 patch becomes one of its codebook entries), and Fashion-MNIST "
                   "test images through the <code>fashion</code> first stage (f4). Left: input, right: reconstruction.")
     all_x = [load_image_tensor(p, multiple_of=f)[None] for p in files]
-    sec.numbers["landscapes codebook usage (18 held-out photos)"] = f"{_usage(vq, all_x):.1%} of {vq.n_codes} codes"
+    sec.numbers[f"landscapes codebook usage ({len(files)} held-out photos)"] = (
+        f"{_usage(vq, all_x):.1%} of {vq.n_codes} codes")
     ps_all = []
-    for p in files:
-        x = load_image_tensor(p, multiple_of=f)[None]
+    for p, x in zip(files, all_x):
         rec = vq(x).reconstruction.clamp(-1, 1)
         a, b = float(psnr(rec, x)), float(ssim(rec, x))
         ps_all.append((a, b))
@@ -103,13 +104,13 @@ def reconstructions(ctx: Context, landscapes, fashion) -> Section:
             src, w = ctx.png(f"recon_{p.stem}.png", torch.cat([x, rec]), nrow=2)
             sec.figures.append(Figure(src, p.name, numbers={"PSNR": f"{a:.2f} dB", "SSIM": f"{b:.3f}"},
                                       settings={"size": f"{x.shape[3]}x{x.shape[2]}"}, width=w, scale=1.5))
-    sec.numbers["landscapes mean PSNR / SSIM (18 held-out photos)"] = (
+    sec.numbers[f"landscapes mean PSNR / SSIM ({len(files)} held-out photos)"] = (
         f"{np.mean([a for a, _ in ps_all]):.2f} dB / {np.mean([b for _, b in ps_all]):.3f}")
     fv = fashion.first_stage
-    x, _ = _fashion_test(1000)
+    x, _ = _fashion_test(ctx.sizes.fashion_eval)
     rec = torch.cat([fv(b).reconstruction.clamp(-1, 1) for b in x.split(250)])
-    sec.numbers["fashion mean PSNR (1000 test images)"] = f"{float(psnr(rec, x).mean()):.2f} dB"
-    sec.numbers["fashion codebook usage (1000 test images)"] = f"{_usage(fv, x.split(250)):.1%} of {fv.n_codes} codes"
+    sec.numbers[f"fashion mean PSNR ({len(x)} test images)"] = f"{float(psnr(rec, x).mean()):.2f} dB"
+    sec.numbers[f"fashion codebook usage ({len(x)} test images)"] = f"{_usage(fv, x.split(250)):.1%} of {fv.n_codes} codes"
     n = ctx.sizes.fashion_recon
     src, w = ctx.png("recon_fashion.png", torch.cat([x[:n], rec[:n]]), nrow=n)
     sec.figures.append(Figure(src, "Fashion-MNIST test images (top) and reconstructions (bottom)", width=w, scale=2))
