@@ -177,3 +177,11 @@ def test_held_out_validation_keeps_the_best_checkpoint_and_warns_when_it_rises(t
         logits, target = model(z, model.encode_to_c(z), pre_tokenized=True)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
     assert float(loss) == pytest.approx(val[best_step], abs=1e-4)
+
+
+def test_time_limit_stops_with_a_checkpoint_and_says_how_to_continue(tmp_path, capsys):
+    out = _run(capsys, "train", "condition", "--config", str(ROOT / "configs" / "seg_tiny.yaml"), "--data", str(MAPS),
+               "--out", str(tmp_path / "s"), "--time-limit", "0.0001", "--quiet", "train.val_every=0")
+    assert out[0].startswith(f"vqforge: time limit reached; saved {tmp_path / 's' / 'checkpoints' / 'last.pt'} at step 1")
+    assert any(f"vqforge train condition --resume {tmp_path / 's'}" in line for line in out)
+    assert load_torch(tmp_path / "s" / "checkpoints" / "last.pt")["step"] == 1
