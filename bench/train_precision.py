@@ -1,6 +1,6 @@
 """Training step time and learning by precision (fp32 vs bf16 autocast) and optimiser kernel, interleaved.
 
-    python bench/train_precision.py [--threads 2] [--repeat 5] [--json out.json]
+    python bench/train_precision.py [--threads 2] [--repeat 5] [--rows vqgan_tiny gpt_26m ...] [--json out.json]
 
 Rows: one optimisation step of each trainer's stage on random data (the VQGAN at the issue-14 size: ch 64,
 ch_mult 1,1,2,2,4, 1024 codes, batch 4 at 128 px, no perceptual net; the 26M GPT 8 x 512, batch 8 x 256; the
@@ -72,10 +72,15 @@ def gpt_step(size: str):
     return [list(gpt.parameters())], step
 
 
+ROWS = {"vqgan_issue14": lambda: vqgan_step("issue14"), "vqgan_tiny": lambda: vqgan_step("tiny"),
+        "gpt_26m": lambda: gpt_step("issue14"), "gpt_tiny": lambda: gpt_step("tiny")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     p.add_argument("--json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,9 +89,8 @@ def main() -> None:
 
     precisions = ["fp32"] + (["bf16"] if cpu_bf16_supported() else [])
     rows = []
-    for name, make in (("vqgan issue14", lambda: vqgan_step("issue14")), ("vqgan tiny", lambda: vqgan_step("tiny")),
-                       ("gpt 26M", lambda: gpt_step("issue14")), ("gpt tiny", lambda: gpt_step("tiny"))):
-        groups, step = make()
+    for name in args.rows:
+        groups, step = ROWS[name]()
         configs = []
         for precision in precisions:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
