@@ -27,14 +27,20 @@ FAST = ["--device", "cpu", "train.image_size=16", "train.batch_size=4", "model.d
         "loss.disc_start=0", "train.ema_decay=0.9", "train.val_every=0", "train.preview_every=0",
         "train.checkpoint_every=1", "train.log_every=1"]
 
-# The training process with a slow disk: every fsync takes 0.3 s, so a kill lands in the middle of a write.
-SLOW_DISK = """
+# The training process with a disk that hangs in the middle of its n-th checkpoint write (after the data went
+# to the temporary file, before the rename): the test kills it there, every time.
+HUNG_DISK = """
 import os, sys, time
-_fsync = os.fsync
-def slow_fsync(fd):
-    time.sleep(0.3)
+_fsync, writes = os.fsync, 0
+def fsync(fd):
+    global writes
+    if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".last.pt."):
+        writes += 1
+        if writes == int(os.environ["HANG_AT"]):
+            open(os.environ["HANG_MARKER"], "w").close()
+            time.sleep(3600)
     _fsync(fd)
-os.fsync = slow_fsync
+os.fsync = fsync
 from vqforge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -48,48 +54,45 @@ def _partial(run: Path) -> list[Path]:
     return sorted((run / "checkpoints").glob(".last.pt.*.tmp")) if (run / "checkpoints").is_dir() else []
 
 
-def _kill_during_save(args: list[str], run: Path, after_step: int) -> int:
-    """Start training, SIGKILL it while it writes a checkpoint newer than ``after_step``; the saved step."""
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_DISK, *args], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _kill_during_save(args: list[str], run: Path, marker: Path, hang_at: int = 2) -> None:
+    """Start training and SIGKILL it while it writes its ``hang_at``-th checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-c", HUNG_DISK, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**_env(), "HANG_AT": str(hang_at), "HANG_MARKER": str(marker)})
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if (run / "checkpoints" / "last.pt").is_file() and _partial(run):
-                step = load_torch(run / "checkpoints" / "last.pt")["step"]
-                if step > after_step and _partial(run):
-                    proc.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.01)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not marker.exists():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
-    assert _partial(run), "the kill should land in the middle of a checkpoint write"
-    return step
+    assert marker.exists(), proc.stderr.read()[-2000:]
+    marker.unlink()
+    assert proc.returncode == -signal.SIGKILL
+    assert _partial(run), "the kill lands in the middle of a checkpoint write"
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
 def test_sigkill_during_a_checkpoint_write_resumes_from_the_last_complete_one(tmp_path, capsys):
     from vqforge.cli import main
 
-    run = tmp_path / "run"
-    new = ["train", "vqgan", "--config", str(TINY), "--data", str(PHOTOS), "--out", str(run), "--quiet", *FAST,
-           "train.max_steps=10000"]
-    saved = _kill_during_save(new, run, after_step=0)
-    last = load_torch(run / "checkpoints" / "last.pt")  # complete: it loads
-    assert last["step"] == saved
-    # killed again in the middle of a write, this time of a resumed run
-    saved = _kill_during_save(["train", "vqgan", "--resume", str(run), "--quiet"], run, after_step=saved)
-    assert load_torch(run / "checkpoints" / "last.pt")["step"] == saved
-    assert main(["train", "vqgan", "--resume", str(run), "--quiet", "--max-steps", str(saved + 2),
+    run, marker = tmp_path / "run", tmp_path / "hung"
+    _kill_during_save(["train", "vqgan", "--config", str(TINY), "--data", str(PHOTOS), "--out", str(run), "--quiet",
+                       *FAST, "train.max_steps=10000"], run, marker)
+    assert load_torch(run / "checkpoints" / "last.pt")["step"] == 1  # the complete one before the killed write
+    # killed again in the middle of a write, this time of a resumed run (steps 2 and 3: the second write hangs)
+    _kill_during_save(["train", "vqgan", "--resume", str(run), "--quiet"], run, marker)
+    assert load_torch(run / "checkpoints" / "last.pt")["step"] == 2
+    assert main(["train", "vqgan", "--resume", str(run), "--quiet", "--max-steps", "4",
                  "train.checkpoint_every=0"]) == 0, capsys.readouterr().err
-    assert load_torch(run / "checkpoints" / "last.pt")["step"] == saved + 2
+    assert load_torch(run / "checkpoints" / "last.pt")["step"] == 4
     assert not _partial(run) and not list(run.glob(".*.tmp"))  # what the kills left mid-write is gone
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # no half-written log line survives
-    assert max(json.loads(line)["step"] for line in lines) == saved + 2
+    assert [json.loads(line)["step"] for line in lines if "train/total_loss" in json.loads(line)] == [1, 2, 3, 4]
 
 
 def test_a_full_disk_is_one_clear_line_and_leaves_no_partial_file(tmp_path):
