@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,13 +200,38 @@ def test_really_full_disk_during_encode(vq_model, tmp_path):
     assert probe.read_text() == ""  # what the tmpfs held when the command had exited: nothing
 
 
-def test_interrupted_reconstruct_leaves_no_folder(vq_model, tmp_path, monkeypatch):
-    """Ctrl-C in the middle of writing: the output folder does not appear (in-process, a writer interrupts)."""
+@pytest.fixture(scope="module")
+def class_model(tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_sampling import tiny_net
+
+    from vqforge.api import save_model
+    from vqforge.models.conditioning import ClassConfig
+
+    return save_model(tiny_net(ClassConfig(n_classes=3, null_class=True)), tmp_path_factory.mktemp("gpt") / "m")
+
+
+def _command(name: str, vq_model: Path, class_model: Path, out: Path) -> list[str]:
+    image = REPO / "tests" / "fixtures" / "sflckr_photos" / "australia" / "8720651218_ca82a6608e_b.jpg"
+    return [str(a) for a in {
+        "reconstruct": ("reconstruct", "--model", vq_model, "--input", PHOTOS, "--size", 32, "--output", out),
+        "sample": ("sample", "--model", class_model, "--num", 3, "--batch-size", 1, "--output", out),
+        "complete": ("complete", "--model", class_model, "--class", 1, "--input", image, "--mask", image,
+                     "--num", 3, "--batch-size", 1, "--output", out),
+    }[name]]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "sample", "complete"])
+def test_interrupted_command_leaves_no_folder(command, vq_model, class_model, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of writing (a writer interrupts, in-process): the output folder does not appear;
+    a complete earlier output of the same command is still there, whole."""
     import vqforge.imageio as imageio
     from vqforge.cli import main
 
-    real = imageio.save_image
-    n = []
+    out = tmp_path / "out"
+    assert main(_command(command, vq_model, class_model, out)) == 0
+    before = sorted(p.name for p in out.iterdir())
+    real, n = imageio.save_image, []
 
     def save_then_interrupt(path, image):
         n.append(path)
@@ -214,16 +240,28 @@ def test_interrupted_reconstruct_leaves_no_folder(vq_model, tmp_path, monkeypatc
         return real(path, image)
 
     monkeypatch.setattr(imageio, "save_image", save_then_interrupt)
-    assert main(["reconstruct", "--model", str(vq_model), "--input", str(PHOTOS), "--size", "32",
-                 "--output", str(tmp_path / "rec")]) == 130
-    assert len(n) == 2 and not (tmp_path / "rec").exists() and _siblings(tmp_path / "rec") == []
+    assert main(_command(command, vq_model, class_model, out)) == 130
+    assert len(n) == 2 and sorted(p.name for p in out.iterdir()) == before and _siblings(out) == []
+    monkeypatch.undo()
+    assert main(_command(command, vq_model, class_model, tmp_path / "fresh")) == 0
+    monkeypatch.setattr(imageio, "save_image", save_then_interrupt)
+    n.clear()
+    assert main(_command(command, vq_model, class_model, tmp_path / "new")) == 130
+    assert not (tmp_path / "new").exists() and _siblings(tmp_path / "new") == ["fresh", "out"]
 
 
-def test_a_foreign_output_folder_is_refused_before_any_work(tmp_path):
-    """A non-empty folder that reconstruct did not write is refused before the model is even looked for."""
+@pytest.mark.parametrize("command", ["reconstruct", "sample", "complete", "encode"])
+def test_a_foreign_output_folder_is_refused_before_any_work(command, tmp_path, capsys):
+    """A non-empty folder that the command did not write is refused before the model is even looked for."""
+    from vqforge.cli import main
+
     out = tmp_path / "photos"
     out.mkdir()
     (out / "mine.jpg").write_bytes(b"x")
-    r = _cli("reconstruct", "--model", tmp_path / "no_model_here", "--input", PHOTOS, "--output", out)
-    assert r.returncode == 2 and "not a reconstruct output folder" in r.stderr, r.stderr
+    argv = _command(command if command != "encode" else "reconstruct", tmp_path / "nope", tmp_path / "nope", out)
+    if command == "encode":
+        argv = ["encode", "--model", str(tmp_path / "nope"), "--data", str(PHOTOS), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "is not a" in err and "nope" not in err, err
     assert [p.name for p in out.iterdir()] == ["mine.jpg"]

@@ -131,7 +131,7 @@ def test_class_dropout_swaps_labels_for_the_null_class(stages, tmp_path):
     _, rows = _fed_to_the_gpt(lambda: train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
                                             max_steps=8, progress=False))
     labels = torch.cat([r[:, 0] for r in rows])  # (24,) the condition token of every row
-    null = vqforge.load(tmp_path / "run").null_class_token
+    null = vqforge.load(tmp_path / "run").null_token
     assert null == 3 and set(labels.tolist()) <= {0, 1, 2, null}
     assert 4 <= int((labels == null).sum()) <= 20  # about half of 24 (binomial, p=0.5)
 

@@ -132,3 +132,27 @@ def test_sha256_file(tmp_path):
     assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 "abc"
     p.write_bytes(b"abcd")  # another size: not served from the cache
     assert sha256_file(p) == "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
+
+
+@pytest.mark.parametrize("command", ["sample", "complete", "encode", "evaluate recon", "evaluate nll", "reconstruct"])
+def test_every_command_that_loads_a_model_takes_the_option(command, tmp_path, capsys):
+    """Refused by default naming the option; with --trust-checkpoint the model loads (the command then goes on,
+    here to another error or to its work)."""
+    from vqforge.cli import main
+
+    path = _checkpoint_with(tmp_path, argparse.Namespace(lr=1e-3))
+    img = tmp_path / "in.png"
+    from vqforge.imageio import save_tensor_image
+
+    save_tensor_image(img, torch.zeros(3, 8, 8))
+    out = tmp_path / "out"
+    argv = {"sample": ["--output", out], "complete": ["--input", img, "--mask", img, "--output", out],
+            "encode": ["--data", tmp_path, "--out", out, "--size", 8, "--no-progress"],
+            "evaluate recon": ["--data", img, "--no-fid"], "evaluate nll": ["--data", tmp_path],
+            "reconstruct": ["--input", img, "--output", out]}[command]
+    base = [*command.split(), "--model", str(path), *map(str, argv)]
+    assert main(base) == 2
+    assert "--trust-checkpoint" in capsys.readouterr().err
+    main(base + ["--trust-checkpoint"])
+    err = capsys.readouterr().err
+    assert "fully unpickling" in err and "pickled Python objects" not in err

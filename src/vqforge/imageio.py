@@ -48,8 +48,9 @@ def read_image(path: str | Path, mode: str = "RGB"):
                 w, h = im.size
                 limit = Image.MAX_IMAGE_PIXELS
                 if limit and w * h > limit:
-                    raise VQForgeError(f"{path}: image of {w}x{h} px exceeds {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS, "
-                                       f"the guard against decompression bombs); a corrupt file, or raise that limit")
+                    raise VQForgeError(f"{path}: image of {w}x{h} px exceeds {limit} pixels (PIL.Image."
+                                       f"MAX_IMAGE_PIXELS, the guard against decompression bombs); a corrupt file, "
+                                       f"or raise that limit")
                 im.load()
                 return im.convert(mode) if mode else im.copy()
     except VQForgeError:
@@ -59,6 +60,22 @@ def read_image(path: str | Path, mode: str = "RGB"):
     except Exception as e:  # noqa: BLE001 - any decoder failure (OSError, SyntaxError, struct.error, ...)
         reason = str(e).splitlines()[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :") if str(e) else ""
         raise VQForgeError(f"{path}: not a readable image ({reason or type(e).__name__})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header (no pixels decoded); one-line errors as :func:`read_image`."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except FileNotFoundError:
+        raise VQForgeError(f"{path}: image not found") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure
+        raise VQForgeError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
 def pil_to_tensor(image) -> torch.Tensor:
