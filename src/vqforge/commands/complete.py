@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, is_sample_folder, library_errors, load_transformer, parse_hw, plan,
-                         sample_record, settings_from_args)
+    from .sample import OUTPUT_KIND, is_sample_folder, load_transformer, parse_hw, plan, settings_from_args, write_samples
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
@@ -55,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    outs, per_sample = [], []
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
@@ -63,12 +61,7 @@ def run(args: argparse.Namespace) -> int:
                            fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
-        for picks, out in library_errors(batches, args.model):
-            for j, img in zip(picks, out):
-                name = f"{len(per_sample):05d}.png"
-                save_tensor_image(tmp / name, img)
-                per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-            outs.append(out.cpu())
+        outs, per_sample = write_samples(tmp, batches, model, inputs, sources, args.model)
         bar.close()
         save_tensor_image(tmp / "mask.png", mask[None].float() * 2 - 1)
         masked_input = torch.where(mask[None], torch.zeros_like(image), image)

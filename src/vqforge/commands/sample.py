@@ -126,6 +126,21 @@ def library_errors(batches, source: str):
         raise VQForgeError(f"{source}: {e}") from None
 
 
+def write_samples(folder, batches, model, inputs, sources, source_name: str):
+    """Write each image that ``batches`` (``draw_batches``) draws as ``NNNNN.png`` into ``folder``; returns the
+    images (CPU batches) and their settings.json records."""
+    from ..imageio import save_tensor_image
+
+    images, records = [], []
+    for picks, x in library_errors(batches, source_name):
+        for j, img in zip(picks, x):
+            name = f"{len(records):05d}.png"
+            save_tensor_image(folder / name, img)
+            records.append(sample_record(model, name, inputs[j], sources[j]))
+        images.append(x.cpu())
+    return images, records
+
+
 def sample_record(model, file: str, c, source) -> dict:
     """One sample's entry in settings.json: its file, its condition (e.g. the class) and condition file."""
     entry = {"file": file, **(model.condition.input_record(c) if c is not None else {})}
@@ -142,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..data.conditions import condition_inputs
-    from ..imageio import GRID_NAME, save_grid, save_tensor_image
+    from ..imageio import GRID_NAME, save_grid
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
@@ -158,18 +173,12 @@ def run(args: argparse.Namespace) -> int:
     n = args.num or (len(inputs) if args.cond else 8)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    images, per_sample = [], []
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
     batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
-        for picks, x in library_errors(batches, args.model):
-            for j, img in zip(picks, x):
-                name = f"{len(per_sample):05d}.png"
-                save_tensor_image(tmp / name, img)
-                per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-            images.append(x.cpu())
+        images, per_sample = write_samples(tmp, batches, model, inputs, sources, args.model)
         bar.close()
         seconds = time.perf_counter() - t0
         save_grid(tmp / GRID_NAME, torch.cat(images))
