@@ -16,8 +16,7 @@ def add_parser(sub) -> None:
                                    "mode (--class, --cond) and guidance (--cfg) work as in `vqforge sample`. Writes "
                                    "one PNG per completion, mask.png, grid.png (input first) and settings.json.")
     p.add_argument("--input", required=True, help="the image to complete")
-    p.add_argument("--mask", required=True, help="mask image: white (> 127) pixels are resampled (a mask of another "
-                                                 "size than the image is resized to it, with a notice)")
+    p.add_argument("--mask", required=True, help="mask image of the same size: white (> 127) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")
     add_sampling_args(p)
     p.set_defaults(func=run)
@@ -37,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import OUTPUT_KIND, is_sample_folder, load_transformer, parse_hw, plan, settings_from_args, write_samples
+    from .sample import (OUTPUT_KIND, is_sample_folder, load_transformer, parse_hw, plan, settings_from_args,
+                         write_samples)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
                            fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
-        outs, per_sample = write_samples(tmp, batches, model, inputs, sources, args.model)
+        outs, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
         bar.close()
         save_tensor_image(tmp / "mask.png", mask[None].float() * 2 - 1)
         masked_input = torch.where(mask[None], torch.zeros_like(image), image)
-        save_grid(tmp / GRID_NAME, torch.cat([masked_input[None]] + outs))
+        save_grid(tmp / GRID_NAME, torch.cat((masked_input[None], outs)))
         write_json(tmp / "settings.json", {
             "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,

@@ -116,29 +116,26 @@ def is_sample_folder(path) -> bool:
         return False
 
 
-def library_errors(batches, source: str):
-    """The batches of a sampling job, with a ValueError from the library as one line naming ``source``."""
+def write_samples(model, batches, out_dir, inputs, sources, source: str):
+    """Write each image of a job's batches (:func:`~vqforge.sampling.pipeline.draw_batches`) as ``00000.png``, ...;
+    returns (the images, one settings entry per sample). A ValueError from the library becomes one line naming
+    ``source``."""
+    import torch
+
+    from ..imageio import save_tensor_image
     from ..io import VQForgeError
 
+    images, per_sample = [], []
     try:
-        yield from batches
+        for picks, x in batches:
+            for j, img in zip(picks, x):
+                name = f"{len(per_sample):05d}.png"
+                save_tensor_image(out_dir / name, img)
+                per_sample.append(sample_record(model, name, inputs[j], sources[j]))
+            images.append(x.cpu())
     except ValueError as e:
         raise VQForgeError(f"{source}: {e}") from None
-
-
-def write_samples(folder, batches, model, inputs, sources, source_name: str):
-    """Write each image that ``batches`` (``draw_batches``) draws as ``NNNNN.png`` into ``folder``; returns the
-    images (CPU batches) and their settings.json records."""
-    from ..imageio import save_tensor_image
-
-    images, records = [], []
-    for picks, x in library_errors(batches, source_name):
-        for j, img in zip(picks, x):
-            name = f"{len(records):05d}.png"
-            save_tensor_image(folder / name, img)
-            records.append(sample_record(model, name, inputs[j], sources[j]))
-        images.append(x.cpu())
-    return images, records
+    return torch.cat(images), per_sample
 
 
 def sample_record(model, file: str, c, source) -> dict:
@@ -178,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
     batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
-        images, per_sample = write_samples(tmp, batches, model, inputs, sources, args.model)
+        images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
         bar.close()
         seconds = time.perf_counter() - t0
-        save_grid(tmp / GRID_NAME, torch.cat(images))
+        save_grid(tmp / GRID_NAME, images)
         write_json(tmp / "settings.json", {
             "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
