@@ -28,12 +28,14 @@ from .taming import GUMBEL_TARGETS, VQ_TARGETS, vqgan_config_from_params
 
 NET2NET_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
 _VQ_TARGETS = VQ_TARGETS | GUMBEL_TARGETS
+_COND_TARGETS = {"taming.modules.util.SOSProvider", "taming.modules.util.Labelator",
+                 "taming.modules.misc.coord.CoordStage", "taming.models.dummy_cond_stage.DummyCondStage"}
 _KEY_TO_MODE = {"segmentation": "segmentation", "depth": "depth", "edges": "edges", "canny": "edges",
                 "lowres": "lowres", "LR_image": "lowres", "lr": "lowres", "coord": "coord"}
 
 
 def _condition_config(params: dict[str, Any], source: str,
-                      vq_config: Callable[[str, dict, str], VQGANConfig]) -> ConditionConfig:
+                      vq_config: Callable[..., VQGANConfig]) -> ConditionConfig:
     cond = params.get("cond_stage_config")
     sos = int(params.get("sos_token", 0))
     if params.get("unconditional", False) or cond == "__is_unconditional__":
@@ -55,7 +57,7 @@ def _condition_config(params: dict[str, Any], source: str,
     if target == "taming.models.dummy_cond_stage.DummyCondStage":
         return ConditionConfig(mode="tokens")
     if target in _VQ_TARGETS:
-        vq = vq_config(target, cp, source)
+        vq = vq_config(target, cp, source, "model.params.cond_stage_config.params")
         if target.endswith("VQSegmentationModel"):
             mode, n_labels = "segmentation", int(cp["n_labels"])
         else:
@@ -66,11 +68,13 @@ def _condition_config(params: dict[str, Any], source: str,
                                    f"{vq.ddconfig.in_channels} input channels")
         return ConditionConfig(mode=mode, cond_stage=vq, n_labels=n_labels,
                                downsample_cond_size=int(params.get("downsample_cond_size", -1)))
-    raise VQForgeError(f"{source}: unsupported cond_stage_config target {target!r}")
+    known = ", ".join(sorted(_COND_TARGETS | _VQ_TARGETS))
+    raise VQForgeError(f"{source}: unsupported cond_stage_config target {target!r} (supported: {known}, "
+                       "__is_unconditional__)")
 
 
 def net2net_config(model_cfg: dict[str, Any], source: str,
-                   vq_config: Callable[[str, dict, str], VQGANConfig] = vqgan_config_from_params) -> TransformerConfig:
+                   vq_config: Callable[..., VQGANConfig] = vqgan_config_from_params) -> TransformerConfig:
     """Our :class:`TransformerConfig` from the original's ``model`` section (``target`` + ``params``)."""
     params = model_cfg.get("params") or {}
     perm = (params.get("permuter_config") or {}).get("target", "taming.modules.transformer.permuter.Identity")
@@ -80,13 +84,15 @@ def net2net_config(model_cfg: dict[str, Any], source: str,
     if not tp:
         raise VQForgeError(f"{source}: model.params.transformer_config.params is missing")
     try:
-        gpt = from_dict(GPTConfig, tp)
+        gpt = from_dict(GPTConfig, tp, "model.params.transformer_config.params", source=source)
     except ConfigError as e:
-        raise VQForgeError(f"{source}: transformer_config: {e}") from None
+        raise VQForgeError(str(e)) from None
     fs = params.get("first_stage_config") or {}
-    if fs.get("target") not in _VQ_TARGETS:
-        raise VQForgeError(f"{source}: unsupported first_stage_config target {fs.get('target')!r}")
-    first = vq_config(fs["target"], fs.get("params") or {}, source)
+    if not isinstance(fs, dict) or fs.get("target") not in _VQ_TARGETS:
+        got = fs.get("target") if isinstance(fs, dict) else fs
+        raise VQForgeError(f"{source}: unsupported first_stage_config target {got!r} "
+                           f"(supported: {', '.join(sorted(_VQ_TARGETS))})")
+    first = vq_config(fs["target"], fs.get("params") or {}, source, "model.params.first_stage_config.params")
     cond = _condition_config(params, source, vq_config)
     cfg = TransformerConfig(gpt=gpt, first_stage=first, cond=cond, pkeep=float(params.get("pkeep", 1.0)))
     return cfg
@@ -111,13 +117,18 @@ def net2net_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_net2net(model_cfg: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str | Path,
-                 vq_config: Callable[[str, dict, str], VQGANConfig] = vqgan_config_from_params) -> Net2NetTransformer:
-    """Build a :class:`Net2NetTransformer` from the original's ``model`` config and checkpoint state dict."""
+def build_net2net(model_cfg: dict[str, Any], source: str | Path,
+                  vq_config: Callable[..., VQGANConfig] = vqgan_config_from_params) -> Net2NetTransformer:
+    """An untrained :class:`Net2NetTransformer` for the original's ``model`` config (errors name ``source``)."""
     cfg = net2net_config(model_cfg, str(source), vq_config)
     try:
-        model = Net2NetTransformer(cfg)
+        return Net2NetTransformer(cfg)
     except ValueError as e:
         raise VQForgeError(f"{source}: {e}") from None
+
+
+def load_net2net_weights(model: Net2NetTransformer, state_dict: dict[str, torch.Tensor],
+                         source: str | Path) -> Net2NetTransformer:
+    """Load the original's checkpoint state dict into ``model`` (strict key and shape checks)."""
     load_state_dict_strict(model, net2net_state_dict(state_dict), source)
     return model.eval()
