@@ -123,3 +123,47 @@ def test_switching_kind_by_override_keeps_the_shared_settings_in_any_order():
 def test_the_base_config_is_not_a_kind():
     with pytest.raises(TypeError, match="build one kind's config"):
         QuantizerConfig(n_embed=64, embed_dim=8)
+
+
+# ---------------------------------------------------------------------------------------------- original configs
+def _original(tmp_path: Path, model: dict) -> Path:
+    path = tmp_path / "project.yaml"
+    path.write_text(yaml.safe_dump({"model": model}))
+    return path
+
+
+def test_original_config_naming_an_unknown_class_is_one_line_before_the_checkpoint_is_read(tmp_path):
+    missing_ckpt = tmp_path / "never-read.ckpt"
+    path = _original(tmp_path, {"target": "taming.models.vqgan.EMAVQ", "params": {}})
+    with pytest.raises(VQForgeError) as info:
+        vqforge.load_taming(path, missing_ckpt)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{path}: model.target 'taming.models.vqgan.EMAVQ' is not supported")
+    assert "taming.models.vqgan.VQModel" in text and "taming.models.cond_transformer.Net2NetTransformer" in text
+    dd = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16, "z_channels": 4,
+          "in_channels": 3, "out_ch": 3, "double_z": False, "dropout": 0.0}
+    net2net = {"target": "taming.models.cond_transformer.Net2NetTransformer", "params": {
+        "transformer_config": {"params": {"vocab_size": 16, "block_size": 16}},
+        "first_stage_config": {"target": "my.own.Autoencoder", "params": {}},
+        "cond_stage_config": "__is_unconditional__"}}
+    with pytest.raises(VQForgeError, match=r"project\.yaml: unsupported first_stage_config target 'my\.own\.Autoencoder' "
+                                           r"\(supported: taming\.models\.vqgan\.GumbelVQ, "):
+        vqforge.load_taming(_original(tmp_path, net2net), missing_ckpt)
+    net2net["params"]["first_stage_config"] = {"target": "taming.models.vqgan.VQModel",
+                                               "params": {"ddconfig": dd, "n_embed": 16, "embed_dim": 4}}
+    net2net["params"]["cond_stage_config"] = {"target": "my.own.Stage"}
+    with pytest.raises(VQForgeError, match=r"unsupported cond_stage_config target 'my\.own\.Stage' \(supported: .*"
+                                           r"taming\.modules\.util\.Labelator"):
+        vqforge.load_taming(_original(tmp_path, net2net), missing_ckpt)
+
+
+def test_original_config_with_wrong_value_types_names_every_key(tmp_path):
+    dd = {"ch": "wide", "ch_mult": [1, 1], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16,
+          "z_channels": 4, "in_channels": 3, "out_ch": 3, "double_z": False, "dropout": 0.0}
+    path = _original(tmp_path, {"target": "taming.models.vqgan.VQModel",
+                                "params": {"ddconfig": dd, "n_embed": "many", "embed_dim": 4}})
+    with pytest.raises(VQForgeError) as info:
+        vqforge.load_taming(path, tmp_path / "never-read.ckpt")
+    assert str(info.value).splitlines() == [f"{path}: 2 problems:",
+                                            "  model.params.ddconfig.ch: expected an integer, got 'wide'",
+                                            "  model.params.n_embed: expected an integer, got 'many'"]

@@ -110,6 +110,14 @@ class Reader:
         fam = own_variants(cls)
         if fam is not None:
             return self._build_variant(fam, data, where)
+        if "config_variant" in vars(cls):
+            # NOTE: a family base that picks its member itself, ``config_variant(data, where) -> (class, data)``
+            # (the protocol before Variants; prefer Variants for new families)
+            try:
+                cls, data = cls.config_variant(dict(data), where)
+            except ConfigError as e:
+                self.problems += e.problems
+                return INVALID
         data = self._apply_renames(cls, dict(data), where)
         fields, hints, tag = init_fields(cls), type_hints(cls), variant_tag(cls)
         kwargs, n_problems = {}, len(self.problems)
