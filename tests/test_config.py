@@ -67,11 +67,10 @@ def test_every_problem_at_once_with_keys_as_the_command_line_spells_them(tmp_pat
         load_yaml(TransformerRunConfig, p)
     lines = str(info.value).splitlines()
     assert lines[0] == f"{p}: 4 problems:"
-    assert lines[1:] == ["  model.gpt.vocab_size: expected an integer, got 'big'",
-                         "  model.gpt.n_layr: unknown key (did you mean model.gpt.n_layer?)",
-                         "  model.cond.mode: 'klass' is not one of unconditional, class, segmentation, depth, edges, "
-                         "lowres, coord, tokens",
-                         "  train.learning_rate: expected a number, got 'fast'"]
+    assert lines[1:3] == ["  model.gpt.vocab_size: expected an integer, got 'big'",
+                          "  model.gpt.n_layr: unknown key (did you mean model.gpt.n_layer?)"]
+    assert lines[3].startswith("  model.cond.mode: 'klass' is not one of") and "segmentation" in lines[3]
+    assert lines[4] == "  train.learning_rate: expected a number, got 'fast'"
     assert [k for k, _ in info.value.problems][:2] == ["model.gpt.vocab_size", "model.gpt.n_layr"]
     # each key as reported is accepted by apply_overrides (the command line's form)
     fixed = apply_overrides(TransformerRunConfig(), ["model.gpt.vocab_size=512", "model.gpt.n_layer=3"])
