@@ -142,11 +142,11 @@ def vq_model(tmp_path_factory):
 
     from vqforge.api import save_model
     from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-    from vqforge.quantizers import QuantizerConfig
+    from vqforge.quantizers import VQConfig
 
     torch.manual_seed(0)
     cfg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1), num_res_blocks=0, attn_resolutions=(), resolution=32,
-                                        z_channels=4), QuantizerConfig(n_embed=16, embed_dim=4))
+                                        z_channels=4), VQConfig(n_embed=16, embed_dim=4))
     return save_model(VQGAN(cfg), tmp_path_factory.mktemp("vq") / "model")
 
 

@@ -15,7 +15,7 @@ import vqforge
 from vqforge.io import VQForgeError, sha256_file
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from vqforge.nn import inception as inc
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 
 
 class _MakesADirectory:
@@ -31,7 +31,7 @@ class _MakesADirectory:
 def _tiny_vqgan() -> VQGAN:
     torch.manual_seed(0)
     return VQGAN(VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1), num_res_blocks=0, attn_resolutions=(),
-                                               resolution=8, z_channels=4), QuantizerConfig(n_embed=8, embed_dim=4)))
+                                               resolution=8, z_channels=4), VQConfig(n_embed=8, embed_dim=4)))
 
 
 def _checkpoint_with(tmp_path, extra) -> str:
