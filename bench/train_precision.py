@@ -25,16 +25,16 @@ import torch.nn.functional as F
 def vqgan_step(size: str):
     from vqforge.losses.vqgan_loss import VQGANLoss, VQGANLossConfig
     from vqforge.models.vqgan import AutoencoderConfig, VQGAN, VQGANConfig
-    from vqforge.quantizers import QuantizerConfig
+    from vqforge.quantizers import L2VQConfig, VQConfig
     from vqforge.train.vqgan import discriminator_step, generator_step
 
     if size == "issue14":
         dd, q, batch, res = AutoencoderConfig(ch=64, ch_mult=(1, 1, 2, 2, 4), resolution=128, attn_resolutions=(8,)), \
-            QuantizerConfig(n_embed=1024, embed_dim=256), 4, 128
+            VQConfig(n_embed=1024, embed_dim=256), 4, 128
     else:  # configs/vqgan_tiny.yaml
         dd, q, batch, res = AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
                                               resolution=32, z_channels=32), \
-            QuantizerConfig(kind="l2", n_embed=256, embed_dim=32, codebook_dim=8), 8, 32
+            L2VQConfig(n_embed=256, embed_dim=32, codebook_dim=8), 8, 32
     model = VQGAN(VQGANConfig(dd, q))
     loss = VQGANLoss(VQGANLossConfig(disc_start=0, perceptual="none", disc_num_layers=2))
     x = torch.rand(batch, 3, res, res) * 2 - 1

@@ -16,7 +16,7 @@ from vqforge.models.conditioning import DepthConfig, read_depth
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.train.condition import ConditionRunConfig, ConditionSettings, train_condition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def depth_maps(folder: Path, n: int = 24, size: int = 40) -> list[Path]:
 def _stage(in_ch: int) -> VQGANConfig:
     return VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
                                          in_channels=in_ch, out_ch=in_ch, resolution=32, z_channels=32),
-                       QuantizerConfig(n_embed=64, embed_dim=32))
+                       VQConfig(n_embed=64, embed_dim=32))
 
 
 def _validation(run: Path) -> dict[int, dict[str, float]]:
@@ -84,7 +84,7 @@ def test_depth_stage_trains_and_encodes_depth_conditions(tmp_path):
 
     stage = vqforge.load(tmp_path / "run")  # an ordinary 1-channel VQGAN, usable as a depth cond stage
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     t = Net2NetTransformer(TransformerConfig(
         gpt=GPTConfig(vocab_size=64, block_size=512, n_layer=1, n_head=2, n_embd=32), first_stage=first,
         cond=DepthConfig(cond_stage=stage.config)))
