@@ -60,10 +60,11 @@ def test_old_names_in_a_config_file_and_overrides_are_read_with_a_notice(tmp_pat
     assert (t.learning_rate, t.base_learning_rate, t.ema_decay, t.seed, t.preview_every) == (0.0, 1e-4, 0.9, 5, 0)
     assert t.precision == "auto"  # bf16: false was fp32; the override cpu_bf16=true then asks for native bf16
     err = capsys.readouterr().err
-    assert "data.size -> train.image_size" in err and "schedule.ckpt_every -> train.checkpoint_every" in err
-    assert "bf16/cpu_bf16 -> train.precision=fp32" in err and "ema.enabled/ema.decay -> train.ema_decay=0.9" in err
-    assert "override `schedule.max_steps` is now `train.max_steps`" in err
-    assert "`cpu_bf16` is now `train.precision`; read as auto" in err
+    assert "data.size is now train.image_size" in err and "schedule.ckpt_every is now train.checkpoint_every" in err
+    assert "bf16/cpu_bf16 are now train.precision (auto|bf16|fp32); read as fp32" in err
+    assert "ema.enabled/ema.decay are now train.ema_decay (0 = off); read as 0.9" in err
+    assert "schedule.max_steps is now train.max_steps" in err
+    assert "override cpu_bf16 is now train.precision; read as auto" in err
     assert load_config(tmp_path / "old.yaml", ["bf16=false"]).train.precision == "fp32"
     with pytest.raises(Exception, match="train.nope"):
         load_config(tmp_path / "old.yaml", ["train.nope=1"])
@@ -97,7 +98,7 @@ def test_old_transformer_and_segmentation_checkpoints_resume(tmp_path, capsys):
     r = train(None, None, tmp_path / "t", resume=True, max_steps=4, quiet=True)
     assert r.step == 4 and vqforge.load(tmp_path / "t").mode == "class"
     err = capsys.readouterr().err
-    assert "train.accumulate -> train.accumulation" in err and "train.precision=fp32" in err
+    assert "train.accumulate is now train.accumulation" in err and "train.precision (auto|bf16|fp32); read as fp32" in err
 
     seg = seg_config(ROOT / "configs" / "seg_tiny.yaml", ["train.val_every=0", "train.preview_every=0"])
     train_condition(seg, tmp_path / "s", settings={"data": str(MAPS)}, max_steps=2, quiet=True)
@@ -110,7 +111,7 @@ def test_old_transformer_and_segmentation_checkpoints_resume(tmp_path, capsys):
 
     _old_layout(tmp_path / "s", old_segmentation)
     r = train_condition(None, tmp_path / "s", resume=True, settings={"data": str(MAPS)}, max_steps=3, quiet=True)
-    assert r.step == 3 and "train.size -> train.image_size" in capsys.readouterr().err
+    assert r.step == 3 and "train.size is now train.image_size" in capsys.readouterr().err
     assert load_torch(tmp_path / "s" / "checkpoints" / "last.pt")["trainer"] == "condition"
 
 

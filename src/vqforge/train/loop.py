@@ -33,7 +33,7 @@ from .checkpoint import Checkpoint, RunDir, write_debug_text
 from .console import Console, MetricLogger, format_duration, format_metrics
 from .numerics import EMA, StepGuard
 from .stage import Context, RunOptions, RunResult, Stage, StepOutput
-from .settings import KeyMap, TrainSettings, config_from_data, override, resolve_lr
+from .settings import OldValues, TrainSettings, config_from_data, override, resolve_lr
 from .stream import BatchStream, ResumableSampler, gather_rng_states, seed_everything, set_rng_state
 
 
@@ -53,7 +53,7 @@ def resume_checkpoint(out: str | Path, resume: bool, trainer: str) -> tuple[RunD
     return run, ckpt
 
 
-def configure(cfg: Any, ckpt: Checkpoint | None, cls: type, keys: KeyMap, source: Path,
+def configure(cfg: Any, ckpt: Checkpoint | None, cls: type, old: OldValues, source: Path,
               overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None) -> Any:
     """The run config of one call: ``cfg``, or (resuming without one) the checkpoint's, then dotted
     ``overrides`` (older names read with a notice) and direct ``settings`` replacements of ``train`` fields
@@ -61,8 +61,8 @@ def configure(cfg: Any, ckpt: Checkpoint | None, cls: type, keys: KeyMap, source
     if cfg is None:
         if ckpt is None:
             raise VQForgeError("a new run needs a config (--config FILE)")
-        cfg = config_from_data(cls, ckpt.train_config, keys, source)
-    cfg = override(cfg, overrides, keys)
+        cfg = config_from_data(cls, ckpt.train_config, old, source)
+    cfg = override(cfg, overrides, old)
     if settings:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **settings))
     return cfg

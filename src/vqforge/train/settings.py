@@ -5,20 +5,20 @@ means the same thing in ``vqforge train vqgan``, ``train transformer`` and ``tra
 batch, accumulation, learning rate, precision, EMA, the log/validate/preview/checkpoint schedule, ...).
 A stage adds only what is its own (e.g. the transformer's warmup, the VQGAN's ``channels_last``).
 
-Config files, checkpoints and command-line overrides written with older names still load: each old key is
-moved to its new place with one notice naming the new key (:class:`KeyMap`), e.g.
-``schedule.ckpt_every`` -> ``train.checkpoint_every``, ``train.accumulate`` -> ``train.accumulation``,
-``bf16``/``cpu_bf16`` -> ``train.precision``, ``ema.enabled``/``ema.decay`` -> ``train.ema_decay``.
+Config files, checkpoints and command-line overrides written with older names still load, with one notice
+naming the new key: plain renames are each run config's ``renamed_keys`` (the config package's mechanism,
+e.g. ``schedule.ckpt_every`` -> ``train.checkpoint_every``, ``train.accumulate`` -> ``train.accumulation``);
+keys whose values changed meaning are read by :class:`OldValues` (``bf16``/``cpu_bf16`` ->
+``train.precision``, ``ema.enabled``/``ema.decay`` -> ``train.ema_decay``).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from ..config import ConfigError, apply_overrides, from_dict
+from ..config import ConfigError, apply_overrides, from_dict, notice
 from ..devices import Precision
 
 T = TypeVar("T")
@@ -102,16 +102,6 @@ def resolve_lr(s: TrainSettings, world_size: int) -> float:
 
 
 # ============================================================================================ older names
-_SEEN: set[str] = set()
-
-
-def notice(message: str) -> None:
-    """Print ``vqforge: note: message`` to stderr, once per process."""
-    if message not in _SEEN:
-        _SEEN.add(message)
-        print(f"vqforge: note: {message}", file=sys.stderr)
-
-
 def _precision_from_flags(bf16: Any, cpu_bf16: Any) -> str:
     # bf16: false meant fp32 everywhere; bf16 + cpu_bf16 meant bf16 wherever native (today's auto).
     # bf16 alone meant bf16 on CUDA only: the nearest setting is auto (which also uses native CPU bf16).
@@ -119,68 +109,57 @@ def _precision_from_flags(bf16: Any, cpu_bf16: Any) -> str:
 
 
 @dataclass(frozen=True)
-class KeyMap:
-    """Old dotted keys of one run-config class and where they now live.
+class OldValues:
+    """Older settings whose *values* changed meaning, which a plain rename cannot carry.
 
-    ``moved``: old key -> new key (value unchanged, or converted by ``convert[old]``). Two groups are read
-    together: ``precision_flags`` (the old ``bf16`` / ``cpu_bf16`` pair) and ``ema`` (the old ``enabled`` /
-    ``decay`` pair), each -> one new key.
+    Plain renames are the run-config class's ``renamed_keys`` (:mod:`vqforge.config`: old key -> new key, one
+    notice each, in files, checkpoints and overrides). Read here, before them: ``precision_flags`` (the old
+    ``bf16`` / ``cpu_bf16`` pair -> ``train.precision``), ``ema`` (the old ``enabled`` / ``decay`` pair ->
+    ``train.ema_decay``, 0 = off) and ``null_is_zero`` (keys whose ``null`` meant "derive", now 0).
     """
 
-    moved: dict[str, str]
-    convert: dict[str, Callable[[Any], Any]]
     precision_flags: tuple[str, str] | None = None  # (bf16 key, cpu_bf16 key)
-    precision_key: str = "train.precision"
     ema: tuple[str, str] | None = None  # (enabled key, decay key)
+    null_is_zero: tuple[str, ...] = ()
+    precision_key: str = "train.precision"
     ema_key: str = "train.ema_decay"
 
     def upgrade(self, data: dict[str, Any], source: str | Path) -> dict[str, Any]:
-        """A copy of plain config ``data`` with every old key moved to its new place (one notice naming
-        each old key's new name)."""
+        """A copy of plain config ``data`` with the old value-carrying keys rewritten (one notice each)."""
         data = _deep_copy(data)
-        renamed: list[str] = []
-        for old, new in self.moved.items():
-            found, value = _pop(data, old)
+        for key in self.null_is_zero:
+            found, value = _pop(data, key)
             if found:
-                _put(data, new, self.convert.get(old, _same)(value))
-                renamed.append(f"{old} -> {new}")
+                _put(data, key, 0.0 if value is None else value)
         if self.precision_flags:
             f1, b1 = _pop(data, self.precision_flags[0])
             f2, b2 = _pop(data, self.precision_flags[1])
             if f1 or f2:
                 value = _precision_from_flags(b1 if f1 else True, b2 if f2 else False)
                 _put(data, self.precision_key, value)
-                renamed.append(f"{'/'.join(self.precision_flags)} -> {self.precision_key}={value}")
+                notice(f"{source}: {'/'.join(self.precision_flags)} are now {self.precision_key} (auto|bf16|fp32); "
+                       f"read as {value}")
         if self.ema:
             f1, enabled = _pop(data, self.ema[0])
             f2, decay = _pop(data, self.ema[1])
             if f1 or f2:
                 value = float(decay if f2 else 0.999) if (enabled if f1 else True) else 0.0
                 _put(data, self.ema_key, value)
-                renamed.append(f"{'/'.join(self.ema)} -> {self.ema_key}={value}")
-        for key in [k for k, v in data.items() if v == {}]:  # sections emptied by the moves
-            del data[key]
-        if renamed:
-            notice(f"{source}: older setting names read as their new names: {', '.join(renamed)}")
+                notice(f"{source}: {'/'.join(self.ema)} are now {self.ema_key} (0 = off); read as {value}")
         return data
 
     def upgrade_overrides(self, overrides: list[str] | tuple[str, ...], current: Any) -> list[str]:
-        """Command-line ``key=value`` overrides with old keys rewritten (``current``: the config so far)."""
+        """Command-line ``key=value`` overrides with the old value-carrying keys rewritten (``current``: the
+        config so far); plain renames are left to ``apply_overrides``."""
         out = []
         for item in overrides:
             key, sep, text = item.partition("=")
             key = key.strip()
-            if sep and key in self.moved:
-                new = self.moved[key]
-                notice(f"override `{key}` is now `{new}`")
-                if key in self.convert:
-                    text = str(self.convert[key](_parse(text)))
-                out.append(f"{new}={text}")
-            elif sep and self.precision_flags and key in self.precision_flags:
+            if sep and self.precision_flags and key in self.precision_flags:
                 on = bool(_parse(text))
                 value = ("auto" if on else _get(current, self.precision_key)) if key == self.precision_flags[1] \
                     else ("fp32" if not on else "auto")
-                notice(f"override `{key}` is now `{self.precision_key}`; read as {value}")
+                notice(f"override {key} is now {self.precision_key}; read as {value}")
                 out.append(f"{self.precision_key}={value}")
             elif sep and self.ema and key in self.ema:
                 if key == self.ema[0]:
@@ -188,49 +167,42 @@ class KeyMap:
                     value = (now if now > 0 else 0.999) if _parse(text) else 0.0
                 else:
                     value = float(_parse(text))
-                notice(f"override `{key}` is now `{self.ema_key}` (0 = off); read as {value}")
+                notice(f"override {key} is now {self.ema_key} (0 = off); read as {value}")
                 out.append(f"{self.ema_key}={value}")
             else:
                 out.append(item)
         return out
 
 
-def load_run_config(cls: type[T], path: str | Path, keymap: KeyMap, overrides: list[str] | tuple[str, ...] = ()
+def load_run_config(cls: type[T], path: str | Path, old: OldValues, overrides: list[str] | tuple[str, ...] = ()
                     ) -> T:
-    """A run config from a YAML file (old key names read with a notice) plus dotted ``key=value`` overrides."""
+    """A run config from a YAML file (older names read with a notice) plus dotted ``key=value`` overrides."""
     import yaml
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError("file not found", source=path) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source=path) from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
-    cfg = config_from_data(cls, data or {}, keymap, path)
-    return override(cfg, overrides, keymap)
+        raise ConfigError(f"expected a mapping of config sections, got {type(data).__name__}", source=path)
+    cfg = config_from_data(cls, data or {}, old, path)
+    return override(cfg, overrides, old)
 
 
-def config_from_data(cls: type[T], data: dict[str, Any], keymap: KeyMap, source: str | Path) -> T:
-    """Build ``cls`` from plain data (a YAML file's or a checkpoint's), old key names included."""
-    try:
-        return from_dict(cls, keymap.upgrade(data, source))
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+def config_from_data(cls: type[T], data: dict[str, Any], old: OldValues, source: str | Path) -> T:
+    """Build ``cls`` from plain data (a YAML file's or a checkpoint's), older names included."""
+    return from_dict(cls, old.upgrade(data, source), source=source)
 
 
-def override(cfg: T, overrides: list[str] | tuple[str, ...], keymap: KeyMap) -> T:
-    """``cfg`` with dotted overrides applied (old key names read with a notice)."""
-    return apply_overrides(cfg, keymap.upgrade_overrides(list(overrides), cfg)) if overrides else cfg
+def override(cfg: T, overrides: list[str] | tuple[str, ...], old: OldValues) -> T:
+    """``cfg`` with dotted overrides applied (older names read with a notice)."""
+    return apply_overrides(cfg, old.upgrade_overrides(list(overrides), cfg)) if overrides else cfg
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _same(v: Any) -> Any:
-    return v
-
-
 def _parse(text: str) -> Any:
     import yaml
 
@@ -245,13 +217,21 @@ def _deep_copy(d: Any) -> Any:
 
 
 def _pop(data: dict, dotted: str) -> tuple[bool, Any]:
+    """Remove ``dotted`` from ``data`` (and the sections it leaves empty); (found, value)."""
     *path, last = dotted.split(".")
-    node = data
+    nodes = [data]
     for p in path:
-        node = node.get(p) if isinstance(node, dict) else None
-    if isinstance(node, dict) and last in node:
-        return True, node.pop(last)
-    return False, None
+        nxt = nodes[-1].get(p) if isinstance(nodes[-1], dict) else None
+        if not isinstance(nxt, dict):
+            return False, None
+        nodes.append(nxt)
+    if last not in nodes[-1]:
+        return False, None
+    value = nodes[-1].pop(last)
+    for parent, key, node in reversed(list(zip(nodes, path, nodes[1:]))):
+        if not node:
+            del parent[key]
+    return True, value
 
 
 def _put(data: dict, dotted: str, value: Any) -> None:

@@ -28,7 +28,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from ..models.vqgan import VQGAN
 from . import loop
 from .checkpoint import Checkpoint
 from .numerics import adam
-from .settings import KeyMap, TrainSettings, load_run_config as _load_config
+from .settings import OldValues, TrainSettings, load_run_config as _load_config
 from .transformer_data import CoordCrops, TransformerData
 
 
@@ -75,13 +75,16 @@ class TransformerTrainConfig(TrainSettings):
 class TransformerRunConfig:
     """A transformer run: the model pipeline and its training settings."""
 
+    #: the names transformer configs used before the one settings vocabulary (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {"train.accumulate": "train.accumulation",
+                                                     "train.sample_every": "train.preview_every"}
+
     model: TransformerConfig = field(default_factory=TransformerConfig)
     train: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
 
 
-#: The names transformer configs used before the one settings vocabulary.
-KEYS = KeyMap(moved={"train.accumulate": "train.accumulation", "train.sample_every": "train.preview_every"},
-              convert={}, precision_flags=("train.bf16", "train.cpu_bf16"))
+#: older transformer keys whose values changed meaning
+OLD = OldValues(precision_flags=("train.bf16", "train.cpu_bf16"))
 
 
 # ============================================================================================ optimiser
@@ -304,7 +307,7 @@ def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, f
     """
     run, ckpt = loop.resume_checkpoint(out, resume, "transformer")
     settings = dict(settings or {}, **({"data": str(data)} if data else {}))
-    cfg = loop.configure(cfg, ckpt, TransformerRunConfig, KEYS, run.last, overrides, settings)
+    cfg = loop.configure(cfg, ckpt, TransformerRunConfig, OLD, run.last, overrides, settings)
     if ckpt is not None and not cfg.train.data:  # NOTE: runs written before train.data existed
         spec = ckpt.extra.get("data_spec")
         if not spec:
@@ -322,7 +325,7 @@ def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, f
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:
     """A run config from a YAML file (sections ``model`` and ``train``; older key names read with a notice)
     plus ``key=value`` overrides."""
-    return _load_config(TransformerRunConfig, path, KEYS, overrides)
+    return _load_config(TransformerRunConfig, path, OLD, overrides)
 
 
 __all__ = ["TransformerTrainConfig", "TransformerRunConfig", "TransformerData", "CoordCrops", "TransformerStage",

@@ -23,7 +23,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ from . import distributed as D
 from . import loop
 from .checkpoint import Checkpoint
 from .numerics import adam
-from .settings import KeyMap, TrainSettings, config_from_data, load_run_config as _load_config
+from .settings import OldValues, TrainSettings, config_from_data, load_run_config as _load_config
 
 KIND = "vqgan"
 
@@ -85,32 +85,33 @@ class GumbelTemperatureConfig:
 class VQGANTrainConfig:
     """Everything a VQGAN training run needs (the YAML files in ``configs/vqgan_*.yaml``)."""
 
+    #: the names VQGAN configs used before the one settings vocabulary (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {
+        "data.train": "train.data", "data.val": "train.val_data", "data.val_fraction": "train.val_fraction",
+        "data.size": "train.image_size", "data.resize": "train.resize", "data.resize_max": "train.resize_max",
+        "data.crop": "train.crop", "data.flip": "train.flip", "data.batch_size": "train.batch_size",
+        "data.workers": "train.workers", "data.max_val_images": "train.max_val_images",
+        "optim.lr": "train.learning_rate", "optim.base_lr": "train.base_learning_rate",
+        "optim.scale_lr": "train.scale_lr", "optim.betas": "train.betas", "optim.accumulation": "train.accumulation",
+        "schedule.max_steps": "train.max_steps", "schedule.log_every": "train.log_every",
+        "schedule.image_every": "train.preview_every", "schedule.ckpt_every": "train.checkpoint_every",
+        "schedule.keep_every": "train.keep_every", "schedule.val_every": "train.val_every",
+        "schedule.usage_window": "train.usage_window", "seed": "train.seed", "device": "train.device",
+        "channels_last": "train.channels_last"}
+
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: VQGANLossConfig = field(default_factory=VQGANLossConfig)
     train: VQGANSettings = field(default_factory=VQGANSettings)
     gumbel: GumbelTemperatureConfig = field(default_factory=GumbelTemperatureConfig)
 
 
-#: The names VQGAN configs used before the one settings vocabulary.
-KEYS = KeyMap(
-    moved={"data.train": "train.data", "data.val": "train.val_data", "data.val_fraction": "train.val_fraction",
-           "data.size": "train.image_size", "data.resize": "train.resize", "data.resize_max": "train.resize_max",
-           "data.crop": "train.crop", "data.flip": "train.flip", "data.batch_size": "train.batch_size",
-           "data.workers": "train.workers", "data.max_val_images": "train.max_val_images",
-           "optim.lr": "train.learning_rate", "optim.base_lr": "train.base_learning_rate",
-           "optim.scale_lr": "train.scale_lr", "optim.betas": "train.betas",
-           "optim.accumulation": "train.accumulation", "schedule.max_steps": "train.max_steps",
-           "schedule.log_every": "train.log_every", "schedule.image_every": "train.preview_every",
-           "schedule.ckpt_every": "train.checkpoint_every", "schedule.keep_every": "train.keep_every",
-           "schedule.val_every": "train.val_every", "schedule.usage_window": "train.usage_window",
-           "seed": "train.seed", "device": "train.device", "channels_last": "train.channels_last"},
-    convert={"optim.lr": lambda v: 0.0 if v is None else v},
-    precision_flags=("bf16", "cpu_bf16"), ema=("ema.enabled", "ema.decay"))
+#: older VQGAN keys whose values changed meaning (``optim.lr: null`` meant "derive", now 0)
+OLD = OldValues(precision_flags=("bf16", "cpu_bf16"), ema=("ema.enabled", "ema.decay"), null_is_zero=("optim.lr",))
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> VQGANTrainConfig:
     """A VQGAN run config from YAML (older key names read with a notice) plus dotted overrides."""
-    return _load_config(VQGANTrainConfig, path, KEYS, overrides)
+    return _load_config(VQGANTrainConfig, path, OLD, overrides)
 
 
 def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
@@ -329,7 +330,7 @@ def load_run_config(run_dir: str | Path) -> VQGANTrainConfig:
         ckpt = run.load()
         if ckpt.trainer != "vqgan":
             raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not a VQGAN training run")
-        return config_from_data(VQGANTrainConfig, ckpt.train_config, KEYS, run.last)
+        return config_from_data(VQGANTrainConfig, ckpt.train_config, OLD, run.last)
     if run.config_path.is_file():
         return load_config(run.config_path)
     raise VQForgeError(f"{run_dir}: not a vqforge run directory (no checkpoints/last.pt or config.yaml)")
@@ -347,5 +348,5 @@ def train_vqgan(cfg: VQGANTrainConfig | None, out_dir: str | Path, resume: bool 
     (``stopped_by`` says why).
     """
     run, ckpt = loop.resume_checkpoint(out_dir, resume, "vqgan")
-    cfg = loop.configure(cfg, ckpt, VQGANTrainConfig, KEYS, run.last, overrides, settings)
+    cfg = loop.configure(cfg, ckpt, VQGANTrainConfig, OLD, run.last, overrides, settings)
     return loop.run(VQGANStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))

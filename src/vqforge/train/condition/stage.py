@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from ...models.vqgan import VQGAN, VQGANConfig
 from .. import loop
 from ..checkpoint import Checkpoint
 from ..numerics import adam
-from ..settings import KeyMap, TrainSettings, load_run_config
+from ..settings import OldValues, TrainSettings, load_run_config
 from .base import map_kind
 
 
@@ -52,19 +52,23 @@ class ConditionRunConfig:
     """``mode``: the kind of map (segmentation, depth, edges). ``n_labels``: segmentation label count.
     ``model``: the VQGAN (input and output channels: ``n_labels`` for segmentation, 1 for depth and edges)."""
 
+    #: the names of the segmentation trainer's configs (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {"train.size": "train.image_size",
+                                                     "train.image_every": "train.preview_every"}
+
     mode: Literal["segmentation", "depth", "edges"] = "segmentation"
     n_labels: int = 182
     model: VQGANConfig = field(default_factory=VQGANConfig)
     train: ConditionSettings = field(default_factory=ConditionSettings)
 
 
-#: The names condition-stage (formerly segmentation) configs used before the one settings vocabulary.
-KEYS = KeyMap(moved={"train.size": "train.image_size", "train.image_every": "train.preview_every"}, convert={})
+#: no older condition-stage key changed its value's meaning
+OLD = OldValues()
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ConditionRunConfig:
     """A condition-stage run config from YAML (older key names read with a notice) plus dotted overrides."""
-    return load_run_config(ConditionRunConfig, path, KEYS, overrides)
+    return load_run_config(ConditionRunConfig, path, OLD, overrides)
 
 
 class ConditionStage(loop.Stage):
@@ -178,5 +182,5 @@ def train_condition(cfg: ConditionRunConfig | None, out: str | Path, resume: boo
     (``max_steps``, ``stop_after``, ``time_limit``, ``quiet``, ``json``).
     """
     run, ckpt = loop.resume_checkpoint(out, resume, "condition")
-    cfg = loop.configure(cfg, ckpt, ConditionRunConfig, KEYS, run.last, overrides, settings)
+    cfg = loop.configure(cfg, ckpt, ConditionRunConfig, OLD, run.last, overrides, settings)
     return loop.run(ConditionStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))
