@@ -164,6 +164,6 @@ def test_unreadable_image_in_the_data(models, data, capsys, workers):
 # ------------------------------------------------------------------------------------------ training
 def test_training_on_an_empty_folder(models, data, capsys):
     msg = _refused(capsys, data / "run", "train", "vqgan", "--config", Path(__file__).parents[1] / "configs" /
-                   "vqgan_tiny.yaml", "--data", data / "empty", "--out", data / "run", "--no-progress")
+                   "vqgan_tiny.yaml", "--data", data / "empty", "--out", data / "run", "--quiet")
     assert str(data / "empty") in msg and "no usable images" in msg
     shutil.rmtree(data / "run", ignore_errors=True)
