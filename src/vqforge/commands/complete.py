@@ -32,10 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import complete_image, layout
-    from .sample import batch_condition, conditions, load_transformer, parse_hw, settings_from_args
+    from .sample import (batch_condition, conditions, decode_options_from_args, load_transformer, parse_hw,
+                         settings_from_args)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
             out, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond,
-                                       fast=not args.no_compile, callback=lambda _: bar.update(len(batch)))
+                                       decoding, callback=lambda _: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(out):
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
         "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
         "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
+        "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),
     })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")
     return 0

@@ -29,9 +29,12 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
-    p.add_argument("--no-compile", action="store_true",
-                   help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
-                        "and CPUs with native bf16 use prepacked bf16 weights")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
+                        "CPUs with AVX512-BF16/AMX: prepacked bf16 weights), else fp32; fp32 = the exact path")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the decode step (auto = on CUDA only, with CUDA graphs)")
+    p.add_argument("--no-compile", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp32
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
 
 
@@ -73,6 +76,23 @@ def load_transformer(path: str, device):
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{path}: sampling needs a transformer model, this is a {type(model).__name__}")
     return model.to(device).eval()
+
+
+def decode_options_from_args(args):
+    """--precision / --compile (and the old --no-compile, with a notice) -> DecodeOptions."""
+    import sys
+
+    from ..io import VQForgeError
+    from ..sampling.generate import DecodeOptions
+
+    precision, compile_ = args.precision, {"auto": None, "on": True, "off": False}[args.compile]
+    if args.no_compile:
+        print("notice: --no-compile is now --precision fp32 --compile off (the exact path)", file=sys.stderr)
+        precision, compile_ = "fp32", False
+    try:
+        return DecodeOptions(precision, compile_)
+    except ValueError as e:
+        raise VQForgeError(f"--precision: {e}") from None
 
 
 def settings_from_args(args):
@@ -209,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
@@ -238,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         batch = conds[start:start + args.batch_size]
         try:
             cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
-            x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast=not args.no_compile,
+            x, _ = sample_images(model, lay, cond, settings, generator, uncond, decoding,
                                  callback=lambda _: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
@@ -259,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
         "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
         "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
+        "decode_path": decode_mode, "seconds": round(seconds, 3),
         "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
     })
     print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "

@@ -13,7 +13,7 @@ import torch
 
 from ..models.transformer import Net2NetTransformer
 from .complete import complete_tokens, token_mask
-from .generate import sample_tokens
+from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .sliding import sample_sliding
 
@@ -98,33 +98,34 @@ def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, classes
 @torch.inference_mode()
 def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                         generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                        fast: bool = True, callback: Callable[[int], None] | None = None) -> torch.Tensor:
+                        decoding: DecodeOptions = DecodeOptions(),
+                        callback: Callable[[int], None] | None = None) -> torch.Tensor:
     """Image tokens (B, h, w): plain cached sampling when the grid fits the window, else sliding window."""
     B = cond.shape[0]
     if not lay.sliding:
         flat = cond.reshape(B, -1)
         un = uncond.reshape(B, -1) if uncond is not None else None
         z = sample_tokens(model.transformer, flat, lay.n_tokens, settings, generator, un,
-                          n_vocab=model.n_image_codes, fast=fast, callback=callback)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
         return z.view(B, *lay.grid_hw)
     return sample_sliding(model.transformer, cond, lay.grid_hw, lay.window_hw, settings, generator, uncond,
-                          n_vocab=model.n_image_codes, fast=fast, callback=callback)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
 
 
 @torch.inference_mode()
 def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                  fast: bool = True, callback: Callable[[int], None] | None = None
+                  decoding: DecodeOptions = DecodeOptions(), callback: Callable[[int], None] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (B, 3, H, W) in [-1, 1], tokens (B, h, w)) for one batch of condition tokens."""
-    z = sample_image_tokens(model, lay, cond, settings, generator, uncond, fast, callback)
+    z = sample_image_tokens(model, lay, cond, settings, generator, uncond, decoding, callback)
     return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z
 
 
 @torch.inference_mode()
 def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
                    lay: Layout, settings: SamplingSettings, generator: torch.Generator | None = None,
-                   uncond: torch.Tensor | None = None, fast: bool = True,
+                   uncond: torch.Tensor | None = None, decoding: DecodeOptions = DecodeOptions(),
                    callback: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Complete ``image`` (B, 3, H, W) in [-1, 1] where ``mask`` (pixels, nonzero = resample) is set.
 
@@ -134,5 +135,5 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
     tokens = model.encode_to_z(image).view(B, *lay.grid_hw)
     tmask = token_mask(mask, model.first_stage.downsample_factor).to(tokens.device).expand(B, *lay.grid_hw)
     z = complete_tokens(model.transformer, cond, tokens, tmask, lay.window_hw, settings, generator, uncond,
-                        n_vocab=model.n_image_codes, fast=fast, callback=callback)
+                        n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
     return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z, tmask

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from ..models.gpt import GPT
-from .generate import Decoder, guidance_batch
+from .generate import DecodeOptions, DecodeSession, guidance_batch
 from .processors import SamplingSettings, next_token
 
 
@@ -77,7 +77,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
                    settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   reuse_cache: bool = True, fast: bool = True,
+                   reuse_cache: bool = True, decoding: DecodeOptions = DecodeOptions(),
                    callback: Callable[[int], None] | None = None) -> torch.Tensor:
     """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
 
@@ -99,7 +99,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     if Tc + wh * ww - 1 > model.config.block_size:
         raise ValueError(f"a {wh}x{ww} window with {Tc} condition tokens needs {Tc + wh * ww - 1} positions; "
                          f"the GPT's block_size is {model.config.block_size}")
-    dec = Decoder(model, 2 * B if guided else B, Tc + wh * ww - 1, fast=fast)
+    dec = DecodeSession(model, 2 * B if guided else B, Tc + wh * ww - 1, decoding)
 
     def both(x: torch.Tensor) -> torch.Tensor:  # the same image tokens for both guidance halves
         return torch.cat((x, x)) if guided else x
