@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
             out, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond,
-                                       decoding, callback=lambda _: bar.update(len(batch)))
+                                       decoding, callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(out):

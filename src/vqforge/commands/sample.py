@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
             x, _ = sample_images(model, lay, cond, settings, generator, uncond, decoding,
-                                 callback=lambda _: bar.update(len(batch)))
+                                 callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(x):

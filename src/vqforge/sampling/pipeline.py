@@ -7,7 +7,6 @@ window synthesis otherwise; :func:`complete_image` resamples the masked part of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -15,6 +14,7 @@ from ..models.transformer import Net2NetTransformer
 from .complete import complete_tokens, token_mask
 from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
+from .progress import Progress
 from .sliding import sample_sliding
 
 
@@ -99,14 +99,18 @@ def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, classes
 def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                         generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
                         decoding: DecodeOptions = DecodeOptions(),
-                        callback: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Image tokens (B, h, w): plain cached sampling when the grid fits the window, else sliding window."""
+                        callback: Progress | None = None) -> torch.Tensor:
+    """Image tokens (B, h, w): plain cached sampling when the grid fits the window, else sliding window.
+
+    ``callback(done, total, tokens (B, h, w))`` after each token (see :mod:`~vqforge.sampling.progress`).
+    """
     B = cond.shape[0]
     if not lay.sliding:
         flat = cond.reshape(B, -1)
         un = uncond.reshape(B, -1) if uncond is not None else None
+        grid = None if callback is None else (lambda done, total, z: callback(done, total, z.view(B, *lay.grid_hw)))
         z = sample_tokens(model.transformer, flat, lay.n_tokens, settings, generator, un,
-                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=grid)
         return z.view(B, *lay.grid_hw)
     return sample_sliding(model.transformer, cond, lay.grid_hw, lay.window_hw, settings, generator, uncond,
                           n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
@@ -115,7 +119,7 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
 @torch.inference_mode()
 def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                  decoding: DecodeOptions = DecodeOptions(), callback: Callable[[int], None] | None = None
+                  decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (B, 3, H, W) in [-1, 1], tokens (B, h, w)) for one batch of condition tokens."""
     z = sample_image_tokens(model, lay, cond, settings, generator, uncond, decoding, callback)
@@ -126,7 +130,7 @@ def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, se
 def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
                    lay: Layout, settings: SamplingSettings, generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, decoding: DecodeOptions = DecodeOptions(),
-                   callback: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   callback: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Complete ``image`` (B, 3, H, W) in [-1, 1] where ``mask`` (pixels, nonzero = resample) is set.
 
     Returns (completed images, new tokens (B, h, w), token mask (B, h, w)).

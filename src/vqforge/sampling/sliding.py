@@ -13,13 +13,12 @@ costs exactly what plain cached sampling costs.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from ..models.gpt import GPT
 from .generate import DecodeOptions, DecodeSession, guidance_batch
 from .processors import SamplingSettings, next_token
+from .progress import Progress
 
 
 def window_offset(i: int, n: int, w: int) -> int:
@@ -78,13 +77,14 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    reuse_cache: bool = True, decoding: DecodeOptions = DecodeOptions(),
-                   callback: Callable[[int], None] | None = None) -> torch.Tensor:
+                   callback: Progress | None = None) -> torch.Tensor:
     """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
 
     ``cond``: (B, Tc) global condition tokens or a (B, ch, cw) spatial condition grid; ``uncond`` likewise for
     classifier-free guidance (``settings.cfg_scale > 0``). ``init`` (B, h, w): starting tokens, kept where
     ``mask`` (B, h, w) is False (completion); positions masked in no row are skipped. ``reuse_cache=False``
-    reruns every window from its start (a reference for tests). ``callback(n)`` after each token.
+    reruns every window from its start (a reference for tests). ``callback(done, total, tokens)`` after each token
+    (see :mod:`~vqforge.sampling.progress`).
     """
     h, w = grid_hw
     wh, ww = min(window_hw[0], h), min(window_hw[1], w)
@@ -93,6 +93,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     guided = uncond is not None and settings.cfg_scale > 0
     tokens = torch.zeros(B, h, w, dtype=torch.long, device=device) if init is None else init.clone()
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
+    total = int(todo.sum())
     Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
     if Tc < 1:
         raise ValueError("sampling needs at least one condition (or start) token")
@@ -127,7 +128,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
             if mask is not None:  # keep the tokens of rows whose mask leaves (i, j) alone
                 tok = torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
             tokens[:, i, j] = tok
-            if callback is not None:
-                callback(count)
             count += 1
+            if callback is not None:
+                callback(count, total, tokens)
     return tokens
