@@ -27,7 +27,7 @@ from vqforge.models.conditioning import (MODES, ClassConfig, ConditionConfig, Co
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.generate import EXACT, DecodeSession, sample_tokens
 from vqforge.sampling.pipeline import complete_image, condition_tokens, layout, sample_images
@@ -43,7 +43,7 @@ def vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     """A tiny VQGAN config: f4 with ch_mult (1, 2, 2), f8 with (1, 2, 2, 2)."""
     dd = AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(), in_channels=in_ch,
                            out_ch=in_ch, resolution=resolution, z_channels=8)
-    return VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=n_embed, embed_dim=8))
+    return VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def net(cond, first: VQGANConfig | None = None, image_size=0, vocab=0, block=0, seed=0) -> Net2NetTransformer:
@@ -168,6 +168,23 @@ def test_old_flat_records_convert_to_the_modes_config(mode, changes, cls, capsys
     assert ("model.cond.class_dropout is now model.cond.dropout" in err) == ("class_dropout" in changes)
 
 
+def test_model_directories_with_old_flat_records_still_load(tmp_path):
+    """A model directory as vqforge wrote it before modes were objects (a flat cond record) loads unchanged."""
+    import yaml
+
+    m = net(SegmentationConfig(n_labels=5, cond_stage=vq(5), downsample_cond_size=8))
+    vqforge.save_model(m, tmp_path / "m")
+    meta = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    stage = meta["config"]["cond"]["cond_stage"]
+    meta["config"]["cond"] = {"mode": "segmentation", **FLAT, "n_labels": 5, "downsample_cond_size": 8,
+                              "cond_stage": stage}
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(meta))
+    again = vqforge.load(tmp_path / "m")
+    assert again.config == m.config and again.cond_hw((32, 32)) == (4, 4)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
 def test_config_records_round_trip_and_reject_what_does_not_belong():
     from vqforge.config import apply_overrides, dump_yaml, load_yaml
 
@@ -175,7 +192,7 @@ def test_config_records_round_trip_and_reject_what_does_not_belong():
     again = from_dict(TransformerConfig, __import__("yaml").safe_load(dump_yaml(cfg)))
     assert again == cfg
     assert apply_overrides(cfg, ["cond.dropout=0.2"]).cond.dropout == 0.2
-    with pytest.raises(ConfigError, match="unknown config key.*n_clases"):
+    with pytest.raises(ConfigError, match=r"n_clases: unknown key \(did you mean n_classes\?\)"):
         from_dict(ConditionConfig, {"mode": "class", "n_clases": 3})
     with pytest.raises(ConfigError, match=r"mode: 'colour' is not one of"):
         from_dict(ConditionConfig, {"mode": "colour"})
