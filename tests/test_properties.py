@@ -17,6 +17,7 @@ from hypothesis import strategies as st  # noqa: E402
 from vqforge.imageio import load_image_tensor, read_image  # noqa: E402
 from vqforge.io import VQForgeError  # noqa: E402
 from vqforge.sampling.complete import token_mask  # noqa: E402
+from vqforge.sampling.generate import EXACT  # noqa: E402
 from vqforge.sampling.sliding import window_bounds  # noqa: E402
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -154,7 +155,7 @@ def test_every_token_is_predicted_exactly_once(monkeypatch_module, h, w, wh, ww,
     mask = (torch.rand(1, h, w, generator=g) < 0.5) if masked else None
     init = torch.full((1, h, w), 7, dtype=torch.long)
     out = sliding.sample_sliding(model, torch.zeros(1, 1, dtype=torch.long), (h, w), (wh, ww), init=init,
-                                 mask=mask, fast=False)
+                                 mask=mask, decoding=EXACT)
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask[0]
     expected = torch.full((h, w), 7, dtype=torch.long)
     expected[todo] = 101 + torch.arange(int(todo.sum()))  # raster order

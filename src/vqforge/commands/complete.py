@@ -36,11 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, is_sample_folder, load_transformer, parse_hw, plan, settings_from_args,
-                         write_samples)
+    from .sample import (OUTPUT_KIND, decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
+                         settings_from_args, write_samples)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
     out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
-                           fast=not args.no_compile,
+                           decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
         outs, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
             "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
             "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
+            "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),
             "samples": per_sample,
         })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")

@@ -32,9 +32,12 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
-    p.add_argument("--no-compile", action="store_true",
-                   help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
-                        "and CPUs with native bf16 use prepacked bf16 weights")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
+                        "CPUs with AVX512-BF16/AMX: prepacked bf16 weights), else fp32; fp32 = the exact path")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the decode step (auto = on CUDA only, with CUDA graphs)")
+    p.add_argument("--no-compile", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp32
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     add_trust_option(p)
 
@@ -77,6 +80,23 @@ def load_transformer(path: str, device, trust: bool = False):
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{path}: sampling needs a transformer model, this is a {type(model).__name__}")
     return model.to(device).eval()
+
+
+def decode_options_from_args(args):
+    """--precision / --compile (and the old --no-compile, with a notice) -> DecodeOptions."""
+    import sys
+
+    from ..io import VQForgeError
+    from ..sampling.generate import DecodeOptions
+
+    precision, compile_ = args.precision, {"auto": None, "on": True, "off": False}[args.compile]
+    if args.no_compile:
+        print("notice: --no-compile is now --precision fp32 --compile off (the exact path)", file=sys.stderr)
+        precision, compile_ = "fp32", False
+    try:
+        return DecodeOptions(precision, compile_)
+    except ValueError as e:
+        raise VQForgeError(f"--precision: {e}") from None
 
 
 def settings_from_args(args):
@@ -161,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
     out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
@@ -172,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
-    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
+    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
         images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
@@ -185,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
+            "decode_path": decode_mode, "seconds": round(seconds, 3),
             "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
         })
     print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "

@@ -134,12 +134,13 @@ def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: 
     A thin wrapper over :func:`vqforge.sampling.generate.sample_tokens` (exact fp32 path) with logits
     restricted to the image codebook, used for the sample grids logged during training.
     """
+    from ..sampling.generate import EXACT
     from ..sampling.generate import sample_tokens as _sample
     from ..sampling.processors import SamplingSettings
 
     settings = SamplingSettings(temperature=temperature, top_k=top_k or None, greedy=greedy)
     return _sample(model.transformer, c_indices, n_tokens, settings, generator=generator,
-                   n_vocab=model.n_image_codes, fast=False)
+                   n_vocab=model.n_image_codes, decoding=EXACT)
 
 
 # ============================================================================================ config
