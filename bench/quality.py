@@ -127,7 +127,7 @@ def encode_tokens(work: Path, vqgan_run: Path, n: int) -> Path:
 
 
 def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float, args) -> Path:
-    from vqforge.models.conditioning import ConditionConfig
+    from vqforge.models.conditioning import ClassConfig
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import TransformerConfig
     from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
@@ -137,8 +137,7 @@ def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float
         return run
     gpt = GPTConfig(vocab_size=256, block_size=80, n_layer=args.n_layer, n_head=4, n_embd=args.n_embd,
                     embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
-    model = TransformerConfig(gpt=gpt, cond=ConditionConfig(mode="class", n_classes=10, null_class=True,
-                                                            class_dropout=0.1))
+    model = TransformerConfig(gpt=gpt, cond=ClassConfig(n_classes=10, null_class=True, dropout=0.1))
     tc = TransformerTrainConfig(batch_size=args.gpt_batch, learning_rate=args.gpt_lr, warmup_steps=100,
                                 max_steps=args.gpt_max_steps, min_lr_ratio=0.1, val_fraction=0.02, val_every=0,
                                 val_batches=20, preview_every=0, checkpoint_every=500, image_size=32,

@@ -165,27 +165,3 @@ def test_cli_reports_every_override_problem_in_one_line_each(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "vqgan", "--config", str(tiny), "--bogus"])
     assert "vqforge train vqgan: error: unrecognized arguments: --bogus" in capsys.readouterr().err
-
-
-@dataclass(frozen=True)
-class _Family:
-    """A family whose base picks its member itself (``config_variant``), as the conditioning modes do."""
-
-    mode: str = "one"
-
-    @classmethod
-    def config_variant(cls, data, where):
-        if data.get("mode", "one") != "one":
-            raise ConfigError.at(f"{where}.mode", f"{data['mode']!r} is not one of one")
-        return _One, data
-
-
-@dataclass(frozen=True)
-class _One(_Family):
-    size: int = 1
-
-
-def test_a_family_base_may_pick_its_member():
-    assert from_dict(_Family, {"mode": "one", "size": 3}, "cond") == _One(size=3)
-    with pytest.raises(ConfigError, match="cond.mode: 'two' is not one of one"):
-        from_dict(_Family, {"mode": "two"}, "cond")

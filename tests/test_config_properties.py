@@ -23,7 +23,6 @@ from hypothesis import strategies as st  # noqa: E402
 
 from vqforge.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict  # noqa: E402
 from vqforge.config.variants import own_variants  # noqa: E402
-from vqforge.models.conditioning import MODES, ConditionConfig  # noqa: E402
 from vqforge.models.vqgan import VQGANConfig  # noqa: E402
 from vqforge.quantizers import FSQConfig  # noqa: E402
 from vqforge.train.segmentation import SegmentationRunConfig  # noqa: E402
@@ -48,8 +47,7 @@ def values(tp: Any) -> st.SearchStrategy:
         return st.sampled_from(args)
     if dataclasses.is_dataclass(tp):
         fam = own_variants(tp)
-        members = list(fam.classes.values()) if fam else MEMBERS.get(tp)
-        return st.one_of(*map(configs, members)) if members else configs(tp)
+        return st.one_of(*map(configs, fam.classes.values())) if fam else configs(tp)
     if origin is tuple and args and args[-1] is not Ellipsis:
         return st.tuples(*map(values, args))
     if origin is tuple:
@@ -59,8 +57,6 @@ def values(tp: Any) -> st.SearchStrategy:
     return {int: st.integers(-10**6, 10**6), float: floats, bool: st.booleans(), str: TEXT}[tp]
 
 
-#: the members of families whose base picks its member itself (``config_variant``)
-MEMBERS = {ConditionConfig: [mode.Config for mode in MODES.values()]}
 #: settings tied together by a config's own checks, chosen to agree
 REPAIRS = {FSQConfig: lambda kw: {**kw, "n_embed": math.prod(kw["levels"])}}
 

@@ -10,14 +10,13 @@ strings are only used as lookup keys here, never imported).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import yaml
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, from_dict, notice
 from ..io import VQForgeError, load_state_dict_strict, load_torch
 from ..models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from ..quantizers import QuantizerConfig
@@ -149,8 +148,7 @@ def split_state_dict(sd: dict[str, torch.Tensor], source: str | Path) -> dict[st
     skipped = [k for k in sd if k.startswith(TRAINING_ONLY_PREFIXES)]
     logging_only = [k for k in sd if k in LOGGING_ONLY_KEYS]
     if skipped:
-        print(f"vqforge: {source}: skipping {len(skipped)} training-only keys under 'loss.' "
-              f"(discriminator/perceptual loss)", file=sys.stderr)
+        notice(f"{source}: skipping {len(skipped)} training-only keys under 'loss.' (discriminator/perceptual loss)")
     return {k: v for k, v in sd.items() if k not in skipped and k not in logging_only}
 
 

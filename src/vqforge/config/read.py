@@ -110,14 +110,6 @@ class Reader:
         fam = own_variants(cls)
         if fam is not None:
             return self._build_variant(fam, data, where)
-        if "config_variant" in vars(cls):
-            # NOTE: a family base that picks its member itself, ``config_variant(data, where) -> (class, data)``
-            # (the protocol before Variants; prefer Variants for new families)
-            try:
-                cls, data = cls.config_variant(dict(data), where)
-            except ConfigError as e:
-                self.problems += e.problems
-                return INVALID
         data = self._apply_renames(cls, dict(data), where)
         fields, hints, tag = init_fields(cls), type_hints(cls), variant_tag(cls)
         kwargs, n_problems = {}, len(self.problems)
@@ -171,15 +163,17 @@ class Reader:
 
     @staticmethod
     def _suggestion(cls: type, key: Any, where: str) -> str:
+        """What to say after "unknown key": the variants that have it, else a close name, else the names."""
         names = list(init_fields(cls))
         close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-        if close:
-            return f" (did you mean {join_key(where, close[0])}?)"
+        guess = f"did you mean {join_key(where, close[0])}?" if close else ""
         fam = family_of(cls)
-        if fam is not None:
-            owners = [n for n, c in fam.classes.items() if key in init_fields(c)]
-            if owners:
-                return f" for {fam.tag} {variant_tag(cls)[1]!r} (a setting of {fam.tag} {', '.join(owners)})"
+        owners = [n for n, c in fam.classes.items() if key in init_fields(c)] if fam is not None else []
+        if owners:  # a setting of another variant: say which one has it
+            return (f" for {fam.tag} {variant_tag(cls)[1]!r} (a setting of {fam.tag} {', '.join(owners)}"
+                    + (f"; {guess})" if guess else ")"))
+        if guess:
+            return f" ({guess})"
         return f" (known: {', '.join(names)})" if names else ""
 
     # -------------------------------------------------------------------------------- values

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 #: ``upgrade(data, cls) -> (data, notices)``: rewrites an older layout of a variant's settings
 Upgrade = Callable[[dict, type], "tuple[dict, list[tuple[str, str]]]"]
@@ -51,3 +52,35 @@ def variant_tag(cls: type) -> tuple[str, str] | None:
     if fam is not None and fam.tag in cls.__dict__:
         return fam.tag, cls.__dict__[fam.tag]
     return None
+
+
+def flat_record_upgrade(defaults: dict[str, Any], written: str, refused: frozenset[str] = frozenset()) -> Upgrade:
+    """The upgrade of a family whose variants once shared one flat record (``defaults``: its settings and their
+    defaults then): reading such a record as the variant it names keeps that variant's settings (old names are
+    renamed by its ``renamed_keys``) and drops the others, silently at their old default, with a notice
+    otherwise (the old code ignored them too). ``refused``: settings the old code refused rather than ignored
+    for variants without them; they stay errors. ``written``: when such records were written, for the notice.
+    """
+
+    def upgrade(data: dict, cls: type) -> tuple[dict, list[tuple[str, str]]]:
+        tag, name = variant_tag(cls)
+        known = {f.name for f in dataclasses.fields(cls)} | set(getattr(cls, "renamed_keys", {})) | {tag}
+        out, notices = {}, []
+        for key, value in data.items():
+            at_default = key in defaults and _same(value, defaults[key])
+            if key in known or key not in defaults or (key in refused and not at_default):
+                out[key] = value
+            elif not at_default:
+                notices.append((key, f"{value!r} is ignored: {tag} {name!r} has no such setting ({written})"))
+        return out, notices
+
+    return upgrade
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` as YAML values (a list equals a tuple; true is not 1)."""
+    if isinstance(a, (list, tuple)):
+        a = list(a)
+    if isinstance(b, (list, tuple)):
+        b = list(b)
+    return a == b and isinstance(a, bool) == isinstance(b, bool)

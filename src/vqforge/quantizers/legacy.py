@@ -9,8 +9,9 @@ the options the old code refused for kinds without them, which stay errors.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+from ..config.variants import flat_record_upgrade
 
 #: the settings of the flat record and their defaults
 FLAT_DEFAULTS: dict[str, Any] = {
@@ -20,23 +21,7 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "fsq_levels": [8, 5, 5, 5], "fsq_data_init": False,
 }
 #: options that the old code refused, rather than ignored, for kinds without them
-REFUSED = {"kmeans_init", "restart_after", "entropy_weight"}
+REFUSED = frozenset({"kmeans_init", "restart_after", "entropy_weight"})
 
-
-def upgrade_flat_record(data: dict, cls: type) -> tuple[dict, list[tuple[str, str]]]:
-    """Drop the flat record's settings that the kind ``cls`` does not have; returns the data and notices."""
-    known = {f.name for f in dataclasses.fields(cls)} | set(getattr(cls, "renamed_keys", {})) | {"kind"}
-    out, notices = {}, []
-    for key, value in data.items():
-        if key in known or key not in FLAT_DEFAULTS or (key in REFUSED and not _same(value, FLAT_DEFAULTS[key])):
-            out[key] = value
-        elif not _same(value, FLAT_DEFAULTS[key]):
-            notices.append((key, f"{value!r} is ignored: kind {cls.kind!r} has no such setting "
-                                 "(a config written before each quantizer kind had its own settings)"))
-    return out, notices
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)):
-        a = list(a)
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
+upgrade_flat_record = flat_record_upgrade(
+    FLAT_DEFAULTS, "a config written before each quantizer kind had its own settings", REFUSED)
