@@ -125,6 +125,14 @@ def test_mask_of_another_size_is_resized_with_a_notice(models, data, capsys):
     assert resized[8:].all() and not resized[:8].any()  # the lower half, as in the small mask
 
 
+def test_empty_mask(models, data, capsys):
+    empty = data / "empty_mask.png"
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(empty)  # the size of photos/a.png
+    msg = _refused(capsys, data / "out", "complete", "--model", models / "class", "--class", 1, "--input",
+                   data / "photos" / "a.png", "--mask", empty, "--output", data / "out")
+    assert str(empty) in msg and "empty" in msg
+
+
 # ------------------------------------------------------------------------------------------ encode
 def test_empty_data_folder(models, data, capsys):
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "empty", "--out",
