@@ -84,6 +84,21 @@ def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
     assert "`--quick`" in md and "not measured" in md
 
 
+def test_levers_suite_switches_one_lever_at_a_time(one_thread):
+    res = run_suite("levers", torch.device("cpu"), repeat=1, quick=True, only=["vqgan_train", "gpt_train"],
+                    log=lambda s: None)
+    assert res["original"] is None or all(ORIGINAL not in r["contestants"] for r in res["rows"])
+    vq, gpt = res["rows"]
+    assert list(vq["contestants"]) == [FAST, "precision fp32", "no channels_last", "no fused optimizer"]
+    assert list(gpt["contestants"]) == [FAST, "precision fp32", "no fused optimizer"]
+    assert vq["contestants"]["no channels_last"]["note"].count("channels_last") == 0
+    assert "fused" not in gpt["contestants"]["no fused optimizer"]["note"]
+    assert "fp32" in vq["contestants"]["precision fp32"]["note"]
+    md = render(res)
+    assert "| variant | median | CPU time | ÷ fast (wall) | ÷ fast (CPU time) | what ran |" in md
+    assert md.count("| no fused optimizer |") == 2
+
+
 def test_render_into_replaces_only_the_marked_section(tmp_path):
     res = run_suite("cpu", torch.device("cpu"), repeat=1, quick=True, only=["gpt_train"], with_original=False,
                     log=lambda s: None)
@@ -115,17 +130,21 @@ def test_cli_errors_are_one_line(tmp_path):
         assert res.stderr.startswith("vqforge: error:") and needle in res.stderr
 
 
+GPU_ROWS = ["vqgan_train", "vqgan_reconstruct", "gpt_train", "gpt1.4b_sample_b1", "gpt1.4b_sample_b64",
+            "gpt305m_sample_b1", "gpt305m_sample_b16", "gpt1.4b_sample_b16"]  # not the torch.compile rows: slow on a CPU
+
+
 @pytest.mark.slow
 def test_gpu_script_runs_at_toy_size_on_cpu(tmp_path):
-    """bench/gpu.py --quick: every GPU row and check runs (on the CPU here) and the three result files appear."""
+    """bench/gpu.py --quick: the GPU rows and checks run (on the CPU here) and the three result files appear."""
     env = {**cli_env(), "OMP_NUM_THREADS": "1"}
     res = subprocess.run([PYTHON, str(REPO / "bench" / "gpu.py"), "--quick", "--repeat", "1", "--device", "cpu",
-                          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
+                          "--out", str(tmp_path), "--rows", *GPU_ROWS], capture_output=True, text=True, env=env,
+                         timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
-    assert [r["id"] for r in result["rows"]] == ["vqgan_train", "vqgan_reconstruct", "gpt_train", "gpt1.4b_sample_b1",
-                                                 "gpt1.4b_sample_b64", "gpt305m_sample_b1", "gpt305m_sample_b16",
-                                                 "gpt1.4b_sample_b16"]
+    assert [r["id"] for r in result["rows"]] == GPU_ROWS
+    assert all("error" not in r for r in result["rows"])
     checks = {c["check"]: c for c in result["checks"]}
     assert set(checks) == {"compiled_decode", "bf16_training", "sliding_window"}
     assert all(c["ok"] for c in checks.values()), checks

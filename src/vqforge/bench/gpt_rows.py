@@ -83,7 +83,7 @@ def _train_contestant(name: str, gpt: torch.nn.Module, spec: GPTSpec, device: to
 
     note = ", ".join(p for p in ("bf16 autocast" if amp else "fp32", "fused AdamW" if fused else "",
                                  "torch.compile" if compile else "") if p)
-    return Contestant(name, run, held=lambda: held_tensors(gpt, opt), note=note)
+    return Contestant(name, run, held=lambda: held_tensors(gpt, opt), note=note, warmup=int(compile))
 
 
 def gpt_train_row(spec: GPTSpec, device: torch.device, with_original: bool, target: str = "",
@@ -135,7 +135,8 @@ def gpt_sample_row(spec: GPTSpec, device: torch.device, with_original: bool, tar
         row.contestants.append(Contestant(ORIGINAL, run_orig, held=lambda: held_tensors(orig),
                                           note="sample_with_past (KV cache), fp32"))
     for fp32 in (True, False) if exact else (False,):
+        path = "eager fp32" if fp32 else decode_path(device)
         row.contestants.append(Contestant(
             EXACT if fp32 else FAST, lambda e=fp32: vqforge_sample(ours, cond, spec.tokens, settings, e),
-            held=lambda: held_tensors(ours), note="eager fp32" if fp32 else decode_path(device)))
+            held=lambda: held_tensors(ours), note=path, warmup=2 if "compiled" in path else 0))
     return row

@@ -177,14 +177,16 @@ def sync(device: torch.device) -> None:
 class Contestant:
     """One implementation of a row's work: ``run()`` does the work once (returns nothing).
 
-    ``held()`` lists the tensors it keeps between runs (for peak memory); ``setup_s`` / ``compile_s`` are
-    filled in by whoever built it (compile time is never part of the timed runs).
+    ``held()`` lists the tensors it keeps between runs (for peak memory). ``warmup``: calls after the first
+    before timing starts (a CUDA-graph path records its graphs on the calls after the compiling one).
+    ``compile_s`` (the first call's time) is filled in by the runner, never part of the timed runs.
     """
 
     name: str
     run: Callable[[], object]
     held: Callable[[], list[torch.Tensor]] = lambda: []
     note: str = ""
+    warmup: int = 0
     compile_s: float | None = None
     times: list[float] = field(default_factory=list)
     cpu_times: list[float] = field(default_factory=list)
@@ -203,26 +205,34 @@ def measure_peak(c: Contestant, device: torch.device) -> None:
 def interleave(contestants: list[Contestant], device: torch.device, repeat: int, warmup: int = 1,
                budget_s: float | None = None, memory: bool = True) -> None:
     """Warm each contestant up, then time ``repeat`` rounds, each running every contestant once in turn (so
-    that load from other processes hits all alike), then (``memory``) one untimed run each for peak memory.
+    that load from other processes hits all alike), and (``memory``) measure each one's peak memory.
 
-    Fills ``times`` and ``peak_bytes``; with ``budget_s``, stops timing after the round in which the budget
-    ran out (at least one timed round always runs)."""
+    Fills ``times``, ``cpu_times`` and ``peak_bytes``; with ``budget_s``, stops timing after the round in which
+    the budget ran out (at least one timed round always runs). On CUDA the peak is read during the first timed
+    round (resetting the allocator's statistics costs nothing); on the CPU one extra, untimed run each does it.
+    """
     t_start = time.perf_counter()
     for c in contestants:
         for _ in range(warmup):
             c.run()
         sync(device)
-    for _ in range(repeat):
+    on_cuda = device.type == "cuda"
+    for r in range(repeat):
         for c in contestants:
+            mem = PeakMemory(device) if memory and on_cuda and r == 0 else None
+            if mem is not None:
+                mem.start()
             sync(device)
             t, cpu = time.perf_counter(), time.process_time()
             c.run()
             sync(device)
             c.times.append(time.perf_counter() - t)
             c.cpu_times.append(time.process_time() - cpu)
+            if mem is not None:
+                c.peak_bytes = mem.rise() + tensor_bytes(c.held())
         if budget_s is not None and time.perf_counter() - t_start > budget_s:
             break
-    if memory:
+    if memory and not on_cuda:
         for c in contestants:
             measure_peak(c, device)
 

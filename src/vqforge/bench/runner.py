@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from . import original
-from .measure import MiB, environment, interleave, profile, summary
+from .measure import MiB, environment, interleave, profile, summary, sync
 from .rows import ORIGINAL, Row
 from .suites import SUITES, RowPlan
 
@@ -48,15 +48,17 @@ def row_result(row: Row, wall_s: float) -> dict:
     return res
 
 
-def _timed_first_runs(row: Row) -> None:
-    """Run each contestant once, recording that first call's time as ``compile_s`` (it includes any compiling
-    and one-time set-up; the report shows first run minus median as the compile time)."""
+def _timed_first_runs(row: Row, device: torch.device) -> None:
+    """Run each contestant once (and ``warmup`` more times), recording that first call's time as ``compile_s``
+    (it includes any compiling and one-time set-up; the report shows first run minus median as compile time)."""
     for c in row.contestants:
         t = time.perf_counter()
         c.run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync(device)
         c.compile_s = time.perf_counter() - t
+        for _ in range(c.warmup):
+            c.run()
+        sync(device)
 
 
 def run_row(plan: RowPlan, device: torch.device, with_original: bool, repeat: int, log: Callable[[str], None],
@@ -69,10 +71,8 @@ def run_row(plan: RowPlan, device: torch.device, with_original: bool, repeat: in
     try:
         row = plan.build(device, with_original)
         row.id = plan.id
-        _timed_first_runs(row)
-        # CUDA: two more warm-up calls each (CUDA graphs are recorded on the calls after the compiling one)
-        interleave(row.contestants, device, repeat=repeat, warmup=2 if device.type == "cuda" else 0,
-                   budget_s=plan.budget_s)
+        _timed_first_runs(row, device)
+        interleave(row.contestants, device, repeat=repeat, warmup=0, budget_s=plan.budget_s)
         profiles = {c.name: profile(c, device, profile_top) for c in row.contestants} if profile_top else None
         result = row_result(row, time.perf_counter() - t0)
         if profiles:

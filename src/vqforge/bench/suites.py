@@ -52,6 +52,13 @@ def _gpt(spec: GPTSpec, quick: bool, **kw) -> GPTSpec:
     return dataclasses.replace(QUICK_GPT if quick else spec, **kw)
 
 
+def _one_off(*names: str) -> dict[str, Levers]:
+    """The fast levers, and the fast levers with one changed at a time (named as in the levers table)."""
+    change = {"precision fp32": {"precision": "fp32"}, "no channels_last": {"channels_last": False},
+              "no fused optimizer": {"fused": False}, "+ torch.compile": {"compile": True}}
+    return {FAST: FAST_LEVERS, **{n: dataclasses.replace(FAST_LEVERS, **change[n]) for n in names}}
+
+
 def cpu_suite(quick: bool = False) -> list[RowPlan]:
     """Issue 14's table: VQGAN train step and reconstruct, GPT train step, GPT sampling at batch 1 and 4."""
     vq, gpt = _vq(CPU_VQGAN, quick), _gpt(CPU_GPT, quick)
@@ -88,26 +95,31 @@ def gpu_suite(quick: bool = False) -> list[RowPlan]:
         RowPlan("gpt305m_sample_b1", sample(g305, 1), budget_s=20, cost_s=70),
         RowPlan("gpt305m_sample_b16", sample(g305, 16), budget_s=20, cost_s=60),
         RowPlan("gpt1.4b_sample_b16", sample(g14, 16), budget_s=30, cost_s=90),
+        # whether torch.compile pays for training, if time is left (vqforge only)
+        RowPlan("vqgan_train_compile", lambda d, o: vqgan_train_row(vq, d, False, variants=_one_off("+ torch.compile")),
+                budget_s=20, cost_s=150),
+        RowPlan("gpt_train_compile", lambda d, o: gpt_train_row(g305, d, False, variants=_one_off("+ torch.compile")),
+                budget_s=15, cost_s=120),
     ]
 
 
-def _one_off(*names: str) -> dict[str, Levers]:
-    """The fast levers, and the fast levers with one changed at a time (named as in the levers table)."""
-    change = {"precision fp32": {"precision": "fp32"}, "no channels_last": {"channels_last": False},
-              "no fused optimizer": {"fused": False}, "+ torch.compile": {"compile": True}}
-    return {FAST: FAST_LEVERS, **{n: dataclasses.replace(FAST_LEVERS, **change[n]) for n in names}}
-
-
 def levers_suite(quick: bool = False) -> list[RowPlan]:
-    """Each CPU lever switched off (or compile on) one at a time from vqforge's fast path, vqforge only."""
+    """Each CPU lever switched off one at a time from vqforge's fast path, then (rows ``*_compile``, slow to
+    compile on a small CPU) ``torch.compile`` added; vqforge only."""
     vq, gpt = _vq(CPU_VQGAN, quick), _gpt(CPU_GPT, quick)
     return [
         RowPlan("vqgan_train", lambda d, o: vqgan_train_row(vq, d, False, variants=_one_off(
-            "precision fp32", "no channels_last", "no fused optimizer", "+ torch.compile")), budget_s=120, cost_s=300),
+            "precision fp32", "no channels_last", "no fused optimizer")), budget_s=120, cost_s=120),
         RowPlan("vqgan_reconstruct", lambda d, o: vqgan_reconstruct_row(vq, d, False, variants=_one_off(
-            "precision fp32", "no channels_last", "+ torch.compile")), budget_s=40, cost_s=120),
+            "precision fp32", "no channels_last")), budget_s=40, cost_s=30),
         RowPlan("gpt_train", lambda d, o: gpt_train_row(gpt, d, False, variants=_one_off(
-            "precision fp32", "no fused optimizer", "+ torch.compile")), budget_s=90, cost_s=200),
+            "precision fp32", "no fused optimizer")), budget_s=90, cost_s=90),
+        RowPlan("vqgan_reconstruct_compile", lambda d, o: vqgan_reconstruct_row(vq, d, False, variants=_one_off(
+            "+ torch.compile")), budget_s=40, cost_s=120),
+        RowPlan("vqgan_train_compile", lambda d, o: vqgan_train_row(vq, d, False, variants=_one_off(
+            "+ torch.compile")), budget_s=120, cost_s=300),
+        RowPlan("gpt_train_compile", lambda d, o: gpt_train_row(gpt, d, False, variants=_one_off(
+            "+ torch.compile")), budget_s=90, cost_s=200),
     ]
 
 

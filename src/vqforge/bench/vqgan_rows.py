@@ -142,7 +142,7 @@ def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: s
         f", {k}" for k, on in (("channels_last", levers.channels_last), ("fused Adam", levers.fused),
                                ("torch.compile", levers.compile)) if on)
     return Contestant(name, run, held=lambda: held_tensors(model, loss, opt_ae, opt_disc),
-                      note=note + "; discriminator reuses the reconstruction")
+                      note=note + "; discriminator reuses the reconstruction", warmup=int(levers.compile))
 
 
 def vqgan_train_row(spec: VQGANSpec, device: torch.device, with_original: bool, target: str = "",
@@ -183,5 +183,5 @@ def vqgan_reconstruct_row(spec: VQGANSpec, device: torch.device, with_original: 
         runner = VQGANRunner(models.vqgan(), precision=lv.precision, channels_last=lv.channels_last,
                              compile=lv.compile)
         row.contestants.append(Contestant(name, lambda r=runner: r(x), held=lambda r=runner: held_tensors(r.model),
-                                          note=runner.mode))
+                                          note=runner.mode, warmup=int(lv.compile)))
     return row
