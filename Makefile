@@ -22,7 +22,7 @@ test: setup
 	$(PY) -m pytest tests
 
 demo: setup
-	$(PY) -m vqforge.demo
+	$(PY) -m vqforge demo --out demo-out
 
 # Benchmarks against the original (never a dependency of vqforge): a separate venv with vqforge and
 # taming-transformers-rom1504 installed --no-deps (vqforge.bench.original supplies what it imports and lacks).

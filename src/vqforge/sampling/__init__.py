@@ -11,10 +11,11 @@ from .complete import complete_tokens, token_mask
 from .generate import Decoder, decode_step, prefill, sample_tokens
 from .pipeline import Layout, complete_image, condition_tokens, layout, sample_image_tokens, sample_images
 from .processors import SamplingSettings, process_logits
+from .progress import Progress
 from .sliding import sample_sliding, window_bounds, window_offset
 
 __all__ = [
-    "SamplingSettings", "process_logits", "Decoder", "prefill", "decode_step", "sample_tokens",
+    "SamplingSettings", "process_logits", "Progress", "Decoder", "prefill", "decode_step", "sample_tokens",
     "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
     "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image",
 ]

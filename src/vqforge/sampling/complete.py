@@ -7,13 +7,12 @@ ones already resampled), exactly as in plain sampling; tokens after a masked one
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
 from ..models.gpt import GPT
 from .processors import SamplingSettings
+from .progress import Progress
 from .sliding import sample_sliding
 
 
@@ -38,7 +37,7 @@ def complete_tokens(model: GPT, cond: torch.Tensor, tokens: torch.Tensor, mask: 
                     window_hw: tuple[int, int], settings: SamplingSettings = SamplingSettings(),
                     generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
                     n_vocab: int | None = None, fast: bool = True,
-                    callback: Callable[[int], None] | None = None) -> torch.Tensor:
+                    callback: Progress | None = None) -> torch.Tensor:
     """Resample ``tokens`` (B, h, w) where ``mask`` ((B,) h, w) is True; every other token is returned unchanged."""
     B, h, w = tokens.shape
     mask = mask.to(tokens.device).expand(B, h, w)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..models.gpt import GPT
 from ..nn.kv_cache import KVCache
 from .processors import SamplingSettings, next_token
+from .progress import Progress
 
 
 @torch.inference_mode()
@@ -187,12 +188,12 @@ def guidance_batch(cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Ten
 def sample_tokens(model: GPT, cond: torch.Tensor, steps: int, settings: SamplingSettings = SamplingSettings(),
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
                   n_vocab: int | None = None, fast: bool = True,
-                  callback: Callable[[int], None] | None = None) -> torch.Tensor:
+                  callback: Progress | None = None) -> torch.Tensor:
     """Sample ``steps`` tokens after the condition tokens ``cond`` (B, Tc); returns (B, steps).
 
     ``uncond`` (B, Tc): condition tokens of the unconditional branch; with ``settings.cfg_scale > 0`` both
     branches run as one batch of 2B and their logits are combined. ``n_vocab`` restricts sampling to ids
-    below it. ``callback(n)`` is called after each token (for progress bars).
+    below it. ``callback(done, steps, out)`` is called after each token (see :mod:`~vqforge.sampling.progress`).
     """
     guided = uncond is not None and settings.cfg_scale > 0
     seq = guidance_batch(cond, uncond if guided else None)  # (B or 2B, Tc)
@@ -206,7 +207,7 @@ def sample_tokens(model: GPT, cond: torch.Tensor, steps: int, settings: Sampling
         tok = next_token(logits, settings, generator, n_vocab, guided)  # (B, 1)
         out[:, n:n + 1] = tok
         if callback is not None:
-            callback(n)
+            callback(n + 1, steps, out)
         if n + 1 < steps:
             logits = dec.step(torch.cat((tok, tok)) if guided else tok, Tc + n)
     return out
