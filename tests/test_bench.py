@@ -14,7 +14,7 @@ import torch
 from conftest import PYTHON, REPO, cli_env
 from vqforge.bench import original
 from vqforge.bench.measure import Contestant, interleave, tensor_bytes
-from vqforge.bench.render import markers, render, render_into
+from vqforge.bench.render import combine, markers, render, render_into
 from vqforge.bench.rows import EXACT, FAST, ORIGINAL
 from vqforge.bench.runner import run_suite
 from vqforge.io import VQForgeError
@@ -112,6 +112,20 @@ def test_render_into_replaces_only_the_marked_section(tmp_path):
     doc.write_text("no markers\n")
     with pytest.raises(VQForgeError, match="no '<!-- bench:cpu -->'"):
         render_into(doc, res)
+
+
+def test_results_of_several_runs_render_as_one_table(one_thread):
+    runs = [run_suite("cpu", torch.device("cpu"), repeat=1, quick=True, only=[row], with_original=False,
+                      log=lambda s: None) for row in ("gpt_train", "gpt_sample_b1")]
+    runs[0]["command"], runs[1]["command"] = "first command", "second command"
+    md = render(combine(runs))
+    assert "- Run 1 of 2 (rows gpt_train):" in md and "- Run 2 of 2 (rows gpt_sample_b1):" in md
+    assert "`first command`" in md and "`second command`" in md
+    assert md.count("\n| GPT") == 4  # both rows, in the speed and the memory table
+    levers = run_suite("levers", torch.device("cpu"), repeat=1, quick=True, only=["vqgan_attention"],
+                       log=lambda s: None)
+    with pytest.raises(VQForgeError, match="different suites"):
+        combine([runs[0], levers])
 
 
 def test_unknown_row_is_a_clear_error():

@@ -8,8 +8,6 @@ vqforge through :func:`vqforge.sampling.generate.sample_tokens` on its exact fp3
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 
@@ -108,8 +106,6 @@ def vqforge_sample(gpt: GPT, cond: torch.Tensor, steps: int, settings: SamplingS
                    seed: int = 0) -> torch.Tensor:
     """vqforge's sampler on its exact fp32 path (``exact``) or its default path, seeded."""
     g = torch.Generator(device=cond.device).manual_seed(seed)
-    if "precision" in inspect.signature(sample_tokens).parameters:
-        return sample_tokens(gpt, cond, steps, settings, generator=g, precision="fp32" if exact else "auto")
     return sample_tokens(gpt, cond, steps, settings, generator=g, fast=not exact)
 
 

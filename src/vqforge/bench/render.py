@@ -31,7 +31,7 @@ def _mib(c: dict | None) -> str:
     return "—" if c is None or c.get("peak_mib") is None else f"{c['peak_mib']:,.0f}"
 
 
-def _header(result: dict, command: str | None) -> list[str]:
+def _run_lines(result: dict, command: str | None) -> list[str]:
     env = result["environment"]
     where = env.get("gpu") or f"{env['cpu']} ({env['cpu_count']} CPUs; {', '.join(env['cpu_features']) or 'no bf16'})"
     orig = result.get("original") or f"not measured ({result.get('original_missing')})"
@@ -42,13 +42,39 @@ def _header(result: dict, command: str | None) -> list[str]:
            " (above the CPU count the machine was shared: absolute numbers are slow, the interleaved ratios hold"
            " better)") + ".",
         f"- Original: {orig}; same weights (random), same inputs, one process, interleaved runs"
-        f" ({result['repeat']} timed rounds after warm-up; medians). Wall time {result['wall_s']:.0f} s.",
+        f" ({result['repeat']} timed rounds at most, after warm-up; medians). Wall time {result['wall_s']:.0f} s.",
     ]
     if command:
         lines.insert(0, f"- Command: `{command}`")
     if result.get("quick"):
         lines.append("- `--quick`: toy model sizes (a smoke test, not a measurement).")
     return lines
+
+
+def _header(result: dict, command: str | None) -> list[str]:
+    parts = result.get("parts")
+    if not parts:
+        return _run_lines(result, command)
+    lines = []
+    for i, part in enumerate(parts, 1):
+        lines.append(f"- Run {i} of {len(parts)} (rows {', '.join(part['row_ids'])}):")
+        lines += ["  " + ln for ln in _run_lines(part, part.get("command"))]
+    return lines
+
+
+def combine(results: list[dict]) -> dict:
+    """One result from the results of several runs of the same suite (e.g. rows measured at different times):
+    their rows in order, and each run's own description (``parts``)."""
+    if len(results) == 1:
+        return results[0]
+    suites = {r["suite"] for r in results}
+    if len(suites) != 1:
+        raise VQForgeError(f"bench --render: results of different suites ({', '.join(sorted(suites))}) cannot be "
+                           f"combined")
+    parts = [{**{k: v for k, v in r.items() if k != "rows"}, "row_ids": [row["id"] for row in r["rows"]]}
+             for r in results]
+    return {**results[0], "rows": [row for r in results for row in r["rows"]], "parts": parts,
+            "skipped": [s for r in results for s in r.get("skipped", [])]}
 
 
 def render_levers(result: dict, command: str | None = None) -> str:
@@ -61,7 +87,10 @@ def render_levers(result: dict, command: str | None = None) -> str:
             continue
         cs = row["contestants"]
         fast = cs[FAST]
-        lines += ["", f"**{row['work']}**", "", "| variant | median | CPU time | ÷ fast (wall) | ÷ fast (CPU time) | what ran |",
+        same = "" if row.get("agreement") is None else \
+            f" (same weights: the original's and vqforge fp32's outputs differ by at most {row['agreement']:.1e})"
+        lines += ["", f"**{row['work']}**{same}", "",
+                  "| variant | median | CPU time | ÷ fast (wall) | ÷ fast (CPU time) | what ran |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
         for name, c in cs.items():
             cpu = c.get("cpu_median_s")
@@ -69,7 +98,7 @@ def render_levers(result: dict, command: str | None = None) -> str:
             cpu_ratio = f"{cpu / fast['cpu_median_s']:.2f}" if cpu and fast.get("cpu_median_s") else "—"
             note = c["note"]
             first = c.get("first_run_s")
-            if first is not None and first - c["median_s"] > 5.0:
+            if first is not None and "compile" in note and first - c["median_s"] > 5.0:
                 note += f" (first call {first:.0f} s: compiling)"
             lines.append(f"| {name} | {c['median_s']:.3f} s | {cpu_cell} | {c['median_s'] / fast['median_s']:.2f} | "
                          f"{cpu_ratio} | {note} |")

@@ -98,7 +98,9 @@ def format_row(res: dict) -> str:
         speed = f"{c['throughput']} {res['unit']}" if c["throughput"] is not None else f"{c['median_s']:.3f} s"
         extra = f"  x{c['speedup']:.2f} (cpu time x{c.get('cpu_speedup', 0):.2f})" if "speedup" in c else ""
         mem = f"  peak {c['peak_mib']:.0f} MiB" if c["peak_mib"] is not None else ""
-        lines.append(f"  {name:14s} median {c['median_s']:.4f} s ({speed}, {c['runs']} runs){extra}{mem}  [{c['note']}]")
+        cpu = f", cpu {c['cpu_median_s']:.3f} s" if c.get("cpu_median_s") else ""
+        lines.append(f"  {name:14s} median {c['median_s']:.4f} s{cpu} ({speed}, {c['runs']} runs){extra}{mem}  "
+                     f"[{c['note']}]")
     return "\n".join(lines)
 
 

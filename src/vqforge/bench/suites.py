@@ -15,7 +15,7 @@ import torch
 
 from .gpt_rows import gpt_sample_row, gpt_train_row
 from .rows import FAST, FAST_LEVERS, GPTSpec, Levers, Row, VQGANSpec
-from .vqgan_rows import vqgan_reconstruct_row, vqgan_train_row
+from .vqgan_rows import vqgan_attention_row, vqgan_reconstruct_row, vqgan_train_row
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,9 @@ def gpu_suite(quick: bool = False) -> list[RowPlan]:
 
 
 def levers_suite(quick: bool = False) -> list[RowPlan]:
-    """Each CPU lever switched off one at a time from vqforge's fast path, then (rows ``*_compile``, slow to
-    compile on a small CPU) ``torch.compile`` added; vqforge only."""
+    """Each CPU lever switched off one at a time from vqforge's fast path, the attention block against the
+    original's, then (rows ``*_compile``, slow to compile on a small CPU) ``torch.compile`` added. The original
+    runs only in the attention row."""
     vq, gpt = _vq(CPU_VQGAN, quick), _gpt(CPU_GPT, quick)
     return [
         RowPlan("vqgan_train", lambda d, o: vqgan_train_row(vq, d, False, variants=_one_off(
@@ -114,6 +115,9 @@ def levers_suite(quick: bool = False) -> list[RowPlan]:
             "precision fp32", "no channels_last")), budget_s=40, cost_s=30),
         RowPlan("gpt_train", lambda d, o: gpt_train_row(gpt, d, False, variants=_one_off(
             "precision fp32", "no fused optimizer")), budget_s=90, cost_s=90),
+        # decoding a 1024² image with the f16 paper model: its bottleneck attends over 64 x 64 latents
+        RowPlan("vqgan_attention", lambda d, o: vqgan_attention_row(32 if quick else 512, 8 if quick else 64, 1, d, o),
+                budget_s=40, cost_s=40),
         RowPlan("vqgan_reconstruct_compile", lambda d, o: vqgan_reconstruct_row(vq, d, False, variants=_one_off(
             "+ torch.compile")), budget_s=40, cost_s=120),
         RowPlan("vqgan_train_compile", lambda d, o: vqgan_train_row(vq, d, False, variants=_one_off(

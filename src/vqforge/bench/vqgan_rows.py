@@ -185,3 +185,41 @@ def vqgan_reconstruct_row(spec: VQGANSpec, device: torch.device, with_original: 
         row.contestants.append(Contestant(name, lambda r=runner: r(x), held=lambda r=runner: held_tensors(r.model),
                                           note=runner.mode, warmup=int(lv.compile)))
     return row
+
+
+# ============================================================================================ attention block
+def vqgan_attention_row(channels: int, side: int, batch: int, device: torch.device, with_original: bool) -> Row:
+    """One VQGAN attention block (single head over side x side positions) forward: the original's bmm + softmax
+    (an (HW)^2 attention matrix) against vqforge's SDPA, fp32 and under bf16 autocast (e.g. decoding a large
+    image, whose bottleneck attends over every latent position)."""
+    from ..devices import autocast
+    from ..nn.blocks import AttnBlock
+
+    ours = AttnBlock(channels).to(device).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, side, side, generator=g).to(device)
+    row = Row("vqgan_attention", f"VQGAN attention block, {channels} channels over {side}x{side} positions, "
+                                 f"batch {batch}, forward", "img/s", items=batch)
+    if with_original:
+        from taming.modules.diffusionmodules.model import AttnBlock as OrigAttnBlock
+
+        orig = OrigAttnBlock(channels).to(device).eval()
+        ours.load_state_dict(orig.state_dict())
+        with torch.no_grad():
+            row.agreement = float((orig(x) - ours(x)).abs().max())
+
+        def run_orig() -> None:
+            with torch.no_grad():
+                orig(x)
+
+        row.contestants.append(Contestant(ORIGINAL, run_orig, held=lambda: held_tensors(orig),
+                                          note="bmm + softmax, fp32"))
+    dtype = resolve_precision("auto", device)
+    for name, dt in ((EXACT, torch.float32), (FAST, dtype)):
+        def run(dt=dt) -> None:
+            with torch.no_grad(), autocast(device, dt):
+                ours(x)
+
+        row.contestants.append(Contestant(name, run, held=lambda: held_tensors(ours),
+                                          note=f"SDPA, {'bf16 autocast' if dt == torch.bfloat16 else 'fp32'}"))
+    return row

@@ -27,8 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-original", action="store_true", help="time vqforge only")
     p.add_argument("--profile", type=int, default=0, metavar="K",
                    help="also profile one run of each contestant and keep its K costliest operators")
-    p.add_argument("--render", default=None, metavar="RESULT.json",
-                   help="print the markdown tables of an earlier result instead of running anything")
+    p.add_argument("--render", nargs="+", default=None, metavar="RESULT.json",
+                   help="print the markdown tables of earlier results (several runs of one suite are combined) "
+                        "instead of running anything")
     p.add_argument("--into", default=None, metavar="DOC.md",
                    help="with --render: replace the <!-- bench:SUITE --> section of this file")
     p.add_argument("--command-line", default=None, help="with --render: the command to quote in the section")
@@ -39,20 +40,24 @@ def _render(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..bench.render import render, render_into
+    from ..bench.render import combine, render, render_into
     from ..io import VQForgeError
 
-    path = Path(args.render)
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VQForgeError(f"{path}: not a readable bench result ({e})") from None
-    if not isinstance(result, dict) or "rows" not in result or "suite" not in result:
-        raise VQForgeError(f"{path}: not a vqforge bench result (no suite / rows)")
-    command = args.command_line or result.get("command")
+    results = []
+    for name in args.render:
+        path = Path(name)
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise VQForgeError(f"{path}: not a readable bench result ({e})") from None
+        if not isinstance(result, dict) or "rows" not in result or "suite" not in result:
+            raise VQForgeError(f"{path}: not a vqforge bench result (no suite / rows)")
+        results.append(result)
+    result = combine(results)
+    command = args.command_line or (result.get("command") if len(results) == 1 else None)
     if args.into:
         render_into(args.into, result, command)
-        print(f"{args.into}: {result['suite']} section updated from {path}")
+        print(f"{args.into}: {result['suite']} section updated from {', '.join(args.render)}")
     else:
         print(render(result, command), end="")
     return 0
