@@ -95,6 +95,14 @@ def main() -> int:
     from vqforge.bench.runner import run_suite
     from vqforge.devices import resolve_device
 
+    # One process compiles the decode step for several models and batch sizes (checks and rows): let dynamo keep
+    # them all rather than fall back to eager after its default 8 recompiles of one function.
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
+
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
