@@ -13,7 +13,7 @@ from conftest import reference
 from vqforge.devices import cpu_bf16_supported
 from vqforge.models.inference import VQGANRunner
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 
 
 def _reference_model():
@@ -21,8 +21,8 @@ def _reference_model():
     c = ref["config"]
     dd = {**c["ddconfig"], "ch_mult": tuple(c["ddconfig"]["ch_mult"]),
           "attn_resolutions": tuple(c["ddconfig"]["attn_resolutions"])}
-    model = VQGAN(VQGANConfig(AutoencoderConfig(**dd), QuantizerConfig(n_embed=c["n_embed"], embed_dim=c["embed_dim"],
-                                                                       legacy=True)))
+    model = VQGAN(VQGANConfig(AutoencoderConfig(**dd),
+                              VQConfig(n_embed=c["n_embed"], embed_dim=c["embed_dim"], legacy=True)))
     model.load_state_dict(ref["state_dict"])
     return model, ref["inputs"]["x"], ref["outputs"]
 

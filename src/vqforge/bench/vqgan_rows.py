@@ -17,7 +17,7 @@ from ..losses.perceptual import LPIPS
 from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
 from ..models.inference import VQGANRunner
 from ..models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from ..quantizers import QuantizerConfig
+from ..quantizers import VQConfig
 from ..train.vqgan import discriminator_step, generator_step
 from . import original
 from .measure import Contestant, held_tensors
@@ -31,7 +31,7 @@ def vqforge_config(spec: VQGANSpec) -> VQGANConfig:
     dd = spec.ddconfig()
     dd.update(ch_mult=tuple(dd["ch_mult"]), attn_resolutions=tuple(dd["attn_resolutions"]))
     return VQGANConfig(ddconfig=AutoencoderConfig(**dd),
-                       quantizer=QuantizerConfig(n_embed=spec.n_embed, embed_dim=spec.embed_dim, legacy=True))
+                       quantizer=VQConfig(n_embed=spec.n_embed, embed_dim=spec.embed_dim, legacy=True))
 
 
 class _Models:
