@@ -193,9 +193,19 @@ class VQGAN(nn.Module):
         """Continuous latents before quantisation (B, embed_dim, h, w) (the original's ``h``)."""
         return self.quant_conv(self.encoder(x))
 
+    def quantize_latents(self, h: torch.Tensor) -> QuantizerOutput:
+        """The quantizer on latents ``h`` (B, embed_dim, h, w), always in fp32.
+
+        Under bf16 autocast the encoder's latents arrive in bf16; the nearest-code search and the codebook
+        losses still run in fp32 (a bf16 distance would pick a different code wherever two are close).
+        A no-op for fp32 inputs outside autocast: the exact path is unchanged.
+        """
+        with torch.autocast(h.device.type, enabled=False):
+            return self.quantize(h.float())
+
     def encode(self, x: torch.Tensor) -> QuantizerOutput:
         """Quantised latents, indices and quantizer losses for images ``x`` (B, C, H, W)."""
-        return self.quantize(self.encode_latents(x))
+        return self.quantize_latents(self.encode_latents(x))
 
     def decode(self, quant: torch.Tensor) -> torch.Tensor:
         """Images (B, out_ch, H, W) from quantised latents (B, embed_dim, h, w)."""
