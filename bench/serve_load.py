@@ -1,7 +1,7 @@
 """Load test of `vqforge serve` on loopback: bursts of concurrent sample requests; none lost, none mixed, memory flat.
 
     PYTHONPATH=src python bench/serve_load.py                       # a tiny random-weight class model
-    PYTHONPATH=src python bench/serve_load.py --model fashion --size 32x32 --requests 20 --rounds 3
+    PYTHONPATH=src python bench/serve_load.py --model fashion --requests 20 --rounds 3
 
 Each request asks for one image with its own seed (and class, for class models) and follows its job's event
 stream until done, then downloads the PNG. Before the bursts every seed is sampled once, alone: a burst's
@@ -155,16 +155,18 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model to serve (default: a tiny random-weight class model)")
     ap.add_argument("--requests", type=int, default=20, help="concurrent requests per burst (default 20)")
     ap.add_argument("--rounds", type=int, default=3, help="bursts (default 3)")
-    ap.add_argument("--size", default="32x32", help="HxW of each image (default 32x32)")
+    ap.add_argument("--size", default=None, help="HxW of each image (default: twice the trained side, 32x32 for the "
+                                                 "tiny model)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server (default 1)")
     args = ap.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or tiny_class_model(Path(tmp))
         with Server([model], "--max-queue", str(max(32, args.requests)), threads=args.threads) as server:
             import httpx
 
             info = httpx.get(server.url + "/api/models").json()["models"][0]
+            trained = info["trained_size"]
+            size = tuple(int(v) for v in args.size.split("x")) if args.size else (2 * trained[0], 2 * trained[1])
             reqs = requests_for(info, args.requests, size)
             refs = {a["fields"]["seed"]: a["pixels"] for a in (sample_once(server.url, f) for f in reqs)}
             rss = [server.rss_mb()]
@@ -181,7 +183,7 @@ def main() -> None:
                     print("PROBLEM:", p)
     print(f"- Device: CPU ({platform.machine()}, {args.threads} torch thread(s) in the server, torch "
           f"{__import__('torch').__version__}). Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
-    print(f"- Command: `PYTHONPATH=src python bench/serve_load.py {' '.join(sys.argv[1:])}`".rstrip())
+    print(f"- Command: `{' '.join(['PYTHONPATH=src python bench/serve_load.py', *sys.argv[1:]])}`")
     print(f"- Model: {info['name']} ({info['mode']}), {size[0]}x{size[1]} px per request; "
           f"resident memory before the bursts (after one sequential pass): {rss[0]:.0f} MB.\n")
     print("| burst | answered | wrong or mixed | wall s | median latency s | max latency s | server RSS after (MB) |")
