@@ -68,6 +68,7 @@ def test_models_page_and_static_files(client):
     labels = models["tinyseg"]["labels"]
     assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
     assert models["tinyseg"]["tasks"] == ["synthesize", "reconstruct"] and not models["tinyseg"]["guidance"]
+    assert models["tinyvq"]["tasks"] == ["reconstruct"] and models["tinyvq"]["kind"] == "vqgan"
     assert info["limits"]["max_side"] == 256
     page = client.get("/")
     assert page.status_code == 200 and 'id="sample-run"' in page.text
@@ -142,6 +143,8 @@ def test_complete_and_reconstruct(client):
     codes = np.asarray(result_image(client, rec, 1))
     assert codes.shape == (16, 24, 3) and (codes[::4, ::4] == codes[3::4, 3::4]).all()  # one colour per 4x4 token
     assert rec["metrics"]["n_codes"] == 32 and 1 <= rec["metrics"]["codes_used"] <= 24
+    bare = run(client, "reconstruct", {"model": "tinyvq"}, {"image": ("p.png", png(photo(16, 16)))})
+    assert result_image(client, bare).size == (16, 16) and bare["metrics"]["token_grid"] == [4, 4]
 
 
 def test_live_preview_shows_finished_rows_then_cancel_and_keep_serving(client):
@@ -188,6 +191,7 @@ BAD = [
     ("sample", {"model": "tinyclass", "colour": "red"}, None, 400, "unknown field 'colour'"),
     ("sample", {"model": "nosuchmodel"}, None, 400, "unknown model 'nosuchmodel'"),
     ("sample", {"model": "tinyseg"}, None, 400, "cannot sample"),
+    ("sample", {"model": "tinyvq"}, None, 400, "model 'tinyvq' (vqgan) cannot sample; it can: reconstruct"),
     ("synthesize", {"model": "tinyseg", "cfg": "2"}, {"labels": png(np.zeros((16, 16), np.uint8))}, 400, "guidance"),
     ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16)), "mask": png(np.zeros((16, 16), np.uint8))},
      400, "mask: the mask is empty"),

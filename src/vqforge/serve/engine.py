@@ -80,6 +80,9 @@ class Engine:
         self.vqgan = model.first_stage if self.net is not None else model
         self.factor = self.vqgan.downsample_factor
         self.names = names or {}
+        if self.vqgan.config.ddconfig.in_channels != 3:
+            raise VQForgeError(f"{name}: a VQGAN of {self.vqgan.config.ddconfig.in_channels}-channel inputs; "
+                               f"the web app reconstructs RGB photos")
 
     # ------------------------------------------------------------------------------------------- describing
     @property
@@ -208,10 +211,9 @@ class Engine:
         return torch.Generator(device=self.device).manual_seed(s.seed)
 
     def _record(self, task: str, s: JobSettings, lay) -> dict:
-        rec = {"task": task, **s.to_dict(), "mode": self.mode, "size": list(lay.image_hw),
-               "token_grid": list(lay.grid_hw), "window": list(lay.window_hw), "sliding_window": lay.sliding}
-        rec.pop("height"), rec.pop("width")
-        return rec
+        given = {k: v for k, v in s.to_dict().items() if k not in ("height", "width")}  # "size" is what ran
+        return {"task": task, **given, "mode": self.mode, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
+                "window": list(lay.window_hw), "sliding_window": lay.sliding}
 
     def _progress(self, lay, progress: Progress, rows: bool):
         """The library's per-token callback -> ``progress(done, total, preview)``.
