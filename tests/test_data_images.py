@@ -14,7 +14,7 @@ from vqforge.data.images import ImageDataset, SkipCounter, find_images, split_fi
 from vqforge.io import VQForgeError
 from vqforge.train.common import BatchStream, ResumableSampler
 
-PHOTOS = Path(__file__).resolve().parents[1] / "assets" / "photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "src" / "vqforge" / "demo_assets" / "photos"
 
 
 def _png(path: Path, w: int = 40, h: int = 30, value: int | None = None) -> Path:

@@ -20,7 +20,7 @@ from vqforge.io import load_torch
 from vqforge.train.vqgan import VQGANTrainConfig, train_vqgan
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT / "assets" / "photos"
+PHOTOS = ROOT / "src" / "vqforge" / "demo_assets" / "photos"
 TINY = ROOT / "configs" / "vqgan_tiny.yaml"
 
 

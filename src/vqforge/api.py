@@ -40,14 +40,22 @@ def build_model(kind: str, config: dict | Any, source: str | Path = "<config>") 
     return builder(config)
 
 
-def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model`` as a model directory (config YAML + safetensors weights)."""
+def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None = None,
+               dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as a model directory (config YAML + safetensors weights).
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights in that type (half the size); loading
+    always returns a float32 model. Integer buffers are stored as they are.
+    """
     out_dir = Path(out_dir)
     kind = kind_of(model)
     meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": to_dict(model.config)}
     if extra:
         meta["extra"] = extra
-    save_safetensors(out_dir / MODEL_WEIGHTS, model.state_dict(), metadata={"kind": kind})
+    state = model.state_dict()
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    save_safetensors(out_dir / MODEL_WEIGHTS, state, metadata={"kind": kind})
     write_text(out_dir / MODEL_YAML, dump_yaml(meta))
     return out_dir
 
@@ -93,15 +101,32 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path / LAST_CHECKPOINT if path.is_dir() else path
 
 
-def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
-    """Load a model from a model directory, a run directory or a training checkpoint file.
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A model's path: an existing file or directory as given, else the bundled model of that name.
 
-    The model is returned in eval mode on the CPU. Errors are :class:`VQForgeError` with one line that
-    names the file.
+    Raises :class:`VQForgeError` naming the bundled models when neither exists.
     """
-    path = Path(path)
-    if not path.exists():
-        raise VQForgeError(f"{path}: no such file or directory")
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    from . import bundled
+
+    found = bundled.find(str(name_or_path))
+    if found is not None:
+        return found.path
+    known = bundled.names()
+    hint = f" nor a bundled model ({', '.join(known)})" if known else " (and no bundled models are installed)"
+    raise VQForgeError(f"{path}: no such file or directory{hint}")
+
+
+def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+    """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), a model directory, a
+    run directory or a training checkpoint file.
+
+    The model is returned in eval mode on the CPU, in float32. Errors are :class:`VQForgeError` with one line
+    that names the file.
+    """
+    path = resolve_model_path(path)
     if path.is_dir() and (path / MODEL_YAML).is_file():
         return _load_model_dir(path)
     if path.is_dir() and not (path / LAST_CHECKPOINT).is_file():

@@ -1,0 +1,36 @@
+"""`vqforge models`: the trained models that ship with vqforge, and what each is for."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the bundled trained models (use their names with --model)",
+                       description="List the trained models that ship with vqforge. Any command's --model accepts "
+                                   "their names, and vqforge.load(NAME) loads them from Python.")
+    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..bundled import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), **m.card} for m in models], indent=2))
+        return 0
+    if not models:
+        print("no bundled models in this installation")
+        return 0
+    width = max(len(m.name) for m in models)
+    for m in models:
+        print(f"{m.name:<{width}}  {m.summary}")
+        for key in ("use", "trained_on"):
+            if m.card.get(key):
+                print(f"{'':<{width}}  {key.replace('_', ' ')}: {m.card[key]}")
+    print(f"\nuse a name wherever a model is expected: vqforge sample --model {models[0].name} ...; "
+          f"vqforge.load({models[0].name!r})")
+    return 0

@@ -1,0 +1,89 @@
+"""Bundled models: loaded by name from the package, stored as float16, listed by `vqforge models`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+
+import vqforge
+from vqforge import bundled
+from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
+from vqforge.quantizers import QuantizerConfig
+
+from conftest import PYTHON, cli_env
+
+
+def _tiny_vqgan() -> VQGAN:
+    torch.manual_seed(0)
+    return VQGAN(VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
+                                               resolution=16, z_channels=8), QuantizerConfig(n_embed=16, embed_dim=8)))
+
+
+@pytest.fixture
+def fake_bundle(tmp_path, monkeypatch):
+    """A bundled-model folder holding one tiny VQGAN called 'tiny', saved as the bundling step saves (fp16)."""
+    model = _tiny_vqgan().eval()
+    vqforge.save_model(model, tmp_path / "tiny", dtype=torch.float16,
+                       extra={"summary": "a tiny test model", "use": "tests only"})
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path)
+    return model
+
+
+def test_load_by_name_gives_a_float32_model_close_to_the_saved_one(fake_bundle):
+    loaded = vqforge.load("tiny")
+    assert isinstance(loaded, VQGAN)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        a, b = fake_bundle(x).reconstruction, loaded(x).reconstruction
+    # fp16 storage rounds each weight by at most 2^-11 relatively: outputs stay close, not bit-equal
+    assert (a - b).abs().max() < 2e-2
+    assert not torch.equal(fake_bundle.encoder.conv_in.weight, loaded.encoder.conv_in.weight)
+
+
+def test_fp16_storage_halves_the_file(tmp_path):
+    model = _tiny_vqgan()
+    vqforge.save_model(model, tmp_path / "a")
+    vqforge.save_model(model, tmp_path / "b", dtype=torch.float16)
+    a, b = (tmp_path / "a" / "model.safetensors").stat().st_size, (tmp_path / "b" / "model.safetensors").stat().st_size
+    assert b < 0.55 * a
+
+
+def test_a_local_path_wins_over_a_bundled_name(fake_bundle, tmp_path, monkeypatch):
+    other = _tiny_vqgan()
+    torch.nn.init.zeros_(other.decoder.conv_out.weight)
+    vqforge.save_model(other, tmp_path / "here" / "tiny")
+    monkeypatch.chdir(tmp_path / "here")
+    assert torch.count_nonzero(vqforge.load("tiny").decoder.conv_out.weight) == 0
+
+
+def test_unknown_name_lists_the_bundled_models(fake_bundle):
+    with pytest.raises(vqforge.VQForgeError, match=r"nosuch: no such file or directory nor a bundled model \(tiny\)"):
+        vqforge.load("nosuch")
+
+
+def test_models_command_lists_cards(fake_bundle):
+    from vqforge.cli import main
+
+    import io
+    import contextlib
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["models"]) == 0
+    out = buf.getvalue()
+    assert "tiny" in out and "a tiny test model" in out and "use: tests only" in out
+
+
+def test_every_shipped_model_loads_and_its_card_is_complete():
+    """The models committed under src/vqforge/bundled load by name and say how they were made."""
+    shipped = bundled.list_models()
+    for m in shipped:
+        model = vqforge.load(m.name)
+        assert type(model).__name__ in ("VQGAN", "Net2NetTransformer")
+        for key in ("summary", "use", "trained_on", "command", "steps", "wall_time", "machine"):
+            assert m.card.get(key), f"{m.name}: model card lacks {key!r}"
+    r = subprocess.run([PYTHON, "-m", "vqforge", "models"], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert r.returncode == 0 and all(m.name in r.stdout for m in shipped)
