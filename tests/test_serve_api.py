@@ -65,6 +65,7 @@ def test_models_page_and_static_files(client):
     models = {m["name"]: m for m in info["models"]}
     assert models["tinyclass"]["tasks"] == ["sample", "complete", "reconstruct"] and models["tinyclass"]["guidance"]
     assert [c["name"] for c in models["tinyclass"]["classes"]] == CLASS_NAMES
+    assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
     labels = models["tinyseg"]["labels"]
     assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
     assert models["tinyseg"]["tasks"] == ["synthesize", "reconstruct"] and not models["tinyseg"]["guidance"]
@@ -163,6 +164,23 @@ def test_live_preview_shows_finished_rows_then_cancel_and_keep_serving(client):
     assert snap["state"] == "cancelled" and snap["done"] < snap["total"] and "results" not in snap
     assert client.get(f"/api/jobs/{job}/result/0.png").status_code == 404
     run(client, "sample", {"model": "tinyclass"})
+
+
+def test_bundled_models_load_by_name_with_their_cards(tmp_path, monkeypatch):
+    import torch
+
+    from vqforge import bundled
+    from vqforge.serve.engine import bundled_names, load_engines
+
+    paths = build_models(tmp_path / "made")
+    (tmp_path / "bundled").mkdir()
+    paths["tinyclass"].rename(tmp_path / "bundled" / "fashion")
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path / "bundled")
+    assert bundled_names() == ["fashion"]
+    engines = load_engines(["fashion", str(paths["tinyseg"])], torch.device("cpu"))
+    assert list(engines) == ["fashion", "tinyseg"]
+    info = engines["fashion"].describe()
+    assert info["classes"][3]["name"] == "dress" and info["defaults"]["top_k"] == 20
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -114,6 +114,7 @@ def sent_images(page, url: str) -> dict[str, np.ndarray]:
 
 def test_click_sample_and_see_images_of_the_requested_size(page):
     choose(page, "tinyclass", "sample", 32, 48)
+    assert page.input_value("#top_k") == "20" and page.input_value("#cfg") == "1.5"  # the model card's settings
     page.fill("#count", "2")
     page.select_option("#class_label", "3")
     page.click("#sample-run")

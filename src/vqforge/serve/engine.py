@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import yaml
 
-from ..api import load
+from .. import bundled
+from ..api import load, resolve_model_path
 from ..io import VQForgeError
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
@@ -39,39 +40,40 @@ class Output:
 
 
 def bundled_names() -> list[str]:
-    """Names of the models that ship with vqforge (empty until ``vqforge.bundled`` exists)."""
-    try:
-        from .. import bundled  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return list(bundled.names())
+    """Names of the models that ship with vqforge (``vqforge models``)."""
+    return bundled.names()
 
 
 def load_engines(specs: list[str], device: torch.device) -> dict[str, "Engine"]:
     """One :class:`Engine` per model spec (a bundled name or a model/run directory or checkpoint file)."""
     engines: dict[str, Engine] = {}
     for spec in specs:
-        name = Path(spec).name.removesuffix(".pt") or spec
+        path = resolve_model_path(spec)
+        name = spec if bundled.find(str(spec)) is not None else path.name.removesuffix(".pt") or str(spec)
         while name in engines:
             name += "-2"
-        engines[name] = Engine(name, load(spec), device, _names_of(spec))
+        engines[name] = Engine(name, load(path), device, _card_of(path))
     return engines
 
 
-def _names_of(spec: str) -> dict:
-    """``class_names`` / ``label_names`` recorded under ``extra`` in a model directory's model.yaml, if any."""
-    meta = Path(spec) / "model.yaml"
+def _card_of(path: Path) -> dict:
+    """What a model directory's model.yaml records under ``extra`` for the page: ``class_names``,
+    ``label_names`` (lists) and ``sampling`` (suggested settings: top_k, top_p, temperature, cfg)."""
     try:
-        extra = (yaml.safe_load(meta.read_text()) or {}).get("extra") or {}
+        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
     except (OSError, yaml.YAMLError, AttributeError):
         return {}
-    return {k: [str(v) for v in extra[k]] for k in ("class_names", "label_names") if isinstance(extra.get(k), list)}
+    card = {k: [str(v) for v in extra[k]] for k in ("class_names", "label_names") if isinstance(extra.get(k), list)}
+    sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
+    card["sampling"] = {k: sampling[k] for k in ("top_k", "top_p", "temperature", "cfg")
+                        if isinstance(sampling.get(k), (int, float)) and not isinstance(sampling.get(k), bool)}
+    return card
 
 
 class Engine:
     """One loaded model (a transformer pipeline or a bare VQGAN) and the tasks the web app runs on it."""
 
-    def __init__(self, name: str, model: torch.nn.Module, device: torch.device, names: dict | None = None):
+    def __init__(self, name: str, model: torch.nn.Module, device: torch.device, card: dict | None = None):
         if not isinstance(model, (Net2NetTransformer, VQGAN)):
             raise VQForgeError(f"{name}: the web app serves transformer models and VQGANs, not {type(model).__name__}")
         self.name, self.device = name, device
@@ -79,7 +81,7 @@ class Engine:
         self.net = model if isinstance(model, Net2NetTransformer) else None
         self.vqgan = model.first_stage if self.net is not None else model
         self.factor = self.vqgan.downsample_factor
-        self.names = names or {}
+        self.card = card or {}
         if self.vqgan.config.ddconfig.in_channels != 3:
             raise VQForgeError(f"{name}: a VQGAN of {self.vqgan.config.ddconfig.in_channels}-channel inputs; "
                                f"the web app reconstructs RGB photos")
@@ -111,12 +113,12 @@ class Engine:
         guidance = self.net is not None and self.net.null_class_token is not None
         info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan", "mode": self.mode,
                 "tasks": list(self.tasks), "trained_size": list(self.trained_hw), "factor": self.factor,
-                "n_codes": self.vqgan.n_codes, "guidance": guidance}
+                "n_codes": self.vqgan.n_codes, "guidance": guidance, "defaults": self.card.get("sampling", {})}
         if self.mode == "class":
-            names = self.names.get("class_names") or [str(i) for i in range(cond.n_classes)]
+            names = self.card.get("class_names") or [str(i) for i in range(cond.n_classes)]
             info["classes"] = [{"id": i, "name": n} for i, n in enumerate(names[:cond.n_classes])]
         if self.mode == "segmentation":
-            names = self.names.get("label_names") or [f"label {i}" for i in range(cond.n_labels)]
+            names = self.card.get("label_names") or [f"label {i}" for i in range(cond.n_labels)]
             hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(cond.n_labels)]
             info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}
                               for i in range(cond.n_labels)]
@@ -204,7 +206,7 @@ class Engine:
         return torch.tensor([s.class_label if s.class_label is not None else i % n for i in range(s.count)])
 
     def _class_name(self, c: int) -> str:
-        names = self.names.get("class_names") or []
+        names = self.card.get("class_names") or []
         return f"class {c}: {names[c]}" if c < len(names) else f"class {c}"
 
     def _generator(self, s: JobSettings) -> torch.Generator:

@@ -51,6 +51,8 @@ function setModel(name) {
   $("height").value = m.trained_size[0];
   $("width").value = m.trained_size[1];
   $("count").max = state.limits.max_count;
+  const defaults = { top_k: 100, top_p: 1, temperature: 1, cfg: 0, ...(m.defaults || {}) };
+  for (const [k, v] of Object.entries(defaults)) $(k).value = v;  // the model card's suggested settings
   $("cfg").disabled = !m.guidance;
   if (!m.guidance) $("cfg").value = 0;
   buildPalette(m.labels || []);
