@@ -89,14 +89,14 @@ def test_nll_json_matches_the_models_own_loss(tiny_vqgan, tmp_path):
 
     from vqforge.api import load
     from vqforge.data.tokens import bits_per_dim, write_tokens
-    from vqforge.models.conditioning import ConditionConfig
+    from vqforge.models.conditioning import ClassConfig
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 
     first = load(tiny_vqgan)
     torch.manual_seed(1)
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=16, block_size=80, n_layer=1, n_head=2, n_embd=16),
-                            first_stage=first.config, cond=ConditionConfig(mode="class", n_classes=3, null_class=True))
+                            first_stage=first.config, cond=ClassConfig(n_classes=3, null_class=True))
     model = Net2NetTransformer(cfg)
     model.first_stage.load_state_dict(first.state_dict())
     model_dir = save_model(model, tmp_path / "gpt")

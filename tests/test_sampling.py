@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vqforge.models.conditioning import ConditionConfig
+from vqforge.models.conditioning import (ClassConfig, ConditionConfig, CoordConfig, DepthConfig, EdgesConfig,
+                                        LowresConfig, SegmentationConfig, UnconditionalConfig)
 from vqforge.models.gpt import GPT, GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
@@ -36,13 +37,13 @@ def tiny_net(cond: ConditionConfig, block=96, seed=0) -> Net2NetTransformer:
 
 
 MODES = {
-    "unconditional": ConditionConfig(mode="unconditional", sos_token=3),
-    "class": ConditionConfig(mode="class", n_classes=10),
-    "segmentation": ConditionConfig(mode="segmentation", n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2))),
-    "depth": ConditionConfig(mode="depth", cond_stage=tiny_vq(1, ch_mult=(1, 2))),
-    "edges": ConditionConfig(mode="edges", cond_stage=tiny_vq(1)),
-    "lowres": ConditionConfig(mode="lowres", lowres_factor=2, cond_stage=tiny_vq(3, ch_mult=(1, 2))),
-    "coord": ConditionConfig(mode="coord", coord_n_embed=60, coord_down_factor=4),
+    "unconditional": UnconditionalConfig(sos_token=3),
+    "class": ClassConfig(n_classes=10),
+    "segmentation": SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2))),
+    "depth": DepthConfig(cond_stage=tiny_vq(1, ch_mult=(1, 2))),
+    "edges": EdgesConfig(cond_stage=tiny_vq(1)),
+    "lowres": LowresConfig(lowres_factor=2, cond_stage=tiny_vq(3, ch_mult=(1, 2))),
+    "coord": CoordConfig(coord_n_embed=60, coord_down_factor=4),
 }
 
 
@@ -187,7 +188,7 @@ def test_sample_tokens_is_seeded_and_batched():
 
 
 def test_guidance_runs_both_halves_in_one_batch():
-    m = tiny_net(ConditionConfig(mode="class", n_classes=10, null_class=True))
+    m = tiny_net(ClassConfig(n_classes=10, null_class=True))
     c, un = torch.tensor([[2], [5]]), torch.full((2, 1), 10)
     greedy0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True), fast=False)
     guided0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True, cfg_scale=0.0), uncond=un,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from vqforge.api import save_model
 from vqforge.cli import main
-from vqforge.models.conditioning import ConditionConfig
+from vqforge.models.conditioning import ClassConfig, SegmentationConfig
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from conftest import cli_env  # noqa: E402
@@ -23,14 +23,14 @@ from test_sampling import tiny_net, tiny_vq  # noqa: E402
 @pytest.fixture(scope="module")
 def class_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("class_model")
-    save_model(tiny_net(ConditionConfig(mode="class", n_classes=5, null_class=True)), d)
+    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True)), d)
     return d
 
 
 @pytest.fixture(scope="module")
 def seg_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("seg_model")
-    cond = ConditionConfig(mode="segmentation", n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
+    cond = SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
     save_model(tiny_net(cond), d)
     return d
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import vqforge
-from vqforge.models.conditioning import ConditionConfig, canny, colorize_labels, one_hot_labels
+from vqforge.models.conditioning import (ClassConfig, ConditionConfig, DepthConfig, EdgesConfig, LowresConfig,
+                                        SegmentationConfig, TokensConfig, UnconditionalConfig, canny,
+                                        colorize_labels, one_hot_labels)
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
@@ -29,21 +31,24 @@ def tiny(cond: ConditionConfig, vocab=64, block=80, pkeep=1.0, n_embd=32, n_laye
 
 
 def test_config_checks_are_clear():
-    with pytest.raises(ValueError, match=r"vocab_size=10 is too small.*10 classes \+ 1 NULL class.*>= 32"):
-        tiny(ConditionConfig(mode="class", n_classes=10), vocab=10)
-    with pytest.raises(ValueError, match=r">= 41"):
-        tiny(ConditionConfig(mode="class", n_classes=40), vocab=40)
-    with pytest.raises(ValueError, match="needs a cond_stage"):
-        tiny(ConditionConfig(mode="depth"))
+    with pytest.raises(ValueError, match=r"model\.gpt\.vocab_size=10 is too small.*10 classes \+ 1 NULL class.*"
+                                         r"set model\.gpt\.vocab_size=32 "):
+        tiny(ClassConfig(n_classes=10), vocab=10)
+    with pytest.raises(ValueError, match=r"model\.gpt\.vocab_size=41 "):
+        tiny(ClassConfig(n_classes=40), vocab=40)
+    with pytest.raises(ValueError, match="needs a condition-stage VQGAN"):
+        tiny(DepthConfig())
     with pytest.raises(ValueError, match="takes 3 input channels, expected 1"):
-        tiny(ConditionConfig(mode="depth", cond_stage=tiny_vq(3)))
-    with pytest.raises(ValueError, match="class_dropout > 0 needs mode 'class'"):
-        tiny(ConditionConfig(mode="unconditional", class_dropout=0.1))
+        tiny(DepthConfig(cond_stage=tiny_vq(3)))
+    with pytest.raises(ValueError, match=r"model\.cond\.dropout=0\.1 needs a null condition.*null_condition=true"):
+        tiny(DepthConfig(cond_stage=tiny_vq(1), dropout=0.1))
+    with pytest.raises(ValueError, match=r"model\.cond\.dropout=0\.1 needs.*null_class=true"):
+        tiny(ClassConfig(n_classes=3, null_class=False, dropout=0.1))
 
 
 def test_class_tokens_null_class_and_forward_layout():
-    m = tiny(ConditionConfig(mode="class", n_classes=10, class_dropout=0.5), pkeep=0.5)
-    assert m.null_class_token == 10 and m.n_image_codes == 32
+    m = tiny(ClassConfig(n_classes=10, dropout=0.5), pkeep=0.5)
+    assert m.null_token == 10 and m.n_image_codes == 32
     assert m.encode_to_c(torch.tensor([3, -1, 9])).tolist() == [[3], [10], [9]]
     with pytest.raises(ValueError, match="must lie in"):
         m.encode_to_c(torch.tensor([10]))
@@ -77,23 +82,23 @@ def test_class_tokens_null_class_and_forward_layout():
 
 
 def test_spatial_modes_tokens_and_grids():
-    seg = tiny(ConditionConfig(mode="segmentation", n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2))))
+    seg = tiny(SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2))))
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     c = seg.build_condition(x, torch.randint(0, 5, (2, 16, 16)))
     assert c.shape == (2, 5, 16, 16) and torch.equal(c.sum(1), torch.ones(2, 16, 16))
     assert seg.encode_to_c(c).shape == (2, 64) and seg.cond_hw((16, 16)) == (8, 8)
     assert seg(x, c)[0].shape == (2, 16, 64)
-    low = tiny(ConditionConfig(mode="lowres", lowres_factor=2, cond_stage=tiny_vq(3, ch_mult=(1, 2))))
+    low = tiny(LowresConfig(lowres_factor=2, cond_stage=tiny_vq(3, ch_mult=(1, 2))))
     c = low.build_condition(x)
     assert c.shape == (2, 3, 8, 8) and low.cond_hw((16, 16)) == (4, 4) and low.encode_to_c(c).shape == (2, 16)
-    edges = tiny(ConditionConfig(mode="edges", cond_stage=tiny_vq(1)))
+    edges = tiny(EdgesConfig(cond_stage=tiny_vq(1)))
     c = edges.build_condition(x)
     assert c.shape == (2, 1, 16, 16) and set(c.unique().tolist()) <= {-1.0, 1.0}
-    depth = tiny(ConditionConfig(mode="depth", cond_stage=tiny_vq(1)))
+    depth = tiny(DepthConfig(cond_stage=tiny_vq(1)))
     c = depth.build_condition(x, torch.rand(2, 16, 16) * 50 + 3)
     assert c.min() == -1 and c.max() == 1
     assert depth.decode_cond(depth.encode_to_c(c), depth.cond_hw((16, 16))).shape == (2, 1, 16, 16)
-    unc = tiny(ConditionConfig(mode="unconditional", sos_token=7))
+    unc = tiny(UnconditionalConfig(sos_token=7))
     assert unc.encode_to_c(x).tolist() == [[7], [7]] and unc.cond_hw((16, 16)) is None
 
 
@@ -121,7 +126,7 @@ def test_one_hot_and_colorize():
 
 
 def test_param_groups_and_schedule():
-    m = tiny(ConditionConfig(mode="unconditional"))
+    m = tiny(UnconditionalConfig())
     decay, no_decay = param_groups(m.transformer, 0.01)
     names = {id(p): n for n, p in m.transformer.named_parameters()}
     dn = {names[id(p)] for p in decay["params"]}
@@ -136,7 +141,7 @@ def test_param_groups_and_schedule():
 
 
 def test_model_dir_roundtrip(tmp_path):
-    m = tiny(ConditionConfig(mode="class", n_classes=10, class_dropout=0.1))
+    m = tiny(ClassConfig(n_classes=10, dropout=0.1))
     vqforge.save_model(m, tmp_path / "m")
     again = vqforge.load(tmp_path / "m")
     assert isinstance(again, Net2NetTransformer) and again.config == m.config
@@ -152,7 +157,7 @@ def test_condition_is_used_copy_task():
     it never saw, greedy decoding reproduces them (chance would be 1/16 per token)."""
     torch.manual_seed(0)
     gpt = GPTConfig(vocab_size=16, block_size=12, n_layer=2, n_head=4, n_embd=64)
-    cfg = TransformerConfig(gpt=gpt, first_stage=tiny_vq(n_embed=16), cond=ConditionConfig(mode="tokens"))
+    cfg = TransformerConfig(gpt=gpt, first_stage=tiny_vq(n_embed=16), cond=TokensConfig())
     m = Net2NetTransformer(cfg)
     opt = torch.optim.AdamW(param_groups(m.transformer, 0.0), lr=3e-3, betas=(0.9, 0.95))
     m.train()
@@ -174,8 +179,8 @@ def test_condition_is_used_copy_task():
 
 def test_activation_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    a = tiny(ConditionConfig(mode="class", n_classes=10), n_layer=2)
-    b = tiny(ConditionConfig(mode="class", n_classes=10), n_layer=2)
+    a = tiny(ClassConfig(n_classes=10), n_layer=2)
+    b = tiny(ClassConfig(n_classes=10), n_layer=2)
     b.load_state_dict(a.state_dict())
     enable_activation_checkpointing(b.transformer)
     z, c = torch.randint(0, 32, (4, 16)), torch.randint(0, 10, (4, 1))

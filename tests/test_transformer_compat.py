@@ -57,7 +57,7 @@ def test_gpt_logits_parity_through_load_taming(tmp_path):
     y, c = _write_pair(tmp_path, "__is_unconditional__", extra_params={"sos_token": 64})
     model = vqforge.load_taming(y, c)
     assert isinstance(model, Net2NetTransformer)
-    assert model.mode == "unconditional" and model.sos_token == 64
+    assert model.mode == "unconditional" and model.config.cond.sos_token == 64
     with torch.no_grad():
         logits = model.transformer(gpt["inputs"]["idx"])
     assert logits.shape == gpt["outputs"]["logits"].shape
@@ -98,7 +98,7 @@ def test_other_condition_stages(tmp_path, cond, mode):
     model = vqforge.load_taming(y, c)
     assert model.mode == mode
     if mode == "class":
-        assert model.null_class_token is None  # the original's class models have no NULL class
+        assert model.null_token is None  # the original's class models have no NULL class
         assert model.encode_to_c(torch.tensor([4, 9])).tolist() == [[4], [9]]
     if mode == "coord":
         cmap = model.build_condition(torch.zeros(2, 3, 32, 32))

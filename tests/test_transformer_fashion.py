@@ -73,7 +73,7 @@ def test_class_conditional_fashion_mnist(tokens, tmp_path):
     assert metrics["val/loss"] < h - 1.0  # well below what a context-free model can reach
 
     model = vqforge.load(run)
-    assert model.null_class_token == 10 and model.trained_hw == (16, 16)
+    assert model.null_token == 10 and model.trained_hw == (16, 16)
     images, labels = load_fashion_mnist("test")
     x, y = to_model_images(images[:2000], 16), torch.from_numpy(labels[:2000])
     means = torch.stack([x[y == k].mean(0) for k in range(10)]).flatten(1)  # (10, 256) class means

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vqforge
-from vqforge.models.conditioning import ConditionConfig, one_hot_labels
+from vqforge.models.conditioning import SegmentationConfig, one_hot_labels
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
@@ -57,7 +57,7 @@ def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                           resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=64, block_size=128, n_layer=1, n_head=2, n_embd=32),
-                            first_stage=first, cond=ConditionConfig(mode="segmentation", n_labels=182,
+                            first_stage=first, cond=SegmentationConfig(n_labels=182,
                                                                    cond_stage=model.config))
     t = Net2NetTransformer(cfg)
     t.cond_stage.load_state_dict(model.state_dict())
@@ -117,7 +117,8 @@ def test_encode_random_crops_pair_image_and_map(tmp_path):
     """`vqforge encode --crops N --resize-max R` writes N random crops per photo (at several scales), and each
     crop's condition tokens are the segmentation stage's codes of the same crop of the paired map: the
     transformer sees windows away from the centre, as sliding-window sampling needs."""
-    from vqforge.commands.encode import _Images
+    from vqforge.data.paired import PairedCrops
+    from vqforge.models.conditioning import stage_condition
     from vqforge.data.tokens import TokenDataset
     from vqforge.models.vqgan import VQGAN
 
@@ -143,10 +144,10 @@ def test_encode_random_crops_pair_image_and_map(tmp_path):
     assert not torch.equal(ds[0]["tokens"], ds[1]["tokens"]) and not torch.equal(ds[1]["tokens"], ds[2]["tokens"])
     # crop i of the map, cut with crop i's geometry, encodes to row i's condition tokens
     seg_stage = vqforge.load(tmp_path / "seg")
-    imgs = _Images([Path(f) for f in files[::3]], 32, 3, [MAPS / Path(f).relative_to(photos).with_suffix(".png")
-                                                          for f in files[::3]], "segmentation", crops=3,
-                   resize_max=96, seed=0)
-    maps = imgs.cond()
+    imgs = PairedCrops([Path(f) for f in files[::3]], 32, 3, [MAPS / Path(f).relative_to(photos).with_suffix(".png")
+                                                              for f in files[::3]],
+                       stage_condition(seg_stage, "segmentation"), crops=3, resize_max=96, seed=0)
+    maps = imgs.maps()
     for i in (1, 5):
         expect = seg_stage.encode_to_indices(one_hot_labels(maps[i][None], 182)).flatten()
         assert torch.equal(ds[i]["cond"], expect)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vqforge
-from vqforge.models.conditioning import ConditionConfig
+from vqforge.models.conditioning import (ClassConfig, CoordConfig, EdgesConfig, LowresConfig, UnconditionalConfig)
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import TransformerConfig
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
@@ -41,11 +41,11 @@ def stages(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["unconditional", "class", "edges", "lowres", "coord"])
 def test_train_on_the_fly(mode, stages, tmp_path):
-    cond = {"unconditional": ConditionConfig(mode="unconditional"),
-            "class": ConditionConfig(mode="class", n_classes=3, class_dropout=0.2),
-            "edges": ConditionConfig(mode="edges"),
-            "lowres": ConditionConfig(mode="lowres", lowres_factor=2),
-            "coord": ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)}[mode]
+    cond = {"unconditional": UnconditionalConfig(),
+            "class": ClassConfig(n_classes=3, dropout=0.2),
+            "edges": EdgesConfig(),
+            "lowres": LowresConfig(lowres_factor=2),
+            "coord": CoordConfig(coord_n_embed=64, coord_down_factor=4)}[mode]
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=cond),
@@ -154,16 +154,16 @@ def test_two_process_ddp(stages, tmp_path):
 
 def test_coordinate_crops_of_large_images(stages, tmp_path):
     """Coordinate conditioning on crops: the crop's coordinates come from the whole resized image."""
-    from vqforge.train.transformer import CoordCrops
+    from vqforge.data.paired import CoordCrops
 
     ds = CoordCrops(sorted(PHOTOS.glob("*/*.jpg")), full_size=64, crop=32)
     a, b = ds[(0, 1)], ds[(0, 2)]
-    assert a["image"].shape == (3, 32, 32) and a["coord"].shape == (1, 32, 32)
-    assert not torch.equal(a["coord"], b["coord"])  # different crops, different positions
-    assert 0.0 <= float(a["coord"].min()) and float(a["coord"].max()) < 1.0
+    assert a["image"].shape == (3, 32, 32) and a["coordinates"].shape == (1, 32, 32)
+    assert not torch.equal(a["coordinates"], b["coordinates"])  # different crops, different positions
+    assert 0.0 <= float(a["coordinates"].min()) and float(a["coordinates"].max()) < 1.0
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
-                                cond=ConditionConfig(mode="coord", coord_n_embed=64, coord_down_factor=4)),
+                                cond=CoordConfig(coord_n_embed=64, coord_down_factor=4)),
         train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
                                      val_fraction=0.25, val_every=0, sample_every=0, checkpoint_every=0))
     m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, progress=False)

@@ -4,6 +4,10 @@ Every component of vqforge has a ``@dataclass(frozen=True)`` config. This module
 such dataclass into plain YAML-able data (:func:`to_dict`), how to rebuild it with type checks
 (:func:`from_dict`), and how to apply command-line overrides such as ``model.n_layer=12``
 (:func:`apply_overrides`). There are no string import targets and no ``exec``.
+
+A *family* of configs told apart by a tag field (e.g. the conditioning modes, ``cond.mode``) is declared by
+a base dataclass that defines a classmethod ``config_variant(data, where) -> (member class, data)``: a field
+annotated with the base is built as the member its data names (the base may also convert old records there).
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     Missing keys take the dataclass defaults; unknown keys are an error that names them.
     """
     data = dict(data or {})
+    if "config_variant" in vars(cls):  # the base of a family: build the member that the data names
+        cls, data = cls.config_variant(data, where)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

@@ -11,9 +11,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("complete", help="complete the masked part of an image with a transformer model",
                        description="Encode the image to tokens, resample the tokens under the mask (a token is "
                                    "resampled when any pixel of its patch is masked) in raster order, keep the others, "
-                                   "decode. Writes one PNG per completion, mask.png, grid.png (input first) and settings.json.")
+                                   "decode. Without --size, image and mask are resized (smallest side) and centre-"
+                                   "cropped to the trained size; with --size HxW, resized to it. Any conditioning "
+                                   "mode (--class, --cond) and guidance (--cfg) work as in `vqforge sample`. Writes "
+                                   "one PNG per completion, mask.png, grid.png (input first) and settings.json.")
     p.add_argument("--input", required=True, help="the image to complete")
-    p.add_argument("--mask", required=True, help="mask image of the same size: nonzero (white) pixels are resampled")
+    p.add_argument("--mask", required=True, help="mask image of the same size: white (> 127) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")
     add_sampling_args(p)
     p.set_defaults(func=run)
@@ -23,64 +26,51 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 
     from .. import __version__
-    from ..imageio import GRID_NAME, load_image_tensor, read_image, save_grid, save_tensor_image
+    from ..data.conditions import batch_inputs, condition_inputs
+    from ..data.images import read_pair
+    from ..imageio import GRID_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
+    from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
-    from ..sampling.pipeline import complete_image, layout
-    from .sample import batch_condition, conditions, load_transformer, parse_hw, settings_from_args
+    from ..sampling.pipeline import complete_image, condition_tokens
+    from .sample import load_transformer, parse_hw, plan, sample_record, settings_from_args
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
-    f = model.first_stage.downsample_factor
-    size = parse_hw(args.size, "--size")
-    image = load_image_tensor(args.input, size=size)  # (3, H, W)
-    H, W = image.shape[1:]
-    if H % f or W % f:
-        raise VQForgeError(f"{args.input}: size {H}x{W} is not a multiple of the model's downsampling factor {f}; "
-                           f"give --size HxW")
-    from PIL import Image
-
-    m = read_image(args.mask, mode="L")
-    if m.size != (W, H):
-        if size is None:
-            raise VQForgeError(f"{args.mask}: mask is {m.size[1]}x{m.size[0]} px, the image {H}x{W} px")
-        m = m.resize((W, H), Image.NEAREST)
-    mask = torch.from_numpy(np.asarray(m) > 127)  # (H, W) True = resample
+    size = parse_hw(args.size, "--size") or model.trained_hw
+    image, mask = read_pair(args.input, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")
-    conds, _ = conditions(model, args, args.num, (H, W), device)
-    try:
-        lay = layout(model, (H, W), parse_hw(args.window, "--window"))
-    except ValueError as e:
-        raise VQForgeError(f"{args.model}: {e}") from None
+    lay = plan(model, args, tuple(image.shape[1:]))
+    H, W = lay.image_hw
+    inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
 
     out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    outs = []
+    outs, per_sample = [], []
     t0 = time.perf_counter()
-    from ..sampling.complete import token_mask
-
-    n_masked = int(token_mask(mask, f).sum())
+    n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
     for start in range(0, args.num, args.batch_size):
-        batch = conds[start:start + args.batch_size]
+        picks = [i % len(inputs) for i in range(start, min(args.num, start + args.batch_size))]
+        batch = [inputs[j] for j in picks]
         x = image[None].expand(len(batch), -1, -1, -1).to(device)
         try:
-            cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
+            cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
             out, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond,
                                        fast=not args.no_compile, callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
             raise VQForgeError(f"{args.model}: {e}") from None
         for k, img in enumerate(out):
             save_tensor_image(out_dir / f"{start + k:05d}.png", img)
+            per_sample.append(sample_record(model, f"{start + k:05d}.png", batch[k], sources[picks[k]]))
         outs.append(out.cpu())
     bar.close()
     save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
@@ -94,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
         "greedy": settings.greedy, "seed": args.seed, "device": str(device),
         "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
+        "samples": per_sample,
     })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")
     return 0

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     r.add_argument("--model", required=True, help="VQGAN model directory, run directory or checkpoint")
     r.add_argument("--data", required=True, help="an image folder (searched recursively) or one image")
     r.add_argument("--size", type=int, default=None,
-                   help="resize the shorter side to SIZE and centre-crop SIZE x SIZE (default: keep sizes)")
+                   help="resize the shorter side to SIZE and centre-crop SIZE x SIZE (default: the size the model was "
+                        "trained at; 0: keep each image's size, cropped to a multiple of the downsampling factor)")
     r.add_argument("--limit", type=int, default=None, help="use at most this many images (sorted order)")
     r.add_argument("--no-fid", action="store_true", help="skip reconstruction FID/KID (no Inception pass)")
     r.add_argument("--lpips-vgg", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
@@ -101,36 +102,10 @@ def _finish(args, result: dict, title: str, rows: list[tuple[str, object]]) -> i
     return 0
 
 
-def _image_batches(paths, batch_size: int, size: int | None, multiple_of: int):
-    """(B, 3, H, W) batches in [-1, 1]; each image centre-cropped to a multiple of ``multiple_of``."""
-    import torch
-
-    from ..imageio import load_image_tensor
-
-    batch = []
-    for p in paths:
-        x = load_image_tensor(p, size=size)  # (3, H, W)
-        if size is not None:  # square centre crop
-            top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
-            x = x[:, top:top + size, left:left + size]
-        h, w = x.shape[1] // multiple_of * multiple_of, x.shape[2] // multiple_of * multiple_of
-        if h == 0 or w == 0:
-            from ..io import VQForgeError
-
-            raise VQForgeError(f"{p}: image smaller than the model's downsampling factor {multiple_of}")
-        top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
-        x = x[:, top:top + h, left:left + w]
-        if batch and (len(batch) == batch_size or x.shape != batch[0].shape):
-            yield torch.stack(batch)
-            batch = []
-        batch.append(x)
-    if batch:
-        yield torch.stack(batch)
-
-
 # ------------------------------------------------------------------------------------------------ commands
 def run_recon(args: argparse.Namespace) -> int:
     from ..api import load
+    from ..data.images import image_batches
     from ..evaluate.fid import list_image_files
     from ..evaluate.reconstruction import evaluate_reconstruction, try_lpips
     from ..io import VQForgeError
@@ -153,7 +128,9 @@ def run_recon(args: argparse.Namespace) -> int:
     lpips, why = try_lpips(args.lpips_vgg, args.lpips_heads)
     if lpips is not None:
         lpips = lpips.to(device)
-    res = evaluate_reconstruction(model, _image_batches(paths, args.batch_size, args.size, model.downsample_factor),
+    size = model.trained_hw[0] if args.size is None else args.size
+    batches = image_batches(paths, args.batch_size, size, model.downsample_factor)
+    res = evaluate_reconstruction(model, batches,
                                   total=len(paths), inception=inception, lpips=lpips, lpips_skipped=why,
                                   kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                                   fid_method=args.fid_method, progress=not args.quiet)
@@ -211,34 +188,25 @@ def run_nll(args: argparse.Namespace) -> int:
     from ..data.tokens import TokenDataset
     from ..evaluate.nll import token_nll
     from ..io import VQForgeError
+    from ..models.transformer import Net2NetTransformer, derive_config
 
     model = load(args.model)
-    if not hasattr(model, "forward_tokens"):
+    if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(_device(args.device)).eval()
     ds = TokenDataset(args.data)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if ds.n_codes > model.n_image_codes:
         raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")
-    z = torch.from_numpy(ds.tokens[:n].astype("int64"))  # (N, h*w)
-    mode = model.config.cond.mode
-    if mode in ("class", "unconditional"):
-        if mode == "class" and ds.labels is None:
-            raise VQForgeError(f"{args.data}: the model is class-conditional but the tokens have no labels.npy")
-        raw = torch.from_numpy(ds.labels[:n].astype("int64")) if ds.labels is not None else torch.zeros(n, dtype=torch.long)
-        c = model.encode_to_c(raw)  # (N, 1)
-    else:
-        if ds.cond is None:
-            raise VQForgeError(f"{args.data}: the model is conditioned on {mode!r} but the tokens have no cond_tokens.npy")
-        c = torch.from_numpy(ds.cond[:n].astype("int64"))  # (N, Tc)
+    try:  # the tokens hold what the model's condition needs, in its sizes
+        derive_config(model.config, ds.facts())
+    except ValueError as e:
+        raise VQForgeError(f"{args.data}: the tokens do not fit this model: {e}") from None
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=args.batch_size)
+    batches = ((b["tokens"], model.condition.batch_tokens(b, "cpu")) for b in loader)
     image_hw = tuple(ds.meta["image_size"])
     channels = model.config.first_stage.ddconfig.in_channels
-    bs = args.batch_size
-    batches = ((z[i:i + bs], c[i:i + bs]) for i in range(0, n, bs))
-    try:
-        res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
-    except (IndexError, RuntimeError) as e:
-        raise VQForgeError(f"{args.data}: tokens do not fit this model ({str(e).splitlines()[0]})") from None
+    res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
     result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), **res}
     rows = [("images", res["n_images"]), ("tokens / image", res["tokens_per_image"]),
             ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),

@@ -9,23 +9,24 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `sample` and `complete`."""
     p.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint (.pt)")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--class", dest="classes", type=int, nargs="+", default=None, metavar="C",
-                   help="class label(s) for class-conditional models; samples cycle through them "
+    p.add_argument("--class", dest="classes", nargs="+", default=None, metavar="C",
+                   help="class label(s) for class-conditional models, as ids or names; samples cycle through them "
                         "(default: cycle through all classes)")
     p.add_argument("--cond", default=None, metavar="MAP_OR_DIR",
                    help="condition file or folder for spatial models (segmentation: label-id PNG; depth: float32 "
                         "RGBA PNG, .npy or grayscale PNG; edges: a photo, its edges are detected; lowres: the "
                         "low-resolution image); samples cycle through the files")
     p.add_argument("--size", default=None, metavar="HxW",
-                   help="output size in pixels, a multiple of the downsampling factor (default: the trained size, "
-                        "or the condition's size); larger than trained uses the sliding window")
+                   help="output size in pixels, a multiple of the downsampling factor (default: the trained size; "
+                        "condition files are resized to it); larger than trained uses the sliding window")
     p.add_argument("--window", default=None, metavar="HxW",
-                   help="sliding window in tokens (default: the trained grid, resolution / downsampling factor)")
+                   help="sliding window in tokens (default: the trained grid, trained size / downsampling factor)")
     p.add_argument("--top-k", type=int, default=100, help="keep the k most likely tokens (0 = off; default 100)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: off)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
     p.add_argument("--cfg", type=float, default=0.0, metavar="S",
-                   help="classifier-free guidance scale for class models with a NULL class (default 0 = off)")
+                   help="classifier-free guidance scale, for models trained with a null condition (a NULL class, "
+                        "or cond.null_condition) (default 0 = off)")
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
@@ -86,112 +87,25 @@ def settings_from_args(args):
         raise VQForgeError(f"sampling settings: {e}") from None
 
 
-def check_classes(model, classes, source: str) -> None:
+def plan(model, args, image_hw=None):
+    """The job's :class:`~vqforge.sampling.pipeline.Layout` (``image_hw``, else ``--size``, else the trained size;
+    ``--window``), checked before anything is drawn (guidance included)."""
     from ..io import VQForgeError
+    from ..sampling.pipeline import layout
 
-    n = model.config.cond.n_classes
-    bad = [c for c in classes if not 0 <= c < n]
-    if bad:
-        raise VQForgeError(f"{source}: unknown class {bad[0]} (this model has classes 0..{n - 1})")
-
-
-def load_condition(model, path, size_hw):
-    """Model input condition (1, ...) for a spatial model from one file, and the image size it implies."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    from ..imageio import load_image_tensor, read_image
-    from ..io import VQForgeError
-
-    mode = model.mode
-    if mode == "segmentation":
-        from PIL import Image
-
-        im = read_image(path, mode=None)
-        if im.mode not in ("L", "P", "I"):
-            raise VQForgeError(f"{path}: a segmentation map is a one-channel PNG of label ids, got mode {im.mode}")
-        if size_hw is not None:
-            im = im.resize((size_hw[1], size_hw[0]), Image.NEAREST)
-        labels = torch.from_numpy(np.asarray(im).astype(np.int64))[None]  # (1, H, W)
-        n = model.config.cond.n_labels
-        if labels.max() >= n or labels.min() < 0:
-            raise VQForgeError(f"{path}: label ids must lie in [0, {n}), found {int(labels.max())}")
-        return model.build_condition(raw=labels), tuple(labels.shape[1:])
-    if mode == "depth":
-        if str(path).endswith(".npy"):
-            try:
-                depth = torch.from_numpy(np.load(path).astype(np.float32))
-            except (OSError, ValueError) as e:
-                raise VQForgeError(f"{path}: not a readable .npy depth map ({e})") from None
-        else:
-            im = read_image(path, mode=None)
-            arr = np.asarray(im)
-            depth = (torch.from_numpy(arr.copy().view(np.float32)[..., 0]) if im.mode == "RGBA"
-                     else torch.from_numpy(arr.astype(np.float32)))  # RGBA: float32 packed in 4 bytes
-        if depth.dim() != 2:
-            raise VQForgeError(f"{path}: a depth map has one channel, got shape {tuple(depth.shape)}")
-        depth = depth[None, None]  # (1, 1, H, W)
-        if size_hw is not None:
-            depth = F.interpolate(depth, size=size_hw, mode="bilinear", align_corners=False)
-        return model.build_condition(raw=depth), tuple(depth.shape[2:])
-    if mode == "edges":
-        x = load_image_tensor(path, size=size_hw)[None]
-        return model.build_condition(images=x), tuple(x.shape[2:])
-    if mode == "lowres":
-        r = model.config.cond.lowres_factor
-        small = None if size_hw is None else (size_hw[0] // r, size_hw[1] // r)
-        x = load_image_tensor(path, size=small)[None]  # the low-resolution image is the model input
-        return x, (x.shape[2] * r, x.shape[3] * r)
-    raise VQForgeError(f"{path}: --cond is for spatial models; this model's condition is {mode!r}")
+    try:
+        return layout(model, image_hw or parse_hw(args.size, "--size"), parse_hw(args.window, "--window"),
+                      cfg_scale=args.cfg)
+    except ValueError as e:
+        raise VQForgeError(f"{args.model}: {e}") from None
 
 
-def conditions(model, args, n: int, size_hw, device):
-    """Per-sample model input conditions for the CLI: a list of n tensors (1, ...) or labels, and the size."""
-    import torch
-
-    from ..imageio import list_images
-    from ..io import VQForgeError
-
-    mode = model.mode
-    if mode == "class":
-        if args.cond:
-            raise VQForgeError(f"{args.cond}: --cond is for spatial models; give class labels with --class")
-        classes = args.classes or list(range(model.config.cond.n_classes))
-        check_classes(model, classes, args.model)
-        return [torch.tensor([classes[i % len(classes)]]) for i in range(n)], size_hw
-    if args.classes:
-        raise VQForgeError(f"{args.model}: --class is for class-conditional models; this model's condition is {mode!r}")
-    if mode in ("unconditional", "coord"):
-        if args.cond:
-            raise VQForgeError(f"{args.cond}: this model's condition is {mode!r}; it takes no --cond")
-        return [None] * n, size_hw
-    if mode == "tokens":
-        raise VQForgeError(f"{args.model}: models conditioned on raw token ids cannot be sampled from the CLI")
-    if not args.cond:
-        raise VQForgeError(f"{args.model}: this model is conditioned on {mode} maps; give them with --cond FILE_OR_DIR")
-    files = list_images(args.cond) if not str(args.cond).endswith(".npy") else [__import__("pathlib").Path(args.cond)]
-    if not files:
-        raise VQForgeError(f"{args.cond}: no condition files found")
-    loaded = [load_condition(model, p, size_hw) for p in files]
-    sizes = {hw for _, hw in loaded}
-    if len(sizes) > 1:
-        raise VQForgeError(f"{args.cond}: condition files differ in size {sorted(sizes)}; give --size HxW")
-    return [loaded[i % len(loaded)][0] for i in range(n)], sizes.pop()
-
-
-def batch_condition(model, lay, conds, cfg_scale, device):
-    """Stack per-sample conditions into (cond, uncond) token tensors for one batch."""
-    import torch
-
-    from ..sampling.pipeline import condition_tokens
-
-    B = len(conds)
-    if model.mode == "class":
-        return condition_tokens(model, lay, B, classes=torch.cat(conds), cfg_scale=cfg_scale)
-    if conds[0] is None:
-        return condition_tokens(model, lay, B, cfg_scale=cfg_scale)
-    return condition_tokens(model, lay, B, cond=torch.cat(conds).to(device), cfg_scale=cfg_scale)
+def sample_record(model, file: str, c, source) -> dict:
+    """One sample's entry in settings.json: its file, its condition (e.g. the class) and condition file."""
+    entry = {"file": file, **(model.condition.input_record(c) if c is not None else {})}
+    if source is not None:
+        entry["cond"] = source
+    return entry
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,32 +116,20 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
+    from ..data.conditions import batch_inputs, condition_inputs
     from ..imageio import GRID_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
-    from ..sampling.pipeline import layout, sample_images
+    from ..sampling.pipeline import condition_tokens, sample_images
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
-    size = parse_hw(args.size, "--size")
-    window = parse_hw(args.window, "--window")
-    n = args.num
-    if n is None:
-        n = 8
-        if args.cond and model.config.cond.is_spatial:
-            from ..imageio import list_images
-
-            n = len(list_images(args.cond)) if not str(args.cond).endswith(".npy") else 1
-    conds, size = conditions(model, args, n, size, device)
-    try:
-        lay = layout(model, size, window)
-        if args.cfg > 0 and model.mode == "class" and model.null_class_token is None:
-            raise ValueError("classifier-free guidance (--cfg) needs a model trained with a NULL class")
-    except ValueError as e:
-        raise VQForgeError(f"{args.model}: {e}") from None
+    lay = plan(model, args)
+    inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
+    n = args.num or (len(inputs) if args.cond else 8)
 
     out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
@@ -235,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
     for start in range(0, n, args.batch_size):
-        batch = conds[start:start + args.batch_size]
+        picks = [i % len(inputs) for i in range(start, min(n, start + args.batch_size))]
+        batch = [inputs[j] for j in picks]
         try:
-            cond, uncond = batch_condition(model, lay, batch, args.cfg, device)
+            cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
             x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast=not args.no_compile,
                                  callback=lambda *_: bar.update(len(batch)))
         except ValueError as e:
@@ -245,10 +148,7 @@ def run(args: argparse.Namespace) -> int:
         for k, img in enumerate(x):
             i = start + k
             save_tensor_image(out_dir / f"{i:05d}.png", img)
-            entry = {"file": f"{i:05d}.png"}
-            if model.mode == "class":
-                entry["class"] = int(batch[k].item())
-            per_sample.append(entry)
+            per_sample.append(sample_record(model, f"{i:05d}.png", batch[k], sources[picks[k]]))
         images.append(x.cpu())
     bar.close()
     seconds = time.perf_counter() - t0

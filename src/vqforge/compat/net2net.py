@@ -13,6 +13,7 @@ Checkpoint keys ``first_stage_model.*``, ``cond_stage_model.*`` and ``transforme
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +21,8 @@ import torch
 
 from ..config import ConfigError, from_dict
 from ..io import VQForgeError, load_state_dict_strict
-from ..models.conditioning import ConditionConfig
+from ..models.conditioning import (MODES, ClassConfig, ConditionConfig, CoordConfig, TokensConfig, UnconditionalConfig,
+                                   default_stage_mode)
 from ..models.gpt import GPTConfig
 from ..models.transformer import Net2NetTransformer, TransformerConfig
 from ..models.vqgan import VQGANConfig
@@ -28,8 +30,9 @@ from .taming import GUMBEL_TARGETS, VQ_TARGETS, vqgan_config_from_params
 
 NET2NET_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
 _VQ_TARGETS = VQ_TARGETS | GUMBEL_TARGETS
+#: the original's ``cond_stage_key`` (the batch key its condition came from) -> our mode, for VQGAN stages
 _KEY_TO_MODE = {"segmentation": "segmentation", "depth": "depth", "edges": "edges", "canny": "edges",
-                "lowres": "lowres", "LR_image": "lowres", "lr": "lowres", "coord": "coord"}
+                "lowres": "lowres", "LR_image": "lowres", "lr": "lowres"}
 
 
 def _condition_config(params: dict[str, Any], source: str,
@@ -37,7 +40,7 @@ def _condition_config(params: dict[str, Any], source: str,
     cond = params.get("cond_stage_config")
     sos = int(params.get("sos_token", 0))
     if params.get("unconditional", False) or cond == "__is_unconditional__":
-        return ConditionConfig(mode="unconditional", sos_token=sos)
+        return UnconditionalConfig(sos_token=sos)
     if cond == "__is_first_stage__":
         raise VQForgeError(f"{source}: cond_stage_config '__is_first_stage__' (image-to-image with the first "
                            "stage as condition) is not supported")
@@ -46,26 +49,27 @@ def _condition_config(params: dict[str, Any], source: str,
     target, cp = cond["target"], cond.get("params") or {}
     key = params.get("cond_stage_key", "depth")
     if target == "taming.modules.util.SOSProvider":
-        return ConditionConfig(mode="unconditional", sos_token=int(cp.get("sos_token", sos)))
+        return UnconditionalConfig(sos_token=int(cp.get("sos_token", sos)))
     if target == "taming.modules.util.Labelator":
-        return ConditionConfig(mode="class", n_classes=int(cp["n_classes"]), null_class=False)
+        return ClassConfig(n_classes=int(cp["n_classes"]), null_class=False)
     if target == "taming.modules.misc.coord.CoordStage":
-        return ConditionConfig(mode="coord", coord_n_embed=int(cp["n_embed"]),
-                               coord_down_factor=int(cp["down_factor"]))
+        return CoordConfig(coord_n_embed=int(cp["n_embed"]), coord_down_factor=int(cp["down_factor"]),
+                           downsample_cond_size=int(params.get("downsample_cond_size", -1)))
     if target == "taming.models.dummy_cond_stage.DummyCondStage":
-        return ConditionConfig(mode="tokens")
+        return TokensConfig()
     if target in _VQ_TARGETS:
         vq = vq_config(target, cp, source)
-        if target.endswith("VQSegmentationModel"):
-            mode, n_labels = "segmentation", int(cp["n_labels"])
-        else:
-            mode = _KEY_TO_MODE.get(key) or {1: "depth", 3: "lowres"}.get(vq.ddconfig.in_channels)
-            n_labels = vq.ddconfig.in_channels if mode == "segmentation" else 0
-            if mode is None:
-                raise VQForgeError(f"{source}: cannot tell the condition of cond_stage_key {key!r} with "
-                                   f"{vq.ddconfig.in_channels} input channels")
-        return ConditionConfig(mode=mode, cond_stage=vq, n_labels=n_labels,
-                               downsample_cond_size=int(params.get("downsample_cond_size", -1)))
+        in_ch = vq.ddconfig.in_channels
+        mode = "segmentation" if target.endswith("VQSegmentationModel") else _KEY_TO_MODE.get(key)
+        try:
+            mode = mode or default_stage_mode(in_ch)
+        except ValueError:
+            raise VQForgeError(f"{source}: cannot tell the condition of cond_stage_key {key!r} with {in_ch} input "
+                               f"channels") from None
+        record = {"cond_stage": vq, "downsample_cond_size": int(params.get("downsample_cond_size", -1))}
+        if "n_labels" in cp and "n_labels" in {f.name for f in dataclasses.fields(MODES[mode].Config)}:
+            record["n_labels"] = int(cp["n_labels"])
+        return MODES[mode].Config(**record)
     raise VQForgeError(f"{source}: unsupported cond_stage_config target {target!r}")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob as _glob
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,27 +97,91 @@ def load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
-                resize: int = 0, resize_max: int = 0) -> Image.Image:
-    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``.
+@dataclass(frozen=True)
+class Crop:
+    """One resize-and-crop: resize the image to ``size_wh`` (w, h), then cut ``box`` (left, top, right, bottom).
 
-    With ``resize_max > resize`` and random crops, the smallest side is drawn uniformly from
-    ``[resize, resize_max]`` for each crop (crops at several scales of the same photo).
+    The same :class:`Crop` applied to an image and to its paired map (with another filter) cuts them alike.
     """
-    w, h = img.size
+
+    size_wh: tuple[int, int]
+    box: tuple[int, int, int, int]
+
+    def apply(self, img: Image.Image, resample: int = Image.BICUBIC) -> Image.Image:
+        if img.size != self.size_wh:
+            img = img.resize(self.size_wh, resample)
+        return img.crop(self.box)
+
+
+def plan_crop(wh: tuple[int, int], size: int, rng: random.Random | None = None, resize: int = 0,
+              resize_max: int = 0) -> Crop:
+    """Where a ``size x size`` crop of an image of ``wh`` = (w, h) lies: the smallest side resized to ``resize``
+    (default ``size``; with ``rng`` and ``resize_max`` larger, drawn from ``[resize, resize_max]``: several scales),
+    then a random crop (drawn from ``rng``) or, with ``rng`` None, the centre one. The one resize-and-crop rule."""
+    w, h = wh
     short = max(resize or size, size)
-    if crop == "random" and resize_max > short:
+    if rng is not None and resize_max > short:
         short = rng.randint(short, resize_max)
     scale = short / min(w, h)
     if scale != 1.0:
-        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
-        img = img.resize((nw, nh), Image.BICUBIC)
-        w, h = nw, nh
-    if crop == "random":
+        w, h = max(short, round(w * scale)), max(short, round(h * scale))
+    if rng is not None:
         left, top = rng.randint(0, w - size), rng.randint(0, h - size)
     else:
         left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    return Crop((w, h), (left, top, left + size, top + size))
+
+
+def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
+                resize: int = 0, resize_max: int = 0) -> Image.Image:
+    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``
+    (see :func:`plan_crop`; ``rng`` is used for random crops only)."""
+    return plan_crop(img.size, size, rng if crop == "random" else None, resize, resize_max).apply(img)
+
+
+def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, int], exact: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image (3, H, W) in [-1, 1] and its mask (H, W) bool (white, > 127, is True), cut alike.
+
+    ``exact``: both resized to ``size`` (H, W); else resized (smallest side) and centre-cropped to it (a square
+    ``size``, the trained size). The mask must have the image's size.
+    """
+    from ..imageio import read_image
+
+    img, mask = read_image(image_path), read_image(mask_path, mode="L")
+    if mask.size != img.size and not exact:
+        raise VQForgeError(f"{mask_path}: mask is {mask.size[1]}x{mask.size[0]} px, the image {img.size[1]}x"
+                           f"{img.size[0]} px")
+    if exact:
+        img, mask = img.resize((size[1], size[0]), Image.BICUBIC), mask.resize((size[1], size[0]), Image.NEAREST)
+    else:
+        plan = plan_crop(img.size, size[0])
+        img, mask = plan.apply(img), plan.apply(mask, Image.NEAREST)
+    return to_tensor(img), torch.from_numpy(np.asarray(mask) > 127)
+
+
+def image_batches(paths: list[Path], batch_size: int, size: int = 0, multiple_of: int = 1):
+    """(B, 3, H, W) batches in [-1, 1] of the images at ``paths``: resized (smallest side) and centre-cropped to
+    ``size`` x ``size``, or with ``size`` 0 each at its own size centre-cropped to a multiple of ``multiple_of``
+    (a batch ends where the size changes)."""
+    from ..imageio import read_image
+
+    batch: list[torch.Tensor] = []
+    for p in paths:
+        img = read_image(p)
+        if size:
+            img = plan_crop(img.size, size).apply(img)
+        w, h = img.size[0] // multiple_of * multiple_of, img.size[1] // multiple_of * multiple_of
+        if h == 0 or w == 0:
+            raise VQForgeError(f"{p}: image smaller than the model's downsampling factor {multiple_of}")
+        left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
+        x = to_tensor(img.crop((left, top, left + w, top + h)))
+        if batch and (len(batch) == batch_size or x.shape != batch[0].shape):
+            yield torch.stack(batch)
+            batch = []
+        batch.append(x)
+    if batch:
+        yield torch.stack(batch)
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -133,6 +133,16 @@ class TokenDataset(torch.utils.data.Dataset):
     def label_names(self) -> list[str] | None:
         return self.meta.get("label_names")
 
+    def facts(self):
+        """What the dataset tells about the condition (:class:`~vqforge.models.conditioning.DataFacts`)."""
+        from ..models.conditioning import DataFacts
+
+        cond = self.meta.get("cond")
+        names = self.label_names
+        return DataFacts(image_hw=tuple(self.meta["image_size"]), label_names=tuple(names) if names is not None else None,
+                         pre_encoded=True, cond_mode=cond["mode"] if cond else None,
+                         cond_grid=tuple(cond["grid"]) if cond else None, cond_codes=int(cond["n_codes"]) if cond else None)
+
     def __len__(self) -> int:
         return len(self.indices)
 

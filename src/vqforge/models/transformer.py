@@ -14,13 +14,15 @@ condition stage's codebook size).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import SPATIAL_MODES, ConditionConfig, CoordStage, build_condition
+from .conditioning import Condition, ConditionConfig, DataFacts, UnconditionalConfig, make_condition
+from .conditioning.base import frozen
 from .gpt import GPT, GPTConfig
 from .vqgan import VQGAN, VQGANConfig
 
@@ -29,69 +31,87 @@ from .vqgan import VQGAN, VQGANConfig
 class TransformerConfig:
     """The whole second-stage pipeline: GPT, first stage, condition, and training noise ``pkeep``.
 
-    pkeep: during training, each input image token is kept with probability ``pkeep`` and otherwise
-    replaced by a random image code (the original's token noise; 1.0 = off). Targets stay clean.
-    image_size: the (square) image side the transformer was trained on; 0 = the first stage's
-    ``ddconfig.resolution`` (the original's convention). See :attr:`Net2NetTransformer.trained_hw`.
+    cond: the conditioning mode's config (see :mod:`vqforge.models.conditioning`). pkeep: during training, each
+    input image token is kept with probability ``pkeep`` and otherwise replaced by a random image code (the
+    original's token noise; 1.0 = off). Targets stay clean. image_size: the (square) image side the transformer
+    was trained on; 0 = the first stage's ``ddconfig.resolution`` (the original's convention). ``gpt.vocab_size``
+    and ``gpt.block_size`` may be 0: they are then derived (:func:`derive_config`).
     """
 
     gpt: GPTConfig = field(default_factory=GPTConfig)
     first_stage: VQGANConfig = field(default_factory=VQGANConfig)
-    cond: ConditionConfig = field(default_factory=ConditionConfig)
+    cond: ConditionConfig = field(default_factory=UnconditionalConfig)
     pkeep: float = 1.0
     image_size: int = 0
 
 
-def cond_vocab_size(cfg: TransformerConfig) -> int:
-    """The smallest vocabulary that covers every condition token id of ``cfg``."""
-    c = cfg.cond
-    if c.mode == "unconditional":
-        return c.sos_token + 1
-    if c.mode == "class":
-        return c.n_classes + (1 if c.null_class else 0)
-    if c.mode == "tokens":
-        return 0  # unknown: the data provides ids below vocab_size
-    if c.mode == "coord":
-        return c.coord_n_embed  # NOTE: ids above are clamped (see Net2NetTransformer.encode_to_c)
-    return c.cond_stage.quantizer.n_embed if c.cond_stage is not None else 0
+def trained_hw(cfg: TransformerConfig) -> tuple[int, int]:
+    """Image size (H, W) the transformer was trained on (``image_size`` or the first stage's resolution)."""
+    r = cfg.image_size or cfg.first_stage.ddconfig.resolution
+    return r, r
 
 
-def check_config(cfg: TransformerConfig) -> None:
-    """Raise ValueError with a clear message when ``cfg`` is inconsistent."""
-    c = cfg.cond
-    n_codes = cfg.first_stage.quantizer.n_embed
-    need = max(n_codes, cond_vocab_size(cfg))
-    if cfg.gpt.vocab_size < need:
-        what = {"class": f"{c.n_classes} classes" + (" + 1 NULL class" if c.null_class else ""),
-                "unconditional": f"start token {c.sos_token}"}.get(c.mode, f"{c.mode} condition codes")
-        raise ValueError(f"gpt.vocab_size={cfg.gpt.vocab_size} is too small: the image codebook has {n_codes} codes "
-                         f"and the condition uses {what}; set gpt.vocab_size >= {need}")
-    if c.mode == "class" and c.n_classes < 1:
-        raise ValueError("cond.n_classes must be >= 1 for class conditioning")
-    if c.class_dropout > 0 and not (c.mode == "class" and c.null_class):
-        raise ValueError("cond.class_dropout > 0 needs mode 'class' with null_class: true")
-    if not 0.0 <= c.class_dropout < 1.0:
-        raise ValueError(f"cond.class_dropout must lie in [0, 1), got {c.class_dropout}")
+def fit_problem(n_cond: int, n_image: int, block_size: int, what: str = "") -> str | None:
+    """The one "fits in block_size" check: why ``n_cond`` condition and ``n_image`` image tokens do not fit the
+    GPT's context (the last image token is never fed), or None."""
+    need = n_cond + n_image - 1
+    if need <= block_size:
+        return None
+    return (f"{n_cond} condition + {n_image} image tokens{what} need model.gpt.block_size >= {need}, the GPT has "
+            f"{block_size}")
+
+
+def derive_config(cfg: TransformerConfig, facts: DataFacts | None = None, strict: bool = True) -> TransformerConfig:
+    """``cfg`` with the settings the first stage, the condition and the data determine filled in, checked.
+
+    ``gpt.vocab_size`` (the image codebook and every condition id), ``gpt.block_size`` (condition + image tokens
+    - 1 at the trained size) and the condition's own derived settings (e.g. ``cond.n_classes`` from the labels,
+    see :meth:`Condition.derive`) are filled where they are 0 and checked where they are set. ``facts``: what
+    the training data tells (its image size becomes ``image_size``). Raises ValueError naming every problem,
+    each key as the command line accepts it (``model.gpt.vocab_size=1024``). ``strict=False`` (a model being
+    loaded) leaves the token counts at the trained size unchecked unless ``block_size`` is to be derived: they
+    matter when sampling, whose plan checks them for the size asked for.
+    """
+    hw = facts.image_hw if facts is not None else trained_hw(cfg)
+    if facts is not None and hw[0] == hw[1]:
+        cfg = dataclasses.replace(cfg, image_size=int(hw[0]))
+    cond, more = make_condition(cfg.cond, hw), []
+    if facts is not None:
+        derived, more = cond.derive(facts)
+        cond = make_condition(derived, hw)
+    problems = cond.problems() + more
     if not 0.0 <= cfg.pkeep <= 1.0:
-        raise ValueError(f"pkeep must lie in [0, 1], got {cfg.pkeep}")
-    if c.mode in SPATIAL_MODES:
-        if c.cond_stage is None:
-            raise ValueError(f"condition mode {c.mode!r} needs a cond_stage VQGAN config")
-        want = {"segmentation": c.n_labels, "depth": 1, "edges": 1, "lowres": 3}[c.mode]
-        have = c.cond_stage.ddconfig.in_channels
-        if c.mode == "segmentation" and c.n_labels < 1:
-            raise ValueError("cond.n_labels must be set for segmentation conditioning")
-        if have != want:
-            raise ValueError(f"the {c.mode} cond_stage takes {have} input channels, expected {want}")
-    elif c.cond_stage is not None:
-        raise ValueError(f"condition mode {c.mode!r} takes no cond_stage VQGAN")
-
-
-def _freeze(module: nn.Module) -> nn.Module:
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+        problems.append(f"model.pkeep must lie in [0, 1], got {cfg.pkeep}")
+    if problems:  # the condition's own settings first: the sizes below depend on them
+        raise ValueError("; ".join(problems))
+    gpt, n_codes = cfg.gpt, cfg.first_stage.quantizer.n_embed
+    vocab = max(n_codes, cond.n_ids)
+    if gpt.vocab_size == 0:
+        gpt = dataclasses.replace(gpt, vocab_size=vocab)
+    elif gpt.vocab_size < vocab:
+        problems.append(f"model.gpt.vocab_size={gpt.vocab_size} is too small: the image codebook has {n_codes} "
+                        f"codes and the condition uses {cond.describe_ids()}; set model.gpt.vocab_size={vocab} "
+                        f"or 0 (derived)")
+    f = cfg.first_stage.ddconfig.downsample_factor
+    grid_problem = cond.grid_problem(hw)
+    if not strict and gpt.block_size > 0:
+        pass
+    elif hw[0] % f or hw[1] % f:
+        problems.append(f"the image size {hw[0]}x{hw[1]} is not a multiple of the first stage's downsampling "
+                        f"factor {f}")
+    elif grid_problem:
+        problems.append(grid_problem)
+    else:
+        n_cond, n_img = cond.n_tokens(hw), (hw[0] // f) * (hw[1] // f)
+        need = n_cond + n_img - 1
+        if gpt.block_size == 0:
+            gpt = dataclasses.replace(gpt, block_size=need)
+        elif need > gpt.block_size:
+            problems.append(f"{fit_problem(n_cond, n_img, gpt.block_size, f' ({hw[0]}x{hw[1]} px)')}: set "
+                            f"model.gpt.block_size={need} or 0 (derived)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return dataclasses.replace(cfg, gpt=gpt, cond=cond.config)
 
 
 class Net2NetTransformer(nn.Module):
@@ -99,20 +119,18 @@ class Net2NetTransformer(nn.Module):
 
     Images are float (B, 3, H, W) in [-1, 1]. ``forward(x, c)`` returns the logits for the image
     positions (B, h*w, vocab) and the targets (B, h*w); see :meth:`forward_tokens` for pre-tokenized data.
+    ``condition`` is the conditioning mode (:class:`~vqforge.models.conditioning.Condition`); ``config``
+    holds the settings derived at construction (:func:`derive_config`).
     """
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        check_config(cfg)
+        cfg = derive_config(cfg, strict=False)
         self.config = cfg
-        self.first_stage = _freeze(VQGAN(cfg.first_stage))
-        c = cfg.cond
-        if c.mode in SPATIAL_MODES:
-            self.cond_stage: nn.Module | None = _freeze(VQGAN(c.cond_stage))
-        elif c.mode == "coord":
-            self.cond_stage = CoordStage(c.coord_n_embed, c.coord_down_factor)
-        else:
-            self.cond_stage = None
+        self.condition: Condition = make_condition(cfg.cond, trained_hw(cfg), cfg.gpt.vocab_size)
+        self.first_stage = frozen(VQGAN(cfg.first_stage))
+        self.cond_stage: nn.Module | None = self.condition.build_stage()
+        self.condition.stage = self.cond_stage
         self.transformer = GPT(cfg.gpt)
 
     # ----------------------------------------------------------------------------------- properties
@@ -128,24 +146,19 @@ class Net2NetTransformer(nn.Module):
         return self.first_stage.n_codes
 
     @property
-    def null_class_token(self) -> int | None:
-        """Token id of the NULL class (classifier-free guidance), or None."""
-        c = self.config.cond
-        return c.n_classes if c.mode == "class" and c.null_class else None
-
-    @property
-    def sos_token(self) -> int:
-        return self.config.cond.sos_token
+    def null_token(self) -> int | None:
+        """Token id of the null condition (classifier-free guidance; the NULL class of class models), or None."""
+        return self.condition.null_id
 
     @property
     def mode(self) -> str:
-        return self.config.cond.mode
+        """Name of the conditioning mode."""
+        return self.condition.name
 
     @property
     def trained_hw(self) -> tuple[int, int]:
         """Image size (H, W) the transformer was trained on (``config.image_size`` or the first stage's)."""
-        r = self.config.image_size or self.config.first_stage.ddconfig.resolution
-        return r, r
+        return trained_hw(self.config)
 
     def latent_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Image-token grid (h, w) of an image of size ``image_hw``."""
@@ -154,25 +167,15 @@ class Net2NetTransformer(nn.Module):
 
     def cond_hw(self, image_hw: tuple[int, int]) -> tuple[int, int] | None:
         """Condition-token grid (h, w) for images of size ``image_hw`` (None for non-spatial modes)."""
-        c = self.config.cond
-        if c.mode not in SPATIAL_MODES and c.mode != "coord":
-            return None
-        H, W = image_hw
-        if c.mode == "lowres":
-            H, W = H // c.lowres_factor, W // c.lowres_factor
-        if c.downsample_cond_size > -1:
-            H = W = c.downsample_cond_size
-        f = self.cond_stage.downsample_factor
-        return H // f, W // f
+        return self.condition.grid(image_hw)
 
     def n_cond_tokens(self, image_hw: tuple[int, int]) -> int:
         """Number of condition tokens in front of the image tokens."""
-        hw = self.cond_hw(image_hw)
-        return 1 if hw is None else hw[0] * hw[1]
+        return self.condition.n_tokens(image_hw)
 
     def build_condition(self, images: torch.Tensor | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
-        """Model input condition from raw data (see :func:`vqforge.models.conditioning.build_condition`)."""
-        return build_condition(self.config.cond, images, raw)
+        """Model input condition from raw data (see :meth:`Condition.build_input`)."""
+        return self.condition.build_input(images, raw)
 
     # ------------------------------------------------------------------------------------- encoding
     @torch.no_grad()
@@ -182,31 +185,9 @@ class Net2NetTransformer(nn.Module):
 
     @torch.no_grad()
     def encode_to_c(self, c: torch.Tensor) -> torch.Tensor:
-        """Condition tokens (B, Tc) int64 for the model input condition ``c`` (see the module docs).
-
-        Class labels equal to ``-1`` map to the NULL class token.
-        """
-        cfg = self.config.cond
-        if cfg.mode == "unconditional":
-            return torch.full((c.shape[0], 1), cfg.sos_token, dtype=torch.long, device=c.device)
-        if cfg.mode == "class":
-            labels = c.long().view(-1, 1)
-            if cfg.n_classes and ((labels < -1) | (labels >= cfg.n_classes)).any():
-                raise ValueError(f"class labels must lie in [0, {cfg.n_classes}) or be -1 (NULL class)")
-            if (labels < 0).any():
-                if self.null_class_token is None:
-                    raise ValueError("label -1 (NULL class) used, but this model has no NULL class")
-                labels = torch.where(labels < 0, torch.full_like(labels, self.null_class_token), labels)
-            return labels
-        if cfg.mode == "tokens":
-            return c.long().view(c.shape[0], -1)
-        if cfg.downsample_cond_size > -1:
-            # NOTE: default (nearest) interpolation, as the original
-            c = F.interpolate(c, size=(cfg.downsample_cond_size, cfg.downsample_cond_size))
-        idx = self.cond_stage.encode_to_indices(c).flatten(1)  # (B, hc*wc)
-        if cfg.mode == "coord":
-            idx = idx.clamp_max(self.transformer.config.vocab_size - 1)
-        return idx
+        """Condition tokens (B, Tc) int64 for the model input condition ``c`` (see :meth:`Condition.encode`;
+        class labels equal to ``-1`` map to the NULL class token)."""
+        return self.condition.encode(c)
 
     @torch.no_grad()
     def decode_to_img(self, indices: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -224,13 +205,12 @@ class Net2NetTransformer(nn.Module):
     def forward_tokens(self, z_indices: torch.Tensor, c_indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, N, vocab) for the N image positions and targets (B, N) from token ids.
 
-        In training mode: label dropout to the NULL class (class mode, ``class_dropout``) and ``pkeep``
+        In training mode: condition dropout to the null condition (``cond.dropout``, for guidance) and ``pkeep``
         token noise on the inputs, as the original.
         """
         cfg = self.config
-        if self.training and cfg.cond.class_dropout > 0 and cfg.cond.mode == "class":
-            drop = torch.rand(c_indices.shape, device=c_indices.device) < cfg.cond.class_dropout
-            c_indices = torch.where(drop, torch.full_like(c_indices, self.null_class_token), c_indices)
+        if self.training:
+            c_indices = self.condition.drop(c_indices)
         if self.training and cfg.pkeep < 1.0:
             keep = torch.bernoulli(torch.full(z_indices.shape, cfg.pkeep, device=z_indices.device)).bool()
             # NOTE: the original draws noise from the whole vocab_size; we draw image codes only (the same

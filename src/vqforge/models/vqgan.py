@@ -178,6 +178,12 @@ class VQGAN(nn.Module):
         return self.quantize.n_codes
 
     @property
+    def trained_hw(self) -> tuple[int, int]:
+        """The image size (H, W) the model was made for (``ddconfig.resolution``): the default size of commands."""
+        r = self.config.ddconfig.resolution
+        return r, r
+
+    @property
     def last_layer(self) -> torch.Tensor:
         """The decoder's last weight, used by the adaptive GAN weight."""
         return self.decoder.conv_out.weight

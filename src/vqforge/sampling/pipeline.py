@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.transformer import Net2NetTransformer
+from ..models.transformer import Net2NetTransformer, fit_problem
 from .complete import complete_tokens, token_mask
 from .generate import sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
-from .sliding import sample_sliding
+from .sliding import check_windows, cond_tokens_per_window, sample_sliding
 
 
 @dataclass(frozen=True)
@@ -37,62 +37,64 @@ class Layout:
 
 
 def trained_hw(model: Net2NetTransformer) -> tuple[int, int]:
-    """The image size the first stage was trained at (square ``resolution``)."""
-    r = model.first_stage.config.ddconfig.resolution
-    return r, r
+    """The image size the transformer was trained at (recorded by training; else the first stage's resolution)."""
+    return model.trained_hw
 
 
 def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
-           window: tuple[int, int] | None = None) -> Layout:
-    """Plan a job; ``window`` (tokens) defaults to the trained grid: resolution // downsampling factor."""
+           window: tuple[int, int] | None = None, cfg_scale: float = 0.0) -> Layout:
+    """Plan a job and check that it can run (ValueError naming the fix otherwise), before any token is drawn.
+
+    ``image_hw`` defaults to the trained size; ``window`` (tokens) to the trained grid; ``cfg_scale > 0`` checks
+    that the model has a null condition to guide with.
+    """
+    if cfg_scale > 0 and model.condition.null_id is None:
+        raise ValueError(model.condition.no_null_reason())
     f = model.first_stage.downsample_factor
-    image_hw = image_hw or trained_hw(model)
+    image_hw = tuple(image_hw or model.trained_hw)
     H, W = image_hw
     if H <= 0 or W <= 0 or H % f or W % f:
         raise ValueError(f"size {H}x{W} is not a positive multiple of the model's downsampling factor {f}")
+    problem = model.condition.grid_problem(image_hw)
+    if problem:
+        raise ValueError(f"size {H}x{W}: {problem}")
     grid = (H // f, W // f)
-    if window is None:
-        r = model.first_stage.config.ddconfig.resolution // f
-        window = (r, r)
+    trained = model.latent_hw(model.trained_hw)
+    window = tuple(window or trained)
     window = (min(window[0], grid[0]), min(window[1], grid[1]))
-    return Layout(image_hw, grid, window, model.cond_hw(image_hw))
+    lay = Layout(image_hw, grid, window, model.cond_hw(image_hw))
+    n_cond = model.n_cond_tokens(image_hw)
+    if lay.cond_hw is not None:  # a spatial condition: the windows' share of it, on whole condition tokens
+        check_windows(grid, window, lay.cond_hw)
+        n_cond = cond_tokens_per_window(torch.zeros(1, *lay.cond_hw), grid, window)
+    what = f" (a {window[0]}x{window[1]} window)" if lay.sliding else f" ({H}x{W} px)"
+    problem = fit_problem(n_cond, window[0] * window[1], model.config.gpt.block_size, what)
+    if problem:
+        raise ValueError(f"{problem}; sample at most the trained size {model.trained_hw[0]}x{model.trained_hw[1]} "
+                         f"or a smaller --window")
+    return lay
 
 
-def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, classes: torch.Tensor | None = None,
-                     cond: torch.Tensor | None = None, cfg_scale: float = 0.0
+def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, cond: torch.Tensor | None = None,
+                     cfg_scale: float = 0.0, classes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(cond, uncond) token tensors for a batch: (B, Tc) for global conditions, (B, ch, cw) for spatial ones.
 
-    ``classes`` (B,): class labels (class mode). ``cond``: the model input condition (see
-    :meth:`Net2NetTransformer.encode_to_c`) for spatial modes, at ``lay.image_hw`` (coord mode builds its
-    own). ``uncond`` is the NULL class when ``cfg_scale > 0``, else None.
+    ``cond``: the model input (see :meth:`Net2NetTransformer.encode_to_c`: class labels, maps at
+    ``lay.image_hw``, ...); ``classes`` is another name for it. Without either, the mode's default input is used
+    (start tokens, coordinates), or ValueError says what to give. ``uncond``: the null condition's tokens when
+    ``cfg_scale > 0`` (ValueError naming the fix when the model has none), else None.
     """
-    mode = model.mode
+    condition = model.condition
     device = model.transformer.pos_emb.device
-    uncond = None
-    if mode == "unconditional":
-        c = torch.full((batch, 1), model.sos_token, dtype=torch.long, device=device)
-    elif mode == "class":
-        if classes is None:
-            raise ValueError("this is a class-conditional model: give the class labels")
-        c = model.encode_to_c(classes.to(device).view(-1))  # (B, 1)
-        if cfg_scale > 0:
-            if model.null_class_token is None:
-                raise ValueError("classifier-free guidance needs a model trained with a NULL class")
-            uncond = torch.full_like(c, model.null_class_token)
-    elif mode == "tokens":
-        if cond is None:
-            raise ValueError("this model is conditioned on token ids: give them")
-        c = cond.long().to(device)
-    else:
-        if cond is None:
-            if mode != "coord":
-                raise ValueError(f"this model is conditioned on {mode} maps: give one")
-            cond = model.build_condition(images=torch.zeros(batch, 3, *lay.image_hw, device=device))
-        c = model.encode_to_c(cond.to(device)).view(batch, *lay.cond_hw)  # (B, ch, cw)
-    if cfg_scale > 0 and mode != "class":
-        raise ValueError("classifier-free guidance (--cfg) is for class-conditional models")
-    return c, uncond
+    c = cond if cond is not None else classes
+    if c is None:
+        c = condition.default_input(batch, lay.image_hw, device)
+        if c is None:
+            raise ValueError(f"this model is conditioned on {condition.input_hint}: give them")
+    tokens = condition.arrange(model.encode_to_c(c.to(device)), lay.image_hw)  # (B, Tc) or (B, ch, cw)
+    uncond = condition.null(tokens) if cfg_scale > 0 else None
+    return tokens, uncond
 
 
 @torch.inference_mode()

@@ -5,6 +5,11 @@ grid), placed by the original's rule (:func:`window_offset`): the window follows
 window's middle row/column, except near the borders, where the window stops at the grid's edge. Condition
 tokens are windowed in lockstep and come first (a start or class token, which is global, is used as is).
 
+A condition grid at an integer ratio to the image grid is windowed at the same relative place: a grid k times
+larger by k times the window; a grid k times smaller by 1/k of it, with window starts aligned to multiples of k
+(the rule's start, moved back to the nearest multiple), so that every window covers whole condition tokens, as
+the trained windows did. With equal grids (the original's case) nothing moves.
+
 Each window is run from its start (a fresh forward over the condition and the window's tokens before the
 target). While consecutive targets share one window (near the borders, or when the window covers the grid),
 the cache of that window is reused and only the new tokens are fed, so a window that covers the whole grid
@@ -16,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..models.gpt import GPT
+from ..models.transformer import fit_problem
 from .generate import Decoder, guidance_batch
 from .processors import SamplingSettings, next_token
 from .progress import Progress
@@ -35,11 +41,55 @@ def window_offset(i: int, n: int, w: int) -> int:
     return w // 2
 
 
-def window_bounds(i: int, n: int, w: int) -> tuple[int, int]:
-    """(start, local): the window covering index ``i`` starts at ``start``; ``i`` is at ``local`` inside it."""
+def window_bounds(i: int, n: int, w: int, align: int = 1) -> tuple[int, int]:
+    """(start, local): the window covering index ``i`` starts at ``start``; ``i`` is at ``local`` inside it.
+
+    ``align``: starts are moved back to a multiple of it (see the module docs; 1 = the original's rule).
+    """
     w = min(w, n)
-    local = window_offset(i, n, w)
-    return i - local, local
+    start = i - window_offset(i, n, w)
+    start -= start % align
+    return start, i - start
+
+
+def window_align(n: int, cn: int, w: int, axis: str = "row") -> int:
+    """The alignment of window starts along one axis: a window of ``w`` of ``n`` image tokens must cover whole
+    tokens of a condition grid of ``cn`` (1 when it always does). ValueError naming the fix when it cannot."""
+    if w >= n or cn == n:
+        return 1
+    if cn > n:
+        if cn % n:
+            raise ValueError(f"the condition grid's {cn} {axis}s are not a multiple of the image grid's {n}: the "
+                             f"sliding window needs an integer ratio between the grids (choose a size or a condition "
+                             f"stage whose downsampling factor divides evenly)")
+        return 1
+    if n % cn:
+        raise ValueError(f"the image grid's {n} {axis}s are not a multiple of the condition grid's {cn}: the sliding "
+                         f"window needs an integer ratio between the grids (choose a size or a condition stage whose "
+                         f"downsampling factor divides evenly)")
+    k = n // cn
+    if w % k:
+        raise ValueError(f"a window of {w} {axis}s does not cover whole condition tokens ({k} image tokens each): "
+                         f"use a --window that is a multiple of {k}")
+    return k
+
+
+def check_windows(grid_hw: tuple[int, int], window_hw: tuple[int, int], cond_hw: tuple[int, int]
+                  ) -> tuple[int, int]:
+    """Window-start alignment (rows, columns) for a spatial condition grid ``cond_hw``; ValueError when the
+    windows cannot cover whole condition tokens."""
+    return (window_align(grid_hw[0], cond_hw[0], window_hw[0], "row"),
+            window_align(grid_hw[1], cond_hw[1], window_hw[1], "column"))
+
+
+def _cond_span(a: int, b: int, n: int, cn: int) -> tuple[int, int]:
+    """Condition indices [a', b') for image indices [a, b) of an axis of ``n`` (condition axis of ``cn``)."""
+    if a == 0 and b == n:
+        return 0, cn
+    if (a * cn) % n or (b * cn) % n:
+        raise ValueError(f"image tokens [{a}, {b}) of {n} do not fall on whole condition tokens ({cn}); plan the "
+                         f"job with vqforge.sampling.layout, which checks this")
+    return a * cn // n, b * cn // n
 
 
 def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, int],
@@ -47,28 +97,20 @@ def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, i
     """The condition tokens (B, Tc_window) that go with the image-token window ``rows`` x ``cols``.
 
     ``cond`` is (B, Tc) for a global condition (start / class token: returned unchanged) or a token grid
-    (B, ch, cw) for a spatial one, windowed in lockstep; a cond grid of another size than the image grid
-    (e.g. a low-resolution image) is windowed at the same relative place, which must fall on whole tokens.
+    (B, ch, cw) for a spatial one, windowed in lockstep at the same relative place (see the module docs).
     """
     if cond.dim() == 2:
         return cond
     B, ch, cw = cond.shape
-    h, w = grid_hw
-
-    def scale(a: int, n: int, cn: int, what: str) -> int:
-        if (a * cn) % n:
-            raise ValueError(f"a window {what} at {a} of {n} image tokens does not fall on a whole condition token "
-                             f"({cn} condition tokens)")
-        return a * cn // n
-
-    r0, r1 = (scale(r, h, ch, "row") for r in rows)
-    c0, c1 = (scale(c, w, cw, "column") for c in cols)
+    r0, r1 = _cond_span(rows[0], rows[1], grid_hw[0], ch)
+    c0, c1 = _cond_span(cols[0], cols[1], grid_hw[1], cw)
     return cond[:, r0:r1, c0:c1].reshape(B, -1)
 
 
 def cond_tokens_per_window(cond: torch.Tensor, grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
     """How many condition tokens precede each window."""
-    return cond_window(cond, grid_hw, (0, window_hw[0]), (0, window_hw[1])).shape[1]
+    wh, ww = min(window_hw[0], grid_hw[0]), min(window_hw[1], grid_hw[1])
+    return cond_window(cond, grid_hw, (0, wh), (0, ww)).shape[1]
 
 
 @torch.inference_mode()
@@ -93,13 +135,14 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     guided = uncond is not None and settings.cfg_scale > 0
     tokens = torch.zeros(B, h, w, dtype=torch.long, device=device) if init is None else init.clone()
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
+    ah, aw = check_windows(grid_hw, (wh, ww), tuple(cond.shape[1:])) if cond.dim() == 3 else (1, 1)
     total = int(todo.sum())
     Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
     if Tc < 1:
         raise ValueError("sampling needs at least one condition (or start) token")
-    if Tc + wh * ww - 1 > model.config.block_size:
-        raise ValueError(f"a {wh}x{ww} window with {Tc} condition tokens needs {Tc + wh * ww - 1} positions; "
-                         f"the GPT's block_size is {model.config.block_size}")
+    problem = fit_problem(Tc, wh * ww, model.config.block_size, f" (a {wh}x{ww} window)")
+    if problem:
+        raise ValueError(problem)
     dec = Decoder(model, 2 * B if guided else B, Tc + wh * ww - 1, fast=fast)
 
     def both(x: torch.Tensor) -> torch.Tensor:  # the same image tokens for both guidance halves
@@ -108,11 +151,11 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     last_window, last_p = None, 0  # the cache holds window `last_window`'s positions [0, Tc + last_p)
     count = 0
     for i in range(h):
-        i0, li = window_bounds(i, h, wh)
+        i0, li = window_bounds(i, h, wh, ah)
         for j in range(w):
             if not todo[i, j]:
                 continue
-            j0, lj = window_bounds(j, w, ww)
+            j0, lj = window_bounds(j, w, ww, aw)
             p = li * ww + lj  # the target's position among the window's image tokens
             window = tokens[:, i0:i0 + wh, j0:j0 + ww].reshape(B, -1)  # (B, wh*ww)
             if reuse_cache and last_window == (i0, j0) and p > last_p:

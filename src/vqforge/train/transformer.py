@@ -33,7 +33,7 @@ from torch import nn
 from ..imageio import save_grid
 from ..config import ConfigError, from_dict
 from ..io import VQForgeError
-from ..models.transformer import Net2NetTransformer, TransformerConfig
+from ..models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from ..models.vqgan import VQGAN
 from . import common as C
 from .transformer_data import CoordCrops, TransformerData
@@ -151,33 +151,17 @@ def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: 
 def resolve_config(cfg: TransformerRunConfig, first_stage: VQGAN | None, cond_stage: nn.Module | None
                    ) -> TransformerRunConfig:
     """Fill ``model.first_stage`` / ``model.cond.cond_stage`` from the loaded stage models."""
+    from ..models.conditioning import make_condition
+
     m = cfg.model
     if first_stage is not None:
         m = dataclasses.replace(m, first_stage=first_stage.config)
     if cond_stage is not None:
-        m = dataclasses.replace(m, cond=dataclasses.replace(m.cond, cond_stage=cond_stage.config))
+        try:
+            m = dataclasses.replace(m, cond=make_condition(m.cond).with_stage(cond_stage.config))
+        except ValueError as e:
+            raise VQForgeError(f"--cond-stage: {e}") from None
     return dataclasses.replace(cfg, model=m)
-
-
-@torch.no_grad()
-def _condition_image(model: Net2NetTransformer, c: torch.Tensor, image_hw: tuple[int, int], channels: int
-                     ) -> torch.Tensor | None:
-    """The condition stage's reconstruction of condition tokens as images (B, channels, H, W) for grids
-    (segmentation maps colourised), or None for non-spatial conditions."""
-    from ..models.conditioning import colorize_labels
-
-    hw = model.cond_hw(image_hw)
-    if hw is None or model.cond_stage is None:
-        return None
-    rec = model.decode_cond(c, hw)  # (B, C', h', w')
-    if model.mode == "segmentation":
-        rec = colorize_labels(rec, model.config.cond.n_labels)
-    elif model.mode == "coord":
-        rec = rec * 2 - 1
-    rec = F.interpolate(rec.float(), size=image_hw, mode="nearest")
-    if rec.shape[1] != channels:
-        rec = rec.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else None
-    return rec
 
 
 def _load_stage(path: str | None, what: str) -> VQGAN | None:
@@ -226,11 +210,13 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
         raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
     cfg = resolve_config(cfg, fs, cs)
     tc = cfg.train
-    C.seed_everything(tc.seed)  # the same initial weights on every rank
-    try:
-        model = Net2NetTransformer(cfg.model)
+    ds = TransformerData(data, cfg.model, tc)
+    try:  # derived settings (vocab_size, block_size, n_classes, ...) and the image size the data has
+        cfg = dataclasses.replace(cfg, model=derive_config(cfg.model, ds.facts))
     except ValueError as e:
-        raise VQForgeError(f"model config: {e}") from None
+        raise VQForgeError(f"{data}: {e}") from None
+    C.seed_everything(tc.seed)  # the same initial weights on every rank
+    model = Net2NetTransformer(cfg.model)
     if fs is not None:
         model.first_stage.load_state_dict(fs.state_dict())
     if cs is not None:
@@ -240,10 +226,6 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
     device = dist.device
     model.to(device)
     C.seed_everything(tc.seed + dist.rank)
-    ds = TransformerData(data, model, tc)
-    if not resume and ds.image_size[0] == ds.image_size[1] and cfg.model.image_size != ds.image_size[0]:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=int(ds.image_size[0])))
-        model.config = cfg.model  # records the training image size in the saved model
     if ds.pre_tokenized and first_stage and dist.is_main:
         src = ds.train.meta.get("source_model") or ""
         if src and Path(src).resolve() != Path(first_stage).resolve():
@@ -325,12 +307,11 @@ def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_st
         n = tc.n_samples
         batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train, batch_size=n)))
         z, c = ds.to_tokens(model, batch, device)
-        if model.config.cond.mode == "class":  # one sample per class, cycling
-            c = model.encode_to_c(torch.arange(len(z), device=device) % model.config.cond.n_classes)
+        c = model.condition.sample_tokens(c)
         idx = sample_tokens(model, c, z.shape[1], top_k=tc.sample_top_k)
         imgs = model.decode_to_img(idx, ds.grid)
         rows = [imgs, model.decode_to_img(z, ds.grid)]
-        cond_img = _condition_image(model, c, ds.image_size, imgs.shape[1])
+        cond_img = model.condition.preview(c, ds.image_size, imgs.shape[1])
         if cond_img is not None:
             rows.append(cond_img)
         save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))

@@ -1,0 +1,117 @@
+"""Pre-tokenizing a dataset once (``vqforge encode``): first-stage tokens, class labels and condition tokens.
+
+:func:`encode_data` is the whole job (images of a folder, list or glob, or Fashion-MNIST; crops; labels; paired
+maps); :func:`encode_dataset` encodes any indexable of images and writes the token dataset (format in
+:mod:`vqforge.data.tokens`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import VQForgeError
+from .tokens import write_tokens
+
+
+class _Pairs:
+    """(image, raw condition or 0) items for the encoding DataLoader."""
+
+    def __init__(self, images, conds=None):
+        self.images, self.conds = images, conds
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], (torch.as_tensor(self.conds[i]) if self.conds is not None else 0)
+
+
+@torch.no_grad()
+def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, condition=None, cond_inputs=None,
+                   source_model="", cond_source="", batch_size=32, device="cpu", progress=True, files=None,
+                   workers=0) -> Path:
+    """Encode an indexable of images (each (C, H, W) in [-1, 1]) and write a token dataset to ``out``.
+
+    ``condition``: a spatial conditioning mode with its stage (:class:`~vqforge.models.conditioning.Condition`)
+    whose tokens are written too; ``cond_inputs``: an indexable of its raw data per image (label maps (H, W),
+    depth (1, H, W)) when it does not come from the images. ``workers``: DataLoader processes that decode and
+    resize images in parallel. Returns the output path.
+    """
+    from tqdm.auto import tqdm
+
+    first_stage = first_stage.to(device).eval()
+    if condition is not None:
+        condition.stage.to(device).eval()
+    image_hw = tuple(images[0].shape[-2:])
+    toks, ctoks = [], []
+    grid = None
+    loader = torch.utils.data.DataLoader(_Pairs(images, cond_inputs), batch_size=batch_size, shuffle=False,
+                                         num_workers=workers)
+    for x, raw in tqdm(loader, disable=not progress, desc="encode", unit="batch"):
+        x = x.to(device)
+        idx = first_stage.encode_to_indices(x)  # (B, h, w)
+        grid = tuple(idx.shape[1:])
+        toks.append(idx.flatten(1).cpu().numpy())
+        if condition is not None:
+            c = condition.build_input(x, raw.to(device) if cond_inputs is not None else None)
+            ctoks.append(condition.encode(c).cpu().numpy())  # (B, hc*wc)
+    cond = None
+    if condition is not None:
+        cond = {"mode": condition.name, "grid": list(condition.grid(image_hw)), "n_codes": int(condition.stage.n_codes),
+                "source_model": str(cond_source)}
+    return write_tokens(out, np.concatenate(toks), grid, first_stage.n_codes, image_hw, str(source_model),
+                        labels=None if labels is None else np.asarray(labels), label_names=label_names,
+                        cond_tokens=np.concatenate(ctoks) if ctoks else None, cond=cond, files=files)
+
+
+def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_data: str | None = None,
+                labels: str | None = None, crops: int = 1, resize_max: int = 0, seed: int = 0,
+                limit: int | None = None, source_model: str = "", cond_source: str = "", batch_size: int = 32,
+                device="cpu", workers: int = 0, progress: bool = True) -> tuple[Path, int]:
+    """Encode ``data`` to a token dataset in ``out``; returns (the path, the number of token rows).
+
+    ``data``: an image folder, ``.txt`` list or glob, or ``fashion-mnist[:train|test]`` (its labels included).
+    Images are resized (smallest side) and cropped to ``size``: one centre crop each, or ``crops`` random crops at
+    scales up to ``resize_max`` (several windows of each image, which sliding-window sampling needs). ``labels``:
+    ``folders`` (ImageFolder sub-folder names) or a file of ``relative/path label`` lines. ``condition``: a
+    spatial conditioning mode with its stage; modes with paired maps read them from ``cond_data`` (same relative
+    paths as the images, ``.png`` suffix), cut as their images.
+    """
+    channels = first_stage.config.ddconfig.in_channels
+    label_ids = label_names = files_out = cond_inputs = None
+    if data.split(":", 1)[0] == "fashion-mnist":
+        from .fashion_mnist import CLASS_NAMES, load_fashion_mnist, to_model_images
+
+        if condition is not None:
+            raise VQForgeError(f"{data}: Fashion-MNIST has no condition maps; encode it without --cond-stage")
+        imgs, lab = load_fashion_mnist(data.split(":", 1)[1] if ":" in data else "train")
+        imgs, lab = (imgs[:limit], lab[:limit]) if limit else (imgs, lab)
+        images, label_ids, label_names = to_model_images(imgs, size, channels), lab, list(CLASS_NAMES)
+    else:
+        from .images import find_images
+        from .paired import PairedCrops, folder_labels, read_label_file
+
+        root = Path(data)
+        files = find_images(data)[:limit] if limit else find_images(data)
+        maps = None
+        if condition is not None and condition.raw_input == "map":
+            if not cond_data:
+                raise VQForgeError(f"{condition.name} condition tokens need --cond-data DIR with the paired maps")
+            base = root if root.is_dir() else files[0].parent
+            maps = [Path(cond_data) / f.relative_to(base).with_suffix(".png") for f in files]
+        images = PairedCrops(files, size, channels, maps, condition, crops, resize_max, seed)
+        cond_inputs = images.maps() if maps is not None else None
+        files_out = [str(f) for f in files for _ in range(crops)]
+        if labels == "folders":
+            label_ids, label_names = folder_labels(files, root)
+        elif labels:
+            label_ids, label_names = read_label_file(labels, files, root)
+        if label_ids is not None:
+            label_ids = [lab for lab in label_ids for _ in range(crops)]
+    path = encode_dataset(first_stage, images, out, labels=label_ids, label_names=label_names, condition=condition,
+                          cond_inputs=cond_inputs, source_model=source_model, cond_source=cond_source,
+                          batch_size=batch_size, device=device, progress=progress, files=files_out, workers=workers)
+    return path, len(images)
