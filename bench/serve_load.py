@@ -136,7 +136,7 @@ def tiny_class_model(root: Path) -> Path:
     import torch
 
     from vqforge.api import save_model
-    from vqforge.models.conditioning import ConditionConfig
+    from vqforge.models.conditioning import ClassConfig
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
     from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
@@ -146,7 +146,7 @@ def tiny_class_model(root: Path) -> Path:
     dd = AutoencoderConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(), resolution=16, z_channels=8)
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=64, block_size=96, n_layer=2, n_head=2, n_embd=32),
                             first_stage=VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=32, embed_dim=8)),
-                            cond=ConditionConfig(mode="class", n_classes=5, null_class=True))
+                            cond=ClassConfig(n_classes=5, null_class=True))
     return save_model(Net2NetTransformer(cfg), root / "tinyclass")
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from vqforge.api import save_model
-from vqforge.models.conditioning import ConditionConfig
+from vqforge.models.conditioning import ClassConfig, SegmentationConfig
 from vqforge.models.vqgan import VQGAN
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,9 +22,9 @@ LABEL_NAMES = ["sky", "tree", "grass", "water", "rock"]
 def build_models(root: Path) -> dict[str, Path]:
     """A class model with a NULL class (f4, trained at 16 px), a segmentation model (5 labels), a bare VQGAN."""
     paths = {"tinyclass": root / "tinyclass", "tinyseg": root / "tinyseg", "tinyvq": root / "tinyvq"}
-    save_model(tiny_net(ConditionConfig(mode="class", n_classes=5, null_class=True)), paths["tinyclass"],
-               extra={"class_names": CLASS_NAMES, "sampling": {"top_k": 20, "cfg": 1.5}})
-    seg = ConditionConfig(mode="segmentation", n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
+    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True, names=tuple(CLASS_NAMES))), paths["tinyclass"],
+               extra={"sampling": {"top_k": 20, "cfg": 1.5}})
+    seg = SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
     save_model(tiny_net(seg, seed=1), paths["tinyseg"], extra={"label_names": LABEL_NAMES})
     save_model(VQGAN(tiny_vq()).eval(), paths["tinyvq"])
     return paths

@@ -64,7 +64,7 @@ def test_models_page_and_static_files(client):
     info = client.get("/api/models").json()
     models = {m["name"]: m for m in info["models"]}
     assert models["tinyclass"]["tasks"] == ["sample", "complete", "reconstruct"] and models["tinyclass"]["guidance"]
-    assert [c["name"] for c in models["tinyclass"]["classes"]] == CLASS_NAMES
+    assert [c["name"] for c in models["tinyclass"]["classes"]] == [f"{i}: {n}" for i, n in enumerate(CLASS_NAMES)]
     assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
     labels = models["tinyseg"]["labels"]
     assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
@@ -85,7 +85,7 @@ def test_sample_size_settings_in_png_and_seed_reproducible(client):
     assert im.size == (48, 32)  # PIL: (W, H)
     meta = json.loads(im.text["vqforge"])
     assert (meta["seed"], meta["cfg"], meta["top_k"], meta["size"]) == (5, 2.0, 20, [32, 48]) and meta["sliding_window"]
-    assert meta["class_label"] == 3 and meta["index"] == 1 and snap["results"][1]["caption"] == "class 3: dress"
+    assert meta["class_label"] == 3 and meta["index"] == 1 and snap["results"][1]["caption"] == "3: dress"
     again = run(client, "sample", data)
     other = run(client, "sample", {**data, "seed": "6"})
     pixels = [np.asarray(result_image(client, s, 0)) for s in (snap, again, other)]
@@ -180,7 +180,7 @@ def test_bundled_models_load_by_name_with_their_cards(tmp_path, monkeypatch):
     engines = load_engines(["fashion", str(paths["tinyseg"])], torch.device("cpu"))
     assert list(engines) == ["fashion", "tinyseg"]
     info = engines["fashion"].describe()
-    assert info["classes"][3]["name"] == "dress" and info["defaults"]["top_k"] == 20
+    assert info["classes"][3]["name"] == "3: dress" and info["defaults"]["top_k"] == 20
 
 
 # ------------------------------------------------------------------------------------------------ bad input

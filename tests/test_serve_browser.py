@@ -119,7 +119,7 @@ def test_click_sample_and_see_images_of_the_requested_size(page):
     page.select_option("#class_label", "3")
     page.click("#sample-run")
     assert wait_results(page, 2) == [[48, 32], [48, 32]]
-    assert page.inner_text("#result-0 figcaption").startswith("class 3: dress")
+    assert page.inner_text("#result-0 figcaption").startswith("3: dress")
     href = page.get_attribute("#result-1 a", "href")
     job = page.get_attribute("#results", "data-job")
     assert href == f"/api/jobs/{job}/result/1.png" and page.get_attribute("#result-1 a", "download").endswith("-1.png")

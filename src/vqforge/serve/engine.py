@@ -57,13 +57,13 @@ def load_engines(specs: list[str], device: torch.device) -> dict[str, "Engine"]:
 
 
 def _card_of(path: Path) -> dict:
-    """What a model directory's model.yaml records under ``extra`` for the page: ``class_names``,
-    ``label_names`` (lists) and ``sampling`` (suggested settings: top_k, top_p, temperature, cfg)."""
+    """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list) and
+    ``sampling`` (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
     try:
         extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
     except (OSError, yaml.YAMLError, AttributeError):
         return {}
-    card = {k: [str(v) for v in extra[k]] for k in ("class_names", "label_names") if isinstance(extra.get(k), list)}
+    card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
     card["sampling"] = {k: sampling[k] for k in ("top_k", "top_p", "temperature", "cfg")
                         if isinstance(sampling.get(k), (int, float)) and not isinstance(sampling.get(k), bool)}
@@ -71,7 +71,12 @@ def _card_of(path: Path) -> dict:
 
 
 class Engine:
-    """One loaded model (a transformer pipeline or a bare VQGAN) and the tasks the web app runs on it."""
+    """One loaded model (a transformer pipeline or a bare VQGAN) and the tasks the web app runs on it.
+
+    What a transformer can do follows from its conditioning mode object (``model.condition``), never from the
+    mode's name: classes to pick (``label_inputs``), a default input (unconditional, coordinates: sample with
+    nothing given), label maps to paint (``n_labels``), a null condition to guide with (``null_id``).
+    """
 
     def __init__(self, name: str, model: torch.nn.Module, device: torch.device, card: dict | None = None):
         if not isinstance(model, (Net2NetTransformer, VQGAN)):
@@ -85,20 +90,16 @@ class Engine:
         if self.vqgan.config.ddconfig.in_channels != 3:
             raise VQForgeError(f"{name}: a VQGAN of {self.vqgan.config.ddconfig.in_channels}-channel inputs; "
                                f"the web app reconstructs RGB photos")
+        self.condition = self.net.condition if self.net is not None else None
+        self.classes = self._class_list()  # [(id, caption)]: the labels a sample may ask for
+        self.free = self.condition is not None and self.condition.default_input(1, self.trained_hw) is not None
+        self.n_labels = int(getattr(self.condition, "n_labels", 0) or 0)  # label maps to paint
 
     # ------------------------------------------------------------------------------------------- describing
     @property
-    def mode(self) -> str | None:
-        return self.net.mode if self.net is not None else None
-
-    @property
     def tasks(self) -> tuple[str, ...]:
-        mode = self.mode
-        if mode in ("unconditional", "class"):
-            return ("sample", "complete", "reconstruct")
-        if mode == "segmentation":
-            return ("synthesize", "reconstruct")
-        return ("reconstruct",)
+        tasks = ("sample", "complete") if self.classes or self.free else ()
+        return tasks + (("synthesize",) if self.n_labels else ()) + ("reconstruct",)
 
     @property
     def trained_hw(self) -> tuple[int, int]:
@@ -109,43 +110,36 @@ class Engine:
 
     def describe(self) -> dict:
         """What the page needs to build its controls for this model."""
-        cond = self.net.config.cond if self.net is not None else None
-        guidance = self.net is not None and self.net.null_class_token is not None
-        info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan", "mode": self.mode,
-                "tasks": list(self.tasks), "trained_size": list(self.trained_hw), "factor": self.factor,
-                "n_codes": self.vqgan.n_codes, "guidance": guidance, "defaults": self.card.get("sampling", {})}
-        if self.mode == "class":
-            names = self.card.get("class_names") or [str(i) for i in range(cond.n_classes)]
-            info["classes"] = [{"id": i, "name": n} for i, n in enumerate(names[:cond.n_classes])]
-        if self.mode == "segmentation":
-            names = self.card.get("label_names") or [f"label {i}" for i in range(cond.n_labels)]
-            hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(cond.n_labels)]
+        guidance = self.condition is not None and self.condition.null_id is not None
+        info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan",
+                "mode": self.condition.name if self.condition is not None else None, "tasks": list(self.tasks),
+                "trained_size": list(self.trained_hw), "factor": self.factor, "n_codes": self.vqgan.n_codes,
+                "guidance": guidance, "defaults": self.card.get("sampling", {})}
+        if self.classes:
+            info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
+        if self.n_labels:
+            names = self.card.get("label_names") or []
+            hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(self.n_labels)]
             info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}
-                              for i in range(cond.n_labels)]
+                              for i in range(self.n_labels)]
         return info
-
-    @property
-    def n_labels(self) -> int:
-        return self.net.config.cond.n_labels if self.mode == "segmentation" else 0
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, task: str, s: JobSettings, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
         """Raise :class:`BadInput` when ``task`` cannot run with ``s``; return the output size (H, W)."""
         if task not in self.tasks:
-            raise BadInput(f"model {self.name!r} ({self.mode or 'vqgan'}) cannot {task}; "
-                           f"it can: {', '.join(self.tasks)}")
+            kind = self.condition.name if self.condition is not None else "vqgan"
+            raise BadInput(f"model {self.name!r} ({kind}) cannot {task}; it can: {', '.join(self.tasks)}")
         hw = size_hw or ((s.height, s.width) if s.height else self.trained_hw)
         if hw[0] % self.factor or hw[1] % self.factor:
             raise BadInput(f"size {hw[0]}x{hw[1]}: not a multiple of the model's downsampling factor {self.factor}")
         if task == "reconstruct":
             return hw
-        if s.class_label is not None and self.mode == "class" and s.class_label >= self.net.config.cond.n_classes:
-            raise BadInput(f"class_label: {s.class_label} is out of range: this model has classes "
-                           f"0..{self.net.config.cond.n_classes - 1}")
-        if s.cfg > 0 and self.net.null_class_token is None:
-            raise BadInput("cfg: guidance needs a class-conditional model trained with a NULL class; set cfg to 0")
+        if s.class_label is not None and s.class_label not in {i for i, _ in self.classes}:
+            raise BadInput(f"class_label: {s.class_label} is out of range: this model has "
+                           + (f"classes {self.classes[0][0]}..{self.classes[-1][0]}" if self.classes else "no classes"))
         try:
-            layout(self.net, hw)
+            layout(self.net, hw, cfg_scale=s.cfg)
             _settings(s)
         except ValueError as e:
             raise BadInput(str(e)) from None
@@ -154,18 +148,17 @@ class Engine:
     # ------------------------------------------------------------------------------------------- tasks
     def sample(self, s: JobSettings, progress: Progress) -> Output:
         """``s.count`` samples of the class / unconditional model at ``s``'s size (sliding window if larger)."""
-        lay = layout(self.net, self.check("sample", s))
-        classes = self._classes(s)
-        cond, uncond = condition_tokens(self.net, lay, s.count, classes=classes, cfg_scale=s.cfg)
+        lay = layout(self.net, self.check("sample", s), cfg_scale=s.cfg)
+        inputs = self._inputs(s)
+        cond, uncond = condition_tokens(self.net, lay, s.count, cond=inputs, cfg_scale=s.cfg)
         x, _ = sample_images(self.net, lay, cond, _settings(s), self._generator(s), uncond,
                              callback=self._progress(lay, progress, rows=True))
-        captions = [self._class_name(int(c)) for c in classes] if classes is not None else [""] * s.count
-        return Output(list(x.cpu()), captions, self._record("sample", s, lay))
+        return Output(list(x.cpu()), self._captions(inputs, s.count), self._record("sample", s, lay))
 
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
         """``s.count`` images that follow the segmentation map ``ids`` (H, W), at the map's size."""
-        lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)))
-        c = self.net.build_condition(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, n_labels, H, W)
+        lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
+        c = self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, ...)
         cond, uncond = condition_tokens(self.net, lay, s.count, cond=c.expand(s.count, -1, -1, -1), cfg_scale=s.cfg)
         x, _ = sample_images(self.net, lay, cond, _settings(s), self._generator(s), uncond,
                              callback=self._progress(lay, progress, rows=True))
@@ -173,14 +166,14 @@ class Engine:
 
     def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress) -> Output:
         """``s.count`` completions of ``image`` (3, H, W) where ``mask`` (H, W) is True."""
-        lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])))
-        cond, uncond = condition_tokens(self.net, lay, s.count, classes=self._classes(s), cfg_scale=s.cfg)
+        lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
+        cond, uncond = condition_tokens(self.net, lay, s.count, cond=self._inputs(s), cfg_scale=s.cfg)
         x = image[None].expand(s.count, -1, -1, -1).to(self.device)
         out, _, tmask = complete_image(self.net, x, mask.to(self.device), cond, lay, _settings(s), self._generator(s),
                                        uncond, callback=self._progress(lay, progress, rows=False))
         record = self._record("complete", s, lay)
         record["masked_tokens"] = int(tmask[0].sum())
-        return Output(list(out.cpu()), [""] * s.count, record)
+        return Output(list(out.cpu()), self._captions(self._inputs(s), s.count), record)
 
     def reconstruct(self, s: JobSettings, image: torch.Tensor) -> Output:
         """The VQGAN's reconstruction of ``image`` (3, H, W), its PSNR, and its codebook indices as a picture."""
@@ -198,24 +191,37 @@ class Engine:
         return Output(pictures, ["reconstruction", f"codebook indices ({used} distinct)"], record, metrics)
 
     # ------------------------------------------------------------------------------------------- helpers
-    def _classes(self, s: JobSettings) -> torch.Tensor | None:
-        """Class labels (count,) of a class model: ``s.class_label``, or every class in turn; else None."""
-        if self.mode != "class":
-            return None
-        n = self.net.config.cond.n_classes
-        return torch.tensor([s.class_label if s.class_label is not None else i % n for i in range(s.count)])
+    def _class_list(self) -> list[tuple[int, str]]:
+        """(id, caption) of every label the condition takes by name or id (``--class``), [] when it takes none."""
+        try:
+            inputs = self.condition.label_inputs(None) if self.condition is not None else None
+        except ValueError:
+            return []
+        return [(int(c.view(-1)[0]), self._caption(c)) for c in inputs or []]
 
-    def _class_name(self, c: int) -> str:
-        names = self.card.get("class_names") or []
-        return f"class {c}: {names[c]}" if c < len(names) else f"class {c}"
+    def _caption(self, c: torch.Tensor) -> str:
+        """What the condition records about one model input (a class: its id and name), as a caption."""
+        return ": ".join(str(v) for v in self.condition.input_record(c).values())
+
+    def _inputs(self, s: JobSettings) -> torch.Tensor | None:
+        """Model inputs (count, ...) of a model with labels: ``s.class_label``, or each label in turn; else None
+        (the condition's default input)."""
+        if not self.classes:
+            return None
+        ids = [s.class_label if s.class_label is not None else self.classes[i % len(self.classes)][0]
+               for i in range(s.count)]
+        return torch.cat(self.condition.label_inputs([str(i) for i in ids]))
+
+    def _captions(self, inputs: torch.Tensor | None, count: int) -> list[str]:
+        return [self._caption(c[None]) for c in inputs] if inputs is not None else [""] * count
 
     def _generator(self, s: JobSettings) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(s.seed)
 
     def _record(self, task: str, s: JobSettings, lay) -> dict:
         given = {k: v for k, v in s.to_dict().items() if k not in ("height", "width")}  # "size" is what ran
-        return {"task": task, **given, "mode": self.mode, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-                "window": list(lay.window_hw), "sliding_window": lay.sliding}
+        return {"task": task, **given, "mode": self.condition.name, "size": list(lay.image_hw),
+                "token_grid": list(lay.grid_hw), "window": list(lay.window_hw), "sliding_window": lay.sliding}
 
     def _progress(self, lay, progress: Progress, rows: bool):
         """The library's per-token callback -> ``progress(done, total, preview)``.

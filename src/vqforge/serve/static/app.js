@@ -43,7 +43,7 @@ function setModel(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.hidden = !m.tasks.includes(b.dataset.task);
   const cls = $("class_label");
   cls.length = 1;
-  for (const c of m.classes || []) cls.add(new Option(`${c.id}: ${c.name}`, c.id));
+  for (const c of m.classes || []) cls.add(new Option(c.name, c.id));
   for (const id of ["height", "width"]) {
     $(id).step = m.factor;
     $(id).max = state.limits.max_side;
