@@ -21,7 +21,7 @@ from ..io import VQForgeError
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
 from ..models.vqgan import VQGAN
-from ..sampling import SamplingSettings, complete_image, condition_tokens, layout, sample_images
+from ..sampling import SamplingSettings, draw_batches, layout, token_mask
 from .forms import BadInput, JobSettings
 from .images import indices_picture, palette
 
@@ -147,33 +147,22 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------- tasks
     def sample(self, s: JobSettings, progress: Progress) -> Output:
-        """``s.count`` samples of the class / unconditional model at ``s``'s size (sliding window if larger)."""
+        """``s.count`` samples of a model that needs no map, at ``s``'s size (sliding window if larger)."""
         lay = layout(self.net, self.check("sample", s), cfg_scale=s.cfg)
-        inputs = self._inputs(s)
-        cond, uncond = condition_tokens(self.net, lay, s.count, cond=inputs, cfg_scale=s.cfg)
-        x, _ = sample_images(self.net, lay, cond, _settings(s), self._generator(s), uncond,
-                             callback=self._progress(lay, progress, rows=True))
-        return Output(list(x.cpu()), self._captions(inputs, s.count), self._record("sample", s, lay))
+        return self._draw("sample", s, lay, self._inputs(s), progress)
 
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
-        """``s.count`` images that follow the segmentation map ``ids`` (H, W), at the map's size."""
+        """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
         lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
         c = self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, ...)
-        cond, uncond = condition_tokens(self.net, lay, s.count, cond=c.expand(s.count, -1, -1, -1), cfg_scale=s.cfg)
-        x, _ = sample_images(self.net, lay, cond, _settings(s), self._generator(s), uncond,
-                             callback=self._progress(lay, progress, rows=True))
-        return Output(list(x.cpu()), [""] * s.count, self._record("synthesize", s, lay))
+        return self._draw("synthesize", s, lay, [c], progress)
 
     def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress) -> Output:
         """``s.count`` completions of ``image`` (3, H, W) where ``mask`` (H, W) is True."""
         lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
-        cond, uncond = condition_tokens(self.net, lay, s.count, cond=self._inputs(s), cfg_scale=s.cfg)
-        x = image[None].expand(s.count, -1, -1, -1).to(self.device)
-        out, _, tmask = complete_image(self.net, x, mask.to(self.device), cond, lay, _settings(s), self._generator(s),
-                                       uncond, callback=self._progress(lay, progress, rows=False))
-        record = self._record("complete", s, lay)
-        record["masked_tokens"] = int(tmask[0].sum())
-        return Output(list(out.cpu()), self._captions(self._inputs(s), s.count), record)
+        out = self._draw("complete", s, lay, self._inputs(s), progress, image, mask)
+        out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
+        return out
 
     def reconstruct(self, s: JobSettings, image: torch.Tensor) -> Output:
         """The VQGAN's reconstruction of ``image`` (3, H, W), its PSNR, and its codebook indices as a picture."""
@@ -203,17 +192,24 @@ class Engine:
         """What the condition records about one model input (a class: its id and name), as a caption."""
         return ": ".join(str(v) for v in self.condition.input_record(c).values())
 
-    def _inputs(self, s: JobSettings) -> torch.Tensor | None:
-        """Model inputs (count, ...) of a model with labels: ``s.class_label``, or each label in turn; else None
-        (the condition's default input)."""
+    def _inputs(self, s: JobSettings) -> list[torch.Tensor | None]:
+        """Per-sample model inputs (1, ...): ``s.class_label``, or each label in turn; ``[None]`` for a model without
+        labels (the condition's default input)."""
         if not self.classes:
-            return None
-        ids = [s.class_label if s.class_label is not None else self.classes[i % len(self.classes)][0]
-               for i in range(s.count)]
-        return torch.cat(self.condition.label_inputs([str(i) for i in ids]))
+            return [None]
+        ids = [s.class_label] if s.class_label is not None else [i for i, _ in self.classes]
+        return self.condition.label_inputs([str(i) for i in ids])
 
-    def _captions(self, inputs: torch.Tensor | None, count: int) -> list[str]:
-        return [self._caption(c[None]) for c in inputs] if inputs is not None else [""] * count
+    def _draw(self, task: str, s: JobSettings, lay, inputs: list, progress: Progress,
+              image: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Output:
+        """The library's job loop (one batch of ``s.count``), captioned by what each sample's input was."""
+        batches = draw_batches(self.net, lay, inputs, s.count, s.count, _settings(s), self._generator(s), image, mask,
+                               callback=self._progress(lay, progress, rows=image is None))
+        images, captions = [], []
+        for picks, x in batches:
+            images += list(x.cpu())
+            captions += [self._caption(inputs[j]) if self.classes else "" for j in picks]
+        return Output(images, captions, self._record(task, s, lay))
 
     def _generator(self, s: JobSettings) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(s.seed)
