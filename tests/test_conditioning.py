@@ -27,7 +27,7 @@ from vqforge.models.conditioning import (MODES, ClassConfig, ConditionConfig, Co
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.generate import Decoder, sample_tokens
 from vqforge.sampling.pipeline import complete_image, condition_tokens, layout, sample_images
@@ -43,7 +43,7 @@ def vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     """A tiny VQGAN config: f4 with ch_mult (1, 2, 2), f8 with (1, 2, 2, 2)."""
     dd = AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(), in_channels=in_ch,
                            out_ch=in_ch, resolution=resolution, z_channels=8)
-    return VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=n_embed, embed_dim=8))
+    return VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def net(cond, first: VQGANConfig | None = None, image_size=0, vocab=0, block=0, seed=0) -> Net2NetTransformer:
@@ -192,7 +192,7 @@ def test_config_records_round_trip_and_reject_what_does_not_belong():
     again = from_dict(TransformerConfig, __import__("yaml").safe_load(dump_yaml(cfg)))
     assert again == cfg
     assert apply_overrides(cfg, ["cond.dropout=0.2"]).cond.dropout == 0.2
-    with pytest.raises(ConfigError, match="unknown config key.*n_clases"):
+    with pytest.raises(ConfigError, match=r"n_clases: unknown key \(did you mean n_classes\?\)"):
         from_dict(ConditionConfig, {"mode": "class", "n_clases": 3})
     with pytest.raises(ConfigError, match=r"mode: 'colour' is not one of"):
         from_dict(ConditionConfig, {"mode": "colour"})

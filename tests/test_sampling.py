@@ -10,7 +10,7 @@ from vqforge.models.conditioning import (ClassConfig, ConditionConfig, CoordConf
 from vqforge.models.gpt import GPT, GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers.factory import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.complete import complete_tokens, token_mask
 from vqforge.sampling.generate import Decoder, sample_tokens
@@ -22,7 +22,7 @@ from vqforge.sampling.sliding import sample_sliding, window_bounds, window_offse
 def tiny_vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     dd = AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(), in_channels=in_ch,
                            resolution=resolution, z_channels=8)
-    return VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=n_embed, embed_dim=8))
+    return VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def tiny_net(cond: ConditionConfig, block=96, seed=0) -> Net2NetTransformer:

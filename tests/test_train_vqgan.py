@@ -188,7 +188,7 @@ def test_gumbel_quantizer_trains_with_a_temperature_schedule(tmp_path):
 
     sched = GumbelTemperatureConfig(enabled=True, warm_up_steps=2, max_decay_steps=6, start=0.5, max=1.0, min=0.1)
     assert [round(gumbel_temperature(sched, s), 4) for s in (0, 1, 2, 4, 6, 9)] == [0.5, 0.75, 1.0, 0.55, 0.1, 0.1]
-    cfg = tiny(*FAST, "model.quantizer.kind=gumbel", "model.quantizer.codebook_dim=0", "gumbel.enabled=true",
+    cfg = tiny(*FAST, "model.quantizer.kind=gumbel", "gumbel.enabled=true",
                "gumbel.warm_up_steps=0", "gumbel.max_decay_steps=2", "gumbel.max=1.0", "gumbel.min=0.5")
     result = train_vqgan(cfg, tmp_path / "g", max_steps=3, show_progress=False)
     logged = [json.loads(line) for line in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]

@@ -15,14 +15,14 @@ from vqforge.models.conditioning import (ClassConfig, ConditionConfig, DepthConf
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.train.transformer import enable_activation_checkpointing, lr_at, param_groups, sample_tokens
 
 
 def tiny_vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     return VQGANConfig(AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(),
                                          in_channels=in_ch, out_ch=in_ch, resolution=resolution, z_channels=8),
-                       QuantizerConfig(n_embed=n_embed, embed_dim=8))
+                       VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def tiny(cond: ConditionConfig, vocab=64, block=80, pkeep=1.0, n_embd=32, n_layer=1) -> Net2NetTransformer:

@@ -17,7 +17,7 @@ from vqforge.models.conditioning import SegmentationConfig, one_hot_labels
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.train.segmentation import SegmentationMaps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
 
     # as the condition stage of a segmentation-conditional transformer
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=64, block_size=128, n_layer=1, n_head=2, n_embd=32),
                             first_stage=first, cond=SegmentationConfig(n_labels=182,
                                                                    cond_stage=model.config))
@@ -76,10 +76,10 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
 
     torch.manual_seed(0)
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                         in_channels=182, out_ch=182, resolution=32, z_channels=8),
-                      QuantizerConfig(n_embed=32, embed_dim=8))
+                      VQConfig(n_embed=32, embed_dim=8))
     from vqforge.models.vqgan import VQGAN
 
     vqforge.save_model(VQGAN(first), tmp_path / "vq")
@@ -124,10 +124,10 @@ def test_encode_random_crops_pair_image_and_map(tmp_path):
 
     torch.manual_seed(0)
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                         in_channels=182, out_ch=182, resolution=32, z_channels=8),
-                      QuantizerConfig(n_embed=32, embed_dim=8))
+                      VQConfig(n_embed=32, embed_dim=8))
     vqforge.save_model(VQGAN(first), tmp_path / "vq")
     vqforge.save_model(VQGAN(seg), tmp_path / "seg")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}

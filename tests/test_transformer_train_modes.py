@@ -14,7 +14,7 @@ from vqforge.models.conditioning import (ClassConfig, CoordConfig, EdgesConfig, 
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import TransformerConfig
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "sflckr_photos"  # 3 scene folders, 4 photos
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _vq(in_ch: int, n_embed: int) -> VQGANConfig:
     return VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                          in_channels=in_ch, out_ch=in_ch, resolution=32, z_channels=8),
-                       QuantizerConfig(n_embed=n_embed, embed_dim=8))
+                       VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 @pytest.fixture(scope="module")

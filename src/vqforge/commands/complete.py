@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import library_errors, load_transformer, parse_hw, plan, sample_record, settings_from_args
+    from .sample import load_transformer, parse_hw, plan, settings_from_args, write_samples
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
@@ -54,23 +54,17 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    outs, per_sample = [], []
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
                            fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    for picks, out in library_errors(batches, args.model):
-        for j, img in zip(picks, out):
-            name = f"{len(per_sample):05d}.png"
-            save_tensor_image(out_dir / name, img)
-            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-        outs.append(out.cpu())
+    outs, per_sample = write_samples(model, batches, out_dir, inputs, sources, args.model)
     bar.close()
     save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
     masked_input = torch.where(mask[None], torch.zeros_like(image), image)
-    save_grid(out_dir / GRID_NAME, torch.cat([masked_input[None]] + outs))
+    save_grid(out_dir / GRID_NAME, torch.cat((masked_input[None], outs)))
     write_json(out_dir / "settings.json", {
         "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,

@@ -100,14 +100,26 @@ def plan(model, args, image_hw=None):
         raise VQForgeError(f"{args.model}: {e}") from None
 
 
-def library_errors(batches, source: str):
-    """The batches of a sampling job, with a ValueError from the library as one line naming ``source``."""
+def write_samples(model, batches, out_dir, inputs, sources, source: str):
+    """Write each image of a job's batches (:func:`~vqforge.sampling.pipeline.draw_batches`) as ``00000.png``, ...;
+    returns (the images, one settings entry per sample). A ValueError from the library becomes one line naming
+    ``source``."""
+    import torch
+
+    from ..imageio import save_tensor_image
     from ..io import VQForgeError
 
+    images, per_sample = [], []
     try:
-        yield from batches
+        for picks, x in batches:
+            for j, img in zip(picks, x):
+                name = f"{len(per_sample):05d}.png"
+                save_tensor_image(out_dir / name, img)
+                per_sample.append(sample_record(model, name, inputs[j], sources[j]))
+            images.append(x.cpu())
     except ValueError as e:
         raise VQForgeError(f"{source}: {e}") from None
+    return torch.cat(images), per_sample
 
 
 def sample_record(model, file: str, c, source) -> dict:
@@ -127,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..data.conditions import condition_inputs
-    from ..imageio import GRID_NAME, save_grid, save_tensor_image
+    from ..imageio import GRID_NAME, save_grid
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
@@ -143,20 +155,14 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    images, per_sample = [], []
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
     batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    for picks, x in library_errors(batches, args.model):
-        for j, img in zip(picks, x):
-            name = f"{len(per_sample):05d}.png"
-            save_tensor_image(out_dir / name, img)
-            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-        images.append(x.cpu())
+    images, per_sample = write_samples(model, batches, out_dir, inputs, sources, args.model)
     bar.close()
     seconds = time.perf_counter() - t0
-    save_grid(out_dir / GRID_NAME, torch.cat(images))
+    save_grid(out_dir / GRID_NAME, images)
     write_json(out_dir / "settings.json", {
         "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),

@@ -48,7 +48,7 @@ def member_config(data: dict[str, Any], where: str) -> tuple[type, dict[str, Any
     """
     prefix = f"{where}." if where else ""
     mode = data.get("mode", "unconditional")
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ConfigError(f"{prefix}mode: {mode!r} is not one of {list(MODES)}")
     cls = MODES[mode].Config
     own = {f.name for f in dataclasses.fields(cls)}
