@@ -140,12 +140,12 @@ def tiny_class_model(root: Path) -> Path:
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
     from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-    from vqforge.quantizers.factory import QuantizerConfig
+    from vqforge.quantizers import VQConfig
 
     torch.manual_seed(0)
     dd = AutoencoderConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(), resolution=16, z_channels=8)
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=64, block_size=96, n_layer=2, n_head=2, n_embd=32),
-                            first_stage=VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=32, embed_dim=8)),
+                            first_stage=VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=32, embed_dim=8)),
                             cond=ClassConfig(n_classes=5, null_class=True))
     return save_model(Net2NetTransformer(cfg), root / "tinyclass")
 
