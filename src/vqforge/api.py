@@ -120,12 +120,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise VQForgeError(f"{path}: no such file or directory{hint}")
 
 
-def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.nn.Module:
     """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), a model directory, a
     run directory or a training checkpoint file.
 
     The model is returned in eval mode on the CPU, in float32. Errors are :class:`VQForgeError` with one line
-    that names the file.
+    that names the file. A checkpoint that holds pickled Python objects beyond tensors and plain data is
+    refused unless ``trust`` (the ``--trust-checkpoint`` option): unpickling it runs code from the file.
     """
     path = resolve_model_path(path)
     if path.is_dir() and (path / MODEL_YAML).is_file():
@@ -136,4 +137,4 @@ def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
         raise VQForgeError(f"{path}: an original Taming Transformers checkpoint; use vqforge.load_taming(config, ckpt) "
                            f"or `vqforge convert --config ORIG.yaml --checkpoint {path} --out MODEL_DIR`")
     ckpt_path = resolve_checkpoint(path)
-    return model_from_checkpoint(load_torch(ckpt_path), ckpt_path, use_ema=use_ema)
+    return model_from_checkpoint(load_torch(ckpt_path, trust=trust), ckpt_path, use_ema=use_ema)

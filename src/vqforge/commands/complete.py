@@ -24,7 +24,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -33,17 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from ..data.conditions import condition_inputs
     from ..data.images import read_pair
     from ..imageio import GRID_NAME, save_grid, save_tensor_image
-    from ..io import VQForgeError, write_json
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import load_transformer, parse_hw, plan, settings_from_args, write_samples
+    from .sample import (OUTPUT_KIND, is_sample_folder, load_transformer, parse_hw, plan, settings_from_args,
+                         write_samples)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_from_args(args)
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
-    model = load_transformer(args.model, device)
+    out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
+    model = load_transformer(args.model, device, args.trust_checkpoint)
     size = parse_hw(args.size, "--size") or model.trained_hw
     image, mask = read_pair(args.input, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
@@ -52,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     H, W = lay.image_hw
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
 
-    out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
@@ -60,20 +60,21 @@ def run(args: argparse.Namespace) -> int:
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
                            fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    outs, per_sample = write_samples(model, batches, out_dir, inputs, sources, args.model)
-    bar.close()
-    save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
-    masked_input = torch.where(mask[None], torch.zeros_like(image), image)
-    save_grid(out_dir / GRID_NAME, torch.cat((masked_input[None], outs)))
-    write_json(out_dir / "settings.json", {
-        "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-        "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
-        "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
-        "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
-        "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
-        "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
-        "samples": per_sample,
-    })
+    with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
+        outs, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
+        bar.close()
+        save_tensor_image(tmp / "mask.png", mask[None].float() * 2 - 1)
+        masked_input = torch.where(mask[None], torch.zeros_like(image), image)
+        save_grid(tmp / GRID_NAME, torch.cat((masked_input[None], outs)))
+        write_json(tmp / "settings.json", {
+            "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
+            "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
+            "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
+            "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
+            "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
+            "greedy": settings.greedy, "seed": args.seed, "device": str(device),
+            "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
+            "samples": per_sample,
+        })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")
     return 0

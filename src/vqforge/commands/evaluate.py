@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_trust_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="measure models: reconstruction metrics, sample FID/KID, token NLL",
@@ -24,6 +26,7 @@ def add_parser(sub) -> None:
     r.add_argument("--no-fid", action="store_true", help="skip reconstruction FID/KID (no Inception pass)")
     r.add_argument("--lpips-vgg", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
     r.add_argument("--lpips-heads", default=None, help="LPIPS v0.1 heads (lpips/weights/v0.1/vgg.pth)")
+    add_trust_option(r)
     _common(r)
     r.set_defaults(func=run_recon)
 
@@ -50,6 +53,7 @@ def add_parser(sub) -> None:
     n.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     n.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     n.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_trust_option(n)
     n.set_defaults(func=run_nll)
 
 
@@ -112,7 +116,7 @@ def run_recon(args: argparse.Namespace) -> int:
     from ..models.vqgan import VQGAN
 
     device = _device(args.device)
-    model = load(args.model)
+    model = load(args.model, trust=args.trust_checkpoint)
     first = getattr(model, "first_stage", None)
     if not isinstance(model, VQGAN) and isinstance(first, VQGAN):
         model = first  # a transformer pipeline: evaluate its first stage
@@ -190,7 +194,7 @@ def run_nll(args: argparse.Namespace) -> int:
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
 
-    model = load(args.model)
+    model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(_device(args.device)).eval()

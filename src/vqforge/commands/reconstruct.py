@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_trust_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct images with a VQGAN and report PSNR",
@@ -14,23 +16,23 @@ def add_parser(sub) -> None:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--size", type=int, default=None, help="resize the shorter side to this many pixels first")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_trust_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
     from tqdm import tqdm
 
     from ..api import load
     from ..imageio import list_images, load_image_tensor, save_tensor_image
-    from ..io import VQForgeError, write_json
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..metrics import psnr
     from ..models.vqgan import VQGAN
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load(args.model)
+    out_dir = check_output_dir(args.output, "reconstruct output folder", _is_reconstruct_output)
+    model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, VQGAN):
         raise VQForgeError(f"{args.model}: reconstruct needs a VQGAN, this is a {type(model).__name__}")
     model = model.to(device).eval()
@@ -39,17 +41,23 @@ def run(args: argparse.Namespace) -> int:
         raise VQForgeError(f"{args.input}: no images found")
     # Read every input before writing anything: a bad file fails the run with no partial output.
     inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor) for p in files]
-    out_dir = Path(args.output)
     results = {}
-    for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img", disable=len(files) < 2):
-        x = x.unsqueeze(0).to(device)
-        with torch.inference_mode():
-            rec = model(x).reconstruction.clamp(-1, 1)
-        value = float(psnr(rec, x).item())
-        results[path.name] = value
-        save_tensor_image(out_dir / (path.stem + ".png"), rec[0])
-        tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
-    mean = sum(results.values()) / len(results)
-    write_json(out_dir / "psnr.json", {"per_image": results, "mean": mean})
+    # the folder appears complete or not at all (an interrupted run leaves nothing)
+    with atomic_dir(out_dir, "reconstruct output folder", _is_reconstruct_output) as tmp:
+        for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img", disable=len(files) < 2):
+            x = x.unsqueeze(0).to(device)
+            with torch.inference_mode():
+                rec = model(x).reconstruction.clamp(-1, 1)
+            value = float(psnr(rec, x).item())
+            results[path.name] = value
+            save_tensor_image(tmp / (path.stem + ".png"), rec[0])
+            tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
+        mean = sum(results.values()) / len(results)
+        write_json(tmp / "psnr.json", {"per_image": results, "mean": mean})
     print(f"mean PSNR over {len(results)} image(s): {mean:.2f} dB")
     return 0
+
+
+def _is_reconstruct_output(path) -> bool:
+    """A folder this command wrote before (it holds ``psnr.json``): it may be replaced."""
+    return (path / "psnr.json").is_file()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_trust_option
+
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `sample` and `complete`."""
@@ -34,6 +36,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
                         "and CPUs with native bf16 use prepacked bf16 weights")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_trust_option(p)
 
 
 def add_parser(sub) -> None:
@@ -65,12 +68,12 @@ def parse_hw(text: str | None, what: str):
     return hw
 
 
-def load_transformer(path: str, device):
+def load_transformer(path: str, device, trust: bool = False):
     from ..api import load
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer
 
-    model = load(path)
+    model = load(path, trust=trust)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{path}: sampling needs a transformer model, this is a {type(model).__name__}")
     return model.to(device).eval()
@@ -98,6 +101,19 @@ def plan(model, args, image_hw=None):
                       cfg_scale=args.cfg)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
+
+
+OUTPUT_KIND = "sample folder"
+
+
+def is_sample_folder(path) -> bool:
+    """A folder that `vqforge sample` or `complete` wrote (its settings.json says so): it may be replaced."""
+    import json
+
+    try:
+        return json.loads((path / "settings.json").read_text()).get("command") in ("sample", "complete")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_samples(model, batches, out_dir, inputs, sources, source: str):
@@ -132,7 +148,6 @@ def sample_record(model, file: str, c, source) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -140,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..data.conditions import condition_inputs
     from ..imageio import GRID_NAME, save_grid
-    from ..io import VQForgeError, write_json
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
 
@@ -148,30 +163,31 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
-    model = load_transformer(args.model, device)
+    out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
+    model = load_transformer(args.model, device, args.trust_checkpoint)
     lay = plan(model, args)
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     n = args.num or (len(inputs) if args.cond else 8)
 
-    out_dir = Path(args.output)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
     batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    images, per_sample = write_samples(model, batches, out_dir, inputs, sources, args.model)
-    bar.close()
-    seconds = time.perf_counter() - t0
-    save_grid(out_dir / GRID_NAME, images)
-    write_json(out_dir / "settings.json", {
-        "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-        "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
-        "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
-        "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
-        "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
-    })
+    with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
+        images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        save_grid(tmp / GRID_NAME, images)
+        write_json(tmp / "settings.json", {
+            "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
+            "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
+            "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
+            "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
+            "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
+            "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
+            "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
+        })
     print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "
           f"({n * lay.n_tokens / seconds:.0f} tokens/s)")
     return 0

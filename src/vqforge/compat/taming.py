@@ -87,14 +87,14 @@ def vqgan_config_from_params(target: str, params: dict, source: str | Path, wher
 
 
 # ------------------------------------------------------------------------------------------ weights
-def read_lightning_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_lightning_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a Lightning checkpoint (or a bare state dict), loaded without running code.
 
     Lightning stores some bookkeeping under its own classes (e.g. callback states keyed by class).
     Those globals are replaced by inert stand-ins (:func:`_load_with_lightning_stubs`); any other
-    pickled object is refused with a message that says so.
+    pickled object is refused with a message that says so, unless ``trust`` (``--trust-checkpoint``).
     """
-    ckpt = _load_with_lightning_stubs(Path(path))
+    ckpt = _load_with_lightning_stubs(Path(path), trust)
     if isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt["state_dict"], dict):
         sd = ckpt["state_dict"]
     elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -118,7 +118,7 @@ class _InertStub:
         self.state = state
 
 
-def _load_with_lightning_stubs(path: Path) -> Any:
+def _load_with_lightning_stubs(path: Path, trust: bool = False) -> Any:
     """``torch.load(weights_only=True)``, retried with inert stubs for Lightning's own globals."""
     stubs: list[tuple[type, str]] = []
     for _ in range(32):
@@ -133,7 +133,7 @@ def _load_with_lightning_stubs(path: Path) -> Any:
                 stubs.append((type(name.rsplit(".", 1)[-1], (_InertStub,), {}), name))
                 continue
             break
-    return load_torch(path)  # raises the one-line error (pickled code, truncated or corrupt)
+    return load_torch(path, trust=trust)  # the one-line error (pickled code, truncated or corrupt), or trusted
 
 
 def _unsupported_global(message: str) -> str | None:
@@ -185,12 +185,13 @@ TARGET_BUILDERS: dict[str, tuple[Callable[[str, dict, str], torch.nn.Module],
 }
 
 
-def load_taming(config_path: str | Path, checkpoint_path: str | Path) -> torch.nn.Module:
+def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: bool = False) -> torch.nn.Module:
     """Load an original Taming Transformers model from its project YAML and Lightning checkpoint.
 
     Supported ``model.target`` values are the keys of :data:`TARGET_BUILDERS`. The config is checked
     before the checkpoint is read; a class vqforge does not know, missing or unexpected keys, and shapes
-    that do not match the config raise :class:`VQForgeError` naming the file and them.
+    that do not match the config raise :class:`VQForgeError` naming the file and them. ``trust``
+    (``--trust-checkpoint``) allows a checkpoint that needs full unpickling (it runs code from the file).
     """
     model_cfg = read_taming_config(config_path)
     target = model_cfg["target"]
@@ -199,4 +200,4 @@ def load_taming(config_path: str | Path, checkpoint_path: str | Path) -> torch.n
                            f"(supported: {', '.join(sorted(TARGET_BUILDERS))})")
     build, load_weights = TARGET_BUILDERS[target]
     model = build(target, model_cfg["params"], str(config_path))
-    return load_weights(model, read_lightning_state_dict(checkpoint_path), str(checkpoint_path))
+    return load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))

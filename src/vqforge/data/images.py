@@ -144,14 +144,18 @@ def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, in
     """An image (3, H, W) in [-1, 1] and its mask (H, W) bool (white, > 127, is True), cut alike.
 
     ``exact``: both resized to ``size`` (H, W); else resized (smallest side) and centre-cropped to it (a square
-    ``size``, the trained size). The mask must have the image's size.
+    ``size``, the trained size). A mask of another size than the image is first resized to it (nearest
+    neighbour), with a notice.
     """
     from ..imageio import read_image
 
     img, mask = read_image(image_path), read_image(mask_path, mode="L")
-    if mask.size != img.size and not exact:
-        raise VQForgeError(f"{mask_path}: mask is {mask.size[1]}x{mask.size[0]} px, the image {img.size[1]}x"
-                           f"{img.size[0]} px")
+    if mask.size != img.size:
+        import sys
+
+        print(f"vqforge: {mask_path}: mask is {mask.size[1]}x{mask.size[0]} px, resized to its image's "
+              f"{img.size[1]}x{img.size[0]} px", file=sys.stderr)
+        mask = mask.resize(img.size, Image.NEAREST)
     if exact:
         img, mask = img.resize((size[1], size[0]), Image.BICUBIC), mask.resize((size[1], size[0]), Image.NEAREST)
     else:

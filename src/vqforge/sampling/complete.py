@@ -22,8 +22,10 @@ def token_mask(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
     A token is masked when any pixel of its ``factor`` x ``factor`` patch is masked.
     """
     m = pixel_mask
-    while m.dim() < 4:
-        m = m.unsqueeze(0)
+    if m.dim() == 2:
+        m = m[None, None]  # (1, 1, H, W)
+    elif m.dim() == 3:
+        m = m[:, None]  # (B, 1, H, W)
     if m.shape[1] != 1:
         raise ValueError(f"a mask has one channel, got {m.shape[1]}")
     H, W = m.shape[-2:]
