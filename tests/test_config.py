@@ -99,12 +99,12 @@ def test_override_values_are_read_as_the_setting_type():
     from vqforge.train.vqgan import VQGANTrainConfig
 
     cfg = apply_overrides(VQGANTrainConfig(), [
-        "data.train=2020-01-01", "data.val=123", "optim.lr=3e-4", "optim.lr=null", "schedule.max_steps=1e5",
-        "model.ddconfig.ch_mult=1,2,4", "optim.betas=[0.9, 0.99]", "data.flip=yes", "data.crop=center"])
-    assert cfg.data.train == "2020-01-01" and cfg.data.val == "123"  # strings verbatim, never dates or ints
-    assert cfg.optim.lr is None and cfg.schedule.max_steps == 100_000
-    assert cfg.model.ddconfig.ch_mult == (1, 2, 4) and cfg.optim.betas == (0.9, 0.99)
-    assert cfg.data.flip is True and cfg.data.crop == "center"
+        "train.data=2020-01-01", "train.val_data=123", "train.learning_rate=3e-4", "train.max_steps=1e5",
+        "model.ddconfig.ch_mult=1,2,4", "train.betas=[0.9, 0.99]", "train.flip=yes", "train.crop=center"])
+    assert cfg.train.data == "2020-01-01" and cfg.train.val_data == "123"  # strings verbatim, never dates or ints
+    assert cfg.train.learning_rate == 3e-4 and cfg.train.max_steps == 100_000
+    assert cfg.model.ddconfig.ch_mult == (1, 2, 4) and cfg.train.betas == (0.9, 0.99)
+    assert cfg.train.flip is True and cfg.train.crop == "center"
 
 
 # ---------------------------------------------------------------------------------------------- renames
@@ -149,18 +149,21 @@ def test_overrides_anywhere_after_the_subcommand():
 
 
 def test_cli_reports_every_override_problem_in_one_line_each(tmp_path, capsys):
+    from dataclasses import fields
+
     from vqforge.cli import main
+    from vqforge.train.vqgan import VQGANSettings
 
     tiny = Path(__file__).parents[1] / "configs" / "vqgan_tiny.yaml"
-    code = main(["train", "vqgan", "optim.nope=1", "--config", str(tiny), "data.batch_size=many",
+    code = main(["train", "vqgan", "train.nope=1", "--config", str(tiny), "train.batch_size=many",
                  "--data", str(tmp_path), "--out", str(tmp_path / "run"), "model.quantizer.kind=lfq"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     lines = err.splitlines()
     assert lines[0] == "vqforge: error: 3 problems:" and sorted(lines[1:]) == [
-        "  data.batch_size: expected an integer, got 'many'",
         "  model.quantizer.kind: 'lfq' is not one of vq, gumbel, ema, l2, fsq",
-        "  optim.nope: unknown key (known: lr, base_lr, scale_lr, betas, accumulation)"]
+        "  train.batch_size: expected an integer, got 'many'",
+        "  train.nope: unknown key (known: " + ", ".join(f.name for f in fields(VQGANSettings)) + ")"]
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         main(["train", "vqgan", "--config", str(tiny), "--bogus"])

@@ -64,7 +64,7 @@ def _assert_same_tensors(a, b, where=""):
 def test_tiny_config_halves_validation_l1(tmp_path):
     """The shipped tiny config, trained on real photo crops, cuts its validation L1 at least in half."""
     cfg = tiny("train.val_every=100000", "train.preview_every=0", "train.checkpoint_every=0")
-    steps = 120
+    steps = 160  # 120 was marginal with 2 threads (0.51x), 0.40x with 1
     t = time.perf_counter()
     result = train_vqgan(cfg, tmp_path / "run", max_steps=steps, quiet=True)
     elapsed = time.perf_counter() - t
@@ -178,8 +178,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     empty.mkdir()
     code, err = run("--config", str(TINY), "--data", str(empty), "--out", str(tmp_path / "y"))
     assert code == 2 and f"{empty}: no usable images" in err and "Traceback" not in err
-    code, err = run("--config", str(TINY), "--data", str(PHOTOS), "--out", str(tmp_path / "z"), "optim.nope=1")
-    assert code == 2 and "optim.nope" in err
+    code, err = run("--config", str(TINY), "--data", str(PHOTOS), "--out", str(tmp_path / "z"), "train.nope=1")
+    assert code == 2 and "train.nope" in err
     assert not (tmp_path / "z").exists()  # nothing half-made
 
 

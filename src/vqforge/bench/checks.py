@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..devices import autocast, resolve_precision
 from ..models.gpt import GPT
-from ..sampling.generate import Decoder
+from ..sampling.generate import DecodeOptions, DecodeSession
 from ..sampling.processors import SamplingSettings
 from ..sampling.sliding import sample_sliding
 from ..train.transformer import param_groups
@@ -44,8 +44,8 @@ def _lockstep(model: GPT, cond: torch.Tensor, steps: int, dtype: torch.dtype) ->
     eager top-2 margin is within twice the logits' largest difference is a near-tie (rounding may go either way).
     If every step agrees, the fast path's own greedy run makes exactly the eager tokens."""
     B, Tc = cond.shape
-    eager = Decoder(model, B, Tc + steps - 1, fast=False)
-    fast = Decoder(model, B, Tc + steps - 1, fast=True)
+    eager = DecodeSession(model, B, Tc + steps - 1, DecodeOptions(precision="fp32"))
+    fast = DecodeSession(model, B, Tc + steps - 1, DecodeOptions(precision="auto"))
     with autocast(cond.device, dtype):  # the eager path at the fast one's precision
         le = eager.prefill(cond)
     lf = fast.prefill(cond)
@@ -152,7 +152,7 @@ def sliding_window_check(spec: GPTSpec, device: torch.device, grid_hw: tuple[int
     _, gpt = build_gpts(spec, device, with_original=False)
     gpt.eval()
     cond = torch.zeros(spec.batch, 1, dtype=torch.long, device=device)
-    mode = Decoder(gpt, spec.batch, 1).mode
+    mode = DecodeSession(gpt, spec.batch, 1).mode
     gen = torch.Generator(device=device).manual_seed(0)
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         warnings.simplefilter("always")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..devices import autocast, resolve_precision
 from ..models.gpt import GPT, GPTConfig
-from ..sampling.generate import decode_path, sample_tokens
+from ..sampling.generate import DecodeOptions, decode_path, sample_tokens
 from ..sampling.processors import SamplingSettings
 from ..train.transformer import param_groups
 from . import original
@@ -106,7 +106,8 @@ def vqforge_sample(gpt: GPT, cond: torch.Tensor, steps: int, settings: SamplingS
                    seed: int = 0) -> torch.Tensor:
     """vqforge's sampler on its exact fp32 path (``exact``) or its default path, seeded."""
     g = torch.Generator(device=cond.device).manual_seed(seed)
-    return sample_tokens(gpt, cond, steps, settings, generator=g, fast=not exact)
+    return sample_tokens(gpt, cond, steps, settings, generator=g,
+                         decoding=DecodeOptions(precision="fp32" if exact else "auto"))
 
 
 def gpt_sample_row(spec: GPTSpec, device: torch.device, with_original: bool, target: str = "",

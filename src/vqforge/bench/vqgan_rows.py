@@ -7,12 +7,13 @@ LPIPS on a random-weight VGG16, which costs what the real one does) and the same
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import torch
 from torch import nn
 
-from ..devices import resolve_precision
+from ..devices import autocast, resolve_precision
 from ..losses.perceptual import LPIPS
 from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
 from ..models.inference import VQGANRunner
@@ -119,6 +120,7 @@ def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: s
     device = models.device
     model, loss = models.vqgan(), models.loss()
     amp = resolve_precision(levers.precision, device) == torch.bfloat16
+    ctx = functools.partial(autocast, device, torch.bfloat16 if amp else torch.float32)
     if levers.channels_last:
         model = model.to(memory_format=torch.channels_last)
         loss = loss.to(memory_format=torch.channels_last)
@@ -132,10 +134,10 @@ def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: s
 
     def run() -> None:
         opt_ae.zero_grad(set_to_none=True)
-        g = generator_step(net, loss, x, 1, amp=amp)
+        g = generator_step(net, loss, x, 1, autocast=ctx)
         opt_ae.step()
         opt_disc.zero_grad(set_to_none=True)
-        discriminator_step(loss, x, g.reconstruction, 1, amp=amp)
+        discriminator_step(loss, x, g.reconstruction, 1, autocast=ctx)
         opt_disc.step()
 
     note = ("bf16 autocast" if amp else "fp32") + "".join(
