@@ -72,8 +72,7 @@ function sideOptions(select, sides, trained) {
   select.length = 0;
   for (const side of sides) {
     const ratio = Math.round((side / trained) * 100) / 100;
-    const note = side === trained ? "trained" : side > trained ? `${ratio}×, sliding window` : `${ratio}×`;
-    select.add(new Option(`${side} (${note})`, side));
+    select.add(new Option(`${side} (${side === trained ? "trained" : `${ratio}×`})`, side));
   }
   select.value = trained;
 }
