@@ -210,6 +210,7 @@ def test_sizes_offered_are_the_ones_the_model_can_sample_at():
 def test_grayscale_model_samples_completes_and_reconstructs_gray(client):
     info = {m["name"]: m for m in client.get("/api/models").json()["models"]}["tinygray"]
     assert info["channels"] == 1 and info["tasks"] == ["sample", "complete", "reconstruct"]
+    assert info["defaults"] == {"cfg": 3.0, "temperature": 0.9}  # the card's "cfg"; no bool, no unknown keys
     snap = run(client, "sample", {"model": "tinygray", "class_label": "2", "height": "16", "width": "32"})
     assert result_image(client, snap).mode == "L" and result_image(client, snap).size == (32, 16)
     mask = np.zeros((16, 24), np.uint8)

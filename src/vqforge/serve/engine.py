@@ -65,15 +65,13 @@ def _card_of(path: Path) -> dict:
         return {}
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
-    # The card names settings as SamplingSettings does (cfg_scale); the page's field is "cfg".
-    card["sampling"] = {CARD_KEYS.get(k, k): v for k, v in sampling.items()
-                        if k in ("top_k", "top_p", "temperature", "cfg_scale")
-                        and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    card["sampling"] = {CARD_KEYS[k]: v for k, v in sampling.items()
+                        if k in CARD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
     return card
 
 
-#: Model card ``sampling`` keys whose page field has another name.
-CARD_KEYS = {"cfg_scale": "cfg"}
+#: Model card ``sampling`` keys -> the page's fields (guidance as the CLI's ``--cfg`` or SamplingSettings' name).
+CARD_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "cfg", "cfg_scale": "cfg"}
 #: Output sides offered on the page, as ratios of the trained side (then whole multiples up to --max-side).
 SIDE_RATIOS = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5)
 
