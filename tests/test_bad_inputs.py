@@ -99,7 +99,6 @@ def test_model_of_the_wrong_kind(models, data, capsys):
         ("sample", "--model", models / "vq", "--output", data / "out"),
         ("complete", "--model", models / "vq", "--input", data / "photos" / "a.png", "--mask", data / "mask.png",
          "--output", data / "out"),
-        ("reconstruct", "--model", models / "class", "--input", data / "photos", "--output", data / "out"),
         ("evaluate", "nll", "--model", models / "vq", "--data", data / "empty", "--json", data / "out"),
         ("encode", "--model", models / "vq", "--cond-stage", models / "class", "--data", data / "photos",
          "--out", data / "out", "--no-progress"),
