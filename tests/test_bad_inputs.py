@@ -176,7 +176,6 @@ def test_training_on_an_empty_folder(models, data, capsys):
     shutil.rmtree(data / "run", ignore_errors=True)
 
 
-
 def test_reconstruct_takes_a_transformer_pipeline_by_its_first_stage(models, data, capsys):
     """`reconstruct --model landscapes` reconstructs with the pipeline's VQGAN (the same images as that VQGAN)."""
     import vqforge
