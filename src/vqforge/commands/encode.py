@@ -59,14 +59,14 @@ def stage_modes() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..api import load
     from ..data.encode import encode_data
+    from ..devices import resolve_device
     from ..data.tokens import is_token_dir
     from ..io import VQForgeError, check_output_dir
     from ..models.conditioning import StageCondition, stage_condition
     from ..models.transformer import Net2NetTransformer
     from ..models.vqgan import VQGAN
-    from ..train.common import _pick_device
 
-    device = _pick_device(args.device, 0)
+    device = resolve_device(args.device)
     check_output_dir(args.out, "token dataset", is_token_dir)  # refused before any work, not after encoding
     model = load(args.model, trust=args.trust_checkpoint)
     condition, cond_source = None, args.cond_stage or ""

@@ -29,10 +29,13 @@ class QuantizerOutput(NamedTuple):
 class Quantizer(nn.Module):
     """Base class: maps continuous latents (B, D, h, w) to codebook entries.
 
-    Subclasses implement :meth:`forward` and :meth:`embed_indices` and set :attr:`n_codes`.
+    Subclasses implement :meth:`forward` and :meth:`embed_indices` and set :attr:`n_codes`. A quantizer that
+    draws its codes at a temperature (gumbel) sets :attr:`temperature`; a trainer may schedule it.
     """
 
     n_codes: int
+    #: the sampling temperature of a quantizer that has one (None: it has none)
+    temperature: float | None = None
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:  # pragma: no cover - interface
         raise NotImplementedError

@@ -79,7 +79,7 @@ class ConditionStage(loop.Stage):
 
     def __init__(self, cfg: ConditionRunConfig):
         self.cfg, self.maps = cfg, map_kind(cfg.mode)
-        self.preview_name = {"segmentation": "seg"}.get(cfg.mode, cfg.mode)
+        self.preview_name = self.maps.preview_name or self.maps.name
 
     def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
         cfg, s, dd = self.cfg, self.cfg.train, self.cfg.model.ddconfig
