@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..api import load
-    from ..devices import resolve_device, resolve_precision
     from ..data.images import load_image_tensor
+    from ..devices import resolve_device, resolve_precision
     from ..imageio import list_images, save_tensor_image
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..metrics import psnr
