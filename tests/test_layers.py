@@ -70,3 +70,22 @@ def test_the_check_sees_relative_imports(tmp_path):
     """The parser resolves ``from ..x import y`` and ``from .. import x`` to the unit ``x``."""
     assert imported_units(SRC / "models" / "vqgan.py") >= {"nn", "quantizers"}
     assert "train" in imported_units(SRC / "commands" / "train_vqgan.py")
+
+
+def test_nothing_outside_the_quantizers_branches_on_a_kind_name():
+    """A quantizer kind lives in its own module: code elsewhere asks the quantizer or its config, never compares
+    ``kind`` with a name (the conditioning modes have the same test in test_conditioning.py)."""
+    import re
+
+    from vqforge.quantizers.registry import KINDS
+
+    names = "|".join(map(re.escape, KINDS.names()))
+    compare = re.compile(rf'(==|!=)\s*"({names})"|"({names})"\s*(==|!=)|\bin\s*[(\[{{][^)\]}}\n]*"({names})"')
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if {"quantizers", "compat"} & set(path.relative_to(SRC).parts):  # the kinds; the original's names
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "kind" in line and compare.search(line):  # ("l2" also names a pixel loss)
+                offenders.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
