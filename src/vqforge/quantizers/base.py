@@ -45,6 +45,13 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
 
+def projections(dim: int, code_dim: int) -> tuple[nn.Module, nn.Module]:
+    """1x1 convolutions into and out of a ``code_dim``-channel code space (identities when it is ``dim``)."""
+    if code_dim == dim:
+        return nn.Identity(), nn.Identity()
+    return nn.Conv2d(dim, code_dim, 1), nn.Conv2d(code_dim, dim, 1)
+
+
 def perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:
     """exp(entropy) of the empirical code distribution of ``indices`` (any shape)."""
     counts = torch.bincount(indices.flatten(), minlength=n_codes).float()
