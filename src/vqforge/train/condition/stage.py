@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ... import imageio
-from ...data.images import split_files
 from ...config import ConfigError
+from ...data.images import split_files
 from ...io import VQForgeError
 from ...models.vqgan import VQGAN, VQGANConfig
 from .. import loop
