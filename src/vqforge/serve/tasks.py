@@ -28,11 +28,11 @@ def prepare(task: str, engine: Engine, s: JobSettings, uploads: dict[str, bytes]
         engine.check(task, s, ids.shape)
         return _work(lambda report: engine.synthesize(s, ids, report))
     if task == "complete":
-        image = decode_photo(uploads["image"], "image", limits, engine.factor)
+        image = decode_photo(uploads["image"], "image", limits, engine.factor, engine.channels)
         mask = decode_mask(uploads["mask"], "mask", limits, tuple(image.shape[1:]))
         engine.check(task, s, tuple(image.shape[1:]))
         return _work(lambda report: engine.complete(s, image, mask, report))
-    image = decode_photo(uploads["image"], "image", limits, engine.factor, crop=True)
+    image = decode_photo(uploads["image"], "image", limits, engine.factor, engine.channels, crop=True)
     engine.check(task, s, tuple(image.shape[1:]))
     return _work(lambda report: engine.reconstruct(s, image))
 
