@@ -198,6 +198,26 @@ def test_mask_and_complete_an_uploaded_photo(page):
     assert wait_results(page, 2) == [[24, 16], [24, 16]]
 
 
+def test_complete_a_photo_under_the_painted_map(page):
+    choose(page, "tinyseg", "synthesize", 16, 24)
+    page.click(".swatch[data-label='3']")
+    page.click("#seg-fill")
+    page.click("#tabs button[data-task=complete]")
+    assert page.is_visible("#complete-map")  # says which map the completion follows
+    buf = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(buf, format="PNG")
+    page.set_input_files("#complete-file", files=[{"name": "p.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_function("() => document.getElementById('complete-canvas').width === 24")
+    stroke(page, "#complete-canvas", [(0.5, 0.1), (0.5, 0.9)])
+    page.fill("#count", "1")
+    page.click("#complete-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    sent = sent_images(page, "/api/jobs/complete")
+    labels = sent["labels"][..., 0] if sent["labels"].ndim == 3 else sent["labels"]
+    assert labels.shape == sent["image"].shape[:2] == (16, 24) and (labels == 3).all()
+    assert wait_results(page, 1) == [[24, 16]]
+
+
 def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     other = browser.new_context().new_page()
     other.goto(server.url + "/")
@@ -207,7 +227,8 @@ def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     choose(other, "tinyclass", "sample", 16, 32)
     page.click("#sample-run")
     page.wait_for_selector("#results[data-state=running]", state="attached")
-    page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)")
+    page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)",
+                           timeout=120_000)  # the first live preview; slow when the machine is loaded
     other.click("#sample-run")
     other.wait_for_selector("#results[data-state=queued]", state="attached")
     assert other.inner_text("#progress-text").startswith("waiting")
