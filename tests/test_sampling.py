@@ -261,3 +261,21 @@ def test_completion_of_a_suffix_is_greedy_continuation():
             nxt = m.transformer(torch.cat((c, ref), 1))[:, -1, :32].argmax(-1, keepdim=True)
             ref = torch.cat((ref, nxt), 1)
     assert torch.equal(out.view(1, -1), ref)
+
+
+def test_a_model_loaded_under_inference_mode_samples_on_every_path(tmp_path):
+    """`with torch.inference_mode(): m = vqforge.load(...)` gives inference-tensor parameters; every decode path
+    (the packed bf16 one keys its cache on parameter versions, which such tensors lack) still samples."""
+    import vqforge
+    from vqforge.api import save_model
+    from vqforge.sampling.generate import DecodeOptions, sample_tokens
+    from vqforge.sampling.processors import SamplingSettings
+
+    save_model(tiny_net(ClassConfig(n_classes=3)), tmp_path / "m")
+    with torch.inference_mode():
+        gpt = vqforge.load(tmp_path / "m").transformer
+        cond = torch.zeros(2, 1, dtype=torch.long)
+        for precision in ("auto", "fp32"):
+            out = sample_tokens(gpt, cond, 5, SamplingSettings(top_k=10), torch.Generator().manual_seed(0),
+                                decoding=DecodeOptions(precision=precision))
+            assert out.shape == (2, 5) and int(out.max()) < gpt.config.vocab_size

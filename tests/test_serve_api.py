@@ -70,7 +70,7 @@ def test_models_page_and_static_files(client):
     assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
     labels = models["tinyseg"]["labels"]
     assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
-    assert models["tinyseg"]["tasks"] == ["synthesize", "reconstruct"] and not models["tinyseg"]["guidance"]
+    assert models["tinyseg"]["tasks"] == ["synthesize", "complete", "reconstruct"] and not models["tinyseg"]["guidance"]
     assert models["tinyvq"]["tasks"] == ["reconstruct"] and models["tinyvq"]["kind"] == "vqgan"
     assert info["limits"]["max_side"] == 256
     page = client.get("/")
@@ -146,6 +146,14 @@ def test_complete_and_reconstruct(client):
     codes = np.asarray(result_image(client, rec, 1))
     assert codes.shape == (16, 24, 3) and (codes[::4, ::4] == codes[3::4, 3::4]).all()  # one colour per 4x4 token
     assert rec["metrics"]["n_codes"] == 32 and 1 <= rec["metrics"]["codes_used"] <= 24
+    ids = np.zeros((16, 24), np.uint8)
+    ids[:, 12:] = 4
+    under = [run(client, "complete", {"model": "tinyseg", "seed": "1"},
+                 {"image": ("p.png", png(image)), "mask": ("m.png", png(mask)), "labels": ("l.png", png(ids))})
+             for _ in range(2)]  # a segmentation model completes under a label map
+    pixels = [np.asarray(result_image(client, snap)) for snap in under]
+    assert pixels[0].shape == (16, 24, 3) and np.array_equal(pixels[0], pixels[1])
+    assert client.get(under[0]["settings_url"]).json()["mode"] == "segmentation"
     bare = run(client, "reconstruct", {"model": "tinyvq"}, {"image": ("p.png", png(photo(16, 16)))})
     assert result_image(client, bare).size == (16, 16) and bare["metrics"]["token_grid"] == [4, 4]
 
@@ -261,6 +269,14 @@ BAD = [
      400, "mask: 8x16 px, but the image is 16x16"),
     ("complete", {"model": "tinyclass"}, {"image": png(photo(18, 16)), "mask": png(np.zeros((18, 16), np.uint8))},
      400, "not a multiple"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8))},
+     400, "labels: missing file"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                        "labels": png(np.zeros((16, 8), np.uint8))}, 400, "labels: 16x8 px, but the image"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                          "labels": png(np.zeros((16, 16), np.uint8))}, 400, "takes no labels file"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                        "labels": png(LABELS_BAD)}, 400, "labels: label 7 is out of range"),
     ("teleport", {"model": "tinyclass"}, None, 404, "unknown task"),
 ]
 

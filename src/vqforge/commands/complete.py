@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..data.conditions import condition_inputs
     from ..data.images import read_pair
+    from ..devices import resolve_device
     from ..imageio import GRID_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.complete import token_mask
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from .sample import (OUTPUT_KIND, decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
                          settings_from_args, write_samples)
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
     decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work

@@ -73,12 +73,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _device(name):
-    import torch
-
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -110,10 +104,11 @@ def _finish(args, result: dict, title: str, rows: list[tuple[str, object]]) -> i
 def run_recon(args: argparse.Namespace) -> int:
     from ..api import load_vqgan
     from ..data.images import image_batches
+    from ..devices import resolve_device
     from ..evaluate.fid import list_image_files
     from ..evaluate.reconstruction import evaluate_reconstruction, try_lpips
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model = load_vqgan(args.model, "evaluate recon", trust=args.trust_checkpoint).to(device).eval()
     paths = list_image_files(args.data, args.limit)
     inception = None
@@ -147,12 +142,13 @@ def run_recon(args: argparse.Namespace) -> int:
 def run_samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..devices import resolve_device
     from ..evaluate.fid import FeatureStats, folder_features, list_image_files
     from ..evaluate.samples import compare, reference_stats
     from ..nn.inception import load_fid_inception
 
     list_image_files(args.samples)  # a missing or empty samples folder fails before the reference is embedded
-    device = _device(args.device)
+    device = resolve_device(args.device)
     inception = load_fid_inception(args.inception, device=device)
     ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,
                           progress=not args.quiet)
@@ -182,6 +178,7 @@ def run_nll(args: argparse.Namespace) -> int:
 
     from ..api import load
     from ..data.tokens import TokenDataset
+    from ..devices import resolve_device
     from ..evaluate.nll import token_nll
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
@@ -189,7 +186,7 @@ def run_nll(args: argparse.Namespace) -> int:
     model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
-    model = model.to(_device(args.device)).eval()
+    model = model.to(resolve_device(args.device)).eval()
     ds = TokenDataset(args.data)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if ds.n_codes > model.n_image_codes:

@@ -174,12 +174,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..data.conditions import condition_inputs
+    from ..devices import resolve_device
     from ..imageio import GRID_NAME, save_grid
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
     decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work

@@ -65,7 +65,8 @@ def _packed_copy(gpt: GPT) -> GPT:
 def packed(gpt: GPT) -> GPT:
     """The packed copy of ``gpt`` (see the module text), kept in ``gpt.scratch`` while its parameters are
     unchanged (packing costs ~2 ms per layer)."""
-    signature = tuple((p.data_ptr(), p._version) for p in gpt.parameters())
+    # inference tensors (a model loaded under torch.inference_mode) keep no version counter
+    signature = tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in gpt.parameters())
     hit = gpt.scratch.get("cpu_packed")
     if hit is None or hit[0] != signature:
         hit = gpt.scratch["cpu_packed"] = (signature, _packed_copy(gpt))

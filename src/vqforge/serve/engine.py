@@ -105,8 +105,8 @@ class Engine:
     # ------------------------------------------------------------------------------------------- describing
     @property
     def tasks(self) -> tuple[str, ...]:
-        tasks = ("sample", "complete") if self.classes or self.free else ()
-        return tasks + (("synthesize",) if self.n_labels else ()) + ("reconstruct",)
+        tasks = (("sample",) if self.classes or self.free else ()) + (("synthesize",) if self.n_labels else ())
+        return tasks + (("complete",) if tasks else ()) + ("reconstruct",)  # complete: under a class or a map
 
     @property
     def trained_hw(self) -> tuple[int, int]:
@@ -185,13 +185,15 @@ class Engine:
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
         """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
         lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
-        c = self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, ...)
-        return self._draw("synthesize", s, lay, [c], progress)
+        return self._draw("synthesize", s, lay, [self._map_input(ids)], progress)
 
-    def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress) -> Output:
-        """``s.count`` completions of ``image`` (3, H, W) where ``mask`` (H, W) is True."""
+    def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress,
+                 ids: np.ndarray | None = None) -> Output:
+        """``s.count`` completions of ``image`` (C, H, W) where ``mask`` (H, W) is True; a segmentation model
+        completes under the label map ``ids`` (H, W)."""
         lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
-        out = self._draw("complete", s, lay, self._inputs(s), progress, image, mask)
+        inputs = [self._map_input(ids)] if ids is not None else self._inputs(s)
+        out = self._draw("complete", s, lay, inputs, progress, image, mask)
         out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
         return out
 
@@ -222,6 +224,10 @@ class Engine:
     def _caption(self, c: torch.Tensor) -> str:
         """What the condition records about one model input (a class: its id and name), as a caption."""
         return ": ".join(str(v) for v in self.condition.input_record(c).values())
+
+    def _map_input(self, ids: np.ndarray) -> torch.Tensor:
+        """A label map (H, W) as the model input (1, ...)."""
+        return self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)
 
     def _inputs(self, s: JobSettings) -> list[torch.Tensor | None]:
         """Per-sample model inputs (1, ...): ``s.class_label``, or each label in turn; ``[None]`` for a model without

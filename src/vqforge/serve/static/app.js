@@ -63,6 +63,7 @@ function selectTask(task) {
   const m = state.model;
   document.querySelector(".for-class").hidden = !(m.classes && ["sample", "complete"].includes(task));
   for (const el of document.querySelectorAll(".for-sampling")) el.hidden = task === "reconstruct";
+  $("complete-map").hidden = !m.labels;
   $("size-note").textContent = task === "synthesize" ? "the output has the map's size" :
     task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "";
 }
@@ -188,6 +189,7 @@ async function loadLabels(input) {
     seg.set(ids, c.width, c.height);
     selectSide($("height"), c.height);
     selectSide($("width"), c.width);
+    resizeImages();  // the photo and its mask follow the map's size
     banner("");
   } catch (e) {
     banner(e.message);
@@ -219,6 +221,7 @@ async function run(task) {
     form.append("image", await blob(task === "complete" ? state.photoCanvas : $("reconstruct-canvas")), "image.png");
   }
   if (task === "complete") form.append("mask", await mask.toPNG(255), "mask.png");
+  if (task === "complete" && state.model.labels) form.append("labels", await seg.toPNG(), "labels.png");
   try {
     follow(await api(`/api/jobs/${task}`, { method: "POST", body: form }));
   } catch (e) {
