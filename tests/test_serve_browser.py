@@ -175,6 +175,10 @@ def test_click_sample_and_see_images_of_the_requested_size(page):
 
 def test_paint_two_labels_and_synthesise(page):
     choose(page, "tinyseg", "synthesize", 32, 32)
+    assert page.get_attribute(".swatch[aria-pressed=true]", "data-label") == "1"  # the card's second common label
+    first = page.evaluate("() => state.model.labels.find(l => l.id === 3).color")  # "#rrggbb"
+    pixel = page.eval_on_selector("#seg-canvas", "c => [...c.getContext('2d').getImageData(0, 0, 1, 1).data]")
+    assert pixel == [*bytes.fromhex(first[1:]), 255]  # a new map is filled with the first common label
     page.click(".swatch[data-label='0']")
     page.click("#seg-fill")
     page.select_option("#seg-brush", "8")
@@ -196,6 +200,8 @@ def test_paint_two_labels_and_synthesise(page):
 
 def test_mask_and_complete_an_uploaded_photo(page):
     choose(page, "tinyclass", "complete", 16, 24)
+    page.click("#complete-run")
+    assert page.inner_text("#banner") == "choose a photo first"  # said on the page, nothing sent
     y, x = np.mgrid[0:40, 0:60]
     photo = np.stack([x * 4, y * 6, (x + y) * 2], -1).astype(np.uint8)
     buf = io.BytesIO()
@@ -264,8 +270,9 @@ def test_bundled_landscapes_paint_two_labels_and_synthesise(bundled_page):
     page = bundled_page
     choose(page, "landscapes", "synthesize", 64, 128)
     labels = page.eval_on_selector_all(".swatch", "els => els.map(e => [Number(e.dataset.label), e.textContent])")
-    assert len(labels) == 182
-    (sky, sky_name), (grass, grass_name) = labels[156], labels[123]  # COCO-Stuff ids (0-based)
+    assert sorted(i for i, _ in labels) == list(range(182))
+    sky, grass = 156, 123  # COCO-Stuff ids (0-based)
+    sky_name = dict(labels)[sky]
     page.fill("#palette-filter", sky_name)  # 182 labels: found by name
     assert sky_name in page.locator(".swatch:visible").all_inner_texts()
     page.click(f".swatch[data-label='{sky}']")
