@@ -66,7 +66,7 @@ def _settings(model, **overrides) -> SamplingSettings:
     card = getattr(model, "card", None) or {}
     base = {"top_k": 100, "temperature": 1.0, **card.get("sampling", {}), **overrides}
     return SamplingSettings(top_k=base["top_k"], temperature=base["temperature"],
-                            cfg_scale=float(base.get("cfg_scale", 0.0)))
+                            cfg_scale=float(base.get("cfg_scale", base.get("cfg", 0.0))))
 
 
 def _fashion_test(n: int) -> tuple[torch.Tensor, torch.Tensor]:
