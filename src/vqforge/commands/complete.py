@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_data
 from .sample import add_sampling_args
 
 
@@ -15,7 +16,7 @@ def add_parser(sub) -> None:
                                    "cropped to the trained size; with --size HxW, resized to it. Any conditioning "
                                    "mode (--class, --cond) and guidance (--cfg) work as in `vqforge sample`. Writes "
                                    "one PNG per completion, mask.png, grid.png (input first) and settings.json.")
-    p.add_argument("--input", required=True, help="the image to complete")
+    add_data(p, "the image to complete", metavar="IMAGE")
     p.add_argument("--mask", required=True, help="mask image of the same size: white (> 127) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")
     add_sampling_args(p)
@@ -32,32 +33,33 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..data.conditions import batch_inputs, condition_inputs
     from ..data.images import read_pair
-    from ..imageio import GRID_NAME, save_grid, save_tensor_image
+    from ..devices import resolve_device
+    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import complete_image, condition_tokens
     from .sample import load_transformer, parse_hw, plan, sample_record, settings_from_args
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     settings = settings_from_args(args)
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
     size = parse_hw(args.size, "--size") or model.trained_hw
-    image, mask = read_pair(args.input, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
+    image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")
     lay = plan(model, args, tuple(image.shape[1:]))
     H, W = lay.image_hw
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
 
-    out_dir = Path(args.output)
+    out_dir = Path(args.out)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     outs, per_sample = [], []
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
-    bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
+    bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
     for start in range(0, args.num, args.batch_size):
         picks = [i % len(inputs) for i in range(start, min(args.num, start + args.batch_size))]
         batch = [inputs[j] for j in picks]
@@ -76,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
     masked_input = torch.where(mask[None], torch.zeros_like(image), image)
     save_grid(out_dir / GRID_NAME, torch.cat([masked_input[None]] + outs))
-    write_json(out_dir / "settings.json", {
+    write_json(out_dir / SETTINGS_NAME, {
         "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-        "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
+        "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
         "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
         "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
         "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,

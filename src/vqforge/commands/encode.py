@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_device, add_out, add_quiet, add_seed
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, metavar="VQGAN_DIR",
                    help="first-stage VQGAN (model/run dir), or a transformer model dir (its stages are used)")
     p.add_argument("--data", required=True, help="image folder/list/glob, or fashion-mnist[:train|test]")
-    p.add_argument("--out", required=True, metavar="TOKENS_DIR")
+    add_out(p, "token dataset folder to write", metavar="TOKENS_DIR")
     p.add_argument("--cond-stage", metavar="DIR", help="condition VQGAN for spatial conditions")
     p.add_argument("--cond", choices=stage_modes(),
                    help="condition to encode with --cond-stage (default: from its input channels: 1 depth, 3 lowres, "
@@ -37,12 +39,12 @@ def add_parser(sub) -> None:
     p.add_argument("--resize-max", type=int, default=0,
                    help="with --crops > 1: resize the smallest side to a size drawn from [--size, RESIZE_MAX] "
                         "before each crop (crops at several scales; default: --size)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+    add_seed(p, "seed of the random crops")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="encode only the first N images")
     p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    add_device(p)
+    add_quiet(p, "no progress bar")
     p.set_defaults(func=run)
 
 
@@ -60,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.conditioning import StageCondition, stage_condition
     from ..models.transformer import Net2NetTransformer
     from ..models.vqgan import VQGAN
-    from ..train.common import _pick_device
+    from ..devices import resolve_device
 
-    device = _pick_device(args.device, 0)
+    device = resolve_device(args.device)
     model = load(args.model)
     condition, cond_source = None, args.cond_stage or ""
     size = args.size or model.trained_hw[0]  # default: the size the model was trained at
@@ -85,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
                          labels=args.labels, crops=args.crops, resize_max=args.resize_max, seed=args.seed,
                          limit=args.limit, source_model=args.model, cond_source=cond_source,
                          batch_size=args.batch_size, device=device, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.quiet)
     print(f"wrote {n} token rows to {out}")
     return 0

