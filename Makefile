@@ -22,7 +22,7 @@ test: setup
 	$(PY) -m pytest tests
 
 demo: setup
-	$(PY) -m vqforge.demo
+	$(PY) -m vqforge demo --out demo-out
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -1,0 +1,292 @@
+"""The parts of ``vqforge demo``: each takes the run's :class:`Context` and models, writes its PNGs and returns a
+:class:`~vqforge.demo.page.Section` with its figures, settings and numbers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..imageio import load_image_tensor, read_image, save_grid
+from ..metrics import psnr, ssim
+from ..sampling.pipeline import complete_image, condition_tokens, layout, sample_images
+from ..sampling.processors import SamplingSettings
+from .page import Figure, Section
+
+
+def say(msg: str) -> None:
+    print(f"vqforge demo: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """Where the demo writes, how much it does, its seed and whether it shows progress."""
+
+    out: Path
+    sizes: object
+    seed: int
+    progress: bool
+    assets: Path
+
+    def png(self, name: str, images: torch.Tensor, nrow: int | None = None) -> tuple[str, int]:
+        """Write (N, C, H, W) images in [-1, 1] as ``images/NAME`` (one grid); returns its relative path and width."""
+        path = save_grid(self.out / "images" / name, images, nrow=nrow)
+        return path.relative_to(self.out).as_posix(), Image.open(path).size[0]
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def bar(self, desc: str):
+        """A progress hook for the sampling loops (a tqdm bar over tokens), or None."""
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        state: dict = {}
+
+        def hook(done: int, total: int, _tokens: torch.Tensor) -> None:
+            if "bar" not in state:
+                state["bar"] = tqdm(total=total, desc=f"  {desc}", unit="tok", leave=False, file=sys.stderr)
+            state["bar"].update(done - state["bar"].n)
+            if done == total:
+                state["bar"].close()
+
+        return hook
+
+
+def _settings(model, **overrides) -> SamplingSettings:
+    """The model card's suggested sampling settings (top-k, temperature), with ``overrides``."""
+    card = getattr(model, "card", None) or {}
+    base = {"top_k": 100, "temperature": 1.0, **card.get("sampling", {}), **overrides}
+    return SamplingSettings(top_k=base["top_k"], temperature=base["temperature"],
+                            cfg_scale=float(base.get("cfg_scale", 0.0)))
+
+
+def _fashion_test(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` Fashion-MNIST test images (1, 28, 28) in [-1, 1] and their labels (bundled subset)."""
+    data = np.load(Path(__file__).resolve().parents[1] / "demo_assets" / "fashion_mnist_test_1000.npz")
+    x = torch.from_numpy(data["images"][:n].astype(np.float32)).div(127.5).sub(1.0)[:, None]
+    return x, torch.from_numpy(data["labels"][:n].astype(np.int64))
+
+
+def _usage(vq, batches) -> float:
+    codes = torch.cat([vq.encode_to_indices(x).flatten() for x in batches])
+    return codes.unique().numel() / vq.n_codes
+
+
+# ---------------------------------------------------------------------------------------------- 1. reconstructions
+@torch.inference_mode()
+def reconstructions(ctx: Context, landscapes, fashion) -> Section:
+    vq = landscapes.first_stage
+    f = vq.downsample_factor
+    photos = sorted((ctx.assets / "photos").iterdir())
+    by_source = [sorted(p for p in photos if p.name.startswith(s)) for s in ("sflckr", "coco", "drin")]
+    files = [p for trio in zip(*by_source) for p in trio][:max(ctx.sizes.eval_photos, ctx.sizes.photos)]
+    shown = files[:ctx.sizes.photos]
+    sec = Section("1. Reconstructions", "Held-out photos (never seen in training) through the <code>landscapes</code> "
+                  "first stage (an f8 VQGAN: every 8x8 patch becomes one of its codebook entries), and Fashion-MNIST "
+                  "test images through the <code>fashion</code> first stage (f4). Left: input, right: reconstruction.")
+    all_x = [load_image_tensor(p, multiple_of=f)[None] for p in files]
+    sec.numbers[f"landscapes codebook usage ({len(files)} held-out photos)"] = (
+        f"{_usage(vq, all_x):.1%} of {vq.n_codes} codes")
+    ps_all = []
+    for p, x in zip(files, all_x):
+        rec = vq(x).reconstruction.clamp(-1, 1)
+        a, b = float(psnr(rec, x)), float(ssim(rec, x))
+        ps_all.append((a, b))
+        if p in shown:
+            src, w = ctx.png(f"recon_{p.stem}.png", torch.cat([x, rec]), nrow=2)
+            sec.figures.append(Figure(src, p.name, numbers={"PSNR": f"{a:.2f} dB", "SSIM": f"{b:.3f}"},
+                                      settings={"size": f"{x.shape[3]}x{x.shape[2]}"}, width=w, scale=1.5))
+    sec.numbers[f"landscapes mean PSNR / SSIM ({len(files)} held-out photos)"] = (
+        f"{np.mean([a for a, _ in ps_all]):.2f} dB / {np.mean([b for _, b in ps_all]):.3f}")
+    fv = fashion.first_stage
+    x, _ = _fashion_test(ctx.sizes.fashion_eval)
+    rec = torch.cat([fv(b).reconstruction.clamp(-1, 1) for b in x.split(250)])
+    sec.numbers[f"fashion mean PSNR ({len(x)} test images)"] = f"{float(psnr(rec, x).mean()):.2f} dB"
+    sec.numbers[f"fashion codebook usage ({len(x)} test images)"] = f"{_usage(fv, x.split(250)):.1%} of {fv.n_codes} codes"
+    n = ctx.sizes.fashion_recon
+    src, w = ctx.png("recon_fashion.png", torch.cat([x[:n], rec[:n]]), nrow=n)
+    sec.figures.append(Figure(src, "Fashion-MNIST test images (top) and reconstructions (bottom)", width=w, scale=2))
+    return sec
+
+
+# ---------------------------------------------------------------------------------------------- 2. class samples
+@torch.inference_mode()
+def class_samples(ctx: Context, fashion) -> Section:
+    from ..evaluate.classifier import class_match_rate, load_classifier
+
+    classifier, card = load_classifier()
+    names = list(fashion.config.cond.names)
+    n_classes = fashion.config.cond.n_classes
+    k = ctx.sizes.per_class
+    labels = torch.arange(n_classes).repeat_interleave(k)
+    sec = Section("2. Class-conditional samples", "New images from the <code>fashion</code> transformer, one row "
+                  "per class (top to bottom: " + ", ".join(names or map(str, range(n_classes))) + "), at three "
+                  "classifier-free guidance scales: the logits are pushed away from those of the NULL class. The "
+                  f"class-match rate is how often a small CNN classifier (test accuracy {card.get('test_accuracy', '?')}) "
+                  "sees the requested class in a sample.")
+    for i, cfg in enumerate(ctx.sizes.cfg_scales):
+        settings = _settings(fashion, cfg_scale=cfg)
+        lay = layout(fashion, cfg_scale=cfg)
+        cond, uncond = condition_tokens(fashion, lay, len(labels), cond=labels, cfg_scale=cfg)
+        t = time.perf_counter()
+        images, _ = sample_images(fashion, lay, cond, settings, ctx.generator(i), uncond,
+                                  callback=ctx.bar(f"fashion cfg {cfg:g}"))
+        dt = time.perf_counter() - t
+        rate = class_match_rate(classifier, images, labels)
+        src, w = ctx.png(f"fashion_cfg{cfg:g}.png", images, nrow=k)
+        sec.figures.append(Figure(src, f"guidance scale {cfg:g}", width=w, scale=2,
+                                  numbers={"class-match rate": f"{rate:.1%}", "time": f"{dt:.1f} s",
+                                           "tokens/s": f"{len(labels) * lay.n_tokens / dt:.0f}"},
+                                  settings={"top-k": settings.top_k, "temperature": settings.temperature,
+                                            "cfg": cfg, "seed": ctx.seed + i, "samples": len(labels)}))
+        sec.numbers[f"class-match rate, cfg {cfg:g}"] = f"{rate:.1%}"
+    return sec
+
+
+# ---------------------------------------------------------------------------------------------- 3. landscapes
+def _map_crop(path: Path, short: int, f: int, square: bool = False) -> torch.Tensor:
+    """A label map (H, W) int64: the shorter side resized to ``short`` (nearest), centre-cropped to multiples
+    of ``f`` (to a square when ``square``)."""
+    im = read_image(path, mode=None)
+    w, h = im.size
+    s = short / min(w, h)
+    im = im.resize((max(short, round(w * s)), max(short, round(h * s))), Image.NEAREST)
+    arr = torch.from_numpy(np.asarray(im).astype(np.int64))
+    H, W = arr.shape
+    th, tw = (short, short) if square else (H // f * f, W // f * f)
+    top, left = (H - th) // 2, (W - tw) // 2
+    return arr[top:top + th, left:left + tw]
+
+
+def _photo_crop(path: Path, hw: tuple[int, int]) -> torch.Tensor:
+    """The photo at the same crop as :func:`_map_crop` (1, 3, H, W)."""
+    x = load_image_tensor(path, size=min(hw))[None]
+    H, W = x.shape[2:]
+    top, left = (H - hw[0]) // 2, (W - hw[1]) // 2
+    return x[:, :, top:top + hw[0], left:left + hw[1]]
+
+
+def _colorize(labels: torch.Tensor, n_labels: int) -> torch.Tensor:
+    from ..models.conditioning.segmentation import colorize_labels
+
+    return colorize_labels(labels[None], n_labels)
+
+
+@torch.inference_mode()
+def _synthesise(ctx: Context, model, labels: torch.Tensor, n: int, offset: int, desc: str):
+    hw = tuple(labels.shape)
+    lay = layout(model, hw)
+    c = model.condition.build_input(raw=labels[None].expand(n, -1, -1))
+    cond, _ = condition_tokens(model, lay, n, cond=c)
+    t = time.perf_counter()
+    images, _ = sample_images(model, lay, cond, _settings(model), ctx.generator(offset), callback=ctx.bar(desc))
+    return images, lay, time.perf_counter() - t
+
+
+def landscapes(ctx: Context, model) -> Section:
+    f = model.first_stage.downsample_factor
+    trained = model.trained_hw
+    n_labels = model.config.cond.n_labels
+    maps = sorted((ctx.assets / "segmentations").iterdir())[:ctx.sizes.maps]
+    sec = Section("3. Landscapes from segmentation maps", "Held-out S-FLCKR segmentation maps (never seen in "
+                  f"training) turned into landscapes by the <code>landscapes</code> transformer: first at its trained "
+                  f"size ({trained[1]}x{trained[0]} px, {trained[0] // f}x{trained[1] // f} tokens), then far larger: "
+                  "the sliding window predicts each token from a trained-size window of its neighbours and the "
+                  "condition under it, so one model synthesises any size. Beside each: the map (colours = labels) "
+                  "and the held-out photo it was drawn from.")
+    for i, mp in enumerate(maps):
+        photo = ctx.assets / "photos" / (mp.stem + ".jpg")
+        small = _map_crop(mp, trained[0], f, square=True)
+        images, lay, dt = _synthesise(ctx, model, small, 2, 100 + i, f"{mp.stem[:16]} {trained[0]}px")
+        ref = [_colorize(small, n_labels)] + ([_photo_crop(photo, small.shape)] if photo.is_file() else [])
+        src, w = ctx.png(f"land_{i}_trained.png", torch.cat([*ref, images]), nrow=len(ref) + 2)
+        sec.figures.append(Figure(src, f"{mp.stem}: map, photo, 2 samples at {trained[1]}x{trained[0]}", width=w,
+                                  scale=2, numbers={"time": f"{dt:.1f} s"},
+                                  settings={"size": f"{lay.image_hw[1]}x{lay.image_hw[0]}", "seed": ctx.seed + 100 + i,
+                                            "top-k": _settings(model).top_k}))
+        for j, side in enumerate(ctx.sizes.large_sides):
+            big = _map_crop(mp, side, f)
+            images, lay, dt = _synthesise(ctx, model, big, 1, 200 + 10 * i + j, f"{mp.stem[:16]} {side}px")
+            area = lay.image_hw[0] * lay.image_hw[1] / (trained[0] * trained[1])
+            ref = [_colorize(big, n_labels)] + ([_photo_crop(photo, big.shape)] if photo.is_file() else [])
+            src, w = ctx.png(f"land_{i}_{side}.png", torch.cat([*ref, images]), nrow=len(ref) + 1)
+            sec.figures.append(Figure(
+                src, f"{mp.stem}: {lay.image_hw[1]}x{lay.image_hw[0]} ({area:.1f}x the trained area), sliding window",
+                width=w, scale=1.5, numbers={"time": f"{dt:.1f} s",
+                                             "tokens": f"{lay.n_tokens} ({lay.grid_hw[1]}x{lay.grid_hw[0]})"},
+                settings={"window": f"{lay.window_hw[1]}x{lay.window_hw[0]} tokens",
+                          "seed": ctx.seed + 200 + 10 * i + j}))
+    return sec
+
+
+# ---------------------------------------------------------------------------------------------- 4. completion
+@torch.inference_mode()
+def completion(ctx: Context, model) -> Section:
+    f = model.first_stage.downsample_factor
+    side = ctx.sizes.completion_side
+    mp = sorted((ctx.assets / "segmentations").iterdir())[0]
+    labels = _map_crop(mp, side, f, square=True)
+    x = _photo_crop(ctx.assets / "photos" / (mp.stem + ".jpg"), labels.shape)
+    mask = torch.zeros(1, 1, side, side)
+    mask[..., side // 4: side, side // 2:] = 1.0  # resample the lower right: the map says what goes there
+    lay = layout(model, (side, side))
+    n = 2
+    c = model.condition.build_input(raw=labels[None].expand(n, -1, -1))
+    cond, _ = condition_tokens(model, lay, n, cond=c)
+    t = time.perf_counter()
+    done, _, tmask = complete_image(model, x.expand(n, -1, -1, -1), mask, cond, lay, _settings(model),
+                                    ctx.generator(300), callback=ctx.bar("completion"))
+    dt = time.perf_counter() - t
+    shown = x.clone()
+    shown[:, :, mask[0, 0] > 0] = shown[:, :, mask[0, 0] > 0] * 0.3 - 0.5  # darken the masked part
+    src, w = ctx.png("completion.png", torch.cat([x, shown, done]), nrow=4)
+    sec = Section("4. Completion", "A held-out photo with its lower right part masked; the transformer resamples "
+                  "the masked tokens given the rest of the image and the segmentation map (two seeds). "
+                  "Left to right: photo, masked input, completions.")
+    sec.figures.append(Figure(src, f"{mp.stem}, {side}x{side}", width=w, scale=2,
+                              numbers={"time": f"{dt:.1f} s", "tokens resampled": int(tmask[0].sum())},
+                              settings={"seed": ctx.seed + 300, "top-k": _settings(model).top_k}))
+    return sec
+
+
+# ---------------------------------------------------------------------------------------------- 5. FID / KID
+@torch.inference_mode()
+def sample_quality(ctx: Context, fashion) -> Section:
+    from ..evaluate.fid import extract_features, fid_from_features, kid
+    from ..io import VQForgeError
+    from ..nn.inception import load_fid_inception
+
+    n = ctx.sizes.fid_samples
+    cfg = ctx.sizes.fid_cfg
+    sec = Section("5. Sample quality", f"FID and KID of {n} class-conditional <code>fashion</code> samples (classes "
+                  f"in equal shares, guidance {cfg:g}) against the first {n} Fashion-MNIST test images, with the "
+                  "standard FID Inception network. FID from a few hundred images is biased upwards (compare only at "
+                  "equal counts); KID is unbiased. docs/benchmarks.md has the 1000-image protocol.")
+    try:
+        inception = load_fid_inception()
+    except VQForgeError as e:
+        sec.note = f"skipped: {e}"
+        return sec
+    real, _ = _fashion_test(n)
+    labels = torch.arange(n) % fashion.config.cond.n_classes
+    lay = layout(fashion, cfg_scale=cfg)
+    fake = []
+    for i, b in enumerate(labels.split(250)):
+        cond, uncond = condition_tokens(fashion, lay, len(b), cond=b, cfg_scale=cfg)
+        fake.append(sample_images(fashion, lay, cond, _settings(fashion, cfg_scale=cfg), ctx.generator(400 + i),
+                                  uncond, callback=ctx.bar("fid samples"))[0])
+    fr = extract_features(inception, real.expand(-1, 3, -1, -1), progress=ctx.progress, desc="  inception (test)")
+    ff = extract_features(inception, torch.cat(fake).expand(-1, 3, -1, -1), progress=ctx.progress,
+                          desc="  inception (samples)")
+    k_mean, k_std, _ = kid(fr, ff, subset_size=min(1000, n))
+    sec.numbers.update({"samples / reference images": f"{n} / {n}", f"FID (cfg {cfg:g})": f"{fid_from_features(fr, ff):.1f}",
+                        f"KID (cfg {cfg:g})": f"{k_mean:.4f} ± {k_std:.4f}"})
+    return sec
