@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import complete_image, condition_tokens
-    from .sample import load_transformer, parse_hw, plan, sample_record, settings_from_args
+    from .sample import classes_used, load_transformer, parse_hw, plan, sample_record, settings_from_args
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
         "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
-        "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
+        "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample), "top_k": settings.top_k,
         "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
         "greedy": settings.greedy, "seed": args.seed, "device": str(device),
         "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),

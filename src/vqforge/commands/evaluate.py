@@ -51,8 +51,10 @@ def add_parser(sub) -> None:
     _common(s)
     s.set_defaults(func=run_samples)
 
-    n = ev.add_parser("nll", help="bits per dim of held-out tokens under a transformer",
-                      description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode).")
+    n = ev.add_parser("nll", help="bits per dim of tokens under a transformer (held-out rows by default)",
+                      description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode). "
+                                  "The output says which rows it scored: those the model's training run held out, "
+                                  "those it trained on, or a dataset the run did not train on.")
     n.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint")
     n.add_argument("--data", required=True, help="a tokens directory written by `vqforge encode`")
     n.add_argument("--limit", type=int, default=None, help="use at most this many images")
@@ -211,7 +213,7 @@ def run_nll(args: argparse.Namespace) -> int:
 
     from ..api import load
     from ..data.tokens import TokenDataset
-    from ..evaluate.nll import token_nll
+    from ..evaluate.nll import run_settings, scored_rows, token_nll
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
 
@@ -220,20 +222,27 @@ def run_nll(args: argparse.Namespace) -> int:
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(_device(args.device)).eval()
     ds = TokenDataset(args.data)
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if ds.n_codes > model.n_image_codes:
         raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")
     try:  # the tokens hold what the model's condition needs, in its sizes
         derive_config(model.config, ds.facts())
     except ValueError as e:
         raise VQForgeError(f"{args.data}: the tokens do not fit this model: {e}") from None
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=args.batch_size)
+    try:  # which rows, by the record of the run that trained the model
+        rows, split, what = scored_rows(ds, args.data, run_settings(args.model), args.split)
+    except ValueError as e:
+        raise VQForgeError(f"{args.model}: {e}") from None
+    rows = rows[:args.limit] if args.limit is not None else rows
+    if not len(rows):
+        raise VQForgeError(f"{args.data}: no rows to score ({what})")
+    loader = torch.utils.data.DataLoader(TokenDataset(args.data, rows), batch_size=args.batch_size)
     batches = ((b["tokens"], model.condition.batch_tokens(b, "cpu")) for b in loader)
     image_hw = tuple(ds.meta["image_size"])
     channels = model.config.first_stage.ddconfig.in_channels
-    res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
-    result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), **res}
-    rows = [("images", res["n_images"]), ("tokens / image", res["tokens_per_image"]),
-            ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
-            ("bits / dim", res["bits_per_dim"])]
-    return _finish(args, result, f"NLL of {args.data} under {args.model}", rows)
+    res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=len(rows), progress=not args.quiet)
+    result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), "split": split,
+              "rows": what, **res}
+    table = [("rows scored", f"{res['n_images']}: {what}"), ("tokens / image", res["tokens_per_image"]),
+             ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
+             ("bits / dim", res["bits_per_dim"])]
+    return _finish(args, result, f"NLL of {args.data} ({split}) under {args.model}", table)

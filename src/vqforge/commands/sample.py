@@ -111,6 +111,17 @@ def sample_record(model, file: str, c, source) -> dict:
     return entry
 
 
+def classes_used(per_sample: list[dict]) -> list | None:
+    """The classes the samples show, in order of first use (names where the model knows them), for settings.json;
+    None for models without classes."""
+    seen: list = []
+    for entry in per_sample:
+        c = entry.get("class_name", entry.get("class"))
+        if c is not None and c not in seen:
+            seen.append(c)
+    return seen or None
+
+
 def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -160,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(out_dir / SETTINGS_NAME, {
         "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
+        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": classes_used(per_sample),
         "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
         "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
         "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
