@@ -168,6 +168,23 @@ def test_old_flat_records_convert_to_the_modes_config(mode, changes, cls, capsys
     assert ("model.cond.class_dropout is now model.cond.dropout" in err) == ("class_dropout" in changes)
 
 
+def test_model_directories_with_old_flat_records_still_load(tmp_path):
+    """A model directory as vqforge wrote it before modes were objects (a flat cond record) loads unchanged."""
+    import yaml
+
+    m = net(SegmentationConfig(n_labels=5, cond_stage=vq(5), downsample_cond_size=8))
+    vqforge.save_model(m, tmp_path / "m")
+    meta = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    stage = meta["config"]["cond"]["cond_stage"]
+    meta["config"]["cond"] = {"mode": "segmentation", **FLAT, "n_labels": 5, "downsample_cond_size": 8,
+                              "cond_stage": stage}
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(meta))
+    again = vqforge.load(tmp_path / "m")
+    assert again.config == m.config and again.cond_hw((32, 32)) == (4, 4)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
 def test_config_records_round_trip_and_reject_what_does_not_belong():
     from vqforge.config import apply_overrides, dump_yaml, load_yaml
 

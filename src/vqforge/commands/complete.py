@@ -31,15 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..data.conditions import batch_inputs, condition_inputs
+    from ..data.conditions import condition_inputs
     from ..data.images import read_pair
     from ..devices import resolve_device
     from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
-    from ..sampling.pipeline import complete_image, condition_tokens
-    from .sample import classes_used, load_transformer, parse_hw, plan, sample_record, settings_from_args
+    from ..sampling.pipeline import draw_batches
+    from .sample import (classes_used, library_errors, load_transformer, parse_hw, plan, sample_record,
+                         settings_from_args)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -60,19 +61,14 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
-    for start in range(0, args.num, args.batch_size):
-        picks = [i % len(inputs) for i in range(start, min(args.num, start + args.batch_size))]
-        batch = [inputs[j] for j in picks]
-        x = image[None].expand(len(batch), -1, -1, -1).to(device)
-        try:
-            cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
-            out, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond,
-                                       fast=not args.no_compile, callback=lambda *_: bar.update(len(batch)))
-        except ValueError as e:
-            raise VQForgeError(f"{args.model}: {e}") from None
-        for k, img in enumerate(out):
-            save_tensor_image(out_dir / f"{start + k:05d}.png", img)
-            per_sample.append(sample_record(model, f"{start + k:05d}.png", batch[k], sources[picks[k]]))
+    batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
+                           fast=not args.no_compile,
+                           callback=lambda _done, _total, z: bar.update(z.shape[0]))
+    for picks, out in library_errors(batches, args.model):
+        for j, img in zip(picks, out):
+            name = f"{len(per_sample):05d}.png"
+            save_tensor_image(out_dir / name, img)
+            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
         outs.append(out.cpu())
     bar.close()
     save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)

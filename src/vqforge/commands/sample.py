@@ -103,6 +103,16 @@ def plan(model, args, image_hw=None):
         raise VQForgeError(f"{args.model}: {e}") from None
 
 
+def library_errors(batches, source: str):
+    """The batches of a sampling job, with a ValueError from the library as one line naming ``source``."""
+    from ..io import VQForgeError
+
+    try:
+        yield from batches
+    except ValueError as e:
+        raise VQForgeError(f"{source}: {e}") from None
+
+
 def sample_record(model, file: str, c, source) -> dict:
     """One sample's entry in settings.json: its file, its condition (e.g. the class) and condition file."""
     entry = {"file": file, **(model.condition.input_record(c) if c is not None else {})}
@@ -130,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..data.conditions import batch_inputs, condition_inputs
+    from ..data.conditions import condition_inputs
     from ..devices import resolve_device
     from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, write_json
     from ..sampling.generate import decode_path
-    from ..sampling.pipeline import condition_tokens, sample_images
+    from ..sampling.pipeline import draw_batches
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -151,19 +161,13 @@ def run(args: argparse.Namespace) -> int:
     images, per_sample = [], []
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
-    for start in range(0, n, args.batch_size):
-        picks = [i % len(inputs) for i in range(start, min(n, start + args.batch_size))]
-        batch = [inputs[j] for j in picks]
-        try:
-            cond, uncond = condition_tokens(model, lay, len(batch), batch_inputs(batch), args.cfg)
-            x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast=not args.no_compile,
-                                 callback=lambda *_: bar.update(len(batch)))
-        except ValueError as e:
-            raise VQForgeError(f"{args.model}: {e}") from None
-        for k, img in enumerate(x):
-            i = start + k
-            save_tensor_image(out_dir / f"{i:05d}.png", img)
-            per_sample.append(sample_record(model, f"{i:05d}.png", batch[k], sources[picks[k]]))
+    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
+                           callback=lambda _done, _total, z: bar.update(z.shape[0]))
+    for picks, x in library_errors(batches, args.model):
+        for j, img in zip(picks, x):
+            name = f"{len(per_sample):05d}.png"
+            save_tensor_image(out_dir / name, img)
+            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
         images.append(x.cpu())
     bar.close()
     seconds = time.perf_counter() - t0
@@ -171,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     write_json(out_dir / SETTINGS_NAME, {
         "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
         "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": classes_used(per_sample),
+        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
+        "classes": classes_used(per_sample),
         "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
         "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
         "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),

@@ -1,7 +1,7 @@
 """Condition inputs for sampling (``vqforge sample`` / ``complete``): labels, condition files, defaults.
 
 Each mode reads its own files (:meth:`~vqforge.models.conditioning.Condition.read_condition`); this module
-finds them, reads them at the size of the images to sample, and batches the per-sample inputs.
+finds them and reads them at the size of the images to sample, one model input per sample.
 """
 
 from __future__ import annotations
@@ -47,7 +47,3 @@ def condition_inputs(condition, image_hw: tuple[int, int], labels: list[str] | N
         raise VQForgeError(f"this model is conditioned on {condition.input_hint}; give them with --cond FILE_OR_DIR")
     return [None], [None]
 
-
-def batch_inputs(inputs: list[torch.Tensor | None]) -> torch.Tensor | None:
-    """Per-sample model inputs stacked into one batch (None when the mode's default input is used)."""
-    return None if inputs[0] is None else torch.cat(inputs)

@@ -61,6 +61,21 @@ def fit_problem(n_cond: int, n_image: int, block_size: int, what: str = "") -> s
             f"{block_size}")
 
 
+def _derive_block_size(gpt: GPTConfig, cond: Condition, hw: tuple[int, int], f: int) -> tuple[GPTConfig, str | None]:
+    """``gpt`` with ``block_size`` derived for images of ``hw`` (first-stage factor ``f``) when 0, or the problem."""
+    problem = cond.grid_problem(hw)
+    if hw[0] % f or hw[1] % f:
+        problem = f"the image size {hw[0]}x{hw[1]} is not a multiple of the first stage's downsampling factor {f}"
+    if problem:
+        return gpt, problem
+    n_cond, n_img = cond.n_tokens(hw), (hw[0] // f) * (hw[1] // f)
+    need = n_cond + n_img - 1
+    if gpt.block_size == 0:
+        return dataclasses.replace(gpt, block_size=need), None
+    problem = fit_problem(n_cond, n_img, gpt.block_size, f" ({hw[0]}x{hw[1]} px)")
+    return gpt, problem and f"{problem}: set model.gpt.block_size={need} or 0 (derived)"
+
+
 def derive_config(cfg: TransformerConfig, facts: DataFacts | None = None, strict: bool = True) -> TransformerConfig:
     """``cfg`` with the settings the first stage, the condition and the data determine filled in, checked.
 
@@ -92,23 +107,9 @@ def derive_config(cfg: TransformerConfig, facts: DataFacts | None = None, strict
         problems.append(f"model.gpt.vocab_size={gpt.vocab_size} is too small: the image codebook has {n_codes} "
                         f"codes and the condition uses {cond.describe_ids()}; set model.gpt.vocab_size={vocab} "
                         f"or 0 (derived)")
-    f = cfg.first_stage.ddconfig.downsample_factor
-    grid_problem = cond.grid_problem(hw)
-    if not strict and gpt.block_size > 0:
-        pass
-    elif hw[0] % f or hw[1] % f:
-        problems.append(f"the image size {hw[0]}x{hw[1]} is not a multiple of the first stage's downsampling "
-                        f"factor {f}")
-    elif grid_problem:
-        problems.append(grid_problem)
-    else:
-        n_cond, n_img = cond.n_tokens(hw), (hw[0] // f) * (hw[1] // f)
-        need = n_cond + n_img - 1
-        if gpt.block_size == 0:
-            gpt = dataclasses.replace(gpt, block_size=need)
-        elif need > gpt.block_size:
-            problems.append(f"{fit_problem(n_cond, n_img, gpt.block_size, f' ({hw[0]}x{hw[1]} px)')}: set "
-                            f"model.gpt.block_size={need} or 0 (derived)")
+    if strict or gpt.block_size == 0:
+        gpt, problem = _derive_block_size(gpt, cond, hw, cfg.first_stage.ddconfig.downsample_factor)
+        problems += [problem] if problem else []
     if problems:
         raise ValueError("; ".join(problems))
     return dataclasses.replace(cfg, gpt=gpt, cond=cond.config)

@@ -1,15 +1,16 @@
 """Sampling from the second stage: cached decoding, logits processors, sliding windows, completion.
 
 >>> from vqforge.sampling import SamplingSettings, layout, condition_tokens, sample_images   # doctest: +SKIP
->>> lay = layout(model, (256, 1024))                        # any multiple of the downsampling factor
->>> cond, uncond = condition_tokens(model, lay, 4, classes=torch.tensor([1, 2, 3, 4]), cfg_scale=2.0)
+>>> lay = layout(model, (256, 1024), cfg_scale=2.0)         # checked before anything is drawn
+>>> cond, uncond = condition_tokens(model, lay, 4, torch.tensor([1, 2, 3, 4]), cfg_scale=2.0)  # class labels
 >>> images, tokens = sample_images(model, lay, cond, SamplingSettings(top_k=100, cfg_scale=2.0),
 ...                                torch.Generator().manual_seed(0), uncond)
 """
 
 from .complete import complete_tokens, token_mask
 from .generate import Decoder, decode_step, prefill, sample_tokens
-from .pipeline import Layout, complete_image, condition_tokens, layout, sample_image_tokens, sample_images
+from .pipeline import (Layout, complete_image, condition_tokens, draw_batches, layout, sample_image_tokens,
+                       sample_images)
 from .processors import SamplingSettings, process_logits
 from .progress import Progress
 from .sliding import sample_sliding, window_bounds, window_offset
@@ -17,5 +18,5 @@ from .sliding import sample_sliding, window_bounds, window_offset
 __all__ = [
     "SamplingSettings", "process_logits", "Progress", "Decoder", "prefill", "decode_step", "sample_tokens",
     "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
-    "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image",
+    "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image", "draw_batches",
 ]

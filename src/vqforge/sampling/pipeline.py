@@ -1,12 +1,15 @@
 """Sampling with a whole :class:`~vqforge.models.transformer.Net2NetTransformer`: conditions in, images out.
 
-:func:`sample_images` picks plain cached decoding when the token grid fits the trained window and sliding-
-window synthesis otherwise; :func:`complete_image` resamples the masked part of an image.
+:func:`layout` plans a job and checks it can run; :func:`condition_tokens` turns the mode's inputs into condition
+tokens (and the null condition's, for guidance); :func:`sample_images` picks plain cached decoding when the token
+grid fits the trained window and sliding-window synthesis otherwise; :func:`complete_image` resamples the masked
+part of an image; :func:`draw_batches` runs a whole job in batches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -142,3 +145,27 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
     z = complete_tokens(model.transformer, cond, tokens, tmask, lay.window_hw, settings, generator, uncond,
                         n_vocab=model.n_image_codes, fast=fast, callback=callback)
     return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z, tmask
+
+
+def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tensor | None], n: int,
+                 batch_size: int, settings: SamplingSettings, generator: torch.Generator | None = None,
+                 image: torch.Tensor | None = None, mask: torch.Tensor | None = None, fast: bool = True,
+                 callback: Progress | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """``n`` samples, or completions of ``image`` (3, H, W) where ``mask`` (H, W) is set, in batches of up to
+    ``batch_size``: yields (which of ``inputs`` each sample used, images (B, 3, H, W) in [-1, 1]).
+
+    ``inputs``: per-sample model inputs (1, ...) used in turn (``[None]``: the mode's default input), e.g. from
+    :func:`vqforge.data.conditions.condition_inputs`. Guidance follows ``settings.cfg_scale``.
+    """
+    device = model.transformer.pos_emb.device
+    for start in range(0, n, batch_size):
+        picks = [i % len(inputs) for i in range(start, min(n, start + batch_size))]
+        batch = [inputs[j] for j in picks]
+        c = None if batch[0] is None else torch.cat(batch)
+        cond, uncond = condition_tokens(model, lay, len(picks), c, settings.cfg_scale)
+        if image is None:
+            x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast, callback)
+        else:
+            x = image[None].expand(len(picks), -1, -1, -1).to(device)
+            x, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond, fast, callback)
+        yield picks, x
