@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
     model = load_transformer(args.model, device)
-    size = parse_hw(args.size, "--size") or model.trained_hw
+    size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
     image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")

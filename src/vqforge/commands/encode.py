@@ -36,9 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--crops", type=int, default=1,
                    help="random crops per image (default 1 = one centre crop). Several crops of larger images teach "
                         "the transformer windows away from the centre, which sliding-window sampling needs")
-    p.add_argument("--resize-max", type=int, default=0,
+    p.add_argument("--resize-max", default="0", metavar="PX_OR_Nx",
                    help="with --crops > 1: resize the smallest side to a size drawn from [--size, RESIZE_MAX] "
-                        "before each crop (crops at several scales; default: --size)")
+                        "before each crop (crops at several scales; default: --size); Nx: N times --size (e.g. 3x)")
     add_seed(p, "seed of the random crops")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="encode only the first N images")
@@ -53,6 +53,20 @@ def stage_modes() -> list[str]:
     from ..models.conditioning import MODES, StageCondition
 
     return [name for name, mode in MODES.items() if issubclass(mode, StageCondition)]
+
+
+def _pixels(text: str, size: int, what: str) -> int:
+    """A side in pixels: 'PX', or 'Nx' for N times ``size``."""
+    from ..io import VQForgeError
+
+    t = text.strip().lower()
+    try:
+        value = round(float(t[:-1]) * size) if t.endswith("x") else int(t)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise VQForgeError(f"{what} {text!r}: expected pixels (e.g. 96) or a multiple of --size (e.g. 3x)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
             condition = stage_condition(stage, args.cond, (size, size), **settings)
         except ValueError as e:
             raise VQForgeError(f"{args.cond_stage}: {e}") from None
+    resize_max = _pixels(args.resize_max, size, "--resize-max")
     out, n = encode_data(model, args.data, args.out, size=size, condition=condition, cond_data=args.cond_data,
-                         labels=args.labels, crops=args.crops, resize_max=args.resize_max, seed=args.seed,
+                         labels=args.labels, crops=args.crops, resize_max=resize_max, seed=args.seed,
                          limit=args.limit, source_model=args.model, cond_source=cond_source,
                          batch_size=args.batch_size, device=device, workers=args.workers,
                          progress=not args.quiet)

@@ -19,8 +19,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "RGBA PNG, .npy or grayscale PNG; edges: a photo, its edges are detected; lowres: the "
                         "low-resolution image); samples cycle through the files")
     p.add_argument("--size", default=None, metavar="HxW",
-                   help="output size in pixels, a multiple of the downsampling factor (default: the trained size; "
-                        "condition files are resized to it); larger than trained uses the sliding window")
+                   help="output size in pixels, a multiple of the downsampling factor, or Nx for N times the trained "
+                        "size (default: the trained size; condition files are resized to it); larger than trained "
+                        "uses the sliding window")
     p.add_argument("--window", default=None, metavar="HxW",
                    help="sliding window in tokens (default: the trained grid, trained size / downsampling factor)")
     p.add_argument("--top-k", type=int, default=100, help="keep the k most likely tokens (0 = off; default 100)")
@@ -50,13 +51,21 @@ def add_parser(sub) -> None:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def parse_hw(text: str | None, what: str):
-    """'HxW' or 'S' -> (H, W); None stays None."""
+def parse_hw(text: str | None, what: str, base: tuple[int, int] | None = None):
+    """'HxW' or 'S' -> (H, W); with ``base`` (the trained size) also 'Nx', N times it (e.g. '2x'); None stays None."""
     from ..io import VQForgeError
 
     if text is None:
         return None
-    parts = text.lower().replace("*", "x").split("x")
+    text = text.strip().lower()
+    if base is not None and text.endswith("x"):
+        try:
+            times = float(text[:-1])
+        except ValueError:
+            times = 0.0
+        if times > 0:
+            return round(base[0] * times), round(base[1] * times)
+    parts = text.replace("*", "x").split("x")
     try:
         hw = tuple(int(p) for p in parts)
     except ValueError:
@@ -64,7 +73,8 @@ def parse_hw(text: str | None, what: str):
     if len(hw) == 1:
         hw = hw * 2
     if len(hw) != 2 or min(hw) <= 0:
-        raise VQForgeError(f"{what} {text!r}: expected HxW (e.g. 256x512) or one positive number")
+        relative = ", or Nx for N times the trained size (e.g. 2x)" if base is not None else ""
+        raise VQForgeError(f"{what} {text!r}: expected HxW (e.g. 256x512) or one positive number{relative}")
     return hw
 
 
@@ -97,7 +107,8 @@ def plan(model, args, image_hw=None):
     from ..sampling.pipeline import layout
 
     try:
-        return layout(model, image_hw or parse_hw(args.size, "--size"), parse_hw(args.window, "--window"),
+        return layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
+                      parse_hw(args.window, "--window"),
                       cfg_scale=args.cfg)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
