@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo clean bench-venv bench-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,25 @@ test: setup
 demo: setup
 	$(PY) -m vqforge demo --out demo-out
 
+# Benchmarks against the original (never a dependency of vqforge): a separate venv with vqforge and
+# taming-transformers-rom1504 installed --no-deps (vqforge.bench.original supplies what it imports and lacks).
+BENCH_VENV ?= .bench-venv
+ORIGINAL   := taming-transformers-rom1504==0.0.6
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BENCH_VENV)/bin/python -m pip install -q -e .
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps $(ORIGINAL) einops
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.installed
+
+# The original's wheel for the GPU machine, which cannot download (see bench/gpu.py).
+bench-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl $(ORIGINAL)
+
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) $(BENCH_VENV) demo-out

@@ -78,26 +78,26 @@ def export_pngs(out: Path, n: int) -> Path:
 
 
 def train_first_stage(work: Path, data: Path, minutes: float, args) -> Path:
-    from vqforge.config import apply_overrides, load_yaml
-    from vqforge.train.vqgan import VQGANTrainConfig, train_vqgan
+    from vqforge.train.vqgan import load_config, train_vqgan
 
     run = work / "vqgan"
     if (run / "DONE").exists():
         return run
     resume = (run / "checkpoints" / "last.pt").is_file()  # an earlier session was cut short: continue it
     before = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
-    cfg = load_yaml(VQGANTrainConfig, REPO / "configs" / "vqgan_tiny.yaml")
-    cfg = apply_overrides(cfg, [f"data.train={data}", "data.size=32", "data.crop=center", "data.flip=false",
-                                f"data.batch_size={args.vqgan_batch}", "data.val_fraction=0.02", "data.max_val_images=128",
-                                "schedule.max_steps=1000000", "schedule.val_every=0", "schedule.image_every=2000",
-                                "schedule.ckpt_every=500", "schedule.keep_every=0", "device=cpu"]
-                          + ([f"loss.disc_start={args.disc_start}"] if args.disc_start is not None else []))
+    cfg = load_config(REPO / "configs" / "vqgan_tiny.yaml",
+                      ["train.image_size=32", "train.crop=center", "train.flip=false",
+                       f"train.batch_size={args.vqgan_batch}", "train.val_fraction=0.02", "train.max_val_images=128",
+                       "train.max_steps=1000000", "train.val_every=0", "train.preview_every=2000",
+                       "train.checkpoint_every=500", "train.keep_every=0", "train.device=cpu"]
+                      + ([f"loss.disc_start={args.disc_start}"] if args.disc_start is not None else []))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data=str(data)))
     log(f"training the VQGAN for {minutes} min (configs/vqgan_tiny.yaml, batch {args.vqgan_batch}, resume={resume})")
-    res, secs = with_budget(minutes * 60, train_vqgan, cfg, run, resume=resume, show_progress=False)
+    res, secs = with_budget(minutes * 60, train_vqgan, cfg if not resume else None, run, resume=resume, quiet=True)
     secs += before.get("seconds", 0.0)
     info = {"steps": res.step, "seconds": secs, "sessions": before.get("sessions", 1 if before else 0) + 1,
             "stopped_by": res.stopped_by, "batch_size": args.vqgan_batch,
-            "disc_start": cfg.loss.disc_start, "train_images": args.n_train_png, "lr": cfg.optim.lr}
+            "disc_start": cfg.loss.disc_start, "train_images": args.n_train_png, "lr": cfg.train.learning_rate}
     write_json(run / "bench.json", info)
     (run / "DONE").write_text("ok\n")
     log(f"VQGAN: {res.step} steps in {secs:.0f} s")
@@ -127,7 +127,7 @@ def encode_tokens(work: Path, vqgan_run: Path, n: int) -> Path:
 
 
 def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float, args) -> Path:
-    from vqforge.models.conditioning import ConditionConfig
+    from vqforge.models.conditioning import ClassConfig
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import TransformerConfig
     from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
@@ -137,19 +137,18 @@ def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float
         return run
     gpt = GPTConfig(vocab_size=256, block_size=80, n_layer=args.n_layer, n_head=4, n_embd=args.n_embd,
                     embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
-    model = TransformerConfig(gpt=gpt, cond=ConditionConfig(mode="class", n_classes=10, null_class=True,
-                                                            class_dropout=0.1))
+    model = TransformerConfig(gpt=gpt, cond=ClassConfig(n_classes=10, null_class=True, dropout=0.1))
     tc = TransformerTrainConfig(batch_size=args.gpt_batch, learning_rate=args.gpt_lr, warmup_steps=100,
                                 max_steps=args.gpt_max_steps, min_lr_ratio=0.1, val_fraction=0.02, val_every=0,
-                                val_batches=20, sample_every=0, checkpoint_every=500, image_size=32, bf16=False,
-                                device="cpu", seed=0)
+                                val_batches=20, preview_every=0, checkpoint_every=500, image_size=32,
+                                precision="fp32", device="cpu", seed=0)
     cfg = TransformerRunConfig(model=model, train=tc)
     log(f"training the transformer for {minutes} min ({args.n_layer} layers, {args.n_embd} wide, batch {args.gpt_batch})")
-    res, secs = with_budget(minutes * 60, train, cfg, str(tokens), run, first_stage=str(vqgan_run), progress=False)
-    write_json(run / "bench.json", {**res, "seconds": secs, "batch_size": args.gpt_batch, "lr": args.gpt_lr,
+    res, secs = with_budget(minutes * 60, train, cfg, str(tokens), run, first_stage=str(vqgan_run), quiet=True)
+    write_json(run / "bench.json", {**res.record(), "seconds": secs, "batch_size": args.gpt_batch, "lr": args.gpt_lr,
                                     "n_layer": args.n_layer, "n_embd": args.n_embd, "max_steps": args.gpt_max_steps})
     (run / "DONE").write_text("ok\n")
-    log(f"transformer: {res.get('step')} steps in {secs:.0f} s, val {res}")
+    log(f"transformer: {res.step} steps in {secs:.0f} s, val {res.last_val}")
     return run
 
 

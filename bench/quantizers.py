@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vqforge.config import to_dict
 from vqforge.io import write_text
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import CodebookUsage, QuantizerConfig
+from vqforge.quantizers import CodebookUsage, EMAVQConfig, FSQConfig, L2VQConfig, QuantizerConfig, VQConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -42,21 +43,22 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 def quantizer_suite(n_codes: int, embed_dim: int, restart_after: int,
                     fsq_levels: tuple[int, ...] | None = None) -> dict[str, QuantizerConfig]:
     """The quantizers compared, all with ``n_codes`` codes and ``embed_dim`` latent channels."""
-    base = QuantizerConfig(n_embed=n_codes, embed_dim=embed_dim)
+    size = dict(n_embed=n_codes, embed_dim=embed_dim)
     levels = fsq_levels or {1024: (8, 8, 4, 4), 256: (8, 6, 5)}.get(n_codes)
-    suite = {"vq (original, legacy)": replace(base, kind="vq", legacy=True),
-             "l2 (dim 8) + restart": replace(base, kind="l2", codebook_dim=8, restart_after=restart_after)}
+    suite: dict[str, QuantizerConfig] = {
+        "vq (original, legacy)": VQConfig(**size, legacy=True),
+        "l2 (dim 8) + restart": L2VQConfig(**size, codebook_dim=8, restart_after=restart_after)}
     if levels:
-        fsq = replace(base, kind="fsq", n_embed=math.prod(levels), fsq_levels=levels)
+        fsq = FSQConfig(n_embed=math.prod(levels), embed_dim=embed_dim, levels=levels)
         suite[f"fsq {list(levels)}"] = fsq
-        suite[f"fsq {list(levels)} + data init"] = replace(fsq, fsq_data_init=True)
+        suite[f"fsq {list(levels)} + data init"] = replace(fsq, data_init=True)
         for w in (0.02, 0.1):
             suite[f"fsq {list(levels)} + entropy {w}"] = replace(fsq, entropy_weight=w, entropy_temperature=1.0)
     suite.update({
-        "l2 (dim 8)": replace(base, kind="l2", codebook_dim=8),
-        "ema": replace(base, kind="ema"),
-        "ema + restart": replace(base, kind="ema", restart_after=restart_after),
-        "vq + k-means + restart": replace(base, kind="vq", kmeans_init=True, restart_after=restart_after),
+        "l2 (dim 8)": L2VQConfig(**size, codebook_dim=8),
+        "ema": EMAVQConfig(**size),
+        "ema + restart": EMAVQConfig(**size, restart_after=restart_after),
+        "vq + k-means + restart": VQConfig(**size, kmeans_init=True, restart_after=restart_after),
     })
     return suite
 
@@ -141,8 +143,7 @@ def train_one(name: str, qcfg: QuantizerConfig, dd: AutoencoderConfig, train_pho
             q = model.encode(x)
             val_usage.update(q.indices)
             psnrs.append(psnr(model.decode(q.quantized), x))
-    return {"name": name, "kind": qcfg.kind, "quantizer": {k: (list(v) if isinstance(v, tuple) else v)
-                                                         for k, v in qcfg.__dict__.items()},
+    return {"name": name, "kind": qcfg.kind, "quantizer": to_dict(qcfg),
             "val_usage": val_usage.usage(), "val_codes_used": val_usage.codes_used(),
             "val_perplexity": val_usage.perplexity(), "val_psnr": float(torch.cat(psnrs).mean()),
             "train_window_usage": window.usage(), "train_seconds": train_s}
@@ -180,7 +181,7 @@ def render_section(results: list[dict], meta: dict) -> str:
                      f"{r['train_seconds']:.0f} |")
     base = next((r for r in results if r["name"].startswith("vq (original")), None)
     targets = [r for r in results if r["name"] == "l2 (dim 8) + restart" or
-               (r["kind"] == "fsq" and not r["quantizer"].get("fsq_data_init"))]
+               (r["kind"] == "fsq" and not r["quantizer"].get("data_init"))]
     if base and targets:
         lines += ["", f"Targets of issue 4 (val usage >= 90%, val PSNR >= the original's {base['val_psnr']:.2f} dB "
                   f"at equal steps; the original uses {100 * base['val_usage']:.1f}% of its codes):"]

@@ -50,7 +50,7 @@ stage "$W/fashion_gpt" transformer --config $C/fashion_transformer.yaml --data "
 # 2. landscapes: VQGAN on the photos, segmentation stage on the S-FLCKR maps, 256 random crops per photo at
 #    several scales, segmentation-conditioned transformer.
 stage "$W/landscape_vqgan" vqgan --config $C/landscape_vqgan.yaml --data "$W/lists/photos_train.txt" --val-data "$W/lists/photos_val.txt"
-stage "$W/landscape_seg" segmentation --config $C/landscape_seg.yaml --data "$W/lists/seg_train.txt"
+stage "$W/landscape_seg" condition --config $C/landscape_seg.yaml --data "$W/lists/seg_train.txt"
 [ -f "$W/landscape_tokens/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$W/landscape_seg" \
     --cond segmentation --data "$W/landscape_photos" --cond-data "$D/sflckr_segmentations" \
     --size 64 --crops 256 --resize-max 192 --out "$W/landscape_tokens"

@@ -69,7 +69,7 @@ def main() -> None:
     from taming.modules.transformer.mingpt import sample_with_past
 
     from vqforge.models.gpt import GPT, GPTConfig
-    from vqforge.sampling.generate import sample_tokens
+    from vqforge.sampling.generate import EXACT, DecodeOptions, DecodeSession, sample_tokens
     from vqforge.sampling.processors import SamplingSettings
 
     block = args.steps + 1
@@ -87,22 +87,20 @@ def main() -> None:
             return sample_with_past(cond, orig, steps=args.steps, temperature=1.0, sample_logits=True,
                                     top_k=args.top_k)
 
-    def run_ours(cond, fast=True):
+    def run_ours(cond, decoding=DecodeOptions()):
         g = torch.Generator().manual_seed(0)
-        return sample_tokens(ours, cond, args.steps, settings, generator=g, fast=fast)
+        return sample_tokens(ours, cond, args.steps, settings, generator=g, decoding=decoding)
 
     def run_exact(cond):
-        return run_ours(cond, fast=False)
+        return run_ours(cond, EXACT)
 
     # sanity: greedy decoding agrees between the two on the same weights
     cond1 = torch.zeros(1, 1, dtype=torch.long)
     with torch.no_grad():
         a = sample_with_past(cond1, orig, steps=16, sample_logits=False, top_k=args.top_k)
-    b = sample_tokens(ours, cond1, 16, SamplingSettings(greedy=True), fast=False)
+    b = sample_tokens(ours, cond1, 16, SamplingSettings(greedy=True), decoding=EXACT)
     agree = bool(torch.equal(a, b))
-    from vqforge.sampling.generate import Decoder
-
-    fast_mode = Decoder(ours, 1, 2).mode
+    fast_mode = DecodeSession(ours, 1, 2).mode
 
     print(f"device: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; GPT {args.layers}x{args.width} vocab {args.vocab} block {block}, "

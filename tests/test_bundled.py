@@ -10,7 +10,7 @@ import torch
 import vqforge
 from vqforge import bundled
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 
 from conftest import PYTHON, cli_env
 
@@ -18,7 +18,7 @@ from conftest import PYTHON, cli_env
 def _tiny_vqgan() -> VQGAN:
     torch.manual_seed(0)
     return VQGAN(VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
-                                               resolution=16, z_channels=8), QuantizerConfig(n_embed=16, embed_dim=8)))
+                                               resolution=16, z_channels=8), VQConfig(n_embed=16, embed_dim=8)))
 
 
 @pytest.fixture

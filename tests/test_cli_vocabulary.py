@@ -41,7 +41,7 @@ def _cli(*args, timeout=300):
 
 
 def _notes(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("vqforge: note:")]
+    return [line for line in stderr.splitlines() if line.startswith("vqforge: ") and " is now " in line]
 
 
 def _one_line_error(r) -> str:
@@ -88,9 +88,9 @@ def test_old_spellings_work_with_one_notice_each(models, tmp_path):
     r = _cli("reconstruct", "--model", models["vqgan"], "--input", models["photo"], "--output", tmp_path / "rec",
              "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert sorted(_notes(r.stderr)) == ["vqforge: note: --input is now --data",
-                                        "vqforge: note: --no-progress is now --quiet",
-                                        "vqforge: note: --output is now --out"]
+    assert sorted(_notes(r.stderr)) == ["vqforge: --input is now --data",
+                                        "vqforge: --no-progress is now --quiet",
+                                        "vqforge: --output is now --out"]
     assert (tmp_path / "rec" / "photo.png").is_file()
     assert "photo.png: PSNR" not in r.stdout  # --no-progress meant --quiet: no per-image lines
 
@@ -126,6 +126,6 @@ def test_mistakes_are_one_line(models, tmp_path):
     assert r.stderr.strip().splitlines()[-1].endswith("the following arguments are required: --out")
     r = _cli("encode", "--model", models["vqgan"], "--data", tmp_path / "nothing", "--out", tmp_path / "tok",
              "--no-progress")
-    assert _notes(r.stderr) == ["vqforge: note: --no-progress is now --quiet"]
+    assert _notes(r.stderr) == ["vqforge: --no-progress is now --quiet"]
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith(
         "vqforge: error:")

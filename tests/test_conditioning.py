@@ -27,9 +27,9 @@ from vqforge.models.conditioning import (MODES, ClassConfig, ConditionConfig, Co
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
-from vqforge.sampling.generate import Decoder, sample_tokens
+from vqforge.sampling.generate import EXACT, DecodeSession, sample_tokens
 from vqforge.sampling.pipeline import complete_image, condition_tokens, layout, sample_images
 from vqforge.sampling.sliding import sample_sliding, window_offset
 
@@ -43,7 +43,7 @@ def vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     """A tiny VQGAN config: f4 with ch_mult (1, 2, 2), f8 with (1, 2, 2, 2)."""
     dd = AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(), in_channels=in_ch,
                            out_ch=in_ch, resolution=resolution, z_channels=8)
-    return VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=n_embed, embed_dim=8))
+    return VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def net(cond, first: VQGANConfig | None = None, image_size=0, vocab=0, block=0, seed=0) -> Net2NetTransformer:
@@ -101,8 +101,8 @@ def test_training_records_its_size_and_derives_settings(tmp_path):
         model=TransformerConfig(gpt=GPTConfig(vocab_size=0, block_size=0, n_layer=1, n_head=2, n_embd=32),
                                 cond=ClassConfig(n_classes=0, dropout=0.1)),
         train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, val_fraction=0.25,
-                                     val_every=0, sample_every=0, checkpoint_every=0))
-    train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(tmp_path / "vq"), max_steps=1, progress=False)
+                                     val_every=0, preview_every=0, checkpoint_every=0))
+    train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(tmp_path / "vq"), max_steps=1, quiet=True)
     m = vqforge.load(tmp_path / "run")
     assert m.trained_hw == (32, 32) and m.config.image_size == 32
     assert m.config.cond.n_classes == 3 and m.config.cond.names == ("alaska_lakes", "australia", "black_forest")
@@ -192,7 +192,7 @@ def test_config_records_round_trip_and_reject_what_does_not_belong():
     again = from_dict(TransformerConfig, __import__("yaml").safe_load(dump_yaml(cfg)))
     assert again == cfg
     assert apply_overrides(cfg, ["cond.dropout=0.2"]).cond.dropout == 0.2
-    with pytest.raises(ConfigError, match="unknown config key.*n_clases"):
+    with pytest.raises(ConfigError, match=r"n_clases: unknown key \(did you mean n_classes\?\)"):
         from_dict(ConditionConfig, {"mode": "class", "n_clases": 3})
     with pytest.raises(ConfigError, match=r"mode: 'colour' is not one of"):
         from_dict(ConditionConfig, {"mode": "colour"})
@@ -246,7 +246,7 @@ def test_every_registered_mode_cached_decoding_equals_the_full_forward(mode):
     seq = torch.cat((c, z), 1)[:, :-1]
     with torch.inference_mode():
         full = m.transformer(seq)  # (B, T, V)
-        dec = Decoder(m.transformer, B, seq.shape[1], fast=False)
+        dec = DecodeSession(m.transformer, B, seq.shape[1], EXACT)
         Tc = c.shape[1]
         err = (dec.prefill(c) - full[:, Tc - 1]).abs().max().item()
         for p in range(Tc, seq.shape[1]):
@@ -281,9 +281,9 @@ def test_sliding_with_a_condition_grid_half_the_image_grid():
     labels = torch.randint(0, 5, (1, 24, 32), generator=torch.Generator().manual_seed(0))
     c, _ = condition_tokens(m, lay, 1, m.build_condition(raw=labels))
     assert c.shape == (1, 3, 4)
-    z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, fast=False)
+    z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, decoding=EXACT)
     fresh = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, reuse_cache=False,
-                           fast=False)
+                           decoding=EXACT)
     assert torch.equal(z, fresh)
     assert check_windows_by_hand(m, c, z, 4, 2) > 0  # some windows moved onto whole condition tokens
     with pytest.raises(ValueError, match="multiple of its stage's downsampling factor 8"):
@@ -303,7 +303,7 @@ def test_sliding_with_downsample_cond_size():
     assert torch.equal(m.encode_to_c(c_in), expect)
     lay = layout(m, (32, 48))
     c, _ = condition_tokens(m, lay, 1, c_in)
-    z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, fast=False)
+    z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, decoding=EXACT)
     check_windows_by_hand(m, c, z, 4, 2)
 
 
@@ -321,20 +321,20 @@ def test_guidance_in_a_spatial_mode():
     assert un.shape == c.shape == (2, 4, 4) and (un == 32).all()
     s = 3.0
     z = sample_tokens(m.transformer, c.reshape(2, -1), 16, P.SamplingSettings(greedy=True, cfg_scale=s),
-                      uncond=un.reshape(2, -1), n_vocab=32, fast=False)
+                      uncond=un.reshape(2, -1), n_vocab=32, decoding=EXACT)
     with torch.inference_mode():
         for n in range(16):
             lc = m.transformer(torch.cat((c.reshape(2, -1), z[:, :n]), 1))[:, -1, :32]
             lu = m.transformer(torch.cat((un.reshape(2, -1), z[:, :n]), 1))[:, -1, :32]
             assert torch.equal((lc + s * (lc - lu)).argmax(-1), z[:, n])
-    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, GREEDY, n_vocab=32, fast=False)
+    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, GREEDY, n_vocab=32, decoding=EXACT)
     assert not torch.equal(plain, z)  # guidance changed the samples
     big = layout(m, (24, 28), cfg_scale=s)  # guided sliding windows: the null grid is windowed alike
     c, un = condition_tokens(m, big, 1, m.build_condition(raw=torch.randint(0, 5, (1, 24, 28))), cfg_scale=s)
     settings = P.SamplingSettings(greedy=True, cfg_scale=s)
-    a = sample_sliding(m.transformer, c, big.grid_hw, big.window_hw, settings, uncond=un, n_vocab=32, fast=False)
+    a = sample_sliding(m.transformer, c, big.grid_hw, big.window_hw, settings, uncond=un, n_vocab=32, decoding=EXACT)
     b = sample_sliding(m.transformer, c, big.grid_hw, big.window_hw, settings, uncond=un, n_vocab=32,
-                       reuse_cache=False, fast=False)
+                       reuse_cache=False, decoding=EXACT)
     assert torch.equal(a, b)
 
 
@@ -362,7 +362,7 @@ def test_completion_in_a_spatial_mode():
     mask = torch.zeros(24, 28, dtype=torch.bool)
     mask[8:20, 4:16] = True
     settings = P.SamplingSettings(top_k=5, cfg_scale=2.0)
-    _, z, tmask = complete_image(m, x, mask, c, lay, settings, torch.Generator().manual_seed(1), un, fast=False)
+    _, z, tmask = complete_image(m, x, mask, c, lay, settings, torch.Generator().manual_seed(1), un, decoding=EXACT)
     kept = m.encode_to_z(x).view(1, *lay.grid_hw)
     assert tmask[0].sum() == 3 * 3 and torch.equal(z[~tmask], kept[~tmask])
     assert not torch.equal(z[tmask], kept[tmask])
@@ -372,7 +372,7 @@ def test_completion_in_a_spatial_mode():
     x = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[8:] = True
-    _, z, _ = complete_image(m, x, mask, c, lay, GREEDY, fast=False)
+    _, z, _ = complete_image(m, x, mask, c, lay, GREEDY, decoding=EXACT)
     ref = m.encode_to_z(x)[:, :8]
     with torch.inference_mode():
         for _ in range(8):
@@ -437,7 +437,7 @@ def test_sample_images_every_spatial_mode_at_twice_the_trained_size():
         lay = layout(m, (32, 32))
         assert lay.sliding and lay.cond_hw is not None, mode
         c, _ = condition_tokens(m, lay, 1, None if mode == "coord" else mode_input(m, 1, 32, 32))
-        x, z = sample_images(m, lay, c, P.SamplingSettings(top_k=5), torch.Generator().manual_seed(0), fast=False)
+        x, z = sample_images(m, lay, c, P.SamplingSettings(top_k=5), torch.Generator().manual_seed(0), decoding=EXACT)
         assert x.shape == (1, 3, 32, 32) and z.shape == (1, 8, 8), mode
 
 

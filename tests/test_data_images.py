@@ -127,3 +127,62 @@ def test_split_is_deterministic_and_disjoint():
     assert split_files(files, 0.2, seed=24)[1] != val
     with pytest.raises(VQForgeError, match="at least 2 images"):
         split_files(files[:1], 0.2)
+
+
+# ------------------------------------------------------------------------------------------ odd image files
+def test_grayscale_rgba_16bit_and_palette_images_are_converted(tmp_path):
+    from vqforge.data.images import load_image
+
+    Image.fromarray(np.full((20, 20), 64, np.uint8), "L").save(tmp_path / "gray.png")
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :10] = (255, 0, 0, 255)  # left half opaque red, right half fully transparent (stored as black)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.full((20, 20), 65535, np.uint16)).save(tmp_path / "sixteen.png")  # 16-bit white
+    pal = Image.fromarray(np.full((20, 20), 2, np.uint8), "P")
+    pal.putpalette([0, 0, 0, 255, 255, 255, 0, 128, 255] + [0] * 759)
+    pal.save(tmp_path / "palette.png")
+    files = [tmp_path / n for n in ("gray.png", "rgba.png", "sixteen.png", "palette.png")]
+    assert Image.open(files[2]).mode.startswith("I")  # really 16-bit on disk
+    ds = ImageDataset(files, size=16, crop="center")
+    gray, rgba_t, sixteen, palette = (ds[i]["image"] for i in range(4))
+    assert all(x.shape == (3, 16, 16) for x in (gray, rgba_t, sixteen, palette))
+    assert torch.allclose(gray, torch.full_like(gray, 64 / 127.5 - 1), atol=1e-5)
+    assert torch.allclose(rgba_t[:, 8, 2], torch.tensor([1.0, -1.0, -1.0]))  # red stays red
+    assert torch.allclose(rgba_t[:, 8, 13], torch.ones(3))  # transparent -> white, not the black stored under it
+    assert torch.allclose(sixteen, torch.ones_like(sixteen))  # 65535 -> 255, not clipped garbage
+    assert torch.allclose(palette[:, 8, 8], torch.tensor([-1.0, 128 / 127.5 - 1, 1.0]), atol=1e-5)
+    assert load_image(files[1], channels=1).mode == "L" and ImageDataset(files, 16, channels=1)[0]["image"].shape == (1, 16, 16)
+
+
+def test_images_smaller_than_the_crop_are_resized_up_with_a_notice(tmp_path):
+    small = _png(tmp_path / "small.png", 10, 12)
+    with pytest.warns(UserWarning, match=r"small.png: 10x12 px is smaller than the 16 px crop; resized up"):
+        x = ImageDataset([small], size=16, crop="random")[(0, 7)]["image"]
+    assert x.shape == (3, 16, 16)
+
+
+@pytest.mark.slow
+def test_a_training_run_skips_and_counts_unreadable_images(tmp_path, one_thread):
+    """Bad files among the training photos: each named in one warning, counted in the run's log, the run goes on."""
+    import dataclasses
+    import json
+
+    from vqforge.train.vqgan import load_config, train_vqgan
+
+    data = tmp_path / "photos"
+    for i, f in enumerate(sorted(PHOTOS.iterdir())[:10]):
+        (data / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (data / f.name).write_bytes(f.read_bytes())
+    bad = _corrupt(data)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "vqgan_tiny.yaml",
+                      ["train.device=cpu", "train.image_size=16", "model.ddconfig.resolution=16", "train.batch_size=4",
+                       "train.val_every=0", "train.preview_every=0", "train.checkpoint_every=0", "train.log_every=1"])
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data=str(data), val_data=str(PHOTOS)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_vqgan(cfg, tmp_path / "run", max_steps=6, quiet=True)  # 2 epochs of 3 batches
+    named = [str(w.message) for w in caught if "unreadable image skipped" in str(w.message)]
+    assert sorted({m.split(":")[0] for m in named}) == sorted(str(b) for b in bad)
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 6 and result.skipped_images == 2
+    assert [m for m in logs if "data/skipped_images" in m][-1]["data/skipped_images"] == 2

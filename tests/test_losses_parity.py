@@ -9,7 +9,7 @@ import torch
 
 from vqforge.losses import NLayerDiscriminator, VQGANLoss, VQGANLossConfig, strip_prefix
 from vqforge.models.vqgan import AutoencoderConfig, VQGAN, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
+from vqforge.quantizers import VQConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -34,7 +34,7 @@ def _vqgan_from_reference(ref: dict) -> VQGAN:
     dd = dict(c["ddconfig"])
     dd["ch_mult"] = tuple(dd["ch_mult"])
     dd["attn_resolutions"] = tuple(dd["attn_resolutions"])
-    cfg = VQGANConfig(AutoencoderConfig(**dd), QuantizerConfig(kind="vq", n_embed=c["n_embed"],
+    cfg = VQGANConfig(AutoencoderConfig(**dd), VQConfig(n_embed=c["n_embed"],
                                                                embed_dim=c["embed_dim"], beta=c["beta"],
                                                                legacy=c["legacy"]))
     model = VQGAN(cfg)

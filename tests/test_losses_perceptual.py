@@ -15,30 +15,7 @@ from vqforge.losses import LPIPS, InceptionPerceptual, build_perceptual, locate_
 from vqforge.losses import perceptual as perceptual_mod
 from vqforge.nn.vgg import VGG16_FILENAME, VGG16Features, locate_vgg16_weights
 
-CHNS = (64, 128, 256, 512, 512)
-# torchvision VGG16 "features" conv indices and their (out, in) channels.
-VGG_CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256),
-             14: (256, 256), 17: (512, 256), 19: (512, 512), 21: (512, 512), 24: (512, 512), 26: (512, 512),
-             28: (512, 512)}
-
-
-def fake_vgg16_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights in the key layout/shapes of torchvision's vgg16-397923af.pth ``features``, plus a
-    classifier entry (shape reduced to stay small) that the loader must ignore."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for i, (o, c) in VGG_CONVS.items():
-        sd[f"features.{i}.weight"] = torch.randn(o, c, 3, 3, generator=g) * (2.0 / (9 * c)) ** 0.5
-        sd[f"features.{i}.bias"] = torch.randn(o, generator=g) * 0.01
-    sd["classifier.6.bias"] = torch.zeros(1000)
-    return sd
-
-
-def fake_lpips_heads(seed: int = 1) -> dict[str, torch.Tensor]:
-    """Random non-negative heads in the layout of lpips/weights/v0.1/vgg.pth."""
-    g = torch.Generator().manual_seed(seed)
-    return {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate(CHNS)}
-
+from conftest import VGG_CONVS, fake_lpips_heads, fake_vgg16_state_dict, lpips_heads_available
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory):
@@ -98,6 +75,62 @@ def test_lpips_loads_explicit_paths_and_matches_reference(weight_files):
     torch.testing.assert_close(d, reference_lpips(vgg_sd, heads, x, y), atol=1e-5, rtol=1e-4)
 
 
+@pytest.fixture
+def lpips_package(monkeypatch):
+    """The `lpips` package's own LPIPS class, importable without torchvision: its ``torchvision.models.vgg16``
+    import is answered by a stand-in with torchvision's ``features`` layout holding :func:`fake_vgg16_state_dict`.
+    Everything imported here is forgotten afterwards (vqforge itself must never import lpips)."""
+    if importlib.util.find_spec("lpips") is None or not lpips_heads_available():
+        pytest.skip("the lpips wheel is not installed (make setup installs it with --no-deps)")
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    def vgg16(pretrained=False, **_):
+        layers: list[nn.Module] = []
+        for i in range(31):  # torchvision VGG16 `features`: conv/ReLU pairs, max-pools at 4, 9, 16, 23, 30
+            if i in VGG_CONVS:
+                out_ch, in_ch = VGG_CONVS[i]
+                layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
+            elif i in (4, 9, 16, 23, 30):
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(nn.ReLU(inplace=True))
+        features = nn.Sequential(*layers)
+        sd = fake_vgg16_state_dict()
+        features.load_state_dict({k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")})
+        return SimpleNamespace(features=features)
+
+    tv_models = types.ModuleType("torchvision.models")
+    tv_models.vgg16 = vgg16
+    monkeypatch.setitem(sys.modules, "torchvision", types.SimpleNamespace(models=tv_models))
+    monkeypatch.setitem(sys.modules, "torchvision.models", tv_models)
+    before = set(sys.modules)
+    import lpips
+
+    yield lpips.LPIPS
+    for name in set(sys.modules) - before:  # the package only (C extensions it pulled in load once per process)
+        if name.split(".")[0] == "lpips":
+            del sys.modules[name]
+
+
+def test_lpips_matches_the_lpips_package(lpips_package, weight_files):
+    """Same VGG16 trunk (random), the shipped v0.1 heads: vqforge's LPIPS equals the lpips package's network."""
+    theirs = lpips_package(net="vgg", version="0.1", verbose=False)  # loads its shipped weights/v0.1/vgg.pth
+    ours = LPIPS.from_pretrained(weight_files["vgg"])  # heads found in the installed lpips package
+    torch.testing.assert_close(ours.lin3.model[1].weight, theirs.lin3.model[1].weight)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 48, 40, generator=g) * 2 - 1
+    y = (x + 0.4 * torch.randn(3, 3, 48, 40, generator=g)).clamp(-1, 1)
+    with torch.no_grad():
+        expected = theirs(x, y)  # (3, 1, 1, 1)
+        assert expected.shape == (3, 1, 1, 1) and (expected > 0).all()
+        torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours(x, x), theirs(x, x))
+
+
 def test_lpips_vgg_found_in_folder_and_torch_hub_cache(weight_files, empty_torch_home):
     # A folder holding vgg16-397923af.pth works as an explicit path.
     assert locate_vgg16_weights(weight_files["vgg"].parent) == weight_files["vgg"]
@@ -112,8 +145,8 @@ def test_lpips_vgg_found_in_folder_and_torch_hub_cache(weight_files, empty_torch
 
 
 def test_lpips_heads_found_in_installed_lpips_package_without_importing_it():
-    if importlib.util.find_spec("lpips") is None:
-        pytest.skip("lpips wheel not installed")
+    if not lpips_heads_available():
+        pytest.skip("lpips wheel not installed (make setup installs it with --no-deps)")
     import sys
 
     path = perceptual_mod.locate_lpips_heads()

@@ -160,7 +160,13 @@ def test_conditional_discriminator():
     xrec = dec(z)
     _, logs = loss.generator_loss(x, xrec, torch.tensor(0.0), dec.conv.weight, step=0, cond=cond)
     assert torch.isfinite(logs["total_loss"])
-    loss.discriminator_loss(x, xrec, step=0, cond=cond)
+    d_loss, _ = loss.discriminator_loss(x, xrec, step=0, cond=cond)
+    # the discriminator judges image and condition together: hinge loss on D([x, cond]) and D([xrec, cond])
+    real, fake = loss.discriminator(torch.cat([x, cond], 1)), loss.discriminator(torch.cat([xrec.detach(), cond], 1))
+    hinge = 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
+    torch.testing.assert_close(d_loss, loss.config.disc_factor * hinge)
+    other, _ = loss.discriminator_loss(x, xrec, step=0, cond=-cond)
+    assert not torch.allclose(other, d_loss)  # another condition, another judgement
     with pytest.raises(ValueError, match="cond"):
         loss.discriminator_loss(x, xrec, step=0)
 

@@ -11,28 +11,28 @@ import yaml
 
 from vqforge.config import ConfigError, dump_yaml, from_dict, load_yaml
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import (CodebookUsage, EMAVectorQuantizer, FSQuantizer, L2VectorQuantizer, QuantizerConfig,
-                                VectorQuantizer, build_quantizer, validation_usage)
+from vqforge.quantizers import (CodebookUsage, EMAVectorQuantizer, EMAVQConfig, FSQConfig, FSQuantizer, GumbelConfig,
+                                L2VectorQuantizer, L2VQConfig, QuantizerConfig, VectorQuantizer, VQConfig,
+                                build_quantizer, validation_usage)
 from vqforge.quantizers.entropy import entropy_penalty
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 #: one config per kind / option combination under test (tiny sizes)
 KINDS = {
-    "vq": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8),
-    "vq_legacy": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8, legacy=True),
-    "gumbel": QuantizerConfig(kind="gumbel", n_embed=32, embed_dim=8),
-    "ema": QuantizerConfig(kind="ema", n_embed=32, embed_dim=8),
-    "l2": QuantizerConfig(kind="l2", n_embed=32, embed_dim=8, codebook_dim=4),
-    "l2_restart_kmeans": QuantizerConfig(kind="l2", n_embed=16, embed_dim=8, codebook_dim=4, restart_after=1,
-                                         kmeans_init=True),
-    "vq_entropy": QuantizerConfig(kind="vq", n_embed=32, embed_dim=8, entropy_weight=0.1),
-    "ema_entropy_restart": QuantizerConfig(kind="ema", n_embed=16, embed_dim=8, entropy_weight=0.1,
-                                           restart_after=1, kmeans_init=True),
-    "fsq": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3)),
-    "fsq_entropy": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), entropy_weight=0.1,
-                                   entropy_temperature=1.0),
-    "fsq_data_init": QuantizerConfig(kind="fsq", n_embed=60, embed_dim=8, fsq_levels=(5, 4, 3), fsq_data_init=True),
+    "vq": VQConfig(n_embed=32, embed_dim=8),
+    "vq_legacy": VQConfig(n_embed=32, embed_dim=8, legacy=True),
+    "gumbel": GumbelConfig(n_embed=32, embed_dim=8),
+    "ema": EMAVQConfig(n_embed=32, embed_dim=8),
+    "l2": L2VQConfig(n_embed=32, embed_dim=8, codebook_dim=4),
+    "l2_restart_kmeans": L2VQConfig(n_embed=16, embed_dim=8, codebook_dim=4, restart_after=1, kmeans_init=True),
+    "vq_entropy": VQConfig(n_embed=32, embed_dim=8, entropy_weight=0.1),
+    "ema_entropy_restart": EMAVQConfig(n_embed=16, embed_dim=8, entropy_weight=0.1, restart_after=1,
+                                       kmeans_init=True),
+    "fsq": FSQConfig(n_embed=60, embed_dim=8, levels=(5, 4, 3)),
+    "fsq_entropy": FSQConfig(n_embed=60, embed_dim=8, levels=(5, 4, 3), entropy_weight=0.1,
+                             entropy_temperature=1.0),
+    "fsq_data_init": FSQConfig(n_embed=60, embed_dim=8, levels=(5, 4, 3), data_init=True),
 }
 
 
@@ -190,7 +190,7 @@ def test_original_style_config_and_keys_still_load():
     cfg = from_dict(QuantizerConfig, {"n_embed": 64, "embed_dim": 16, "beta": 0.25, "legacy": True})
     assert cfg.kind == "vq" and cfg.restart_after == 0 and not cfg.kmeans_init
     assert set(build_quantizer(cfg, 16).state_dict()) == {"embedding.weight"}
-    g = build_quantizer(QuantizerConfig(kind="gumbel", n_embed=8, embed_dim=4), 4)
+    g = build_quantizer(GumbelConfig(n_embed=8, embed_dim=4), 4)
     assert set(g.state_dict()) == {"proj.weight", "proj.bias", "embed.weight"}
 
 
@@ -209,11 +209,11 @@ def test_vq_parity_with_original_reference_vectors(name):
 
 
 def test_config_errors_are_clear():
-    with pytest.raises(ConfigError, match="n_embed=1000"):
-        build_quantizer(QuantizerConfig(kind="fsq", n_embed=1024, fsq_levels=(8, 5, 5, 5)), 4)
-    with pytest.raises(ConfigError, match="restart_after"):
-        build_quantizer(QuantizerConfig(kind="fsq", n_embed=1000, restart_after=5), 4)
-    with pytest.raises(ConfigError, match="kind"):
+    with pytest.raises(ConfigError, match="n_embed: is 1024, but levels .* give 1000 codes; set it to 1000"):
+        FSQConfig(n_embed=1024, levels=(8, 5, 5, 5))
+    with pytest.raises(ConfigError, match="quantizer.restart_after: unknown key for kind 'fsq' .*kind vq, ema, l2"):
+        from_dict(VQGANConfig, {"quantizer": {"kind": "fsq", "restart_after": 5}})
+    with pytest.raises(ConfigError, match="kind: 'lfq' is not one of vq, gumbel, ema, l2, fsq"):
         from_dict(QuantizerConfig, {"kind": "lfq"})
 
 
@@ -255,5 +255,5 @@ def test_fsq_data_init_standardises_projected_latents_once():
     w = q.proj_in.weight.clone()
     q(3 * z)  # done once: a second batch (or a resumed run) does not rescale again
     assert torch.equal(q.proj_in.weight, w)
-    with pytest.raises(ConfigError, match="fsq_data_init"):
-        build_quantizer(QuantizerConfig(kind="fsq", n_embed=1000, embed_dim=4, fsq_data_init=True), 4)
+    with pytest.raises(ConfigError, match="data_init: needs a projection"):
+        FSQConfig(n_embed=1000, embed_dim=4, data_init=True)

@@ -10,10 +10,10 @@ from vqforge.models.conditioning import (ClassConfig, ConditionConfig, CoordConf
 from vqforge.models.gpt import GPT, GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers.factory import QuantizerConfig
+from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.complete import complete_tokens, token_mask
-from vqforge.sampling.generate import Decoder, sample_tokens
+from vqforge.sampling.generate import EXACT, DecodeSession, sample_tokens
 from vqforge.sampling.pipeline import condition_tokens, layout, sample_images
 from vqforge.sampling.sliding import sample_sliding, window_bounds, window_offset
 
@@ -22,7 +22,7 @@ from vqforge.sampling.sliding import sample_sliding, window_bounds, window_offse
 def tiny_vq(in_ch=3, n_embed=32, ch_mult=(1, 2, 2), resolution=16) -> VQGANConfig:
     dd = AutoencoderConfig(ch=32, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(), in_channels=in_ch,
                            resolution=resolution, z_channels=8)
-    return VQGANConfig(ddconfig=dd, quantizer=QuantizerConfig(n_embed=n_embed, embed_dim=8))
+    return VQGANConfig(ddconfig=dd, quantizer=VQConfig(n_embed=n_embed, embed_dim=8))
 
 
 def tiny_net(cond: ConditionConfig, block=96, seed=0) -> Net2NetTransformer:
@@ -126,7 +126,7 @@ def test_cached_decoding_matches_full_forward_every_mode(mode):
     gpt = m.transformer
     with torch.inference_mode():
         full = gpt(seq)  # (B, T, V)
-        dec = Decoder(gpt, B, seq.shape[1], fast=False)  # fp32, the exact path
+        dec = DecodeSession(gpt, B, seq.shape[1], EXACT)  # fp32, the exact path
         Tc = c.shape[1]
         err = (dec.prefill(c) - full[:, Tc - 1]).abs().max().item()
         for p in range(Tc, seq.shape[1]):
@@ -143,7 +143,7 @@ def test_packed_bf16_cpu_path_tracks_fp32():
     seq = torch.randint(0, 64, (3, 40))
     with torch.inference_mode():
         full = gpt(seq)  # (B, T, V)
-    dec = Decoder(gpt, 3, 40, fast=True)
+    dec = DecodeSession(gpt, 3, 40)
     assert dec.mode == "cpu-packed-bf16"
     scale = full.abs().max().item()
     errs = [(dec.prefill(seq[:, :5]) - full[:, 4]).abs().max().item()]
@@ -166,7 +166,7 @@ def test_decode_step_compiles_as_one_graph_for_every_position():
     with torch.inference_mode():
         full = gpt(seq)
     compiled = torch.compile(G.decode_step, backend="aot_eager", fullgraph=True)
-    dec = Decoder(gpt, 2, 24, fast=False)
+    dec = DecodeSession(gpt, 2, 24, EXACT)
     dec.compiled, dec._step = True, compiled  # drive the fixed-shape step (the CUDA path) on the CPU
     dec.prefill(seq[:, :3])
     err = max((dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item() for p in range(3, 24))
@@ -190,13 +190,13 @@ def test_sample_tokens_is_seeded_and_batched():
 def test_guidance_runs_both_halves_in_one_batch():
     m = tiny_net(ClassConfig(n_classes=10, null_class=True))
     c, un = torch.tensor([[2], [5]]), torch.full((2, 1), 10)
-    greedy0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True), fast=False)
+    greedy0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True), decoding=EXACT)
     guided0 = sample_tokens(m.transformer, c, 16, P.SamplingSettings(greedy=True, cfg_scale=0.0), uncond=un,
-                             fast=False)
+                             decoding=EXACT)
     assert torch.equal(greedy0, guided0)  # scale 0 is the plain conditional model
     # scale s: greedy token = argmax(cond + s (cond - uncond)), checked step by step against full forwards
     s = 3.0
-    z = sample_tokens(m.transformer, c, 6, P.SamplingSettings(greedy=True, cfg_scale=s), uncond=un, fast=False)
+    z = sample_tokens(m.transformer, c, 6, P.SamplingSettings(greedy=True, cfg_scale=s), uncond=un, decoding=EXACT)
     with torch.inference_mode():
         for n in range(6):
             lc = m.transformer(torch.cat((c, z[:, :n]), 1))[:, -1]
@@ -232,9 +232,9 @@ def test_greedy_sliding_with_full_window_equals_plain(mode):
     assert not lay.sliding and lay.window_hw == (4, 4)
     c, _ = condition_tokens(m, lay, 2, classes=torch.tensor([3, 8]), cond=model_input(m, 2, 16, 16))
     greedy = P.SamplingSettings(greedy=True)
-    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, greedy, n_vocab=32, fast=False).view(2, 4, 4)
+    plain = sample_tokens(m.transformer, c.reshape(2, -1), 16, greedy, n_vocab=32, decoding=EXACT).view(2, 4, 4)
     for reuse in (False, True):
-        slid = sample_sliding(m.transformer, c, (4, 4), (4, 4), greedy, n_vocab=32, reuse_cache=reuse, fast=False)
+        slid = sample_sliding(m.transformer, c, (4, 4), (4, 4), greedy, n_vocab=32, reuse_cache=reuse, decoding=EXACT)
         assert torch.equal(slid, plain), reuse
 
 
@@ -247,9 +247,9 @@ def test_sliding_cache_reuse_equals_fresh_windows(mode):
     c, _ = condition_tokens(m, lay, 2, classes=torch.tensor([3, 8]), cond=model_input(m, 2, 24, 28))
     greedy = P.SamplingSettings(greedy=True)
     a = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=True,
-                       fast=False)
+                       decoding=EXACT)
     b = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=False,
-                       fast=False)
+                       decoding=EXACT)
     assert torch.equal(a, b)
 
 
@@ -258,7 +258,7 @@ def test_sliding_target_sees_its_window_through_the_original_rule():
     m = tiny_net(MODES["unconditional"])
     h, w, W = 7, 9, 4
     z = sample_sliding(m.transformer, torch.full((1, 1), 3), (h, w), (W, W), P.SamplingSettings(greedy=True),
-                       n_vocab=32, fast=False)
+                       n_vocab=32, decoding=EXACT)
     for i in range(h):
         for j in range(w):
             i0, li = window_bounds(i, h, W)
@@ -315,7 +315,7 @@ def test_completion_of_a_suffix_is_greedy_continuation():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask.view(-1)[6:] = True
     out = complete_tokens(m.transformer, c, tokens, mask, (4, 4), P.SamplingSettings(greedy=True), n_vocab=32,
-                          fast=False)
+                          decoding=EXACT)
     ref = tokens.view(1, -1)[:, :6]
     with torch.inference_mode():
         for _ in range(10):

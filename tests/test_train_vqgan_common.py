@@ -1,4 +1,5 @@
-"""The generic training pieces (vqforge.train.common) and the metrics the VQGAN trainer logs."""
+"""The generic training pieces (vqforge.train: stream, checkpoint, numerics, console) and the metrics the VQGAN
+trainer logs."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
     run = common.RunDir(tmp_path / "run")
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam(model.parameters())
-    ckpt = common.make_checkpoint("vqgan", {"a": 1}, model, 7, {"opt": opt}, {"b": 2},
-                                  rng=common.gather_rng_states(common.DistInfo()), data={"epoch": 0, "batch": 1})
-    run.save_checkpoint(ckpt, 7, keep=True)
+    ckpt = common.Checkpoint("vqgan", "vqgan", {"a": 1}, model.state_dict(), 7, {"b": 2},
+                             {"opt": opt.state_dict()}, rng=common.gather_rng_states(common.DistInfo()),
+                             data={"epoch": 0, "batch": 1})
+    run.save(ckpt, keep=True)
     want = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     loaded = load_torch(run.last)  # weights_only: every entry must be plain data or tensors
     assert (run.checkpoint_dir / "step_0000007.pt").is_file() and loaded["step"] == 7
@@ -92,7 +94,11 @@ def test_metric_logger_writes_jsonl(tmp_path):
 
 
 def test_lr_rule():
-    assert common.scaled_lr(4.5e-6, 12, 2, 8) == pytest.approx(4.5e-6 * 192)
+    from vqforge.train.settings import TrainSettings, resolve_lr
+
+    s = TrainSettings(base_learning_rate=4.5e-6, batch_size=12, accumulation=2)
+    assert resolve_lr(s, world_size=8) == pytest.approx(4.5e-6 * 192)
+    assert resolve_lr(TrainSettings(learning_rate=1e-3, batch_size=12), world_size=8) == 1e-3
 
 
 def test_psnr_and_ssim_known_values():

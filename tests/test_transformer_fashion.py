@@ -60,9 +60,9 @@ def test_token_dataset_format(tokens):
 def test_class_conditional_fashion_mnist(tokens, tmp_path):
     run = tmp_path / "run"
     r = _cli("train", "transformer", "--config", str(CONFIG), "--data", str(tokens), "--first-stage", str(VQ),
-             "--out", str(run), "--max-steps", "300", "--no-progress",
+             "--out", str(run), "--max-steps", "300", "--quiet", "--json",
              "train.learning_rate=0.002", "train.warmup_steps=20", "train.val_every=300",
-             "train.sample_every=300")
+             "train.preview_every=300")
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     h = unigram_entropy(TokenDataset(tokens).tokens, 64)
     print(f"val loss {metrics['val/loss']:.3f} nats/token vs unigram entropy {h:.3f}; "
@@ -95,10 +95,10 @@ def test_class_conditional_fashion_mnist(tokens, tmp_path):
 def test_resume_is_exact(tokens, tmp_path):
     cfg = load_run_config(CONFIG, ["train.val_every=0", "train.checkpoint_every=0", "model.gpt.n_embd=32",
                                    "train.batch_size=16", "model.pkeep=0.9"])
-    first = train(cfg, str(tokens), tmp_path / "a", first_stage=str(VQ), max_steps=12, stop_after=6, progress=False)
-    assert first["step"] == 6
-    train(cfg, str(tokens), tmp_path / "a", resume=True, progress=False)
-    train(cfg, str(tokens), tmp_path / "b", first_stage=str(VQ), max_steps=12, progress=False)
+    first = train(cfg, str(tokens), tmp_path / "a", first_stage=str(VQ), max_steps=12, stop_after=6, quiet=True)
+    assert first.step == 6
+    train(None, None, tmp_path / "a", resume=True, quiet=True)
+    train(cfg, str(tokens), tmp_path / "b", first_stage=str(VQ), max_steps=12, quiet=True)
     a, b = vqforge.load(tmp_path / "a"), vqforge.load(tmp_path / "b")
     for k, v in a.state_dict().items():
         torch.testing.assert_close(v, b.state_dict()[k], atol=0, rtol=0, msg=k)
@@ -108,9 +108,9 @@ def test_on_the_fly_encoding_and_resume_from_run_dir(tmp_path):
     """Training straight from images (encoded on the fly), then `--resume RUN_DIR` without --data."""
     run = tmp_path / "run"
     _cli("train", "transformer", "--config", str(CONFIG), "--data", "fashion-mnist", "--first-stage", str(VQ),
-         "--out", str(run), "--max-steps", "3", "--no-progress", "train.val_batches=1", "train.batch_size=8",
+         "--out", str(run), "--max-steps", "3", "--quiet", "train.val_batches=1", "train.batch_size=8",
          "model.gpt.n_embd=32")
-    r = _cli("train", "transformer", "--resume", str(run), "--max-steps", "5", "--no-progress")
+    r = _cli("train", "transformer", "--resume", str(run), "--max-steps", "5", "--quiet", "--json")
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 5
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 5

@@ -1,4 +1,4 @@
-"""The segmentation condition stage: `vqforge train segmentation` on the S-FLCKR maps (tests/fixtures/sflckr_seg,
+"""The segmentation condition stage: `vqforge train condition` on the S-FLCKR maps (tests/fixtures/sflckr_seg,
 182 labels) learns to reconstruct them, then serves as the cond stage of a segmentation-conditional model."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from vqforge.models.conditioning import SegmentationConfig, one_hot_labels
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
-from vqforge.quantizers import QuantizerConfig
-from vqforge.train.segmentation import SegmentationMaps
+from vqforge.quantizers import VQConfig
+from vqforge.train.condition import SegmentationMaps
 
 REPO = Path(__file__).resolve().parents[1]
 MAPS = REPO / "tests" / "fixtures" / "sflckr_seg"
@@ -30,9 +30,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
     run = tmp_path / "seg"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "vqforge", "train", "segmentation", "--config",
+    r = subprocess.run([sys.executable, "-m", "vqforge", "train", "condition", "--config",
                         str(REPO / "configs" / "seg_tiny.yaml"), "--data", str(MAPS), "--out", str(run),
-                        "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+                        "--quiet", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     assert metrics["step"] == 300
@@ -55,7 +55,7 @@ def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
 
     # as the condition stage of a segmentation-conditional transformer
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     cfg = TransformerConfig(gpt=GPTConfig(vocab_size=64, block_size=128, n_layer=1, n_head=2, n_embd=32),
                             first_stage=first, cond=SegmentationConfig(n_labels=182,
                                                                    cond_stage=model.config))
@@ -76,10 +76,10 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
 
     torch.manual_seed(0)
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                         in_channels=182, out_ch=182, resolution=32, z_channels=8),
-                      QuantizerConfig(n_embed=32, embed_dim=8))
+                      VQConfig(n_embed=32, embed_dim=8))
     from vqforge.models.vqgan import VQGAN
 
     vqforge.save_model(VQGAN(first), tmp_path / "vq")
@@ -106,8 +106,8 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
     assert torch.equal(ds[0]["cond"], expect)
     r = cli("train", "transformer", "--config", str(REPO / "configs" / "transformer_tiny_seg.yaml"),
             "--data", str(tmp_path / "tok"), "--first-stage", str(tmp_path / "vq"), "--cond-stage",
-            str(tmp_path / "seg"), "--out", str(tmp_path / "run"), "--max-steps", "2", "--no-progress",
-            "train.batch_size=2", "train.val_fraction=0.25", "train.sample_every=2", "train.n_samples=1")
+            str(tmp_path / "seg"), "--out", str(tmp_path / "run"), "--max-steps", "2", "--quiet", "--json",
+            "train.batch_size=2", "train.val_fraction=0.25", "train.preview_every=2", "train.n_samples=1")
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 2
     model = vqforge.load(tmp_path / "run")
     assert model.mode == "segmentation" and model.cond_hw((32, 32)) == (8, 8)
@@ -124,10 +124,10 @@ def test_encode_random_crops_pair_image_and_map(tmp_path):
 
     torch.manual_seed(0)
     first = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
-                                          resolution=32, z_channels=8), QuantizerConfig(n_embed=64, embed_dim=8))
+                                          resolution=32, z_channels=8), VQConfig(n_embed=64, embed_dim=8))
     seg = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=0, attn_resolutions=(),
                                         in_channels=182, out_ch=182, resolution=32, z_channels=8),
-                      QuantizerConfig(n_embed=32, embed_dim=8))
+                      VQConfig(n_embed=32, embed_dim=8))
     vqforge.save_model(VQGAN(first), tmp_path / "vq")
     vqforge.save_model(VQGAN(seg), tmp_path / "seg")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}

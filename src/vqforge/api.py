@@ -27,16 +27,17 @@ MODEL_WEIGHTS = "model.safetensors"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
-def build_model(kind: str, config: dict | Any, source: str | Path = "<config>") -> torch.nn.Module:
-    """Build an untrained model of ``kind`` from its config (a dataclass or plain dict)."""
+def build_model(kind: str, config: dict | Any, source: str | Path = "<config>", where: str = "") -> torch.nn.Module:
+    """Build an untrained model of ``kind`` from its config (a dataclass, or plain data found under the key
+    ``where`` of the file ``source``)."""
     if kind not in MODEL_KINDS:
         raise VQForgeError(f"{source}: unknown model kind {kind!r} (known: {', '.join(sorted(MODEL_KINDS))})")
     cfg_cls, builder = MODEL_KINDS[kind]
     if not isinstance(config, cfg_cls):
         try:
-            config = from_dict(cfg_cls, config)
+            config = from_dict(cfg_cls, config, where, source=source)
         except ConfigError as e:
-            raise VQForgeError(f"{source}: {e}") from None
+            raise VQForgeError(str(e)) from None
     return builder(config)
 
 
@@ -69,7 +70,7 @@ def _load_model_dir(path: Path) -> torch.nn.Module:
     if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
         raise VQForgeError(f"{meta_path}: not a vqforge model description (needs 'kind' and 'config')")
     _check_version(meta.get("format_version"), meta_path)
-    model = build_model(meta["kind"], meta["config"], meta_path)
+    model = build_model(meta["kind"], meta["config"], meta_path, "config")
     load_state_dict_strict(model, load_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
     return model.eval()
 
@@ -89,7 +90,7 @@ def model_from_checkpoint(ckpt: dict, source: str | Path, use_ema: bool = True) 
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model_config" not in ckpt or "model" not in ckpt:
         raise VQForgeError(f"{source}: not a vqforge checkpoint (needs 'kind', 'model_config' and 'model')")
     _check_version(ckpt.get("format_version"), Path(source))
-    model = build_model(ckpt["kind"], ckpt["model_config"], source)
+    model = build_model(ckpt["kind"], ckpt["model_config"], source, "model_config")
     state = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
     load_state_dict_strict(model, state, source)
     return model.eval()
@@ -119,12 +120,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise VQForgeError(f"{path}: no such file or directory{hint}")
 
 
-def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.nn.Module:
     """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), a model directory, a
     run directory or a training checkpoint file.
 
     The model is returned in eval mode on the CPU, in float32. Errors are :class:`VQForgeError` with one line
-    that names the file.
+    that names the file. A checkpoint that holds pickled Python objects beyond tensors and plain data is
+    refused unless ``trust`` (the ``--trust-checkpoint`` option): unpickling it runs code from the file.
     """
     path = resolve_model_path(path)
     if path.is_dir() and (path / MODEL_YAML).is_file():
@@ -135,4 +137,4 @@ def load(path: str | Path, use_ema: bool = True) -> torch.nn.Module:
         raise VQForgeError(f"{path}: an original Taming Transformers checkpoint; use vqforge.load_taming(config, ckpt) "
                            f"or `vqforge convert --config ORIG.yaml --checkpoint {path} --out MODEL_DIR`")
     ckpt_path = resolve_checkpoint(path)
-    return model_from_checkpoint(load_torch(ckpt_path), ckpt_path, use_ema=use_ema)
+    return model_from_checkpoint(load_torch(ckpt_path, trust=trust), ckpt_path, use_ema=use_ema)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from . import __version__
@@ -20,9 +21,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: a ``key=value`` config override (``model.gpt.n_layer=12``)
+OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` overrides may stand anywhere after the subcommand (before,
+    between or after its flags) and keep their order in ``args.overrides``."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    overrides = [a for a in extras if OVERRIDE.match(a)]
+    unknown = [a for a in extras if not OVERRIDE.match(a)]
+    command = _chosen_parser(parser, args)
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if overrides:
+        if not hasattr(args, "overrides"):
+            command.error(f"this command takes no key=value config overrides: {' '.join(overrides)}")
+        args.overrides = list(args.overrides or []) + overrides
+    return args
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command's own parser, whose usage line fits an error in its arguments."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, sub.dest, None) if sub is not None else None
+        if name not in (sub.choices if sub is not None else {}):
+            return parser
+        parser = sub.choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vqforge`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (VQForgeError, ConfigError, FileNotFoundError) as e:

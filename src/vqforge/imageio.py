@@ -7,6 +7,7 @@ Reading goes through PIL with one-line errors that name the file; writing goes t
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,50 @@ def list_images(path: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path, mode: str = "RGB"):
-    """Open an image with PIL and convert it to ``mode``; a one-line error for unreadable files."""
-    from PIL import Image, UnidentifiedImageError
+    """Open an image with PIL and convert it to ``mode``; a one-line error for unreadable files.
+
+    Whatever the bytes of the file, the result is an image or a :class:`VQForgeError` naming the file:
+    the size in the header is checked against PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)
+    before any pixel is decoded, and every decoder failure becomes "not a readable image".
+    """
+    from PIL import Image
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode) if mode else im.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+            with Image.open(path) as im:
+                w, h = im.size
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and w * h > limit:
+                    raise VQForgeError(f"{path}: image of {w}x{h} px exceeds {limit} pixels (PIL.Image."
+                                       f"MAX_IMAGE_PIXELS, the guard against decompression bombs); a corrupt file, "
+                                       f"or raise that limit")
+                im.load()
+                return im.convert(mode) if mode else im.copy()
+    except VQForgeError:
+        raise
     except FileNotFoundError:
         raise VQForgeError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - any decoder failure (OSError, SyntaxError, struct.error, ...)
         reason = str(e).splitlines()[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :") if str(e) else ""
         raise VQForgeError(f"{path}: not a readable image ({reason or type(e).__name__})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header (no pixels decoded); one-line errors as :func:`read_image`."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except FileNotFoundError:
+        raise VQForgeError(f"{path}: image not found") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure
+        raise VQForgeError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
 def pil_to_tensor(image) -> torch.Tensor:

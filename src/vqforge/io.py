@@ -2,18 +2,28 @@
 
 * Every write is atomic: data goes to a temporary file in the target's folder, is flushed and
   fsync'ed, then renamed over the target. A crash never leaves a half-written file.
-* Every load is safe: ``torch.load(..., weights_only=True)`` and safetensors; pickled code is never run.
+* A folder of outputs (token dataset, samples) is written into a temporary sibling folder and renamed
+  into place when complete (:func:`atomic_dir`): an interrupted command leaves it complete or absent.
+* A write that fails (full disk, read-only folder, no permission) is an :class:`OutputError`: one line
+  naming the output, with nothing half-written left behind.
+* Every load is safe: ``torch.load(..., weights_only=True)`` and safetensors; pickled code is never run
+  unless the user says the file is trusted (``--trust-checkpoint``, ``trust=True``).
 * Every failure is one line that names the file and the problem (:class:`VQForgeError`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -24,26 +34,153 @@ class VQForgeError(Exception):
     """A user-facing error: one line that names the file and the problem."""
 
 
+class OutputError(VQForgeError, OSError):
+    """An output could not be written (full disk, read-only folder, ...); also an :class:`OSError`."""
+
+
+def _output_error(path: Path, e: OSError, what: str = "") -> OutputError:
+    """One line for a failed write: the output, the operating system's reason, and that nothing is left.
+
+    Call it before removing partial files: a short write without an error number (numpy's ``tofile``
+    says only "N requested and M written") is reported as a full disk when the disk is full.
+    """
+    reason, code = e.strerror, e.errno
+    if not reason:
+        reason = str(e) or type(e).__name__
+        if _disk_full(path):
+            reason, code = f"{os.strerror(errno.ENOSPC)} ({reason})", errno.ENOSPC
+    err = OutputError(f"{path}: cannot write{' the ' + what if what else ''}: {reason} (nothing was written)")
+    err.errno = code
+    return err
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system that holds ``path`` (or its nearest existing parent) has no room left."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        usage = shutil.disk_usage(p)
+    except OSError:
+        return False
+    return usage.free < 64 * 1024
+
+
 # --------------------------------------------------------------------------------------------- writing
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place."""
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place.
+
+    A failing write (e.g. no space left) removes the temporary file and raises :class:`OutputError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        err = _output_error(path, e) if isinstance(e, OSError) and not isinstance(e, OutputError) else None
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if err is not None:
+            raise err from None
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, what: str = "output folder",
+               replaceable: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Write a folder completely or not at all.
+
+    Yields a temporary sibling folder (``.NAME.tmp-PID-XXXX``) to write into; when the block ends
+    without error it is renamed to ``path``; on any error or interrupt it is deleted, so ``path`` is left
+    as it was. An existing ``path`` is replaced only when it is empty or ``replaceable(path)`` says it is
+    an output of the same kind (anything else is refused before writing). Write failures raise
+    :class:`OutputError`. Temporary folders of processes that died (e.g. SIGKILL) are removed on the next
+    call for the same ``path``.
+    """
+    path = check_output_dir(path, what, replaceable)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_siblings(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    except OSError as e:
+        raise _output_error(path, e, what) from None
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if path.exists():  # swap: the old folder goes aside, the new one in, then the old one is deleted
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as e:
+        err = _output_error(path, e, what) if isinstance(e, OSError) and not isinstance(e, OutputError) else None
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err is not None:
+            raise err from None
+        if isinstance(e, OutputError):  # name the output, not the temporary folder
+            err = OutputError(str(e).replace(str(tmp), str(path)))
+            err.errno = e.errno
+            raise err from None
+        raise
+
+
+def check_output_dir(path: str | Path, what: str = "output folder",
+                     replaceable: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse, before any work, an output folder that :func:`atomic_dir` would not replace (see there)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise VQForgeError(f"{path}: exists and is not a folder; choose another output")
+    if path.is_dir() and any(path.iterdir()) and not (replaceable and replaceable(path)):
+        raise VQForgeError(f"{path}: exists and is not a {what} (vqforge replaces only its own outputs); "
+                           f"choose another output folder or empty it")
+    return path
+
+
+def _remove_stale_siblings(path: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` / ``.NAME.old-PID-*`` folders whose process no longer runs."""
+    for kind in ("tmp", "old"):
+        for p in path.parent.glob(f".{path.name}.{kind}-*-*"):
+            pid = p.name[len(f".{path.name}.{kind}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries durable (best effort: not every platform can open folders)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -92,11 +229,17 @@ def save_image(path: str | Path, image) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
-    """Load a ``torch.save`` file without executing pickled code.
+#: The command-line option that allows full unpickling (named in the refusal message).
+TRUST_OPTION = "--trust-checkpoint"
 
-    Raises :class:`VQForgeError` with a one-line message for a missing, truncated or corrupt file, or
-    for a file that would need arbitrary code to load.
+
+def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False) -> Any:
+    """Load a ``torch.save`` file, by default without executing pickled code.
+
+    ``trust=True`` (the ``--trust-checkpoint`` option) allows a file that holds pickled Python objects
+    beyond tensors and plain data to be fully unpickled, which runs whatever code the file names: only
+    for files from a trusted source. Raises :class:`VQForgeError` with a one-line message for a missing,
+    truncated or corrupt file, and (without ``trust``) for a file that would need arbitrary code to load.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,13 +250,48 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
         msg = str(e)
         if "Weights only load failed" in msg or "Unsupported global" in msg or "unsupported global" in msg.lower():
             first = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln or "global" in ln), "")
+            if trust:
+                return _load_trusted(path, what)
             raise VQForgeError(
                 f"{path}: this {what} contains pickled Python objects beyond tensors and plain data "
-                f"({first or 'unsupported object'}); vqforge never runs pickled code. Re-save it with only "
-                f"tensors (e.g. torch.save({{'state_dict': sd}}, ...)) from a trusted environment"
+                f"({first or 'unsupported object'}); vqforge never runs pickled code unless told to: if the file "
+                f"comes from a source you trust, pass {TRUST_OPTION} (trust=True in Python), or re-save it with "
+                f"only tensors (torch.save({{'state_dict': sd}}, ...))"
             ) from None
         first_line = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
         raise VQForgeError(f"{path}: cannot read {what}: truncated or corrupt file ({first_line})") from None
+
+
+def _load_trusted(path: Path, what: str) -> Any:
+    """Full unpickling, for a file the user vouched for (``--trust-checkpoint``); says so on stderr."""
+    import sys
+
+    print(f"vqforge: {path}: fully unpickling this {what} ({TRUST_OPTION}): any code it names runs",
+          file=sys.stderr)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise VQForgeError(f"{path}: cannot unpickle this {what}: it needs the Python module {e.name!r}, which "
+                           f"is not installed") from None
+    except Exception as e:  # noqa: BLE001 - one readable line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VQForgeError(f"{path}: cannot unpickle this {what} ({first})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks); remembered per (path, size, mtime)."""
+    path = Path(path)
+    st = path.stat()
+    return _sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

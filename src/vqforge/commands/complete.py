@@ -25,7 +25,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -35,18 +34,21 @@ def run(args: argparse.Namespace) -> int:
     from ..data.images import read_pair
     from ..devices import resolve_device
     from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
-    from ..io import VQForgeError, write_json
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (classes_used, library_errors, load_transformer, parse_hw, plan, sample_record,
-                         settings_from_args)
+    from .sample import (OUTPUT_KIND, classes_used, decode_options_from_args, is_sample_folder, load_transformer,
+                         parse_hw, plan, settings_from_args, write_samples)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
-    model = load_transformer(args.model, device)
+    out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
+    model = load_transformer(args.model, device, args.trust_checkpoint)
     size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
     image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
@@ -55,34 +57,28 @@ def run(args: argparse.Namespace) -> int:
     H, W = lay.image_hw
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
 
-    out_dir = Path(args.out)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    outs, per_sample = [], []
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
-                           fast=not args.no_compile,
+                           decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    for picks, out in library_errors(batches, args.model):
-        for j, img in zip(picks, out):
-            name = f"{len(per_sample):05d}.png"
-            save_tensor_image(out_dir / name, img)
-            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-        outs.append(out.cpu())
-    bar.close()
-    save_tensor_image(out_dir / "mask.png", mask[None].float() * 2 - 1)
-    masked_input = torch.where(mask[None], torch.zeros_like(image), image)
-    save_grid(out_dir / GRID_NAME, torch.cat([masked_input[None]] + outs))
-    write_json(out_dir / SETTINGS_NAME, {
-        "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-        "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
-        "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
-        "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample), "top_k": settings.top_k,
-        "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
-        "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(time.perf_counter() - t0, 3),
-        "samples": per_sample,
-    })
+    with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
+        outs, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
+        bar.close()
+        save_tensor_image(tmp / "mask.png", mask[None].float() * 2 - 1)
+        masked_input = torch.where(mask[None], torch.zeros_like(image), image)
+        save_grid(tmp / GRID_NAME, torch.cat((masked_input[None], outs)))
+        write_json(tmp / SETTINGS_NAME, {
+            "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
+            "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
+            "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
+            "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample),
+            "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
+            "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
+            "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),
+            "samples": per_sample,
+        })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")
     return 0

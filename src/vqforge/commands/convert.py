@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_trust_option
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert an original Taming Transformers YAML + .ckpt into a vqforge model directory",
@@ -12,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", required=True, help="the original's project YAML (e.g. configs/*-project.yaml of a run)")
     p.add_argument("--checkpoint", required=True, help="the original's Lightning checkpoint (.ckpt)")
     p.add_argument("--out", required=True, help="output model directory")
+    add_trust_option(p)
     p.set_defaults(func=run)
 
 
@@ -19,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import save_model
     from ..compat.taming import load_taming
 
-    model = load_taming(args.config, args.checkpoint)
+    model = load_taming(args.config, args.checkpoint, trust=args.trust_checkpoint)
     out = save_model(model, args.out, extra={"converted_from": {"config": str(args.config), "checkpoint": str(args.checkpoint)}})
     n = sum(p.numel() for p in model.state_dict().values())
     print(f"wrote {out} ({type(model).__name__}, {n / 1e6:.1f}M values)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option
 
 
 def add_parser(sub) -> None:
@@ -45,6 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
     add_device(p)
     add_quiet(p, "no progress bar")
+    add_trust_option(p)
     p.set_defaults(func=run)
 
 
@@ -72,14 +73,16 @@ def _pixels(text: str, size: int, what: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..api import load
     from ..data.encode import encode_data
-    from ..io import VQForgeError
+    from ..data.tokens import is_token_dir
+    from ..devices import resolve_device
+    from ..io import VQForgeError, check_output_dir
     from ..models.conditioning import StageCondition, stage_condition
     from ..models.transformer import Net2NetTransformer
     from ..models.vqgan import VQGAN
-    from ..devices import resolve_device
 
     device = resolve_device(args.device)
-    model = load(args.model)
+    check_output_dir(args.out, "token dataset", is_token_dir)  # refused before any work, not after encoding
+    model = load(args.model, trust=args.trust_checkpoint)
     condition, cond_source = None, args.cond_stage or ""
     size = args.size or model.trained_hw[0]  # default: the size the model was trained at
     if isinstance(model, Net2NetTransformer):
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(model, VQGAN):
         raise VQForgeError(f"{args.model}: not a VQGAN or transformer model")
     if args.cond_stage:
-        stage = load(args.cond_stage)
+        stage = load(args.cond_stage, trust=args.trust_checkpoint)
         if not isinstance(stage, VQGAN):
             raise VQForgeError(f"{args.cond_stage}: not a VQGAN model")
         settings = {k: v for k, v in (("n_labels", args.n_labels), ("lowres_factor", args.lowres_factor)) if v}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_device, add_quiet, add_seed, notice
+from .options import add_device, add_quiet, add_seed, add_trust_option, notice
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     r.add_argument("--no-fid", action="store_true", help="skip reconstruction FID/KID (no Inception pass)")
     r.add_argument("--lpips-vgg", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
     r.add_argument("--lpips-heads", default=None, help="LPIPS v0.1 heads (lpips/weights/v0.1/vgg.pth)")
+    add_trust_option(r)
     _common(r)
     r.set_defaults(func=run_recon)
 
@@ -66,6 +67,7 @@ def add_parser(sub) -> None:
     add_device(n)
     n.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     add_quiet(n)
+    add_trust_option(n)
     n.set_defaults(func=run_nll)
 
 
@@ -133,7 +135,7 @@ def run_recon(args: argparse.Namespace) -> int:
     from ..models.vqgan import VQGAN
 
     device = _device(args.device)
-    model = load(args.model)
+    model = load(args.model, trust=args.trust_checkpoint)
     first = getattr(model, "first_stage", None)
     if not isinstance(model, VQGAN) and isinstance(first, VQGAN):
         model = first  # a transformer pipeline: evaluate its first stage
@@ -217,7 +219,7 @@ def run_nll(args: argparse.Namespace) -> int:
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
 
-    model = load(args.model)
+    model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(_device(args.device)).eval()

@@ -11,13 +11,9 @@ one-line notice naming the new spelling. They are left out of ``--help`` and usa
 from __future__ import annotations
 
 import argparse
-import sys
 
-
-
-def notice(message: str) -> None:
-    """``vqforge: note: message`` on stderr (a renamed flag, an ignored option: worth knowing, not an error)."""
-    print(f"vqforge: note: {message}", file=sys.stderr)
+from ..config import notice
+from ..io import TRUST_OPTION
 
 
 class _Spelled(argparse.Action):
@@ -67,3 +63,10 @@ def add_device(p: argparse.ArgumentParser) -> None:
 def add_seed(p: argparse.ArgumentParser, what: str = "random seed") -> None:
     """``--seed`` (default 0)."""
     p.add_argument("--seed", type=int, default=0, help=f"{what} (default 0)")
+
+
+def add_trust_option(p: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint``: allow a checkpoint that needs full unpickling (off by default)."""
+    p.add_argument(TRUST_OPTION, dest="trust_checkpoint", action="store_true",
+                   help="allow a checkpoint that holds pickled Python objects beyond tensors (unpickling it runs code "
+                        "from the file: only for files from a source you trust)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data, add_device, add_out, add_quiet
+from .options import add_data, add_device, add_out, add_quiet, add_trust_option
 
 
 def add_parser(sub) -> None:
@@ -18,45 +18,57 @@ def add_parser(sub) -> None:
                    help="resize the shorter side to this many pixels first (default: each image's own size, cropped "
                         "to a multiple of the downsampling factor)")
     add_device(p)
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bf16 (with channels_last) where the device runs it natively (CUDA; CPUs with "
+                        "AVX512-BF16/AMX), else fp32; fp32: the exact path, the original's numbers")
+    p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder (pays off on many "
+                                                          "images of one size)")
     add_quiet(p, "no progress bar and no per-image lines")
+    add_trust_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import torch
     from tqdm import tqdm
 
     from ..api import load
-    from ..devices import resolve_device
+    from ..devices import resolve_device, resolve_precision
     from ..imageio import list_images, load_image_tensor, save_tensor_image
-    from ..io import VQForgeError, write_json
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..metrics import psnr
+    from ..models.inference import VQGANRunner
     from ..models.vqgan import VQGAN
 
     device = resolve_device(args.device)
-    model = load(args.model)
+    resolve_precision(args.precision, device)  # a clear error before any work
+    out_dir = check_output_dir(args.out, "reconstruct output folder", _is_reconstruct_output)
+    model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, VQGAN):
         raise VQForgeError(f"{args.model}: reconstruct needs a VQGAN, this is a {type(model).__name__}")
-    model = model.to(device).eval()
+    runner = VQGANRunner(model.to(device), precision=args.precision, compile=args.compile)
     files = list_images(args.data)
     if not files:
         raise VQForgeError(f"{args.data}: no images found")
     # Read every input before writing anything: a bad file fails the run with no partial output.
     inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor) for p in files]
-    out_dir = Path(args.out)
     results = {}
-    for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img", disable=args.quiet or len(files) < 2):
-        x = x.unsqueeze(0).to(device)
-        with torch.inference_mode():
-            rec = model(x).reconstruction.clamp(-1, 1)
-        value = float(psnr(rec, x).item())
-        results[path.name] = value
-        save_tensor_image(out_dir / (path.stem + ".png"), rec[0])
-        if not args.quiet:
-            tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
-    mean = sum(results.values()) / len(results)
-    write_json(out_dir / "psnr.json", {"per_image": results, "mean": mean})
-    print(f"mean PSNR over {len(results)} image(s): {mean:.2f} dB")
+    # the folder appears complete or not at all (an interrupted run leaves nothing)
+    with atomic_dir(out_dir, "reconstruct output folder", _is_reconstruct_output) as tmp:
+        for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img",
+                            disable=args.quiet or len(files) < 2):
+            x = x.unsqueeze(0).to(device)
+            rec = runner(x).reconstruction.clamp(-1, 1)
+            value = float(psnr(rec, x).item())
+            results[path.name] = value
+            save_tensor_image(tmp / (path.stem + ".png"), rec[0])
+            if not args.quiet:
+                tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
+        mean = sum(results.values()) / len(results)
+        write_json(tmp / "psnr.json", {"per_image": results, "mean": mean})
+    print(f"mean PSNR over {len(results)} image(s): {mean:.2f} dB ({runner.mode})")
     return 0
+
+
+def _is_reconstruct_output(path) -> bool:
+    """A folder this command wrote before (it holds ``psnr.json``): it may be replaced."""
+    return (path / "psnr.json").is_file()

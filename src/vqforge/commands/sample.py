@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, notice
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -33,11 +33,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     add_seed(p)
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
-    p.add_argument("--no-compile", action="store_true",
-                   help="exact fp32 eager decoding: without it, CUDA decodes in bf16 with a compiled (CUDA-graph) step "
-                        "and CPUs with native bf16 use prepacked bf16 weights")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
+                        "CPUs with AVX512-BF16/AMX: prepacked bf16 weights), else fp32; fp32 = the exact path")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the decode step (auto = on CUDA only, with CUDA graphs)")
+    p.add_argument("--no-compile", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp32
     add_device(p)
     add_quiet(p, "no progress bar")
+    add_trust_option(p)
 
 
 def add_parser(sub) -> None:
@@ -78,15 +82,30 @@ def parse_hw(text: str | None, what: str, base: tuple[int, int] | None = None):
     return hw
 
 
-def load_transformer(path: str, device):
+def load_transformer(path: str, device, trust: bool = False):
     from ..api import load
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer
 
-    model = load(path)
+    model = load(path, trust=trust)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{path}: sampling needs a transformer model, this is a {type(model).__name__}")
     return model.to(device).eval()
+
+
+def decode_options_from_args(args):
+    """--precision / --compile (and the old --no-compile, with a notice) -> DecodeOptions."""
+    from ..io import VQForgeError
+    from ..sampling.generate import DecodeOptions
+
+    precision, compile_ = args.precision, {"auto": None, "on": True, "off": False}[args.compile]
+    if args.no_compile:
+        notice("--no-compile is now --precision fp32 --compile off (the exact path)")
+        precision, compile_ = "fp32", False
+    try:
+        return DecodeOptions(precision, compile_)
+    except ValueError as e:
+        raise VQForgeError(f"--precision: {e}") from None
 
 
 def settings_from_args(args):
@@ -114,14 +133,39 @@ def plan(model, args, image_hw=None):
         raise VQForgeError(f"{args.model}: {e}") from None
 
 
-def library_errors(batches, source: str):
-    """The batches of a sampling job, with a ValueError from the library as one line naming ``source``."""
-    from ..io import VQForgeError
+OUTPUT_KIND = "sample folder"
+
+
+def is_sample_folder(path) -> bool:
+    """A folder that `vqforge sample` or `complete` wrote (its settings.json says so): it may be replaced."""
+    import json
 
     try:
-        yield from batches
+        return json.loads((path / "settings.json").read_text()).get("command") in ("sample", "complete")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_samples(model, batches, out_dir, inputs, sources, source: str):
+    """Write each image of a job's batches (:func:`~vqforge.sampling.pipeline.draw_batches`) as ``00000.png``, ...;
+    returns (the images, one settings entry per sample). A ValueError from the library becomes one line naming
+    ``source``."""
+    import torch
+
+    from ..imageio import save_tensor_image
+    from ..io import VQForgeError
+
+    images, per_sample = [], []
+    try:
+        for picks, x in batches:
+            for j, img in zip(picks, x):
+                name = f"{len(per_sample):05d}.png"
+                save_tensor_image(out_dir / name, img)
+                per_sample.append(sample_record(model, name, inputs[j], sources[j]))
+            images.append(x.cpu())
     except ValueError as e:
         raise VQForgeError(f"{source}: {e}") from None
+    return torch.cat(images), per_sample
 
 
 def sample_record(model, file: str, c, source) -> dict:
@@ -145,7 +189,6 @@ def classes_used(per_sample: list[dict]) -> list | None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -153,46 +196,43 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..data.conditions import condition_inputs
     from ..devices import resolve_device
-    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
-    from ..io import VQForgeError, write_json
+    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
+    decoding = decode_options_from_args(args)
+    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
-    model = load_transformer(args.model, device)
+    out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
+    model = load_transformer(args.model, device, args.trust_checkpoint)
     lay = plan(model, args)
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     n = args.num or (len(inputs) if args.cond else 8)
 
-    out_dir = Path(args.out)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    images, per_sample = [], []
     t0 = time.perf_counter()
     bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
-    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, fast=not args.no_compile,
+    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
-    for picks, x in library_errors(batches, args.model):
-        for j, img in zip(picks, x):
-            name = f"{len(per_sample):05d}.png"
-            save_tensor_image(out_dir / name, img)
-            per_sample.append(sample_record(model, name, inputs[j], sources[j]))
-        images.append(x.cpu())
-    bar.close()
-    seconds = time.perf_counter() - t0
-    save_grid(out_dir / GRID_NAME, torch.cat(images))
-    write_json(out_dir / SETTINGS_NAME, {
-        "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-        "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-        "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
-        "classes": classes_used(per_sample),
-        "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
-        "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-        "decode_path": decode_path(device, not args.no_compile), "seconds": round(seconds, 3),
-        "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
-    })
+    with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
+        images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        save_grid(tmp / GRID_NAME, images)
+        write_json(tmp / SETTINGS_NAME, {
+            "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
+            "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
+            "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
+            "classes": classes_used(per_sample),
+            "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
+            "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
+            "decode_path": decode_mode, "seconds": round(seconds, 3),
+            "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
+        })
     print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "
           f"({n * lay.n_tokens / seconds:.0f} tokens/s)")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import train_common
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -11,37 +13,24 @@ def add_parser(sub) -> None:
         description="Train a GPT over the tokens of a frozen VQGAN, unconditional or conditioned on a class, "
                     "segmentation, depth, edges, a low-resolution image or coordinates. DATA is a token "
                     "dataset from `vqforge encode`, an image folder/list/glob (class labels from sub-folders), "
-                    "or `fashion-mnist`. Resume an interrupted run with --resume RUN_DIR.")
-    p.add_argument("--config", help="run config YAML (sections model and train), e.g. configs/transformer_tiny_class.yaml")
-    p.add_argument("--data", help="token dataset dir, image folder/list/glob, or fashion-mnist "
-                                   "(with --resume: defaults to the run's data)")
+                    "or `fashion-mnist`; --val-data a second, held-out token dataset. Validation loss is "
+                    "printed as training goes; checkpoints/best.pt keeps the best. Resume with --resume RUN_DIR.")
+    train_common.add_arguments(p, "token dataset dir, image folder/list/glob, or fashion-mnist "
+                                  "(with --resume: defaults to the run's data)",
+                               "run config YAML (sections model and train), e.g. configs/transformer_tiny_class.yaml")
     p.add_argument("--first-stage", metavar="VQGAN_DIR", help="the frozen first-stage VQGAN (model or run dir)")
     p.add_argument("--cond-stage", metavar="DIR", help="the frozen condition VQGAN of spatial conditions")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory to create")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (overrides train.max_steps)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=16")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import os
-
     from ..io import VQForgeError
-    from ..train.transformer import TransformerRunConfig, load_run_config, train
+    from ..train.transformer import load_run_config, train
 
-    if args.resume:
-        metrics = train(TransformerRunConfig(), args.data, args.resume, resume=True, max_steps=args.max_steps,
-                        progress=not args.no_progress)
-    else:
-        missing = [f"--{n.replace('_', '-')}" for n in ("config", "data", "first_stage", "out") if getattr(args, n) is None]
-        if missing:
-            raise VQForgeError(f"a new run needs {', '.join(missing)} (or --resume RUN_DIR)")
-        cfg = load_run_config(args.config, args.overrides)
-        metrics = train(cfg, args.data, args.out, first_stage=args.first_stage, cond_stage=args.cond_stage,
-                        max_steps=args.max_steps, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
-    return 0
+    if not args.resume and not args.first_stage:
+        raise VQForgeError("train transformer: a new run needs --first-stage VQGAN_DIR (or --resume RUN_DIR)")
+
+    def train_fn(cfg, out, **kw):
+        return train(cfg, None, out, first_stage=args.first_stage, cond_stage=args.cond_stage, **kw)
+
+    return train_common.run_trainer(args, "transformer", load_run_config, train_fn)

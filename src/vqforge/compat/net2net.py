@@ -30,13 +30,15 @@ from .taming import GUMBEL_TARGETS, VQ_TARGETS, vqgan_config_from_params
 
 NET2NET_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
 _VQ_TARGETS = VQ_TARGETS | GUMBEL_TARGETS
+_COND_TARGETS = {"taming.modules.util.SOSProvider", "taming.modules.util.Labelator",
+                 "taming.modules.misc.coord.CoordStage", "taming.models.dummy_cond_stage.DummyCondStage"}
 #: the original's ``cond_stage_key`` (the batch key its condition came from) -> our mode, for VQGAN stages
 _KEY_TO_MODE = {"segmentation": "segmentation", "depth": "depth", "edges": "edges", "canny": "edges",
                 "lowres": "lowres", "LR_image": "lowres", "lr": "lowres"}
 
 
 def _condition_config(params: dict[str, Any], source: str,
-                      vq_config: Callable[[str, dict, str], VQGANConfig]) -> ConditionConfig:
+                      vq_config: Callable[..., VQGANConfig]) -> ConditionConfig:
     cond = params.get("cond_stage_config")
     sos = int(params.get("sos_token", 0))
     if params.get("unconditional", False) or cond == "__is_unconditional__":
@@ -58,7 +60,7 @@ def _condition_config(params: dict[str, Any], source: str,
     if target == "taming.models.dummy_cond_stage.DummyCondStage":
         return TokensConfig()
     if target in _VQ_TARGETS:
-        vq = vq_config(target, cp, source)
+        vq = vq_config(target, cp, source, "model.params.cond_stage_config.params")
         in_ch = vq.ddconfig.in_channels
         mode = "segmentation" if target.endswith("VQSegmentationModel") else _KEY_TO_MODE.get(key)
         try:
@@ -70,11 +72,13 @@ def _condition_config(params: dict[str, Any], source: str,
         if "n_labels" in cp and "n_labels" in {f.name for f in dataclasses.fields(MODES[mode].Config)}:
             record["n_labels"] = int(cp["n_labels"])
         return MODES[mode].Config(**record)
-    raise VQForgeError(f"{source}: unsupported cond_stage_config target {target!r}")
+    known = ", ".join(sorted(_COND_TARGETS | _VQ_TARGETS))
+    raise VQForgeError(f"{source}: unsupported cond_stage_config target {target!r} (supported: {known}, "
+                       "__is_unconditional__)")
 
 
 def net2net_config(model_cfg: dict[str, Any], source: str,
-                   vq_config: Callable[[str, dict, str], VQGANConfig] = vqgan_config_from_params) -> TransformerConfig:
+                   vq_config: Callable[..., VQGANConfig] = vqgan_config_from_params) -> TransformerConfig:
     """Our :class:`TransformerConfig` from the original's ``model`` section (``target`` + ``params``)."""
     params = model_cfg.get("params") or {}
     perm = (params.get("permuter_config") or {}).get("target", "taming.modules.transformer.permuter.Identity")
@@ -84,13 +88,15 @@ def net2net_config(model_cfg: dict[str, Any], source: str,
     if not tp:
         raise VQForgeError(f"{source}: model.params.transformer_config.params is missing")
     try:
-        gpt = from_dict(GPTConfig, tp)
+        gpt = from_dict(GPTConfig, tp, "model.params.transformer_config.params", source=source)
     except ConfigError as e:
-        raise VQForgeError(f"{source}: transformer_config: {e}") from None
+        raise VQForgeError(str(e)) from None
     fs = params.get("first_stage_config") or {}
-    if fs.get("target") not in _VQ_TARGETS:
-        raise VQForgeError(f"{source}: unsupported first_stage_config target {fs.get('target')!r}")
-    first = vq_config(fs["target"], fs.get("params") or {}, source)
+    if not isinstance(fs, dict) or fs.get("target") not in _VQ_TARGETS:
+        got = fs.get("target") if isinstance(fs, dict) else fs
+        raise VQForgeError(f"{source}: unsupported first_stage_config target {got!r} "
+                           f"(supported: {', '.join(sorted(_VQ_TARGETS))})")
+    first = vq_config(fs["target"], fs.get("params") or {}, source, "model.params.first_stage_config.params")
     cond = _condition_config(params, source, vq_config)
     cfg = TransformerConfig(gpt=gpt, first_stage=first, cond=cond, pkeep=float(params.get("pkeep", 1.0)))
     return cfg
@@ -115,13 +121,18 @@ def net2net_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_net2net(model_cfg: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str | Path,
-                 vq_config: Callable[[str, dict, str], VQGANConfig] = vqgan_config_from_params) -> Net2NetTransformer:
-    """Build a :class:`Net2NetTransformer` from the original's ``model`` config and checkpoint state dict."""
+def build_net2net(model_cfg: dict[str, Any], source: str | Path,
+                  vq_config: Callable[..., VQGANConfig] = vqgan_config_from_params) -> Net2NetTransformer:
+    """An untrained :class:`Net2NetTransformer` for the original's ``model`` config (errors name ``source``)."""
     cfg = net2net_config(model_cfg, str(source), vq_config)
     try:
-        model = Net2NetTransformer(cfg)
+        return Net2NetTransformer(cfg)
     except ValueError as e:
         raise VQForgeError(f"{source}: {e}") from None
+
+
+def load_net2net_weights(model: Net2NetTransformer, state_dict: dict[str, torch.Tensor],
+                         source: str | Path) -> Net2NetTransformer:
+    """Load the original's checkpoint state dict into ``model`` (strict key and shape checks)."""
     load_state_dict_strict(model, net2net_state_dict(state_dict), source)
     return model.eval()

@@ -10,14 +10,13 @@ strings are only used as lookup keys here, never imported).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import yaml
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, from_dict, notice
 from ..io import VQForgeError, load_state_dict_strict, load_torch
 from ..models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from ..quantizers import QuantizerConfig
@@ -48,46 +47,53 @@ def read_taming_config(path: str | Path) -> dict:
     model = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(model, dict) or "target" not in model:
         raise VQForgeError(f"{path}: not a Taming Transformers config (no model.target)")
-    model.setdefault("params", {})
+    if not isinstance(model.get("target"), str):
+        raise VQForgeError(f"{path}: model.target must be a class name, got {model['target']!r}")
+    if model.get("params") is None:
+        model["params"] = {}
+    if not isinstance(model["params"], dict):
+        raise VQForgeError(f"{path}: model.params must be a mapping, got {model['params']!r}")
     return model
 
 
-def autoencoder_config(ddconfig: dict, source: str | Path) -> AutoencoderConfig:
-    """The original ``ddconfig`` as an :class:`AutoencoderConfig` (unknown keys are an error)."""
-    try:
-        return from_dict(AutoencoderConfig, ddconfig)
-    except ConfigError as e:
-        raise VQForgeError(f"{source}: ddconfig: {e}") from None
-
-
-def vqgan_config_from_params(target: str, params: dict, source: str | Path) -> VQGANConfig:
-    """A :class:`VQGANConfig` from the ``params`` of a VQModel / VQSegmentationModel / GumbelVQ target."""
+def vqgan_config_from_params(target: str, params: dict, source: str | Path, where: str = "model.params") -> VQGANConfig:
+    """A :class:`VQGANConfig` from the ``params`` of a VQModel / VQSegmentationModel / GumbelVQ target
+    (``where``: the key of ``params`` in the file, for messages)."""
     for key in ("ddconfig", "n_embed", "embed_dim"):
         if key not in params:
-            raise VQForgeError(f"{source}: model.params.{key} is missing")
+            raise VQForgeError(f"{source}: {where}.{key} is missing")
     if params.get("remap"):
-        raise VQForgeError(f"{source}: model.params.remap (index remapping) is not supported by vqforge")
-    dd = autoencoder_config(params["ddconfig"], source)
+        raise VQForgeError(f"{source}: {where}.remap (index remapping) is not supported by vqforge")
+    q = {"n_embed": params["n_embed"], "embed_dim": params["embed_dim"]}
     if target in GUMBEL_TARGETS:
-        q = QuantizerConfig(kind="gumbel", n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
-                            kl_weight=float(params.get("kl_weight", 1e-8)), temp_init=1.0)
+        q.update(kind="gumbel", kl_weight=params.get("kl_weight", 1e-8), temp_init=1.0)
     else:
         # NOTE: the original VQModel always builds its quantizer with legacy=True (beta on the codebook
         # term). A ``legacy`` key in params is a vqforge extension for checkpoints trained with the fix.
-        q = QuantizerConfig(kind="vq", n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
-                            beta=0.25, legacy=bool(params.get("legacy", True)))
-    return VQGANConfig(ddconfig=dd, quantizer=q)
+        q.update(kind="vq", beta=0.25, legacy=params.get("legacy", True))
+    problems = []
+    try:
+        dd = from_dict(AutoencoderConfig, params["ddconfig"], f"{where}.ddconfig")
+    except ConfigError as e:
+        problems += e.problems
+    try:
+        quantizer = from_dict(QuantizerConfig, q, where)
+    except ConfigError as e:
+        problems += e.problems
+    if problems:
+        raise VQForgeError(str(ConfigError(problems=problems, source=source)))
+    return VQGANConfig(ddconfig=dd, quantizer=quantizer)
 
 
 # ------------------------------------------------------------------------------------------ weights
-def read_lightning_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_lightning_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a Lightning checkpoint (or a bare state dict), loaded without running code.
 
     Lightning stores some bookkeeping under its own classes (e.g. callback states keyed by class).
     Those globals are replaced by inert stand-ins (:func:`_load_with_lightning_stubs`); any other
-    pickled object is refused with a message that says so.
+    pickled object is refused with a message that says so, unless ``trust`` (``--trust-checkpoint``).
     """
-    ckpt = _load_with_lightning_stubs(Path(path))
+    ckpt = _load_with_lightning_stubs(Path(path), trust)
     if isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt["state_dict"], dict):
         sd = ckpt["state_dict"]
     elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -111,7 +117,7 @@ class _InertStub:
         self.state = state
 
 
-def _load_with_lightning_stubs(path: Path) -> Any:
+def _load_with_lightning_stubs(path: Path, trust: bool = False) -> Any:
     """``torch.load(weights_only=True)``, retried with inert stubs for Lightning's own globals."""
     stubs: list[tuple[type, str]] = []
     for _ in range(32):
@@ -126,7 +132,7 @@ def _load_with_lightning_stubs(path: Path) -> Any:
                 stubs.append((type(name.rsplit(".", 1)[-1], (_InertStub,), {}), name))
                 continue
             break
-    return load_torch(path)  # raises the one-line error (pickled code, truncated or corrupt)
+    return load_torch(path, trust=trust)  # the one-line error (pickled code, truncated or corrupt), or trusted
 
 
 def _unsupported_global(message: str) -> str | None:
@@ -142,43 +148,54 @@ def split_state_dict(sd: dict[str, torch.Tensor], source: str | Path) -> dict[st
     skipped = [k for k in sd if k.startswith(TRAINING_ONLY_PREFIXES)]
     logging_only = [k for k in sd if k in LOGGING_ONLY_KEYS]
     if skipped:
-        print(f"vqforge: {source}: skipping {len(skipped)} training-only keys under 'loss.' "
-              f"(discriminator/perceptual loss)", file=sys.stderr)
+        notice(f"{source}: skipping {len(skipped)} training-only keys under 'loss.' (discriminator/perceptual loss)")
     return {k: v for k, v in sd.items() if k not in skipped and k not in logging_only}
 
 
 # ------------------------------------------------------------------------------------------ loading
-def _build_vqgan(target: str, params: dict, sd: dict[str, torch.Tensor], source: str) -> VQGAN:
-    model = VQGAN(vqgan_config_from_params(target, params, source))
+def _build_vqgan(target: str, params: dict, source: str) -> VQGAN:
+    return VQGAN(vqgan_config_from_params(target, params, source))
+
+
+def _load_vqgan_weights(model: VQGAN, sd: dict[str, torch.Tensor], source: str) -> VQGAN:
     load_state_dict_strict(model, split_state_dict(sd, source), source)
     return model.eval()
 
 
-#: original ``model.target`` -> builder(target, params, state_dict, source) returning a vqforge model.
-TARGET_BUILDERS: dict[str, Callable[[str, dict, dict, str], torch.nn.Module]] = {
-    **{t: _build_vqgan for t in VQ_TARGETS | GUMBEL_TARGETS},
+def _build_net2net(target: str, params: dict, source: str) -> torch.nn.Module:
+    from .net2net import build_net2net  # the second-stage pipeline (first stage + cond stage + GPT)
+
+    return build_net2net({"target": target, "params": params}, source)
+
+
+def _load_net2net_weights(model: Any, sd: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    from .net2net import load_net2net_weights
+
+    return load_net2net_weights(model, sd, source)
+
+
+#: original ``model.target`` -> (untrained model from (target, params, config file),
+#:                               weights from (model, checkpoint state dict, checkpoint file))
+TARGET_BUILDERS: dict[str, tuple[Callable[[str, dict, str], torch.nn.Module],
+                                 Callable[[Any, dict, str], torch.nn.Module]]] = {
+    **{t: (_build_vqgan, _load_vqgan_weights) for t in VQ_TARGETS | GUMBEL_TARGETS},
+    "taming.models.cond_transformer.Net2NetTransformer": (_build_net2net, _load_net2net_weights),
 }
 
 
-def load_taming(config_path: str | Path, checkpoint_path: str | Path) -> torch.nn.Module:
+def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: bool = False) -> torch.nn.Module:
     """Load an original Taming Transformers model from its project YAML and Lightning checkpoint.
 
-    Supported ``model.target`` values are the keys of :data:`TARGET_BUILDERS`. Missing or unexpected
-    keys, and shapes that do not match the config, raise :class:`VQForgeError` naming them.
+    Supported ``model.target`` values are the keys of :data:`TARGET_BUILDERS`. The config is checked
+    before the checkpoint is read; a class vqforge does not know, missing or unexpected keys, and shapes
+    that do not match the config raise :class:`VQForgeError` naming the file and them. ``trust``
+    (``--trust-checkpoint``) allows a checkpoint that needs full unpickling (it runs code from the file).
     """
     model_cfg = read_taming_config(config_path)
     target = model_cfg["target"]
     if target not in TARGET_BUILDERS:
-        raise VQForgeError(f"{config_path}: model.target {target!r} is not supported "
+        raise VQForgeError(f"{config_path}: model.target {target!r} is not supported by vqforge "
                            f"(supported: {', '.join(sorted(TARGET_BUILDERS))})")
-    sd = read_lightning_state_dict(checkpoint_path)
-    return TARGET_BUILDERS[target](target, model_cfg["params"], sd, str(checkpoint_path))
-
-
-def _build_net2net(target: str, params: dict, sd: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    from .net2net import load_net2net  # the second-stage pipeline (first stage + cond stage + GPT)
-
-    return load_net2net({"target": target, "params": params}, sd, source)
-
-
-TARGET_BUILDERS["taming.models.cond_transformer.Net2NetTransformer"] = _build_net2net
+    build, load_weights = TARGET_BUILDERS[target]
+    model = build(target, model_cfg["params"], str(config_path))
+    return load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))

@@ -29,6 +29,21 @@ class _Pairs:
         return self.images[i], (torch.as_tensor(self.conds[i]) if self.conds is not None else 0)
 
 
+def _worker_errors(loader):
+    """Iterate a DataLoader; a :class:`VQForgeError` raised in a worker process comes back as its own one line
+    (the DataLoader re-raises it with the worker's traceback in the message)."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except VQForgeError as e:
+            last = str(e).strip().splitlines()[-1]
+            raise VQForgeError(last.split("VQForgeError: ", 1)[-1]) from None
+        yield batch
+
+
 @torch.no_grad()
 def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, condition=None, cond_inputs=None,
                    source_model="", cond_source="", batch_size=32, device="cpu", progress=True, files=None,
@@ -50,7 +65,7 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     grid = None
     loader = torch.utils.data.DataLoader(_Pairs(images, cond_inputs), batch_size=batch_size, shuffle=False,
                                          num_workers=workers)
-    for x, raw in tqdm(loader, disable=not progress, desc="encode", unit="batch"):
+    for x, raw in tqdm(_worker_errors(loader), disable=not progress, desc="encode", unit="batch"):
         x = x.to(device)
         idx = first_stage.encode_to_indices(x)  # (B, h, w)
         grid = tuple(idx.shape[1:])
@@ -81,6 +96,10 @@ def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_
     paths as the images, ``.png`` suffix), cut as their images.
     """
     channels = first_stage.config.ddconfig.in_channels
+    f = first_stage.downsample_factor
+    if size % f:
+        raise VQForgeError(f"{source_model or 'first stage'}: image size {size} is not a multiple of the model's "
+                           f"downsampling factor {f} (e.g. {max(f, size // f * f)})")
     label_ids = label_names = files_out = cond_inputs = None
     if data.split(":", 1)[0] == "fashion-mnist":
         from .fashion_mnist import CLASS_NAMES, load_fashion_mnist, to_model_images

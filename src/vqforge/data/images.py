@@ -90,11 +90,40 @@ def split_files(files: list[Path], val_fraction: float = 0.05, seed: int = 0, mi
     return train, val
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open ``path`` fully decoded as RGB (raises on unreadable or truncated files)."""
+def load_image(path: Path, channels: int = 3) -> Image.Image:
+    """Open ``path`` fully decoded as 8-bit RGB (``channels=3``) or grayscale (``channels=1``).
+
+    Raises on unreadable or truncated files. Any other mode is converted: palette and grayscale images
+    directly; 16-bit (and 32-bit integer) images scaled to 8 bits by their bit depth; images with
+    transparency (RGBA, LA, palette with a transparent colour) composited onto white, so that transparent
+    pixels do not show whatever colour happens to be stored under them.
+    """
     with Image.open(path) as im:
         im.load()
-        return im.convert("RGB")
+        return _to_mode(im, "L" if channels == 1 else "RGB")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open ``path`` fully decoded as RGB (see :func:`load_image`)."""
+    return load_image(path, 3)
+
+
+def _to_mode(im: Image.Image, mode: str) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im)
+        if im.mode == "F":  # floating point: its own range
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+        else:  # 16-bit data (also when stored in a 32-bit "I" image): 0..65535 -> 0..255
+            arr = arr.astype(np.float64) / (257.0 if arr.max() > 255 else 1.0)
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im if im.mode == mode else im.convert(mode)
 
 
 @dataclass(frozen=True)
@@ -114,14 +143,17 @@ class Crop:
 
 
 def plan_crop(wh: tuple[int, int], size: int, rng: random.Random | None = None, resize: int = 0,
-              resize_max: int = 0) -> Crop:
+              resize_max: int = 0, source: str | Path | None = None) -> Crop:
     """Where a ``size x size`` crop of an image of ``wh`` = (w, h) lies: the smallest side resized to ``resize``
     (default ``size``; with ``rng`` and ``resize_max`` larger, drawn from ``[resize, resize_max]``: several scales),
-    then a random crop (drawn from ``rng``) or, with ``rng`` None, the centre one. The one resize-and-crop rule."""
+    then a random crop (drawn from ``rng``) or, with ``rng`` None, the centre one. The one resize-and-crop rule.
+    An image smaller than the crop is resized up (with ``source``, a notice names it once)."""
     w, h = wh
     short = max(resize or size, size)
     if rng is not None and resize_max > short:
         short = rng.randint(short, resize_max)
+    if min(w, h) < size and source is not None:
+        _notice_once(f"{source}: {w}x{h} px is smaller than the {size} px crop; resized up")
     scale = short / min(w, h)
     if scale != 1.0:
         w, h = max(short, round(w * scale)), max(short, round(h * scale))
@@ -133,10 +165,12 @@ def plan_crop(wh: tuple[int, int], size: int, rng: random.Random | None = None, 
 
 
 def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
-                resize: int = 0, resize_max: int = 0) -> Image.Image:
-    """Resize so the smallest side is ``resize`` (default ``size``; bicubic), then crop ``size x size``
-    (see :func:`plan_crop`; ``rng`` is used for random crops only)."""
-    return plan_crop(img.size, size, rng if crop == "random" else None, resize, resize_max).apply(img)
+                resize: int = 0, resize_max: int = 0, resample: int = Image.BICUBIC,
+                source: str | Path | None = None) -> Image.Image:
+    """Resize so the smallest side is ``resize`` (default ``size``), then crop ``size x size`` (see
+    :func:`plan_crop`; ``rng`` is used for random crops only). ``resample``: the PIL filter (bicubic for
+    photos, nearest for label maps, bilinear for depth)."""
+    return plan_crop(img.size, size, rng if crop == "random" else None, resize, resize_max, source).apply(img, resample)
 
 
 def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, int], exact: bool = False
@@ -144,14 +178,18 @@ def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, in
     """An image (3, H, W) in [-1, 1] and its mask (H, W) bool (white, > 127, is True), cut alike.
 
     ``exact``: both resized to ``size`` (H, W); else resized (smallest side) and centre-cropped to it (a square
-    ``size``, the trained size). The mask must have the image's size.
+    ``size``, the trained size). A mask of another size than the image is first resized to it (nearest
+    neighbour), with a notice.
     """
     from ..imageio import read_image
 
     img, mask = read_image(image_path), read_image(mask_path, mode="L")
-    if mask.size != img.size and not exact:
-        raise VQForgeError(f"{mask_path}: mask is {mask.size[1]}x{mask.size[0]} px, the image {img.size[1]}x"
-                           f"{img.size[0]} px")
+    if mask.size != img.size:
+        import sys
+
+        print(f"vqforge: {mask_path}: mask is {mask.size[1]}x{mask.size[0]} px, resized to its image's "
+              f"{img.size[1]}x{img.size[0]} px", file=sys.stderr)
+        mask = mask.resize(img.size, Image.NEAREST)
     if exact:
         img, mask = img.resize((size[1], size[0]), Image.BICUBIC), mask.resize((size[1], size[0]), Image.NEAREST)
     else:
@@ -184,53 +222,62 @@ def image_batches(paths: list[Path], batch_size: int, size: int = 0, multiple_of
         yield torch.stack(batch)
 
 
+_NOTICED: set[str] = set()
+
+
+def _notice_once(message: str) -> None:
+    if message not in _NOTICED:
+        _NOTICED.add(message)
+        warnings.warn(message, stacklevel=3)
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float (3, H, W) in [-1, 1] (``x / 127.5 - 1``, as the original)."""
-    arr = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
+    """PIL RGB or L -> float (3 or 1, H, W) in [-1, 1] (``x / 127.5 - 1``, as the original)."""
+    arr = np.asarray(img, dtype=np.uint8)  # (H, W, 3) or (H, W)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """Photos as ``{"image": (3, size, size) in [-1, 1], "bad": int}`` items (``bad``: see the module doc).
+class FileDataset(torch.utils.data.Dataset):
+    """Items made from files, where an unreadable file never stops a run (see the module doc).
 
-    files: image paths (see :func:`find_images`); size: output side; crop: ``random`` or ``center``;
-    flip: random horizontal flips; resize: smallest side before cropping (0: ``size``, the original's
-    behaviour; larger values crop patches at a finer scale); resize_max: with random crops, draw the
-    smallest side from ``[resize, resize_max]`` per item (several scales); source: the path shown in errors. At construction the first readable
-    file is located (so that zero usable images is an error naming ``source`` right away); later bad files
-    are skipped lazily.
+    Subclasses define :meth:`open` (read a file; raise on a bad one) and :meth:`item` (the item from what
+    ``open`` returned and a seeded ``random.Random``). A bad file is named in one warning, remembered, and
+    replaced by the next readable one; the item's ``bad`` entry is the index of the file it stands in for
+    (-1 when none), which :class:`SkipCounter` collects. ``what`` names the files in messages.
     """
 
-    def __init__(self, files: list[Path], size: int = 256, crop: Literal["random", "center"] = "random",
-                 flip: bool = False, source: str | Path = "<data>", resize: int = 0, resize_max: int = 0):
+    what = "image"
+
+    def __init__(self, files: list[Path], source: str | Path = "<data>"):
         if not files:
-            raise VQForgeError(f"{source}: no usable images")
-        self.files = list(files)
-        self.size, self.crop, self.flip, self.source = size, crop, flip, str(source)
-        self.resize, self.resize_max = resize, resize_max
+            raise VQForgeError(f"{source}: no usable {self.what}s")
+        self.files, self.source = list(files), str(source)
         self.bad: set[int] = set()
         for i in range(len(self.files)):
             if self._try_open(i) is not None:
                 break
         else:
-            raise VQForgeError(f"{source}: no usable images ({len(self.files)} files, none could be read)")
+            raise VQForgeError(f"{source}: no usable {self.what}s ({len(self.files)} files, none could be read)")
 
-    @classmethod
-    def from_path(cls, path: str | Path, **kwargs: Any) -> "ImageDataset":
-        """A dataset of every image that ``path`` names (folder, file list or glob)."""
-        return cls(find_images(path), source=path, **kwargs)
+    def open(self, path: Path) -> Any:
+        raise NotImplementedError
+
+    def item(self, obj: Any, rng: random.Random, path: Path) -> dict[str, Any]:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _try_open(self, i: int) -> Image.Image | None:
+    def _try_open(self, i: int) -> Any:
         if i in self.bad:
             return None
         try:
-            return load_rgb(self.files[i])
-        except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this file"
+            return self.open(self.files[i])
+        except Exception as e:  # noqa: BLE001 - any reading or decoding failure means "skip this file"
             self.bad.add(i)
-            warnings.warn(f"{self.files[i]}: unreadable image skipped ({type(e).__name__}: {str(e)[:80]})",
+            warnings.warn(f"{self.files[i]}: unreadable {self.what} skipped ({type(e).__name__}: {str(e)[:80]})",
                           stacklevel=2)
             return None
 
@@ -244,15 +291,46 @@ class ImageDataset(torch.utils.data.Dataset):
         n = len(self.files)
         for k in range(n):
             i = (index + k) % n
-            img = self._try_open(i)
-            if img is None:
+            obj = self._try_open(i)
+            if obj is None:
                 bad = i if bad < 0 else bad  # the first unreadable file this item stands in for
                 continue
-            img = resize_crop(img, self.size, self.crop, rng, self.resize, self.resize_max)
-            if self.flip and rng.random() < 0.5:
-                img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            return {"image": to_tensor(img), "bad": bad}
-        raise VQForgeError(f"{self.source}: no usable images ({n} files, none could be read)")
+            return {**self.item(obj, rng, self.files[i]), "bad": bad}
+        raise VQForgeError(f"{self.source}: no usable {self.what}s ({n} files, none could be read)")
+
+
+class ImageDataset(FileDataset):
+    """Photos as ``{"image": (channels, size, size) in [-1, 1], "bad": int}`` items (``bad``: see the module doc).
+
+    files: image paths (see :func:`find_images`); size: output side; crop: ``random`` or ``center``;
+    flip: random horizontal flips; resize: smallest side before cropping (0: ``size``, the original's
+    behaviour; larger values crop patches at a finer scale); resize_max: with random crops, draw the
+    smallest side from ``[resize, resize_max]`` per item (several scales); source: the path shown in
+    errors; channels: 3 (RGB) or 1 (grayscale). Any image mode is converted (:func:`load_image`). At
+    construction the first readable file is located (so that zero usable images is an error naming
+    ``source`` right away); later bad files are skipped lazily.
+    """
+
+    def __init__(self, files: list[Path], size: int = 256, crop: Literal["random", "center"] = "random",
+                 flip: bool = False, source: str | Path = "<data>", resize: int = 0, resize_max: int = 0,
+                 channels: int = 3):
+        self.size, self.crop, self.flip = size, crop, flip
+        self.resize, self.resize_max, self.channels = resize, resize_max, channels
+        super().__init__(files, source)
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs: Any) -> "ImageDataset":
+        """A dataset of every image that ``path`` names (folder, file list or glob)."""
+        return cls(find_images(path), source=path, **kwargs)
+
+    def open(self, path: Path) -> Image.Image:
+        return load_image(path, self.channels)
+
+    def item(self, img: Image.Image, rng: random.Random, path: Path) -> dict[str, Any]:
+        img = resize_crop(img, self.size, self.crop, rng, self.resize, self.resize_max, source=path)
+        if self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return {"image": to_tensor(img)}
 
 
 class SkipCounter:

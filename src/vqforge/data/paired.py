@@ -50,7 +50,9 @@ class PairedCrops:
         return plan_crop(img.size, self.size, rng, 0, self.resize_max).apply(img, resample)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = to_tensor(self.cut(load_rgb(self.files[i // self.crops]), i))
+        from ..imageio import read_image
+
+        x = to_tensor(self.cut(read_image(self.files[i // self.crops]), i))  # one line naming an unreadable file
         return x.mean(0, keepdim=True) if self.channels == 1 else x  # (C, H, W)
 
     def maps(self) -> "_PairedMaps":
@@ -73,7 +75,15 @@ class _PairedMaps:
         cond = imgs.condition
         if not Path(path).is_file():
             raise VQForgeError(f"{path}: paired {cond.name} map not found")
-        m = imgs.cut(cond.read_map(path), i, _RESAMPLE[cond.map_resample])
+        from ..imageio import image_size
+
+        raw = cond.read_map(path)
+        image = imgs.files[i // imgs.crops]
+        image_wh = image_size(image)
+        if raw.size != image_wh:  # cut alike only if they are alike: a map of another size is another picture
+            raise VQForgeError(f"{path}: {cond.name} map is {raw.size[1]}x{raw.size[0]} px, its image {image} is "
+                               f"{image_wh[1]}x{image_wh[0]} px (a paired map has its image's size)")
+        m = imgs.cut(raw, i, _RESAMPLE[cond.map_resample])
         return cond.raw_from_map(m, path)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import VQForgeError, atomic_write, write_json, write_text
+from ..io import VQForgeError, atomic_dir, atomic_write, write_json, write_text
 
 FORMAT = "vqforge-tokens"
 FORMAT_VERSION = 1
@@ -48,8 +48,20 @@ def write_tokens(out_dir: str | Path, tokens: np.ndarray, grid: tuple[int, int],
                  image_size: tuple[int, int], source_model: str = "", labels: np.ndarray | None = None,
                  label_names: list[str] | None = None, cond_tokens: np.ndarray | None = None,
                  cond: dict[str, Any] | None = None, files: list[str] | None = None) -> Path:
-    """Write a token dataset (see the module docstring). ``meta.json`` is written last."""
-    out = Path(out_dir)
+    """Write a token dataset (see the module docstring), complete or not at all (:func:`vqforge.io.atomic_dir`).
+
+    An existing token dataset at ``out_dir`` is replaced; any other non-empty folder is refused.
+    """
+    with atomic_dir(out_dir, "token dataset", replaceable=is_token_dir) as tmp:
+        _write_token_files(tmp, tokens, grid, n_codes, image_size, source_model, labels, label_names, cond_tokens,
+                           cond, files)
+    return Path(out_dir)
+
+
+def _write_token_files(out: Path, tokens: np.ndarray, grid: tuple[int, int], n_codes: int,
+                       image_size: tuple[int, int], source_model: str, labels: np.ndarray | None,
+                       label_names: list[str] | None, cond_tokens: np.ndarray | None, cond: dict[str, Any] | None,
+                       files: list[str] | None) -> None:
     tokens = np.asarray(tokens)
     n = len(tokens)
     if tokens.shape != (n, grid[0] * grid[1]):
@@ -71,7 +83,6 @@ def write_tokens(out_dir: str | Path, tokens: np.ndarray, grid: tuple[int, int],
             "cond": cond, "label_names": label_names if labels is not None else None,
             "files": "files.txt" if files is not None else None}
     write_json(out / "meta.json", meta)
-    return out
 
 
 def is_token_dir(path: str | Path) -> bool:

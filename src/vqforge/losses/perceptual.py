@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -245,15 +244,11 @@ class InceptionPerceptual(PerceptualLoss):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, size: int | None = None) -> "InceptionPerceptual":
-        """Load the FID network (see :func:`locate_fid_inception`) with ``torch.jit.load`` on the CPU."""
-        file = locate_fid_inception(path)
-        try:
-            with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
-                warnings.simplefilter("ignore", DeprecationWarning)
-                scripted = torch.jit.load(str(file), map_location="cpu")
-        except Exception as e:  # noqa: BLE001 - one readable line
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise VQForgeError(f"{file}: cannot read the FID InceptionV3 TorchScript file ({first})") from None
+        """Load the FID network (see :func:`locate_fid_inception`) on the CPU: the pinned TorchScript file only
+        (:func:`vqforge.nn.inception.load_fid_torchscript` checks its SHA-256 before loading it)."""
+        from ..nn.inception import load_fid_torchscript
+
+        scripted = load_fid_torchscript(locate_fid_inception(path))
         return cls(scripted, size=size)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

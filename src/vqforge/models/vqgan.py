@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..nn.blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish
-from ..quantizers import Quantizer, QuantizerConfig, QuantizerOutput, build_quantizer
+from ..quantizers import Quantizer, QuantizerConfig, QuantizerOutput, VQConfig
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,11 @@ class AutoencoderConfig:
 
 @dataclass(frozen=True)
 class VQGANConfig:
-    """A complete first-stage model: autoencoder shape plus quantizer."""
+    """A complete first-stage model: autoencoder shape plus quantizer (the config of one quantizer kind, e.g.
+    :class:`~vqforge.quantizers.VQConfig`; in YAML ``quantizer: {kind: ema, ...}``)."""
 
     ddconfig: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    quantizer: QuantizerConfig = field(default_factory=VQConfig)
 
 
 def _middle(channels: int, dropout: float) -> nn.Module:
@@ -166,7 +167,7 @@ class VQGAN(nn.Module):
         self.encoder = Encoder(dd)
         self.decoder = Decoder(dd)
         self.quant_conv = nn.Conv2d(dd.z_channels, q.embed_dim, 1)
-        self.quantize: Quantizer = build_quantizer(q, in_channels=q.embed_dim)
+        self.quantize: Quantizer = q.build(in_channels=q.embed_dim)
         self.post_quant_conv = nn.Conv2d(q.embed_dim, dd.z_channels, 1)
 
     @property
@@ -192,9 +193,19 @@ class VQGAN(nn.Module):
         """Continuous latents before quantisation (B, embed_dim, h, w) (the original's ``h``)."""
         return self.quant_conv(self.encoder(x))
 
+    def quantize_latents(self, h: torch.Tensor) -> QuantizerOutput:
+        """The quantizer on latents ``h`` (B, embed_dim, h, w), always in fp32.
+
+        Under bf16 autocast the encoder's latents arrive in bf16; the nearest-code search and the codebook
+        losses still run in fp32 (a bf16 distance would pick a different code wherever two are close).
+        A no-op for fp32 inputs outside autocast: the exact path is unchanged.
+        """
+        with torch.autocast(h.device.type, enabled=False):
+            return self.quantize(h.float())
+
     def encode(self, x: torch.Tensor) -> QuantizerOutput:
         """Quantised latents, indices and quantizer losses for images ``x`` (B, C, H, W)."""
-        return self.quantize(self.encode_latents(x))
+        return self.quantize_latents(self.encode_latents(x))
 
     def decode(self, quant: torch.Tensor) -> torch.Tensor:
         """Images (B, out_ch, H, W) from quantised latents (B, embed_dim, h, w)."""

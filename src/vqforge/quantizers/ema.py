@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
+from ..config import ConfigError
+from .base import QuantizerConfig
 from .distributed import all_reduce_sum
-from .vq import VectorQuantizer
+from .vq import CodebookOptions, VectorQuantizer
 
 
 class EMAVectorQuantizer(VectorQuantizer):
@@ -63,3 +68,24 @@ class EMAVectorQuantizer(VectorQuantizer):
         super().reseed(codes, vectors)
         self.cluster_size[codes] = 1.0
         self.embed_sum[codes] = vectors.to(self.embed_sum.dtype)
+
+
+@dataclass(frozen=True)
+class EMAVQConfig(CodebookOptions, QuantizerConfig):
+    """``kind: ema``: codes follow exponential moving averages of their latents. beta: commitment weight.
+    decay: EMA decay in [0, 1). eps: Laplace smoothing of the cluster sizes."""
+
+    kind: ClassVar[str] = "ema"
+    renamed_keys: ClassVar[dict[str, str | None]] = {"ema_decay": "decay", "ema_eps": "eps"}
+    beta: float = 0.25
+    decay: float = 0.99
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.decay < 1.0:
+            raise ConfigError.at("decay", f"must be in [0, 1), got {self.decay}")
+
+    def build(self, in_channels: int) -> EMAVectorQuantizer:
+        return EMAVectorQuantizer(self.n_embed, self.embed_dim, beta=self.beta, decay=self.decay, eps=self.eps,
+                                  **self.codebook_options())

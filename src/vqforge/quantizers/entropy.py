@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from ..config import ConfigError
 
 
 def _entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -20,3 +24,28 @@ def entropy_penalty(distances: torch.Tensor, temperature: float = 0.01) -> dict[
     sample = _entropy(p).mean()
     codebook = _entropy(p.mean(dim=0))
     return {"penalty": sample - codebook, "sample_entropy": sample, "codebook_entropy": codebook}
+
+
+@dataclass(frozen=True)
+class EntropyOptions:
+    """The entropy penalty's settings, shared by the kinds that offer it (a mixin of their configs).
+
+    entropy_weight: weight of the penalty (0 = off). entropy_temperature: temperature of the soft
+    assignment ``softmax(-distance / T)``.
+    """
+
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        later = getattr(super(), "__post_init__", None)  # the checks of the kind's other bases
+        if later is not None:
+            later()
+        if self.entropy_weight < 0:
+            raise ConfigError.at("entropy_weight", f"must be >= 0, got {self.entropy_weight}")
+        if self.entropy_weight > 0 and self.entropy_temperature <= 0:
+            raise ConfigError.at("entropy_temperature", f"must be > 0, got {self.entropy_temperature}")
+
+    def entropy_options(self) -> dict:
+        """Keyword arguments for the quantizer's constructor."""
+        return dict(entropy_weight=self.entropy_weight, entropy_temperature=self.entropy_temperature)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .base import Quantizer, QuantizerOutput
+from ..config import ConfigError
+from .base import Quantizer, QuantizerConfig, QuantizerOutput
 from .distributed import all_reduce_sum
-from .entropy import entropy_penalty
+from .entropy import EntropyOptions, entropy_penalty
 
 
 class FSQuantizer(Quantizer):
@@ -113,3 +116,30 @@ class FSQuantizer(Quantizer):
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
         codes = self.indices_to_codes(indices).permute(0, 3, 1, 2).contiguous()  # (B, d, h, w)
         return self.proj_out(codes)  # (B, D, h, w)
+
+
+@dataclass(frozen=True)
+class FSQConfig(EntropyOptions, QuantizerConfig):
+    """``kind: fsq``: finite scalar quantisation. levels: values per channel (integers >= 2); ``n_embed`` must
+    equal their product. data_init: standardise the projected latents on the first training batch (needs
+    ``embed_dim != len(levels)``). entropy_weight, entropy_temperature: the entropy penalty over the grid, in
+    level units (a temperature near 1 suits it)."""
+
+    kind: ClassVar[str] = "fsq"
+    renamed_keys: ClassVar[dict[str, str | None]] = {"fsq_levels": "levels", "fsq_data_init": "data_init"}
+    n_embed: int = 1000
+    levels: tuple[int, ...] = (8, 5, 5, 5)
+    data_init: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.levels or min(self.levels) < 2:
+            raise ConfigError.at("levels", f"must be integers >= 2, got {list(self.levels)}")
+        if self.n_embed != math.prod(self.levels):
+            raise ConfigError.at("n_embed", f"is {self.n_embed}, but levels {list(self.levels)} give "
+                                            f"{math.prod(self.levels)} codes; set it to {math.prod(self.levels)}")
+        if self.data_init and self.embed_dim == len(self.levels):
+            raise ConfigError.at("data_init", "needs a projection: embed_dim must differ from len(levels)")
+
+    def build(self, in_channels: int) -> FSQuantizer:
+        return FSQuantizer(self.levels, self.embed_dim, data_init=self.data_init, **self.entropy_options())

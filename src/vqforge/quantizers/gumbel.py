@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantizer, QuantizerOutput
+from .base import Quantizer, QuantizerConfig, QuantizerOutput
 
 
 class GumbelQuantizer(Quantizer):
@@ -51,3 +53,17 @@ class GumbelQuantizer(Quantizer):
         return self.embed(indices).permute(0, 3, 1, 2).contiguous()  # (B, D, h, w)
 
 
+@dataclass(frozen=True)
+class GumbelConfig(QuantizerConfig):
+    """``kind: gumbel``: the original GumbelQuantize. kl_weight: weight of the KL term to the uniform prior.
+    temp_init: gumbel-softmax temperature (training may schedule it). straight_through: hard one-hot samples
+    with straight-through gradients."""
+
+    kind: ClassVar[str] = "gumbel"
+    kl_weight: float = 5e-4
+    temp_init: float = 1.0
+    straight_through: bool = True
+
+    def build(self, in_channels: int) -> GumbelQuantizer:
+        return GumbelQuantizer(in_channels, self.embed_dim, self.n_embed, straight_through=self.straight_through,
+                               kl_weight=self.kl_weight, temp_init=self.temp_init)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vq import VectorQuantizer
+from ..config import ConfigError
+from .base import QuantizerConfig
+from .vq import CodebookOptions, VectorQuantizer
 
 
 class L2VectorQuantizer(VectorQuantizer):
@@ -40,3 +45,22 @@ class L2VectorQuantizer(VectorQuantizer):
 
     def _cosine_kmeans(self) -> bool:
         return True
+
+
+@dataclass(frozen=True)
+class L2VQConfig(CodebookOptions, QuantizerConfig):
+    """``kind: l2``: l2-normalised codes looked up by cosine similarity. beta: commitment weight.
+    codebook_dim: dimension of the lookup (e.g. 8 to 32); 0 means ``embed_dim`` (no projection)."""
+
+    kind: ClassVar[str] = "l2"
+    beta: float = 0.25
+    codebook_dim: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.codebook_dim < 0:
+            raise ConfigError.at("codebook_dim", f"must be >= 0 (0: embed_dim), got {self.codebook_dim}")
+
+    def build(self, in_channels: int) -> L2VectorQuantizer:
+        return L2VectorQuantizer(self.n_embed, self.embed_dim, codebook_dim=self.codebook_dim, beta=self.beta,
+                                 **self.codebook_options())

@@ -9,13 +9,16 @@ update through the hooks ``to_lookup`` / ``from_lookup`` / ``codebook`` / ``dist
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantizer, QuantizerOutput
+from .base import Quantizer, QuantizerConfig, QuantizerOutput
 from .distributed import all_reduce_min, all_reduce_sum, broadcast_from_rank0
-from .entropy import entropy_penalty
+from .entropy import EntropyOptions, entropy_penalty
 from .kmeans import kmeans
 
 
@@ -188,3 +191,37 @@ class VectorQuantizer(Quantizer):
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
         q = self.codebook()[indices].permute(0, 3, 1, 2).contiguous()  # (B, C, h, w)
         return self.from_lookup(q)  # (B, D, h, w)
+
+
+@dataclass(frozen=True)
+class CodebookOptions(EntropyOptions):
+    """Options of the distance-based kinds (vq, ema, l2): a mixin of their configs (see
+    :class:`VectorQuantizer` for what each does).
+
+    kmeans_init, kmeans_iters: k-means initialisation of the codebook from the first training batches.
+    restart_after: re-seed codes unused for this many training steps (0 = off). entropy_weight,
+    entropy_temperature: the entropy penalty (0 = off).
+    """
+
+    kmeans_init: bool = False
+    kmeans_iters: int = 10
+    restart_after: int = 0
+
+    def codebook_options(self) -> dict:
+        """Keyword arguments for :class:`VectorQuantizer` and its subclasses."""
+        return dict(kmeans_init=self.kmeans_init, kmeans_iters=self.kmeans_iters, restart_after=self.restart_after,
+                    **self.entropy_options())
+
+
+@dataclass(frozen=True)
+class VQConfig(CodebookOptions, QuantizerConfig):
+    """``kind: vq``: the original VectorQuantizer2. beta: commitment weight. legacy: the original's beta
+    placement (see :class:`VectorQuantizer`); the original's own checkpoints need ``legacy: true``."""
+
+    kind: ClassVar[str] = "vq"
+    beta: float = 0.25
+    legacy: bool = False
+
+    def build(self, in_channels: int) -> VectorQuantizer:
+        return VectorQuantizer(self.n_embed, self.embed_dim, beta=self.beta, legacy=self.legacy,
+                               **self.codebook_options())

@@ -8,7 +8,7 @@
 """
 
 from .complete import complete_tokens, token_mask
-from .generate import Decoder, decode_step, prefill, sample_tokens
+from .generate import DecodeOptions, DecodeSession, decode_step, prefill, sample_tokens
 from .pipeline import (Layout, complete_image, condition_tokens, draw_batches, layout, sample_image_tokens,
                        sample_images)
 from .processors import SamplingSettings, process_logits
@@ -16,7 +16,8 @@ from .progress import Progress
 from .sliding import sample_sliding, window_bounds, window_offset
 
 __all__ = [
-    "SamplingSettings", "process_logits", "Progress", "Decoder", "prefill", "decode_step", "sample_tokens",
+    "SamplingSettings", "process_logits", "Progress", "DecodeOptions", "DecodeSession", "prefill", "decode_step",
+    "sample_tokens",
     "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
     "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image", "draw_batches",
 ]

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.gpt import GPT
+from .generate import DecodeOptions
 from .processors import SamplingSettings
 from .progress import Progress
 from .sliding import sample_sliding
@@ -22,8 +23,10 @@ def token_mask(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
     A token is masked when any pixel of its ``factor`` x ``factor`` patch is masked.
     """
     m = pixel_mask
-    while m.dim() < 4:
-        m = m.unsqueeze(0)
+    if m.dim() == 2:
+        m = m[None, None]  # (1, 1, H, W)
+    elif m.dim() == 3:
+        m = m[:, None]  # (B, 1, H, W)
     if m.shape[1] != 1:
         raise ValueError(f"a mask has one channel, got {m.shape[1]}")
     H, W = m.shape[-2:]
@@ -36,10 +39,10 @@ def token_mask(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
 def complete_tokens(model: GPT, cond: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
                     window_hw: tuple[int, int], settings: SamplingSettings = SamplingSettings(),
                     generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                    n_vocab: int | None = None, fast: bool = True,
+                    n_vocab: int | None = None, decoding: DecodeOptions = DecodeOptions(),
                     callback: Progress | None = None) -> torch.Tensor:
     """Resample ``tokens`` (B, h, w) where ``mask`` ((B,) h, w) is True; every other token is returned unchanged."""
     B, h, w = tokens.shape
     mask = mask.to(tokens.device).expand(B, h, w)
     return sample_sliding(model, cond, (h, w), window_hw, settings, generator, uncond, n_vocab,
-                          init=tokens, mask=mask, fast=fast, callback=callback)
+                          init=tokens, mask=mask, decoding=decoding, callback=callback)

@@ -3,8 +3,8 @@
 At batch sizes of a few sequences, a decode step is a chain of matrix-vector products whose cost is reading
 the weights. :class:`PackedGPT` keeps a bf16 copy of every linear layer in oneDNN's blocked layout (packed
 once, so no per-call weight reorder), fuses q/k/v into one product and GELU into the first MLP product, and
-keeps the residual stream, layer norms and logits in fp32. Used by :class:`~vqforge.sampling.generate.Decoder`
-on such CPUs unless ``fast=False``; its logits differ from the fp32 model's by bf16 rounding (~1e-2).
+keeps the residual stream, layer norms and logits in fp32. Used by :class:`~vqforge.sampling.generate.DecodeSession`
+on such CPUs unless ``precision="fp32"``; its logits differ from the fp32 model's by bf16 rounding (~1e-2).
 """
 
 from __future__ import annotations

@@ -18,15 +18,38 @@ from __future__ import annotations
 import contextlib
 import warnings
 import weakref
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..devices import PRECISIONS, resolve_precision
 from ..models.gpt import GPT
 from ..nn.kv_cache import KVCache
 from .processors import SamplingSettings, next_token
 from .progress import Progress
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the GPT runs while sampling (the same vocabulary as ``--precision`` everywhere, see vqforge.devices).
+
+    ``precision``: ``auto`` (bf16 where the device runs it natively: CUDA, CPUs with AVX512-BF16 / AMX; fp32
+    elsewhere), ``bf16`` (an error where the device lacks it) or ``fp32`` (the exact path on every device: logits
+    equal the full forward's within 1e-5). ``compile``: ``None`` (auto: on CUDA only), ``True`` or ``False``.
+    """
+
+    precision: str = "auto"
+    compile: bool | None = None
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+#: Exact fp32, eager: numerically the original's decoding (tests, training previews).
+EXACT = DecodeOptions(precision="fp32", compile=False)
 
 
 @torch.inference_mode()
@@ -71,7 +94,7 @@ _CUDA_CACHES: "weakref.WeakKeyDictionary[GPT, KVCache]" = weakref.WeakKeyDiction
 def _compiled_decode_step() -> Callable:
     """One compiled (CUDA-graph) decode step for the whole process, so that graphs are reused across calls."""
     global _COMPILED
-    if _COMPILED is None:  # decode_step itself once a compile has failed (see Decoder.step)
+    if _COMPILED is None:  # decode_step itself once a compile has failed (see DecodeSession.step)
         _COMPILED = torch.compile(decode_step, mode="reduce-overhead", fullgraph=True)
     return _COMPILED
 
@@ -99,24 +122,25 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-class Decoder:
+class DecodeSession:
     """A GPT bound to a cache and its decode step; the one object a sampling loop drives.
 
-    ``fast`` (default) picks the quickest exact-enough path for the device:
+    ``decoding`` (:class:`DecodeOptions`) picks the path for the device:
 
-    * CUDA: bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``: CUDA graphs);
+    * CUDA, bf16: bf16 autocast and a ``torch.compile``'d decode step (``mode="reduce-overhead"``: CUDA graphs);
     * CPUs with native bf16 (oneDNN, e.g. AVX512-BF16/AMX): :class:`~vqforge.sampling.cpu.PackedGPT`,
       prepacked bf16 weights with fused q/k/v and GELU;
-    * otherwise (and with ``fast=False``): the fp32 model, eagerly (the full forward's logits within 1e-4).
+    * fp32: the fp32 model, eagerly (the full forward's logits within 1e-4).
     """
 
-    def __init__(self, model: GPT, batch_size: int, max_len: int, fast: bool = True):
-        from .cpu import bf16_supported, packed
+    def __init__(self, model: GPT, batch_size: int, max_len: int, decoding: DecodeOptions = DecodeOptions()):
+        from .cpu import packed
 
         self.model = model
         self.device = model.pos_emb.device
-        self.compiled = fast and self.device.type == "cuda"
-        self.packed = packed(model) if fast and self.device.type == "cpu" and bf16_supported() else None
+        bf16 = resolve_precision(decoding.precision, self.device) == torch.bfloat16
+        self.compiled = bf16 and self.device.type == "cuda" and decoding.compile is not False
+        self.packed = packed(model) if bf16 and self.device.type == "cpu" else None
         if self.packed is not None:
             self.cache = self.packed.new_cache(batch_size, max_len)
         elif self.compiled:
@@ -163,14 +187,13 @@ class Decoder:
         return logits
 
 
-def decode_path(device: torch.device | str, fast: bool = True) -> str:
-    """The path a :class:`Decoder` takes on ``device`` (see :attr:`Decoder.mode`)."""
-    from .cpu import bf16_supported
-
+def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOptions()) -> str:
+    """The path a :class:`DecodeSession` takes on ``device`` (see :attr:`DecodeSession.mode`)."""
     device = torch.device(device)
-    if fast and device.type == "cuda":
+    bf16 = resolve_precision(decoding.precision, device) == torch.bfloat16
+    if bf16 and device.type == "cuda" and decoding.compile is not False:
         return "cuda-compiled-bf16"
-    if fast and device.type == "cpu" and bf16_supported():
+    if bf16 and device.type == "cpu":
         return "cpu-packed-bf16"
     return "eager"
 
@@ -187,20 +210,21 @@ def guidance_batch(cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Ten
 @torch.inference_mode()
 def sample_tokens(model: GPT, cond: torch.Tensor, steps: int, settings: SamplingSettings = SamplingSettings(),
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                  n_vocab: int | None = None, fast: bool = True,
+                  n_vocab: int | None = None, decoding: DecodeOptions = DecodeOptions(),
                   callback: Progress | None = None) -> torch.Tensor:
     """Sample ``steps`` tokens after the condition tokens ``cond`` (B, Tc); returns (B, steps).
 
     ``uncond`` (B, Tc): condition tokens of the unconditional branch; with ``settings.cfg_scale > 0`` both
     branches run as one batch of 2B and their logits are combined. ``n_vocab`` restricts sampling to ids
-    below it. ``callback(done, steps, out)`` is called after each token (see :mod:`~vqforge.sampling.progress`).
+    below it. ``decoding``: precision and compilation (see :class:`DecodeOptions`).
+    ``callback(done, steps, out)`` is called after each token (see :mod:`~vqforge.sampling.progress`).
     """
     guided = uncond is not None and settings.cfg_scale > 0
     seq = guidance_batch(cond, uncond if guided else None)  # (B or 2B, Tc)
     B, Tc = cond.shape
     if Tc + steps - 1 > model.config.block_size:
         raise ValueError(f"{Tc} condition + {steps} image tokens exceed the GPT's block_size {model.config.block_size}")
-    dec = Decoder(model, seq.shape[0], Tc + steps - 1, fast=fast)
+    dec = DecodeSession(model, seq.shape[0], Tc + steps - 1, decoding)
     out = torch.empty(B, steps, dtype=torch.long, device=cond.device)
     logits = dec.prefill(seq)  # (B or 2B, V)
     for n in range(steps):

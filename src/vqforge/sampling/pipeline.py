@@ -15,7 +15,7 @@ import torch
 
 from ..models.transformer import Net2NetTransformer, fit_problem
 from .complete import complete_tokens, token_mask
-from .generate import sample_tokens
+from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
 from .sliding import check_windows, cond_tokens_per_window, sample_sliding
@@ -103,7 +103,8 @@ def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, cond: t
 @torch.inference_mode()
 def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                         generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                        fast: bool = True, callback: Progress | None = None) -> torch.Tensor:
+                        decoding: DecodeOptions = DecodeOptions(),
+                        callback: Progress | None = None) -> torch.Tensor:
     """Image tokens (B, h, w): plain cached sampling when the grid fits the window, else sliding window.
 
     ``callback(done, total, tokens (B, h, w))`` after each token (see :mod:`~vqforge.sampling.progress`).
@@ -114,26 +115,26 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
         un = uncond.reshape(B, -1) if uncond is not None else None
         grid = None if callback is None else (lambda done, total, z: callback(done, total, z.view(B, *lay.grid_hw)))
         z = sample_tokens(model.transformer, flat, lay.n_tokens, settings, generator, un,
-                          n_vocab=model.n_image_codes, fast=fast, callback=grid)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=grid)
         return z.view(B, *lay.grid_hw)
     return sample_sliding(model.transformer, cond, lay.grid_hw, lay.window_hw, settings, generator, uncond,
-                          n_vocab=model.n_image_codes, fast=fast, callback=callback)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
 
 
 @torch.inference_mode()
 def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
-                  fast: bool = True, callback: Progress | None = None
+                  decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (B, 3, H, W) in [-1, 1], tokens (B, h, w)) for one batch of condition tokens."""
-    z = sample_image_tokens(model, lay, cond, settings, generator, uncond, fast, callback)
+    z = sample_image_tokens(model, lay, cond, settings, generator, uncond, decoding, callback)
     return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z
 
 
 @torch.inference_mode()
 def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
                    lay: Layout, settings: SamplingSettings, generator: torch.Generator | None = None,
-                   uncond: torch.Tensor | None = None, fast: bool = True,
+                   uncond: torch.Tensor | None = None, decoding: DecodeOptions = DecodeOptions(),
                    callback: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Complete ``image`` (B, 3, H, W) in [-1, 1] where ``mask`` (pixels, nonzero = resample) is set.
 
@@ -143,14 +144,15 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
     tokens = model.encode_to_z(image).view(B, *lay.grid_hw)
     tmask = token_mask(mask, model.first_stage.downsample_factor).to(tokens.device).expand(B, *lay.grid_hw)
     z = complete_tokens(model.transformer, cond, tokens, tmask, lay.window_hw, settings, generator, uncond,
-                        n_vocab=model.n_image_codes, fast=fast, callback=callback)
+                        n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
     return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z, tmask
 
 
 def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tensor | None], n: int,
                  batch_size: int, settings: SamplingSettings, generator: torch.Generator | None = None,
-                 image: torch.Tensor | None = None, mask: torch.Tensor | None = None, fast: bool = True,
-                 callback: Progress | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
+                 image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                 decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None
+                 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """``n`` samples, or completions of ``image`` (3, H, W) where ``mask`` (H, W) is set, in batches of up to
     ``batch_size``: yields (which of ``inputs`` each sample used, images (B, 3, H, W) in [-1, 1]).
 
@@ -164,8 +166,9 @@ def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tens
         c = None if batch[0] is None else torch.cat(batch)
         cond, uncond = condition_tokens(model, lay, len(picks), c, settings.cfg_scale)
         if image is None:
-            x, _ = sample_images(model, lay, cond, settings, generator, uncond, fast, callback)
+            x, _ = sample_images(model, lay, cond, settings, generator, uncond, decoding, callback)
         else:
             x = image[None].expand(len(picks), -1, -1, -1).to(device)
-            x, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond, fast, callback)
+            x, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond, decoding,
+                                     callback)
         yield picks, x

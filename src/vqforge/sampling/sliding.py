@@ -22,7 +22,7 @@ import torch
 
 from ..models.gpt import GPT
 from ..models.transformer import fit_problem
-from .generate import Decoder, guidance_batch
+from .generate import DecodeOptions, DecodeSession, guidance_batch
 from .processors import SamplingSettings, next_token
 from .progress import Progress
 
@@ -118,7 +118,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
                    settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   reuse_cache: bool = True, fast: bool = True,
+                   reuse_cache: bool = True, decoding: DecodeOptions = DecodeOptions(),
                    callback: Progress | None = None) -> torch.Tensor:
     """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
 
@@ -143,7 +143,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     problem = fit_problem(Tc, wh * ww, model.config.block_size, f" (a {wh}x{ww} window)")
     if problem:
         raise ValueError(problem)
-    dec = Decoder(model, 2 * B if guided else B, Tc + wh * ww - 1, fast=fast)
+    dec = DecodeSession(model, 2 * B if guided else B, Tc + wh * ww - 1, decoding)
 
     def both(x: torch.Tensor) -> torch.Tensor:  # the same image tokens for both guidance halves
         return torch.cat((x, x)) if guided else x

@@ -2,94 +2,89 @@
 
 The run config has two sections: ``model`` (:class:`TransformerConfig`; its ``first_stage`` and the
 condition's ``cond_stage`` are taken from the ``--first-stage`` / ``--cond-stage`` model directories) and
-``train`` (:class:`TransformerTrainConfig`). Data (``--data``) is one of
+``train`` (:class:`TransformerTrainConfig`: the shared settings vocabulary plus the transformer's own).
+Data (``--data``, see :class:`~vqforge.train.transformer_data.TransformerData`) is one of
 
 * a token dataset written by ``vqforge encode`` (``meta.json`` + ``.npy``; read directly, no encoding);
+  ``--val-data`` may name a second, held-out token dataset (else ``val_fraction`` of ``--data`` is held out);
 * ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``; labels are its 10 classes; val = the first 2000
   images of its test split);
 * images (folder, file list or glob; class labels from ImageFolder sub-folder names), encoded on the fly
   from random crops.
 
-The loop follows the original: cross-entropy over image tokens, ``pkeep`` token noise, AdamW with betas
+The step follows the original: cross-entropy over image tokens, ``pkeep`` token noise, AdamW with betas
 (0.9, 0.95) and weight decay on Linear weights only (not biases, LayerNorm, embeddings or ``pos_emb``), plus
 what the original lacks: linear warmup + cosine decay, NULL-class label dropout for classifier-free
-guidance, bf16 autocast on CUDA, optional activation checkpointing, DDP (``torchrun``), exact resume,
-TensorBoard scalars (``train/loss``, ``val/loss``, ``val/bits_per_dim``, ``lr``) and sample grids.
+guidance, bf16 autocast, optional activation checkpointing. The loop (:mod:`vqforge.train.loop`) adds
+validation loss on held-out tokens as training goes (``val/loss``, ``val/bits_per_dim``), ``best.pt`` by
+validation loss with a warning when it keeps rising (overfitting), DDP, exact resume and sample grids.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..imageio import save_grid
-from ..config import ConfigError, from_dict
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig, derive_config
 from ..models.vqgan import VQGAN
-from . import common as C
+from . import loop
+from .checkpoint import Checkpoint
+from .numerics import adam
+from .settings import OldValues, TrainSettings, load_run_config as _load_config
 from .transformer_data import CoordCrops, TransformerData
 
 
 @dataclass(frozen=True)
-class TransformerTrainConfig:
-    """Optimisation and bookkeeping of a transformer run.
+class TransformerTrainConfig(TrainSettings):
+    """The ``train:`` section of a transformer run: :class:`~vqforge.train.settings.TrainSettings` plus
 
-    learning_rate: used as is when > 0; otherwise ``base_learning_rate`` x batch x accumulate x GPUs
-    (the original's rule, ``scale_lr``). warmup_steps / min_lr_ratio: linear warmup then cosine decay to
-    ``min_lr_ratio`` x lr at ``max_steps``. grad_clip: 0 = off (the original does not clip).
-    coord_full_size: coordinate conditioning on crops of large images: each image is resized (smallest
-    side) to this size, ``image_size`` crops are taken, and the coordinate map of the whole resized image
-    is cropped with it (0 = the crop is the whole image, as FacesHQ).
+    warmup_steps / min_lr_ratio: linear warmup then cosine decay to ``min_lr_ratio`` x lr at ``max_steps``.
+    weight_decay: AdamW's, on Linear weights only. coord_full_size: coordinate conditioning on crops of
+    large images: each image is resized (smallest side) to this size, ``image_size`` crops are taken, and
+    the coordinate map of the whole resized image is cropped with it (0 = the crop is the whole image, as
+    FacesHQ). val_batches: validation batches per evaluation. n_samples / sample_top_k: the preview's
+    sample count and top-k. activation_checkpointing: recompute each block's activations in the backward
+    pass (less memory). ``grad_clip`` defaults to 0 (the original does not clip).
     """
 
     batch_size: int = 8
-    accumulate: int = 1
-    base_learning_rate: float = 4.5e-6
-    learning_rate: float = 0.0
-    scale_lr: bool = True
+    betas: tuple[float, float] = (0.9, 0.95)
+    preview_every: int = 2000
+    val_batches: int = 50
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    betas: tuple[float, ...] = (0.9, 0.95)
-    grad_clip: float = 0.0
-    max_steps: int = 100_000
-    seed: int = 0
-    image_size: int = 256
     coord_full_size: int = 0
-    crop: Literal["random", "center"] = "random"
-    flip: bool = False
-    val_fraction: float = 0.05
-    val_every: int = 1000
-    val_batches: int = 50
-    sample_every: int = 2000
     n_samples: int = 8
     sample_top_k: int = 100
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_every: int = 0
-    workers: int = 0
     activation_checkpointing: bool = False
-    ema_decay: float = 0.0
-    bf16: bool = True
-    cpu_bf16: bool = False
-    device: str = "auto"
 
 
 @dataclass(frozen=True)
 class TransformerRunConfig:
     """A transformer run: the model pipeline and its training settings."""
 
+    #: the names transformer configs used before the one settings vocabulary (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {"train.accumulate": "train.accumulation",
+                                                     "train.sample_every": "train.preview_every"}
+
     model: TransformerConfig = field(default_factory=TransformerConfig)
     train: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
+
+
+#: older transformer keys whose values changed meaning
+OLD = OldValues(precision_flags=("train.bf16", "train.cpu_bf16"))
 
 
 # ============================================================================================ optimiser
@@ -139,12 +134,13 @@ def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: 
     A thin wrapper over :func:`vqforge.sampling.generate.sample_tokens` (exact fp32 path) with logits
     restricted to the image codebook, used for the sample grids logged during training.
     """
+    from ..sampling.generate import EXACT
     from ..sampling.generate import sample_tokens as _sample
     from ..sampling.processors import SamplingSettings
 
     settings = SamplingSettings(temperature=temperature, top_k=top_k or None, greedy=greedy)
     return _sample(model.transformer, c_indices, n_tokens, settings, generator=generator,
-                   n_vocab=model.n_image_codes, fast=False)
+                   n_vocab=model.n_image_codes, decoding=EXACT)
 
 
 # ============================================================================================ config
@@ -177,202 +173,161 @@ def _load_stage(path: str | None, what: str) -> VQGAN | None:
     return model
 
 
-# ============================================================================================ the loop
-def train(cfg: TransformerRunConfig, data: str | None, out: str | Path, first_stage: str | None = None,
-          cond_stage: str | None = None, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True, stop_after: int | None = None) -> dict[str, float]:
-    """Train (or resume) a transformer run in ``out``; returns the last validation metrics.
+# ============================================================================================ the stage
+class TransformerStage(loop.Stage):
+    """The transformer's part of the loop: the GPT over frozen stages, AdamW, cross-entropy on image tokens."""
 
-    ``max_steps`` overrides ``train.max_steps`` (the schedule's length); ``stop_after`` ends this call
-    early after that many steps in total (as an interruption would), leaving a resumable checkpoint.
-    """
-    run = C.RunDir(out)
-    if not resume and run.has_checkpoint():
-        raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
-                           f"--resume {run.path} or choose another --out")
-    dist = C.setup_distributed(cfg.train.device)
-    ckpt = None
-    if resume:
-        ckpt = run.load_last()
-        if ckpt.get("kind") != "transformer":
-            raise VQForgeError(f"{run.last}: not a transformer checkpoint (kind {ckpt.get('kind')!r})")
-        data = data or ckpt.get("data_spec")
-        if not data:
-            raise VQForgeError(f"{run.last}: the checkpoint does not name its data; pass --data")
-        try:
-            cfg = from_dict(TransformerRunConfig, {"model": ckpt["model_config"], "train": ckpt["train_config"]})
-        except ConfigError as e:
-            raise VQForgeError(f"{run.last}: {e}") from None
-    if max_steps is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))
-    fs, cs = (None, None) if resume else (_load_stage(first_stage, "first"), _load_stage(cond_stage, "cond"))
-    if not resume and fs is None:
-        raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
-    cfg = resolve_config(cfg, fs, cs)
-    tc = cfg.train
-    ds = TransformerData(data, cfg.model, tc)
-    try:  # derived settings (vocab_size, block_size, n_classes, ...) and the image size the data has
-        cfg = dataclasses.replace(cfg, model=derive_config(cfg.model, ds.facts))
-    except ValueError as e:
-        raise VQForgeError(f"{data}: {e}") from None
-    C.seed_everything(tc.seed)  # the same initial weights on every rank
-    model = Net2NetTransformer(cfg.model)
-    if fs is not None:
-        model.first_stage.load_state_dict(fs.state_dict())
-    if cs is not None:
-        model.cond_stage.load_state_dict(cs.state_dict())
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-    device = dist.device
-    model.to(device)
-    C.seed_everything(tc.seed + dist.rank)
-    if ds.pre_tokenized and first_stage and dist.is_main:
-        src = ds.train.meta.get("source_model") or ""
-        if src and Path(src).resolve() != Path(first_stage).resolve():
-            import warnings
+    trainer, kind, title, preview_name = "transformer", "transformer", "train transformer", "samples"
+    best_metric = ("val/loss", "min")
+    shown = ("val/loss", "val/bits_per_dim")
 
-            warnings.warn(f"{data}: tokens were encoded with {src}, but --first-stage is {first_stage}; "
-                          f"make sure they are the same VQGAN", stacklevel=2)
-    if tc.activation_checkpointing:
-        enable_activation_checkpointing(model.transformer)
-    lr = tc.learning_rate if tc.learning_rate > 0 else (
-        C.scaled_lr(tc.base_learning_rate, tc.batch_size, tc.accumulate, dist.world_size) if tc.scale_lr
-        else tc.base_learning_rate)
-    opt = torch.optim.AdamW(param_groups(model.transformer, tc.weight_decay), lr=lr, betas=tuple(tc.betas))
-    ema = C.EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
-    ddp = C.wrap_ddp(model, dist)
-    sampler = C.ResumableSampler(len(ds.train), seed=tc.seed, rank=dist.rank, world_size=dist.world_size,
-                                 with_seeds=True)
-    stream = C.BatchStream(ds.train, tc.batch_size, sampler, tc.workers, name=data)
-    step = 0
-    if ckpt is not None:
-        opt.load_state_dict(ckpt["optimizers"]["transformer"])
-        if ema is not None and ckpt.get("ema"):
-            ema.load_state_dict(ckpt["ema"])
-        stream.load_state_dict(ckpt["data"])
-        step = int(ckpt["step"])
-        rngs = ckpt.get("rng") or []
-        if len(rngs) > dist.rank:
-            C.set_rng_state(rngs[dist.rank])
-    elif dist.is_main:
-        run.write_config(cfg)
-    logger = C.MetricLogger(run.path, enabled=dist.is_main, purge_step=step if ckpt is not None else None)
-    in_ch = model.first_stage.config.ddconfig.in_channels
-    metrics: dict[str, float] = {}
+    def __init__(self, cfg: TransformerRunConfig, first_stage: VQGAN | None = None, cond_stage: VQGAN | None = None,
+                 first_stage_path: str | None = None):
+        self.cfg, self.first_stage, self.cond_stage = cfg, first_stage, cond_stage
+        self.first_stage_path = first_stage_path
 
-    def save(keep: bool = False) -> None:
-        state = C.make_checkpoint("transformer", cfg.model, model, step, {"transformer": opt}, tc, ema=ema,
-                                  rng=C.gather_rng_states(dist), data=stream.state_dict(),
-                                  label_names=ds.label_names, data_spec=str(data))
-        if dist.is_main:
-            run.save_checkpoint(state, step, keep=keep)
+    def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
+        cfg, s = self.cfg, self.cfg.train
+        self.data = TransformerData(s.data, cfg.model, s)
+        if s.val_data:
+            self._separate_validation(s, cfg.model)
+        try:  # derived settings (vocab_size, block_size, n_classes, ...) and the image size the data has
+            model_cfg = derive_config(cfg.model, self.data.facts)
+            model = Net2NetTransformer(model_cfg)
+        except ValueError as e:
+            raise VQForgeError(f"{s.data}: {e}") from None
+        if self.first_stage is not None:
+            model.first_stage.load_state_dict(self.first_stage.state_dict())
+        if self.cond_stage is not None:
+            model.cond_stage.load_state_dict(self.cond_stage.state_dict())
+        self.model = model.to(ctx.device)
+        if self.data.pre_tokenized and self.first_stage_path and ctx.dist.is_main:
+            src = self.data.train.meta.get("source_model") or ""
+            if src and Path(src).resolve() != Path(self.first_stage_path).resolve():
+                warnings.warn(f"{s.data}: tokens were encoded with {src}, but --first-stage is "
+                              f"{self.first_stage_path}; make sure they are the same VQGAN", stacklevel=2)
+        if s.activation_checkpointing:
+            enable_activation_checkpointing(model.transformer)
+        self.train_data = self.data.train
+        opt = adam(param_groups(model.transformer, s.weight_decay), ctx.lr, s.betas, decoupled=True)
+        self.optimizers = {"transformer": (opt, [p for p in model.transformer.parameters() if p.requires_grad])}
+        self.label_names = self.data.label_names
 
-    def fork_rng():
-        # validation and sample grids must not move the training RNG (exact resume after an interruption)
-        return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    def _separate_validation(self, s: TransformerTrainConfig, model_cfg: TransformerConfig) -> None:
+        """``--val-data``: a held-out token dataset validates; all of ``--data`` trains."""
+        from ..data import tokens as T
 
-    def validate() -> dict[str, float]:
-        if ds.val is None or len(ds.val) == 0:
-            return {}
-        with fork_rng():
-            return _validate()
+        if not (T.is_token_dir(s.data) and T.is_token_dir(s.val_data)):
+            raise VQForgeError(f"{s.val_data}: --val-data needs token datasets from `vqforge encode` for both "
+                               f"--data and --val-data")
+        val = T.TokenDataset(s.val_data)
+        if val.n_codes != model_cfg.first_stage.quantizer.n_embed or tuple(val.grid) != tuple(self.data.grid):
+            raise VQForgeError(f"{s.val_data}: {val.grid[0]}x{val.grid[1]} tokens of {val.n_codes} codes, but "
+                               f"{s.data} has {self.data.grid[0]}x{self.data.grid[1]} of "
+                               f"{model_cfg.first_stage.quantizer.n_embed}")
+        self.data.train, self.data.val = T.TokenDataset(s.data), val
 
-    def _validate() -> dict[str, float]:
-        model.eval()
-        total, count = 0.0, 0
-        loader = torch.utils.data.DataLoader(ds.val, batch_size=tc.batch_size, shuffle=False)
-        with torch.no_grad(), C.autocast(device, tc.bf16, tc.cpu_bf16):
-            for i, batch in enumerate(loader):
-                if i >= tc.val_batches:
-                    break
-                z, c = ds.to_tokens(model, batch, device)
-                logits, target = model(z, c, pre_tokenized=True)
-                total += float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                               reduction="sum"))
-                count += target.numel()
-        model.train()
+    def finalize_config(self, cfg: TransformerRunConfig) -> TransformerRunConfig:
+        return dataclasses.replace(cfg, model=self.model.config)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"label_names": self.label_names, "data_spec": self.cfg.train.data}
+
+    def train_step(self, ctx: loop.Context, step: int) -> loop.StepOutput:
+        s = ctx.settings
+        for g in self.optimizers["transformer"][0].param_groups:
+            g["lr"] = lr_at(step, ctx.lr, s.warmup_steps, s.max_steps, s.min_lr_ratio)
+        total = torch.zeros((), device=ctx.device)
+        for i in range(s.accumulation):
+            z, c = self.data.to_tokens(self.model, ctx.next_batch(), ctx.device)
+            sync = i == s.accumulation - 1 or not ctx.dist.distributed
+            with contextlib.nullcontext() if sync else ctx.ddp_model.no_sync():
+                with ctx.autocast():
+                    logits, target = ctx.ddp_model(z, c, pre_tokenized=True)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
+                (loss / s.accumulation).backward()
+            total += loss.detach() / s.accumulation
+        return loop.StepOutput({"loss": total}, {"train/loss": total})
+
+    @torch.no_grad()
+    def validate(self, ctx: loop.Context, model: nn.Module) -> dict[str, float]:
         from ..data.tokens import bits_per_dim
 
+        ds = self.data
+        if ds.val is None or len(ds.val) == 0:
+            return {}
+        model.eval()
+        total, count = 0.0, 0
+        loader = torch.utils.data.DataLoader(ds.val, batch_size=ctx.settings.batch_size, shuffle=False)
+        for i, batch in enumerate(loader):
+            if i >= ctx.settings.val_batches:
+                break
+            z, c = ds.to_tokens(model, batch, ctx.device)
+            logits, target = model(z, c, pre_tokenized=True)
+            total += float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                           reduction="sum"))
+            count += target.numel()
         loss = total / max(count, 1)
+        in_ch = model.first_stage.config.ddconfig.in_channels
         return {"val/loss": loss, "val/bits_per_dim": bits_per_dim(loss, ds.grid, ds.image_size, in_ch)}
 
-    def log_samples() -> None:
-        if not dist.is_main or tc.n_samples <= 0:
+    @torch.no_grad()
+    def preview(self, ctx: loop.Context, step: int, path: Path) -> None:
+        s, ds, model = ctx.settings, self.data, self.model
+        if s.n_samples <= 0:
             return
-        with fork_rng():
-            _log_samples()
-
-    def _log_samples() -> None:
         model.eval()
-        n = tc.n_samples
-        batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train, batch_size=n)))
-        z, c = ds.to_tokens(model, batch, device)
+        batch = next(iter(torch.utils.data.DataLoader(ds.val if ds.val is not None else ds.train,
+                                                      batch_size=s.n_samples)))
+        z, c = ds.to_tokens(model, batch, ctx.device)
         c = model.condition.sample_tokens(c)
-        idx = sample_tokens(model, c, z.shape[1], top_k=tc.sample_top_k)
+        idx = sample_tokens(model, c, z.shape[1], top_k=s.sample_top_k)
         imgs = model.decode_to_img(idx, ds.grid)
         rows = [imgs, model.decode_to_img(z, ds.grid)]
         cond_img = model.condition.preview(c, ds.image_size, imgs.shape[1])
         if cond_img is not None:
             rows.append(cond_img)
-        save_grid(run.images / f"samples_{step:07d}.png", torch.cat(rows).clamp(-1, 1), nrow=len(z))
-        model.train()
+        save_grid(path, torch.cat(rows).clamp(-1, 1), nrow=len(z))
 
-    model.train()
-    bar = C.progress_bar(tc.max_steps, initial=step, enabled=progress and dist.is_main, desc="train transformer")
-    t0 = time.time()
-    with C.StopRequest() as stop:
-        while step < tc.max_steps:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
-            opt.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for _ in range(tc.accumulate):
-                z, c = ds.to_tokens(model, next(stream), device)
-                with C.autocast(device, tc.bf16, tc.cpu_bf16):
-                    logits, target = ddp(z, c, pre_tokenized=True)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
-                (loss / tc.accumulate).backward()
-                loss_sum += loss.item() / tc.accumulate
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), tc.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum:.3f}")
-            if step % tc.log_every == 0 or step == 1:
-                logger.log(step, {"train/loss": loss_sum, "lr": opt.param_groups[0]["lr"],
-                                  "train/steps_per_s": step / max(time.time() - t0, 1e-9)})
-            if tc.val_every > 0 and step % tc.val_every == 0:
-                metrics = validate()
-                logger.log(step, metrics)
-            if tc.sample_every > 0 and step % tc.sample_every == 0:
-                log_samples()
-            if tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
-                save(keep=tc.keep_every > 0 and step % tc.keep_every == 0)
-            if stop.should_stop(dist) or (stop_after is not None and step >= stop_after):
-                break
-    bar.close()
-    if not metrics or (tc.val_every > 0 and step % tc.val_every):
-        metrics = validate()
-        logger.log(step, metrics)
-    save()
-    logger.close()
-    C.teardown_distributed(dist)
-    return {**metrics, "step": step}
+    def next_steps(self, run: Path) -> list[str]:
+        return [f"vqforge sample --model {run} --num 16 --out samples/",
+                f"vqforge evaluate nll --model {run} --data HELD_OUT_TOKENS"]
+
+
+# ============================================================================================ entry points
+def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, first_stage: str | None = None,
+          cond_stage: str | None = None, resume: bool = False, overrides: list[str] | tuple[str, ...] = (),
+          settings: dict[str, Any] | None = None, **options: Any) -> loop.RunResult:
+    """Train (or resume) a transformer run in ``out``.
+
+    ``data`` (when given) sets ``train.data``. A new run needs ``first_stage`` (a VQGAN model or run
+    directory; ``cond_stage`` for spatial conditions). ``cfg`` None with ``resume``: the run's own config;
+    ``overrides`` / ``settings`` change it (see :func:`vqforge.train.loop.configure`). ``options``:
+    :class:`~vqforge.train.loop.RunOptions` fields (``max_steps``, ``stop_after``, ``time_limit``, ``quiet``,
+    ``json``).
+    """
+    run, ckpt = loop.resume_checkpoint(out, resume, "transformer")
+    settings = dict(settings or {}, **({"data": str(data)} if data else {}))
+    cfg = loop.configure(cfg, ckpt, TransformerRunConfig, OLD, run.last, overrides, settings)
+    if ckpt is not None and not cfg.train.data:  # NOTE: runs written before train.data existed
+        spec = ckpt.extra.get("data_spec")
+        if not spec:
+            raise VQForgeError(f"{run.last}: the checkpoint does not name its data; pass --data")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data=str(spec)))
+    fs = cs = None
+    if ckpt is None:
+        fs, cs = _load_stage(first_stage, "first"), _load_stage(cond_stage, "cond")
+        if fs is None:
+            raise VQForgeError("--first-stage VQGAN_DIR is required for a new run")
+        cfg = resolve_config(cfg, fs, cs)
+    return loop.run(TransformerStage(cfg, fs, cs, first_stage), cfg, run, ckpt, loop.RunOptions(**options))
 
 
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:
-    """A run config from a YAML file (``model`` and ``train`` sections) plus ``key=value`` overrides."""
-    from ..config import apply_overrides, load_yaml
-
-    try:
-        cfg = load_yaml(TransformerRunConfig, path)
-        return apply_overrides(cfg, list(overrides))
-    except ConfigError as e:
-        raise VQForgeError(str(e)) from None
+    """A run config from a YAML file (sections ``model`` and ``train``; older key names read with a notice)
+    plus ``key=value`` overrides."""
+    return _load_config(TransformerRunConfig, path, OLD, overrides)
 
 
-__all__ = ["TransformerTrainConfig", "TransformerRunConfig", "TransformerData", "CoordCrops", "train", "sample_tokens",
-           "param_groups", "lr_at", "load_run_config", "enable_activation_checkpointing"]
+__all__ = ["TransformerTrainConfig", "TransformerRunConfig", "TransformerData", "CoordCrops", "TransformerStage",
+           "train", "sample_tokens", "param_groups", "lr_at", "load_run_config", "enable_activation_checkpointing"]

@@ -1,123 +1,68 @@
-"""Training a VQGAN first stage: a plain PyTorch loop with a named generator step and discriminator step.
+"""Training a VQGAN first stage (``vqforge train vqgan``): the stage's own part of the one training loop.
 
-Entry point: :func:`train_vqgan` (used by ``vqforge train vqgan``). One process, or many under ``torchrun``
-(DDP for the autoencoder; the small discriminator's gradients are averaged explicitly). A run directory
-holds ``config.yaml`` (the resolved :class:`VQGANTrainConfig`), ``checkpoints/last.pt`` (+ kept
-``step_NNNNNNN.pt``), ``metrics.jsonl``, ``tb/`` (TensorBoard) and ``images/`` (input/reconstruction grids).
+The loop (:mod:`vqforge.train.loop`) owns everything a trainer shares; this module supplies the config,
+the datasets, the models and optimisers, one step, validation and the preview grid. A run directory holds
+``config.yaml`` (:class:`VQGANTrainConfig`), ``checkpoints/`` (``last.pt``, ``best.pt`` by validation L1),
+``metrics.jsonl``, ``tb/`` and ``images/step_NNNNNNN.png`` (inputs over reconstructions);
 ``vqforge.load(RUN_DIR)`` returns the trained :class:`~vqforge.models.vqgan.VQGAN` (EMA weights if enabled).
 
-Per optimisation step (``optim.accumulation`` micro-batches each):
+Per optimisation step (``train.accumulation`` micro-batches):
 
 1. :func:`generator_step` on each micro-batch: autoencoder forward, ``VQGANLoss.generator_loss``
-   (reconstruction + perceptual + codebook + adaptive-weight GAN term), backward; then the autoencoder's
-   Adam step.
-2. :func:`discriminator_step` on each micro-batch, with the DETACHED reconstruction kept from step 1; then
-   the discriminator's Adam step. NOTE: the original recomputes the autoencoder forward for the
-   discriminator (after the autoencoder's update); vqforge reuses the reconstruction, which saves a full
-   autoencoder forward per step and differs only by that one update.
+   (reconstruction + perceptual + codebook + adaptive-weight GAN term), backward.
+2. :func:`discriminator_step` on each micro-batch, with the DETACHED reconstruction kept from step 1.
+   NOTE: the original recomputes the autoencoder forward for the discriminator (after the autoencoder's
+   update); vqforge reuses the reconstruction, which saves a full autoencoder forward per step and differs
+   only by that one update.
+3. The loop checks every loss and gradient and steps the autoencoder's and the discriminator's Adam.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import hashlib
 import math
-import os
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
+from ..config import ConfigError, to_dict
+from ..data.images import ImageDataset, find_images, split_files
 from ..imageio import save_grid
-from ..config import ConfigError, from_dict, to_dict
-from ..data.images import ImageDataset, SkipCounter, find_images, split_files
-from ..io import VQForgeError, write_text
+from ..io import VQForgeError
 from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
 from ..metrics import psnr, ssim
 from ..models.vqgan import VQGAN, VQGANConfig
 from ..quantizers import perplexity
 from ..quantizers.usage import CodebookUsage
-from . import common
-from .common import DistInfo
+from . import distributed as D
+from . import loop
+from .checkpoint import Checkpoint
+from .numerics import adam
+from .settings import OldValues, TrainSettings, config_from_data, load_run_config as _load_config
 
 KIND = "vqgan"
 
 
 # ============================================================================================ config
 @dataclass(frozen=True)
-class DataConfig:
-    """Training images.
+class VQGANSettings(TrainSettings):
+    """The ``train:`` section of a VQGAN run: :class:`~vqforge.train.settings.TrainSettings` plus
 
-    train / val: a folder (recursive), a ``.txt`` file list or a glob (set by ``--data`` / ``--val-data``),
-    or ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``: its train split trains, the first
-    ``max_val_images`` of its test split validate; images are 1-channel, zero-padded or area-resized to
-    ``size``); without ``val``, ``val_fraction`` of ``train`` is held out (deterministically, by ``seed``).
-    size: crop side; resize: the smallest side is resized to this before cropping (0: ``size``, as the
-    original); resize_max: if larger than ``resize``, each random training crop draws the smallest side
-    from ``[resize, resize_max]`` (crops at several scales); crop: ``random`` (training) crops; validation always uses center crops; flip: random
-    horizontal flips. batch_size: per process. workers: DataLoader worker processes per process.
-    max_val_images: cap on validation images.
+    ``data`` may also be ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``: its train split trains, the
+    first ``max_val_images`` of its test split validate). ``max_val_images``: cap on validation images.
+    ``usage_window``: steps over which codebook usage is measured. ``channels_last``: NHWC convolutions on
+    CUDA. Adam's betas default to the original's (0.5, 0.9).
     """
 
-    train: str = ""
-    val: str = ""
-    val_fraction: float = 0.05
-    size: int = 256
-    resize: int = 0
-    resize_max: int = 0
-    crop: Literal["random", "center"] = "random"
-    flip: bool = False
     batch_size: int = 12
     workers: int = 4
+    seed: int = 23
     max_val_images: int = 256
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Two Adam optimisers (autoencoder, discriminator) with the original's betas (0.5, 0.9).
-
-    lr: the learning rate; when ``None`` it is ``base_lr``, times ``batch_size * accumulation * world_size``
-    if ``scale_lr`` (the original's rule). The resolved value is written back into the run's config.yaml.
-    accumulation: micro-batches per optimisation step.
-    """
-
-    lr: float | None = None
-    base_lr: float = 4.5e-6
-    scale_lr: bool = True
-    betas: tuple[float, float] = (0.5, 0.9)
-    accumulation: int = 1
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """When things happen, in optimisation steps (0 disables a periodic job).
-
-    max_steps: total steps. log_every: scalars. image_every: input/reconstruction grid. ckpt_every:
-    ``last.pt``. keep_every: also keep ``step_NNNNNNN.pt``. val_every: validation L1 / PSNR / SSIM.
-    usage_window: steps over which codebook usage (fraction of codes hit) is measured.
-    """
-
-    max_steps: int = 100_000
-    log_every: int = 50
-    image_every: int = 1000
-    ckpt_every: int = 1000
-    keep_every: int = 10_000
-    val_every: int = 1000
     usage_window: int = 100
-
-
-@dataclass(frozen=True)
-class EMAConfig:
-    """Optional exponential moving average of the autoencoder's weights (saved as the checkpoint's ``ema``)."""
-
-    enabled: bool = False
-    decay: float = 0.999
+    channels_last: bool = True
 
 
 @dataclass(frozen=True)
@@ -140,18 +85,33 @@ class GumbelTemperatureConfig:
 class VQGANTrainConfig:
     """Everything a VQGAN training run needs (the YAML files in ``configs/vqgan_*.yaml``)."""
 
+    #: the names VQGAN configs used before the one settings vocabulary (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {
+        "data.train": "train.data", "data.val": "train.val_data", "data.val_fraction": "train.val_fraction",
+        "data.size": "train.image_size", "data.resize": "train.resize", "data.resize_max": "train.resize_max",
+        "data.crop": "train.crop", "data.flip": "train.flip", "data.batch_size": "train.batch_size",
+        "data.workers": "train.workers", "data.max_val_images": "train.max_val_images",
+        "optim.lr": "train.learning_rate", "optim.base_lr": "train.base_learning_rate",
+        "optim.scale_lr": "train.scale_lr", "optim.betas": "train.betas", "optim.accumulation": "train.accumulation",
+        "schedule.max_steps": "train.max_steps", "schedule.log_every": "train.log_every",
+        "schedule.image_every": "train.preview_every", "schedule.ckpt_every": "train.checkpoint_every",
+        "schedule.keep_every": "train.keep_every", "schedule.val_every": "train.val_every",
+        "schedule.usage_window": "train.usage_window", "seed": "train.seed", "device": "train.device",
+        "channels_last": "train.channels_last"}
+
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: VQGANLossConfig = field(default_factory=VQGANLossConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
+    train: VQGANSettings = field(default_factory=VQGANSettings)
     gumbel: GumbelTemperatureConfig = field(default_factory=GumbelTemperatureConfig)
-    seed: int = 23
-    device: str = "auto"
-    bf16: bool = True
-    channels_last: bool = True
-    cpu_bf16: bool = False
+
+
+#: older VQGAN keys whose values changed meaning (``optim.lr: null`` meant "derive", now 0)
+OLD = OldValues(precision_flags=("bf16", "cpu_bf16"), ema=("ema.enabled", "ema.decay"), null_is_zero=("optim.lr",))
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> VQGANTrainConfig:
+    """A VQGAN run config from YAML (older key names read with a notice) plus dotted overrides."""
+    return _load_config(VQGANTrainConfig, path, OLD, overrides)
 
 
 def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
@@ -160,16 +120,6 @@ def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
         return (cfg.max - cfg.start) / max(cfg.warm_up_steps, 1) * step + cfg.start
     t = min((step - cfg.warm_up_steps) / max(cfg.max_decay_steps - cfg.warm_up_steps, 1), 1.0)
     return cfg.min + 0.5 * (cfg.max - cfg.min) * (1 + math.cos(t * math.pi))
-
-
-def resolve_lr(cfg: VQGANTrainConfig, world_size: int) -> float:
-    """The learning rate this run uses (see :class:`OptimConfig`)."""
-    o = cfg.optim
-    if o.lr is not None:
-        return o.lr
-    if o.scale_lr:
-        return common.scaled_lr(o.base_lr, cfg.data.batch_size, o.accumulation, world_size)
-    return o.base_lr
 
 
 # ============================================================================================ steps
@@ -182,71 +132,75 @@ class GeneratorResult(NamedTuple):
 
 
 def generator_step(model: nn.Module, loss: VQGANLoss, x: torch.Tensor, step: int, scale: float = 1.0,
-                   amp: bool = False) -> GeneratorResult:
+                   autocast: Callable[[], Any] = contextlib.nullcontext) -> GeneratorResult:
     """Autoencoder forward + ``generator_loss`` + backward of ``scale * total`` for one (micro-)batch.
 
     ``model`` may be DDP-wrapped. The discriminator's parameters are frozen during this step (gradients
-    flow through it to the reconstruction only). Does not step the optimiser.
+    flow through it to the reconstruction only). ``autocast``: the precision context (bf16 or none); the
+    reconstruction is cast to fp32 before the loss. Does not step the optimiser.
     """
-    core: VQGAN = common.unwrap(model)  # type: ignore[assignment]
+    core: VQGAN = D.unwrap(model)  # type: ignore[assignment]
     loss.discriminator.requires_grad_(False)
     try:
-        with common.autocast(x.device, amp, cpu_bf16=True):
+        with autocast():
             out = model(x)
-            xrec = out.reconstruction  # (B, C, H, W)
-            total, logs = loss.generator_loss(x, xrec, out.quantizer.losses["loss"], core.last_layer, step)
-        (total * scale).backward()
+            xrec = out.reconstruction.float()  # (B, C, H, W)
+            total, logs = loss.generator_loss(x, xrec, out.quantizer.losses["loss"].float(), core.last_layer, step)
+        (total.float() * scale).backward()
     finally:
         loss.discriminator.requires_grad_(True)
     return GeneratorResult(xrec.detach(), out.quantizer.indices.detach(), logs)
 
 
 def discriminator_step(loss: VQGANLoss, x: torch.Tensor, xrec_detached: torch.Tensor, step: int,
-                       scale: float = 1.0, amp: bool = False) -> dict[str, torch.Tensor]:
+                       scale: float = 1.0, autocast: Callable[[], Any] = contextlib.nullcontext
+                       ) -> dict[str, torch.Tensor]:
     """``discriminator_loss`` on real ``x`` and the detached reconstruction + backward of ``scale * loss``.
 
     Does not step the optimiser. NOTE: the original recomputes the reconstruction here; see the module doc.
     """
-    with common.autocast(x.device, amp, cpu_bf16=True):
+    with autocast():
         d_loss, logs = loss.discriminator_loss(x, xrec_detached.detach(), step)
-    (d_loss * scale).backward()
+    (d_loss.float() * scale).backward()
     return logs
 
 
-# ============================================================================================ helpers
-def build_datasets(cfg: VQGANTrainConfig) -> tuple[ImageDataset, ImageDataset]:
-    """Training and validation datasets from ``cfg.data`` (a held-out split when ``val`` is empty)."""
-    d = cfg.data
-    if not d.train:
+# ============================================================================================ data
+def build_datasets(cfg: VQGANTrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """Training and validation datasets from ``cfg.train`` (a held-out split when ``val_data`` is empty)."""
+    s = cfg.train
+    if not s.data:
         raise VQForgeError("train vqgan: no training data (pass --data PATH)")
-    if d.train.split(":", 1)[0] == "fashion-mnist":
+    if s.data.split(":", 1)[0] == "fashion-mnist":
         from ..data.fashion_mnist import FashionMNIST
 
-        if d.train not in ("fashion-mnist", "fashion-mnist:train") or d.val:
-            raise VQForgeError(f"{d.train}: Fashion-MNIST trains on its train split and validates on its test "
+        if s.data not in ("fashion-mnist", "fashion-mnist:train") or s.val_data:
+            raise VQForgeError(f"{s.data}: Fashion-MNIST trains on its train split and validates on its test "
                                f"split (use --data fashion-mnist, without --val-data)")
         ch = cfg.model.ddconfig.in_channels
-        return (FashionMNIST("train", d.size, ch),  # type: ignore[return-value]
-                FashionMNIST("test", d.size, ch, limit=d.max_val_images))
-    files = find_images(d.train)
-    if d.val:
-        train_files, val_files = files, find_images(d.val)
-        val_source = d.val
+        return (FashionMNIST("train", s.image_size, ch),
+                FashionMNIST("test", s.image_size, ch, limit=s.max_val_images))
+    files = find_images(s.data)
+    if s.val_data:
+        train_files, val_files, val_source = files, find_images(s.val_data), s.val_data
     else:
-        train_files, val_files = split_files(files, d.val_fraction, seed=cfg.seed)
-        val_source = f"{d.train} (held-out split)"
-    val_files = val_files[: d.max_val_images]
-    train = ImageDataset(train_files, size=d.size, crop=d.crop, flip=d.flip, source=d.train, resize=d.resize,
-                         resize_max=d.resize_max)
-    val = ImageDataset(val_files, size=d.size, crop="center", flip=False, source=val_source, resize=d.resize)
+        train_files, val_files = split_files(files, s.val_fraction, seed=s.seed)
+        val_source = f"{s.data} (held-out split)"
+    channels = cfg.model.ddconfig.in_channels
+    train = ImageDataset(train_files, size=s.image_size, crop=s.crop, flip=s.flip, source=s.data, resize=s.resize,
+                         resize_max=s.resize_max, channels=channels)
+    val = ImageDataset(val_files[: s.max_val_images], size=s.image_size, crop="center", flip=False,
+                       source=val_source, resize=s.resize, channels=channels)
     return train, val
 
 
 @torch.no_grad()
-def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.device, amp: bool,
+def validate(model: VQGAN, val: torch.utils.data.Dataset, batch_size: int, device: torch.device,
              workers: int = 0) -> dict[str, float]:
-    """Mean L1, PSNR, SSIM and code perplexity of ``model`` on ``val`` (center crops)."""
-    sampler = common.ResumableSampler(len(val), shuffle=False, drop_last=False, with_seeds=True)
+    """Mean L1, PSNR, SSIM and code perplexity of ``model`` on ``val`` (center crops, fp32)."""
+    from .stream import ResumableSampler
+
+    sampler = ResumableSampler(len(val), shuffle=False, drop_last=False, with_seeds=True)
     loader = torch.utils.data.DataLoader(val, batch_size=batch_size, sampler=sampler, num_workers=min(workers, 2))
     was_training = model.training
     model.eval()
@@ -254,8 +208,7 @@ def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.dev
     usage = CodebookUsage(model.n_codes)
     for batch in loader:
         x = batch["image"].to(device)
-        with common.autocast(device, amp, cpu_bf16=True):
-            out = model(x)
+        out = model(x)
         xrec = out.reconstruction.float().clamp(-1, 1)
         l1 += (xrec - x).abs().flatten(1).mean(1).sum().item()
         ps += psnr(xrec, x).sum().item()
@@ -267,266 +220,133 @@ def validate(model: VQGAN, val: ImageDataset, batch_size: int, device: torch.dev
             "val/perplexity": usage.perplexity(), "val/codebook_usage": usage.usage()}
 
 
-def state_hash(*modules: nn.Module) -> str:
-    """SHA-256 over the parameters and buffers of ``modules`` (for checking that DDP ranks agree)."""
-    h = hashlib.sha256()
-    for m in modules:
-        for k, v in common.unwrap(m).state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                     if v.numel() else b"")
-    return h.hexdigest()
+# ============================================================================================ the stage
+class VQGANStage(loop.Stage):
+    """The VQGAN's part of the loop: autoencoder + discriminator, their two Adam optimisers."""
+
+    trainer, kind, title, preview_name = "vqgan", KIND, "train vqgan", "step"
+    best_metric = ("val/l1", "min")
+    shown = ("val/l1", "val/psnr", "val/ssim", "val/codebook_usage")
+
+    def __init__(self, cfg: VQGANTrainConfig):
+        self.cfg = cfg
+
+    def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
+        cfg, dev, s = self.cfg, ctx.device, self.cfg.train
+        if cfg.loss.disc_in_channels != cfg.model.ddconfig.out_ch or cfg.loss.disc_conditional:
+            raise ConfigError("train vqgan: loss.disc_in_channels must equal model.ddconfig.out_ch "
+                              "(conditional discriminators are not supported by this trainer)")
+        self.train_data, self.val_data = build_datasets(cfg)
+        self.model = VQGAN(cfg.model).to(dev)
+        self.loss = VQGANLoss(cfg.loss).to(dev)
+        self.channels_last = dev.type == "cuda" and s.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.loss = self.loss.to(memory_format=torch.channels_last)
+        # The discriminator is not DDP-wrapped (it runs several times per step); rank 0's init is broadcast
+        # and its gradients are averaged explicitly.
+        D.broadcast_module(self.loss.discriminator, ctx.dist)
+        ae, disc = list(self.model.parameters()), list(self.loss.discriminator.parameters())
+        self.optimizers = {"ae": (adam(ae, ctx.lr, s.betas), ae), "disc": (adam(disc, ctx.lr, s.betas), disc)}
+        self.buffer_modules = [self.model, self.loss.discriminator]
+        self.usage = CodebookUsage(self.model.n_codes, window=max(s.usage_window, 1))
+        self.gumbel = cfg.model.quantizer.kind == "gumbel" and cfg.gumbel.enabled
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def load_extra(self, ckpt: Checkpoint) -> None:
+        self.loss.discriminator.load_state_dict(ckpt.extra["discriminator"])
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"discriminator": {k: v.detach().cpu() for k, v in self.loss.discriminator.state_dict().items()},
+                "loss_config": to_dict(self.cfg.loss)}
+
+    def train_step(self, ctx: loop.Context, step: int) -> loop.StepOutput:
+        accum, dev, loss = ctx.settings.accumulation, ctx.device, self.loss
+        if self.gumbel:
+            self.model.quantize.temperature = gumbel_temperature(self.cfg.gumbel, step)
+        micro: list[tuple[torch.Tensor, torch.Tensor]] = []
+        total = torch.zeros((), device=dev)
+        for i in range(accum):
+            x = ctx.next_batch()["image"].to(dev, non_blocking=True)  # (B, C, H, W)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            last = i == accum - 1 or not ctx.dist.distributed
+            with contextlib.nullcontext() if last else ctx.ddp_model.no_sync():
+                g = generator_step(ctx.ddp_model, loss, x, step, 1.0 / accum, ctx.autocast)
+            micro.append((x, g.reconstruction))
+            total += g.logs["total_loss"].float() / accum
+            self.usage.update(g.indices, sync=False)  # rank 0 logs its own batches
+        d_logs: dict[str, torch.Tensor] = {}
+        losses = {"total_loss": total}
+        if loss.disc_factor(step) > 0:
+            d_total = torch.zeros((), device=dev)
+            for x, xrec in micro:
+                d_logs = discriminator_step(loss, x, xrec, step, 1.0 / accum, ctx.autocast)
+                d_total += d_logs["disc_loss"].float() / accum
+            D.all_reduce_grads(self.optimizers["disc"][1], ctx.dist)
+            losses["disc_loss"] = d_total
+        else:
+            # NOTE: before disc_start the original still steps the discriminator's Adam with an all-zero loss
+            # (its step count grows, its weights do not change); vqforge skips the two forward passes but
+            # takes the same zero-gradient step so that the Adam state matches.
+            for p in self.optimizers["disc"][1]:
+                p.grad = torch.zeros_like(p)
+        self.last = micro[-1]
+        logs = {f"train/{k}": v for k, v in {**g.logs, **d_logs}.items()}
+        logs["train/codebook_usage"] = self.usage.usage()
+        logs["train/perplexity"] = perplexity(g.indices, self.model.n_codes)
+        if self.gumbel:
+            logs["train/gumbel_temperature"] = float(self.model.quantize.temperature)
+        return loop.StepOutput(losses, logs)
+
+    def after_update(self, ctx: loop.Context) -> None:
+        # BatchNorm statistics move on every rank's own batches: keep rank 0's (as DDP's broadcast_buffers).
+        D.broadcast_module(self.loss.discriminator, ctx.dist, buffers_only=True)
+
+    def validate(self, ctx: loop.Context, model: nn.Module) -> dict[str, float]:
+        return validate(model, self.val_data, ctx.settings.batch_size, ctx.device, ctx.settings.workers)
+
+    def preview(self, ctx: loop.Context, step: int, path: Path) -> None:
+        if self.last is not None:
+            x, xrec = self.last
+            k = min(8, x.shape[0])
+            save_grid(path, torch.cat([x[:k], xrec[:k].float()]), nrow=k)
+
+    def state_modules(self) -> list[nn.Module]:
+        return [self.model, self.loss.discriminator]
+
+    def next_steps(self, run: Path) -> list[str]:
+        return [f"vqforge reconstruct --model {run} --input PHOTOS --output recon/",
+                f"vqforge encode --model {run} --data PHOTOS --out tokens/"]
 
 
-class TrainResult(NamedTuple):
-    """How a call of :func:`train_vqgan` ended."""
-
-    step: int
-    stopped_by: str  # "" when max_steps was reached, else the signal name
-    run_dir: Path
-    last_val: dict[str, float]
-
-
+# ============================================================================================ entry points
 def load_run_config(run_dir: str | Path) -> VQGANTrainConfig:
-    """The training config stored in ``RUN_DIR/checkpoints/last.pt`` (falls back to config.yaml)."""
-    run = common.RunDir(run_dir)
-    if run.has_checkpoint():
-        ckpt = run.load_last()
-        if ckpt.get("kind") != KIND:
-            raise VQForgeError(f"{run.last}: a {ckpt.get('kind')!r} checkpoint, not a VQGAN training run")
-        try:
-            return from_dict(VQGANTrainConfig, ckpt["train_config"])
-        except ConfigError as e:
-            raise VQForgeError(f"{run.last}: {e}") from None
-    if run.config_path.is_file():
-        from ..config import load_yaml
+    """The config of the run in ``run_dir`` (from ``checkpoints/last.pt``, else ``config.yaml``)."""
+    from .checkpoint import RunDir
 
-        return load_yaml(VQGANTrainConfig, run.config_path)
+    run = RunDir(run_dir)
+    if run.has_checkpoint():
+        ckpt = run.load()
+        if ckpt.trainer != "vqgan":
+            raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not a VQGAN training run")
+        return config_from_data(VQGANTrainConfig, ckpt.train_config, OLD, run.last)
+    if run.config_path.is_file():
+        return load_config(run.config_path)
     raise VQForgeError(f"{run_dir}: not a vqforge run directory (no checkpoints/last.pt or config.yaml)")
 
 
-# ============================================================================================ the loop
-def train_vqgan(cfg: VQGANTrainConfig, out_dir: str | Path, resume: bool = False,
-                max_steps: int | None = None, show_progress: bool = True,
-                max_seconds: float | None = None) -> TrainResult:
+def train_vqgan(cfg: VQGANTrainConfig | None, out_dir: str | Path, resume: bool = False,
+                overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None,
+                **options: Any) -> loop.RunResult:
     """Train (or, with ``resume``, continue training) a VQGAN into the run directory ``out_dir``.
 
-    ``max_steps`` overrides ``cfg.schedule.max_steps``; ``max_seconds`` stops (with a checkpoint) after that
-    much training time. Works in one process or under ``torchrun``. SIGINT / SIGTERM save
-    ``checkpoints/last.pt`` and return early (``stopped_by`` names the signal, or ``time limit``).
+    ``cfg`` None with ``resume``: the run's own config. ``overrides`` (dotted ``key=value``) and
+    ``settings`` (``train`` fields) change it. ``options``: :class:`~vqforge.train.loop.RunOptions` fields
+    (``max_steps``, ``stop_after``, ``time_limit`` seconds, ``quiet``, ``json``). Works in one process or
+    under ``torchrun``; SIGINT / SIGTERM / the time limit save ``checkpoints/last.pt`` and return early
+    (``stopped_by`` says why).
     """
-    dist = common.setup_distributed(cfg.device)
-    try:
-        return _train(cfg, common.RunDir(out_dir), dist, resume, max_steps, show_progress, max_seconds)
-    finally:
-        common.teardown_distributed(dist)
-
-
-def _train(cfg: VQGANTrainConfig, run: common.RunDir, dist: DistInfo, resume: bool, max_steps: int | None,
-           show_progress: bool, max_seconds: float | None = None) -> TrainResult:
-    device = dist.device
-    on_cuda = device.type == "cuda"
-    amp = cfg.bf16 and (on_cuda or (cfg.cpu_bf16 and common.cpu_bf16_supported()))
-    if max_steps is not None:
-        cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, max_steps=max_steps))
-    lr = resolve_lr(cfg, dist.world_size)
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=lr))
-    sched, accum = cfg.schedule, cfg.optim.accumulation
-    if accum < 1:
-        raise ConfigError(f"optim.accumulation must be >= 1, got {accum}")
-    if cfg.loss.disc_in_channels != cfg.model.ddconfig.out_ch or cfg.loss.disc_conditional:
-        raise ConfigError("train vqgan: loss.disc_in_channels must equal model.ddconfig.out_ch "
-                          "(conditional discriminators are not supported by this trainer)")
-
-    common.seed_everything(cfg.seed + dist.rank)
-    train_ds, val_ds = build_datasets(cfg)
-
-    model = VQGAN(cfg.model).to(device)
-    loss = VQGANLoss(cfg.loss).to(device)
-    if on_cuda and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        loss = loss.to(memory_format=torch.channels_last)
-    # The discriminator is not DDP-wrapped (it runs several times per step); rank 0's init is broadcast and
-    # its gradients are averaged explicitly.
-    common.broadcast_module(loss.discriminator, dist)
-    opt_ae = torch.optim.Adam(model.parameters(), lr=lr, betas=cfg.optim.betas)
-    opt_disc = torch.optim.Adam(loss.discriminator.parameters(), lr=lr, betas=cfg.optim.betas)
-    ema = common.EMA(model, cfg.ema.decay) if cfg.ema.enabled else None
-
-    sampler = common.ResumableSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=dist.rank,
-                                      world_size=dist.world_size, drop_last=True, with_seeds=True)
-    stream = common.BatchStream(train_ds, cfg.data.batch_size, sampler, workers=cfg.data.workers,
-                                pin_memory=on_cuda, name=cfg.data.train)
-
-    step = 0
-    if resume:
-        ckpt = run.load_last()
-        try:
-            model.load_state_dict(ckpt["model"])
-            loss.discriminator.load_state_dict(ckpt["discriminator"])
-            opt_ae.load_state_dict(ckpt["optimizers"]["ae"])
-            opt_disc.load_state_dict(ckpt["optimizers"]["disc"])
-            if ema is not None and ckpt.get("ema") is not None:
-                ema.load_state_dict(ckpt["ema"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise VQForgeError(f"{run.last}: cannot resume from this checkpoint ({str(e).splitlines()[0]})") from None
-        step = int(ckpt["step"])
-        stream.load_state_dict(ckpt["data"])
-        rng = ckpt.get("rng") or []
-        if len(rng) == dist.world_size:
-            common.set_rng_state(rng[dist.rank])
-        elif dist.is_main:
-            warnings.warn(f"{run.last}: saved with {len(rng)} processes, resuming with {dist.world_size}; "
-                          f"random streams restart from the seed")
-        del ckpt
-    if dist.is_main:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(cfg)
-
-    if step >= sched.max_steps:
-        if dist.is_main:
-            print(f"vqforge: {run.path}: already at step {step} >= max_steps {sched.max_steps}; nothing to do "
-                  f"(raise it with --max-steps)")
-        return TrainResult(step, "", run.path, {})
-    ddp_model = common.wrap_ddp(model, dist)
-    logger = common.MetricLogger(run.path, enabled=dist.is_main, purge_step=step + 1 if resume else None)
-    skips = SkipCounter()
-    usage_window = CodebookUsage(model.n_codes, window=max(sched.usage_window, 1))
-    last_val: dict[str, float] = {}
-    ae_params = list(model.parameters())
-    disc_params = list(loss.discriminator.parameters())
-    gumbel = cfg.model.quantizer.kind == "gumbel" and cfg.gumbel.enabled
-
-    def save(at: int, keep: bool) -> None:
-        ckpt = common.make_checkpoint(
-            KIND, cfg.model, model, at, {"ae": opt_ae, "disc": opt_disc}, cfg, ema=ema,
-            rng=common.gather_rng_states(dist), data=stream.state_dict(),
-            discriminator={k: v.detach().cpu() for k, v in loss.discriminator.state_dict().items()},
-            loss_config=to_dict(cfg.loss))
-        if dist.is_main:
-            run.save_checkpoint(ckpt, at, keep=keep)
-
-    def every(n: int, at: int) -> bool:
-        return n > 0 and at % n == 0
-
-    bar = common.progress_bar(sched.max_steps, initial=step, enabled=dist.is_main and show_progress,
-                              desc="train vqgan")
-    stopped_by = ""
-    model.train()
-    loss.train()
-    t_last, steps_since = time.perf_counter(), 0
-    saved = False
-    val_step = -1
-
-    ema_model: VQGAN | None = None
-
-    def run_validation() -> None:
-        nonlocal last_val, val_step, ema_model
-        if dist.is_main:
-            last_val = validate(model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
-            if ema is not None:  # the averaged weights too (those are what vqforge.load returns)
-                if ema_model is None:
-                    ema_model = copy.deepcopy(model)
-                ema.copy_to(ema_model)
-                ema_val = validate(ema_model, val_ds, cfg.data.batch_size, device, amp, cfg.data.workers)
-                last_val.update({k.replace("val/", "val_ema/"): v for k, v in ema_val.items()})
-            logger.log(step, last_val)
-            bar.write(f"step {step}: val L1 {last_val['val/l1']:.4f}  PSNR {last_val['val/psnr']:.2f} dB  "
-                      f"SSIM {last_val['val/ssim']:.4f}")
-        val_step = step
-        common.barrier(dist)
-
-    if step == 0 and sched.val_every > 0:  # the untrained baseline
-        run_validation()
-    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
-    with common.StopRequest() as stop:
-        while step < sched.max_steps:
-            if gumbel:
-                model.quantize.temperature = gumbel_temperature(cfg.gumbel, step)
-            # ---- generator (autoencoder) update over `accum` micro-batches
-            opt_ae.zero_grad(set_to_none=True)
-            micro: list[tuple[torch.Tensor, torch.Tensor]] = []
-            for i in range(accum):
-                batch = next(stream)
-                if skips.update(batch) and dist.is_main:
-                    bar.write(f"vqforge: skipped {len(skips)} unreadable image(s) so far")
-                x = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
-                if on_cuda and cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                sync = contextlib.nullcontext() if (i == accum - 1 or not dist.distributed) else ddp_model.no_sync()
-                with sync:
-                    g = generator_step(ddp_model, loss, x, step, scale=1.0 / accum, amp=amp)
-                micro.append((x, g.reconstruction))
-                usage_window.update(g.indices, sync=False)  # rank 0 logs its own batches
-            ae_norm = common.grad_norm(ae_params) if every(sched.log_every, step + 1) else None
-            opt_ae.step()
-            if ema is not None:
-                ema.update(model)
-            # ---- discriminator update on the detached reconstructions
-            opt_disc.zero_grad(set_to_none=True)
-            d_logs: dict[str, torch.Tensor] = {}
-            if loss.disc_factor(step) > 0:
-                for x, xrec in micro:
-                    d_logs = discriminator_step(loss, x, xrec, step, scale=1.0 / accum, amp=amp)
-                common.all_reduce_grads(disc_params, dist)
-            else:
-                # NOTE: before disc_start the original still steps the discriminator's Adam with an all-zero
-                # loss (its step count grows, its weights do not change); vqforge skips the two forward
-                # passes but takes the same zero-gradient step so that the Adam state matches.
-                for p in disc_params:
-                    p.grad = torch.zeros_like(p)
-            opt_disc.step()
-            # BatchNorm statistics move on every rank's own batches: keep rank 0's (as DDP's broadcast_buffers).
-            common.broadcast_module(loss.discriminator, dist, buffers_only=True)
-            del micro[:-1]
-            step += 1
-            steps_since += 1
-            bar.update(1)
-
-            # ---- periodic jobs (rank 0 writes; collectives run on every rank)
-            if dist.is_main and every(sched.log_every, step):
-                now = time.perf_counter()
-                scalars = {f"train/{k}": float(v) for k, v in g.logs.items()}
-                scalars.update({f"train/{k}": float(v) for k, v in d_logs.items()})
-                scalars.update({
-                    "train/lr": lr,
-                    "train/grad_norm": ae_norm or 0.0,
-                    "train/codebook_usage": usage_window.usage(),
-                    "train/perplexity": float(perplexity(g.indices, model.n_codes)),
-                    "train/it_per_s": steps_since / max(now - t_last, 1e-9),
-                    "data/skipped_images": float(len(skips)),
-                })
-                if gumbel:
-                    scalars["train/gumbel_temperature"] = float(model.quantize.temperature)
-                logger.log(step, scalars)
-                bar.set_postfix(loss=f"{scalars['train/total_loss']:.4f}", rec=f"{scalars['train/rec_loss']:.4f}")
-                t_last, steps_since = now, 0
-            if dist.is_main and every(sched.image_every, step):
-                x, xrec = micro[-1]
-                k = min(8, x.shape[0])
-                save_grid(run.images / f"step_{step:07d}.png", torch.cat([x[:k], xrec[:k].float()]), nrow=k)
-            if every(sched.val_every, step):
-                run_validation()
-            out_of_time = deadline is not None and time.monotonic() > deadline
-            if stop.should_stop(dist) or common.any_rank(out_of_time, dist):
-                stopped_by = stop.signal_name or ("time limit" if out_of_time else "signal")
-                break
-            saved = False
-            if every(sched.ckpt_every, step) or every(sched.keep_every, step):
-                save(step, keep=every(sched.keep_every, step))
-                saved = True
-        if val_step != step:  # final validation
-            run_validation()
-        bar.close()
-        if not saved or stopped_by:
-            save(step, keep=False)
-    logger.close()
-    if dist.is_main and stopped_by:
-        why = "time limit reached" if stopped_by == "time limit" else f"{stopped_by} received"
-        print(f"vqforge: {why}; saved {run.last} at step {step}. "
-              f"Continue with: vqforge train vqgan --resume {run.path}")
-    if os.environ.get("VQFORGE_DEBUG_STATE_HASH"):
-        # Each rank writes a hash of its weights so that tests can check that DDP kept them identical.
-        write_text(run.path / "debug" / f"state_hash_rank{dist.rank}.txt",
-                   f"{state_hash(model)} {state_hash(loss.discriminator)}\n")
-    return TrainResult(step, stopped_by, run.path, last_val)
+    run, ckpt = loop.resume_checkpoint(out_dir, resume, "vqgan")
+    cfg = loop.configure(cfg, ckpt, VQGANTrainConfig, OLD, run.last, overrides, settings)
+    return loop.run(VQGANStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))

@@ -21,14 +21,15 @@ from .coord import Coord, CoordConfig, CoordStage, coord_map
 from .depth import Depth, DepthConfig, normalize_depth, read_depth
 from .edges import Edges, EdgesConfig, canny
 from .lowres import Lowres, LowresConfig
-from .registry import MODES, default_stage_mode, make_condition, stage_condition
+from .registry import MODES, add_mode, default_stage_mode, make_condition, stage_condition
 from .segmentation import Segmentation, SegmentationConfig, colorize_labels, label_palette, one_hot_labels
 from .spatial import SpatialCondition, StageCondition, StageConfig
 from .tokens import Tokens, TokensConfig
 from .unconditional import Unconditional, UnconditionalConfig
 
 __all__ = [
-    "Condition", "ConditionConfig", "DataFacts", "MODES", "make_condition", "default_stage_mode", "stage_condition",
+    "Condition", "ConditionConfig", "DataFacts", "MODES", "add_mode", "make_condition", "default_stage_mode",
+    "stage_condition",
     "UnconditionalConfig", "ClassConfig", "SegmentationConfig", "DepthConfig", "EdgesConfig", "LowresConfig",
     "CoordConfig", "TokensConfig", "StageConfig",
     "Unconditional", "ClassCondition", "Segmentation", "Depth", "Edges", "Lowres", "Coord", "Tokens",

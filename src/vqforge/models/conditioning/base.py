@@ -2,7 +2,7 @@
 
 A condition reaches the transformer as a short sequence of token ids placed *before* the image tokens (the
 paper's layout). A mode is a :class:`Condition` subclass in a file of its own, with a typed frozen config
-(a :class:`ConditionConfig` subclass whose ``mode`` field names it), registered in
+(a :class:`ConditionConfig` subclass that names its mode in ``mode``), registered in
 :mod:`vqforge.models.conditioning.registry`. It supplies everything the transformer, the sampler, the trainer,
 the encoder and the commands need to know about it: its vocabulary, its token grid for an image size, how raw
 data becomes tokens, the null condition of classifier-free guidance and its training dropout, how the sliding
@@ -12,23 +12,25 @@ it derives from the data. Nothing outside the mode files branches on a mode's na
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ...config import Variants, flat_record_upgrade
+
 #: config keys are named in messages as the command line accepts them (``model.cond.n_classes=10``)
 KEY = "model.cond"
-_NOTICES: set[str] = set()
 
-
-def notice(message: str) -> None:
-    """Print a one-line notice to stderr, once per process."""
-    if message not in _NOTICES:
-        _NOTICES.add(message)
-        print(f"vqforge: note: {message}", file=sys.stderr)
+#: the flat ``cond`` record that vqforge wrote before each mode had its own config (model and run directories
+#: written then still hold it): every mode's settings and their defaults then
+FLAT_RECORD: dict[str, Any] = {
+    "sos_token": 0, "n_classes": 0, "null_class": True, "class_dropout": 0.0, "cond_stage": None, "n_labels": 0,
+    "downsample_cond_size": -1, "lowres_factor": 4, "coord_n_embed": 1024, "coord_down_factor": 16,
+    "canny_sigma": 1.0, "canny_low": 0.1, "canny_high": 0.2,
+}
+_UPGRADE = flat_record_upgrade(FLAT_RECORD, "a config written before each conditioning mode had its own settings")
 
 
 def frozen(module: nn.Module) -> nn.Module:
@@ -41,19 +43,21 @@ def frozen(module: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class ConditionConfig:
-    """Base of the per-mode configs: ``mode`` names the member (see :data:`registry.MODES`).
+    """Base of the per-mode configs. Each mode's config (in its mode's file) extends it and names its mode in
+    ``mode: ClassVar[str] = "name"``; a field annotated ``ConditionConfig`` (``TransformerConfig.cond``) holds
+    any registered mode, chosen in YAML by ``mode:`` (default ``unconditional``); see :mod:`.registry`.
 
-    A YAML record is built as the mode's own config; an old flat record (one field per setting of every mode,
-    as vqforge wrote before modes were objects) converts to it, with a notice where a key was renamed.
+    An old flat record (:data:`FLAT_RECORD`) reads as the mode it names: that mode's settings are kept (renamed
+    ones with a notice), the other modes' settings dropped (a notice where one was not at its old default).
     """
 
-    mode: str = "unconditional"
+    variants: ClassVar[Variants] = Variants("conditioning mode", tag="mode", default="unconditional", upgrade=_UPGRADE)
+    mode: ClassVar[str]
 
-    @classmethod
-    def config_variant(cls, data: dict[str, Any], where: str) -> tuple[type, dict[str, Any]]:
-        from .registry import member_config
-
-        return member_config(data, where)
+    def __post_init__(self) -> None:
+        if "mode" not in vars(type(self)):
+            raise TypeError(f"{type(self).__name__} is a base of the conditioning modes' configs; build one mode's "
+                            f"config (modes: {', '.join(self.variants.names())}), e.g. ClassConfig(n_classes=10)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,9 @@ class Condition:
     Model input ``c`` is what :meth:`encode` takes (see each mode); tokens are (B, Tc) int64.
     """
 
-    name: ClassVar[str]
+    #: the mode's config class; the mode's name is its ``mode`` (set on the class from it)
     Config: ClassVar[type[ConditionConfig]]
+    name: ClassVar[str]
     #: what a training item holds besides its image for this mode, and its key in the item: None (the condition
     #: is computed from the image), "label" (a class label per image), "coordinates" (where a crop lies in its
     #: image; optional), "map" (a paired map: only from data pre-encoded by `vqforge encode --cond-data`),
@@ -95,6 +100,11 @@ class Condition:
     input_hint: ClassVar[str] = "a condition"
     #: the config switch that gives the mode a learned null condition (None: the mode cannot have one)
     null_key: ClassVar[str | None] = "null_condition"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in vars(cls):
+            cls.name = cls.Config.mode
 
     def __init__(self, config: ConditionConfig, trained_hw: tuple[int, int] = (256, 256), vocab_size: int = 0):
         self.config = config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
@@ -21,9 +21,9 @@ class ClassConfig(ConditionConfig):
     (recorded from the training data, so that samples can be asked for by name).
     """
 
-    renamed_keys: ClassVar[dict[str, str]] = {"class_dropout": "dropout"}  # old key -> new key
+    renamed_keys: ClassVar[dict[str, str | None]] = {"class_dropout": "dropout"}  # old key -> new key
 
-    mode: Literal["class"] = "class"
+    mode: ClassVar[str] = "class"
     n_classes: int = 0
     null_class: bool = True
     dropout: float = 0.0
@@ -33,7 +33,6 @@ class ClassConfig(ConditionConfig):
 class ClassCondition(Condition):
     """Model input: labels (B,) int64, ``-1`` = the NULL class; tokens: ``[[label]]`` (B, 1)."""
 
-    name = "class"
     Config = ClassConfig
     raw_input = "label"
     input_hint = "class labels (--class)"

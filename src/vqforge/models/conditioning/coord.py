@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ class CoordConfig(ConditionConfig):
     """coord_n_embed, coord_down_factor: the coordinate stage's levels and downsampling. downsample_cond_size,
     null_condition, dropout: as for the condition-stage modes (:class:`~.spatial.StageConfig`)."""
 
-    mode: Literal["coord"] = "coord"
+    mode: ClassVar[str] = "coord"
     coord_n_embed: int = 1024
     coord_down_factor: int = 16
     downsample_cond_size: int = -1
@@ -67,7 +67,6 @@ class Coord(SpatialCondition):
     """Model input: coordinates (B, 1, H, W) in [0, 1] (default: the raster positions of the whole image; training
     on crops of larger images gives each crop its place); tokens: ``round(n_embed * area_pool(c))``."""
 
-    name = "coord"
     Config = CoordConfig
     raw_input = "coordinates"
     input_hint = "nothing (coordinates are computed)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from .spatial import StageCondition, StageConfig
 class DepthConfig(StageConfig):
     """Depth conditioning has only the condition-stage settings."""
 
-    mode: Literal["depth"] = "depth"
+    mode: ClassVar[str] = "depth"
 
 
 def normalize_depth(depth: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,6 @@ class Depth(StageCondition):
     """Model input: depth (B, 1, H, W) in [-1, 1]; raw data: depth of any range (normalised per image).
     Condition files: the D-RIN float32-in-RGBA PNG, a ``.npy`` array or a grayscale PNG."""
 
-    name = "depth"
     Config = DepthConfig
     raw_input = "map"
     input_hint = "depth maps (--cond)"

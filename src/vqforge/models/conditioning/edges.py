@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ class EdgesConfig(StageConfig):
     """canny_sigma, canny_low, canny_high: edge detector settings (thresholds relative to the image's
     strongest gradient)."""
 
-    mode: Literal["edges"] = "edges"
+    mode: ClassVar[str] = "edges"
     canny_sigma: float = 1.0
     canny_low: float = 0.1
     canny_high: float = 0.2
@@ -86,7 +86,6 @@ class Edges(StageCondition):
     """Model input: edge maps (B, 1, H, W) in {-1, 1}, computed from the images. Condition files: photos (their
     edges are detected)."""
 
-    name = "edges"
     Config = EdgesConfig
     input_hint = "photos whose edges condition the samples (--cond)"
     stage_channels = 1

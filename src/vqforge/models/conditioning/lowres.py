@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from .spatial import StageCondition, StageConfig
 class LowresConfig(StageConfig):
     """lowres_factor: how much smaller the low-resolution condition is than the image."""
 
-    mode: Literal["lowres"] = "lowres"
+    mode: ClassVar[str] = "lowres"
     lowres_factor: int = 4
 
 
@@ -24,7 +24,6 @@ class Lowres(StageCondition):
     """Model input: images (B, 3, H/r, W/r) in [-1, 1] (computed from the images by area downscaling).
     Condition files: the low-resolution images themselves."""
 
-    name = "lowres"
     Config = LowresConfig
     input_hint = "low-resolution images (--cond)"
     stage_channels = 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from .spatial import StageCondition, StageConfig
 class SegmentationConfig(StageConfig):
     """n_labels: the label count (0: the condition stage's input channels)."""
 
-    mode: Literal["segmentation"] = "segmentation"
+    mode: ClassVar[str] = "segmentation"
     n_labels: int = 0
 
 
@@ -48,7 +48,6 @@ class Segmentation(StageCondition):
     """Model input: one-hot maps (B, n_labels, H, W); raw data: label maps (B, H, W) int.
     Condition files: one-channel PNGs of label ids."""
 
-    name = "segmentation"
     Config = SegmentationConfig
     raw_input = "map"
     input_hint = "segmentation maps (--cond, one-channel PNGs of label ids)"

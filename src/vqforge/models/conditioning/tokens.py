@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 
@@ -17,7 +17,7 @@ class TokensConfig(ConditionConfig):
     tokens per image (0: derived from pre-encoded data; 1 when unknown). null_condition, dropout: a learned null
     condition (id ``n_codes``) for classifier-free guidance, and the training dropout to it."""
 
-    mode: Literal["tokens"] = "tokens"
+    mode: ClassVar[str] = "tokens"
     n_codes: int = 0
     n_tokens: int = 0
     null_condition: bool = False
@@ -27,7 +27,6 @@ class TokensConfig(ConditionConfig):
 class Tokens(Condition):
     """Model input and tokens: token ids (B, Tc) int64, used as they are."""
 
-    name = "tokens"
     Config = TokensConfig
     raw_input = "pre_encoded"
     input_hint = "condition token ids"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 
@@ -14,14 +14,13 @@ from .base import Condition, ConditionConfig
 class UnconditionalConfig(ConditionConfig):
     """No condition; ``sos_token`` is the id of the start token in front of the image tokens."""
 
-    mode: Literal["unconditional"] = "unconditional"
+    mode: ClassVar[str] = "unconditional"
     sos_token: int = 0
 
 
 class Unconditional(Condition):
     """Model input: anything with a batch dimension (the images); tokens: ``[[sos_token]] * B``."""
 
-    name = "unconditional"
     Config = UnconditionalConfig
     input_hint = "nothing"
     null_key = None

@@ -1,0 +1,247 @@
+"""The web app's one adapter to the library: load models, and sample / synthesise / complete / reconstruct.
+
+Everything the server does with a model goes through :class:`Engine`, so that a change of the sampling API
+means a change of this file only. Tasks report progress through ``progress(done, total, preview)``, where
+``preview`` (or None) returns the images decoded from the tokens so far; raising from it cancels the task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from .. import bundled
+from ..api import load, resolve_model_path
+from ..io import VQForgeError
+from ..metrics import psnr
+from ..models.transformer import Net2NetTransformer
+from ..models.vqgan import VQGAN
+from ..sampling import SamplingSettings, draw_batches, layout, token_mask
+from .forms import BadInput, JobSettings
+from .images import indices_picture, palette
+
+Preview = Callable[[], list[torch.Tensor]]
+Progress = Callable[[int, int, "Preview | None"], None]
+
+
+@dataclass
+class Output:
+    """What a task made: images (C, H, W) in [-1, 1] with a caption each, numbers, and the settings used."""
+
+    images: list[torch.Tensor]
+    captions: list[str]
+    settings: dict
+    metrics: dict = field(default_factory=dict)
+
+
+def bundled_names() -> list[str]:
+    """Names of the models that ship with vqforge (``vqforge models``)."""
+    return bundled.names()
+
+
+def load_engines(specs: list[str], device: torch.device) -> dict[str, "Engine"]:
+    """One :class:`Engine` per model spec (a bundled name or a model/run directory or checkpoint file)."""
+    engines: dict[str, Engine] = {}
+    for spec in specs:
+        path = resolve_model_path(spec)
+        name = spec if bundled.find(str(spec)) is not None else path.name.removesuffix(".pt") or str(spec)
+        while name in engines:
+            name += "-2"
+        engines[name] = Engine(name, load(path), device, _card_of(path))
+    return engines
+
+
+def _card_of(path: Path) -> dict:
+    """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list) and
+    ``sampling`` (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
+    try:
+        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
+    sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
+    card["sampling"] = {k: sampling[k] for k in ("top_k", "top_p", "temperature", "cfg")
+                        if isinstance(sampling.get(k), (int, float)) and not isinstance(sampling.get(k), bool)}
+    return card
+
+
+class Engine:
+    """One loaded model (a transformer pipeline or a bare VQGAN) and the tasks the web app runs on it.
+
+    What a transformer can do follows from its conditioning mode object (``model.condition``), never from the
+    mode's name: classes to pick (``label_inputs``), a default input (unconditional, coordinates: sample with
+    nothing given), label maps to paint (``n_labels``), a null condition to guide with (``null_id``).
+    """
+
+    def __init__(self, name: str, model: torch.nn.Module, device: torch.device, card: dict | None = None):
+        if not isinstance(model, (Net2NetTransformer, VQGAN)):
+            raise VQForgeError(f"{name}: the web app serves transformer models and VQGANs, not {type(model).__name__}")
+        self.name, self.device = name, device
+        self.model = model.to(device).eval()
+        self.net = model if isinstance(model, Net2NetTransformer) else None
+        self.vqgan = model.first_stage if self.net is not None else model
+        self.factor = self.vqgan.downsample_factor
+        self.card = card or {}
+        if self.vqgan.config.ddconfig.in_channels != 3:
+            raise VQForgeError(f"{name}: a VQGAN of {self.vqgan.config.ddconfig.in_channels}-channel inputs; "
+                               f"the web app reconstructs RGB photos")
+        self.condition = self.net.condition if self.net is not None else None
+        self.classes = self._class_list()  # [(id, caption)]: the labels a sample may ask for
+        self.free = self.condition is not None and self.condition.default_input(1, self.trained_hw) is not None
+        self.n_labels = int(getattr(self.condition, "n_labels", 0) or 0)  # label maps to paint
+
+    # ------------------------------------------------------------------------------------------- describing
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        tasks = ("sample", "complete") if self.classes or self.free else ()
+        return tasks + (("synthesize",) if self.n_labels else ()) + ("reconstruct",)
+
+    @property
+    def trained_hw(self) -> tuple[int, int]:
+        if self.net is not None:
+            return self.net.trained_hw
+        r = self.vqgan.config.ddconfig.resolution
+        return r, r
+
+    def describe(self) -> dict:
+        """What the page needs to build its controls for this model."""
+        guidance = self.condition is not None and self.condition.null_id is not None
+        info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan",
+                "mode": self.condition.name if self.condition is not None else None, "tasks": list(self.tasks),
+                "trained_size": list(self.trained_hw), "factor": self.factor, "n_codes": self.vqgan.n_codes,
+                "guidance": guidance, "defaults": self.card.get("sampling", {})}
+        if self.classes:
+            info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
+        if self.n_labels:
+            names = self.card.get("label_names") or []
+            hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(self.n_labels)]
+            info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}
+                              for i in range(self.n_labels)]
+        return info
+
+    # ------------------------------------------------------------------------------------------- checking
+    def check(self, task: str, s: JobSettings, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Raise :class:`BadInput` when ``task`` cannot run with ``s``; return the output size (H, W)."""
+        if task not in self.tasks:
+            kind = self.condition.name if self.condition is not None else "vqgan"
+            raise BadInput(f"model {self.name!r} ({kind}) cannot {task}; it can: {', '.join(self.tasks)}")
+        hw = size_hw or ((s.height, s.width) if s.height else self.trained_hw)
+        if hw[0] % self.factor or hw[1] % self.factor:
+            raise BadInput(f"size {hw[0]}x{hw[1]}: not a multiple of the model's downsampling factor {self.factor}")
+        if task == "reconstruct":
+            return hw
+        if s.class_label is not None and s.class_label not in {i for i, _ in self.classes}:
+            raise BadInput(f"class_label: {s.class_label} is out of range: this model has "
+                           + (f"classes {self.classes[0][0]}..{self.classes[-1][0]}" if self.classes else "no classes"))
+        try:
+            layout(self.net, hw, cfg_scale=s.cfg)
+            _settings(s)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+        return hw
+
+    # ------------------------------------------------------------------------------------------- tasks
+    def sample(self, s: JobSettings, progress: Progress) -> Output:
+        """``s.count`` samples of a model that needs no map, at ``s``'s size (sliding window if larger)."""
+        lay = layout(self.net, self.check("sample", s), cfg_scale=s.cfg)
+        return self._draw("sample", s, lay, self._inputs(s), progress)
+
+    def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
+        """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
+        lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
+        c = self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, ...)
+        return self._draw("synthesize", s, lay, [c], progress)
+
+    def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress) -> Output:
+        """``s.count`` completions of ``image`` (3, H, W) where ``mask`` (H, W) is True."""
+        lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
+        out = self._draw("complete", s, lay, self._inputs(s), progress, image, mask)
+        out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
+        return out
+
+    def reconstruct(self, s: JobSettings, image: torch.Tensor) -> Output:
+        """The VQGAN's reconstruction of ``image`` (3, H, W), its PSNR, and its codebook indices as a picture."""
+        self.check("reconstruct", s, tuple(image.shape[1:]))
+        x = image[None].to(self.device)
+        with torch.inference_mode():
+            out = self.vqgan(x)
+        rec = out.reconstruction.clamp(-1, 1)
+        idx = out.quantizer.indices[0]  # (h, w)
+        used = int(idx.unique().numel())
+        metrics = {"psnr_db": round(float(psnr(rec, x)[0]), 3), "token_grid": list(idx.shape),
+                   "codes_used": used, "n_codes": self.vqgan.n_codes}
+        record = {"task": "reconstruct", "model": self.name, "size": list(image.shape[1:]), **metrics}
+        pictures = [rec[0].cpu(), indices_picture(idx, self.vqgan.n_codes, self.factor)]
+        return Output(pictures, ["reconstruction", f"codebook indices ({used} distinct)"], record, metrics)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def _class_list(self) -> list[tuple[int, str]]:
+        """(id, caption) of every label the condition takes by name or id (``--class``), [] when it takes none."""
+        try:
+            inputs = self.condition.label_inputs(None) if self.condition is not None else None
+        except ValueError:
+            return []
+        return [(int(c.view(-1)[0]), self._caption(c)) for c in inputs or []]
+
+    def _caption(self, c: torch.Tensor) -> str:
+        """What the condition records about one model input (a class: its id and name), as a caption."""
+        return ": ".join(str(v) for v in self.condition.input_record(c).values())
+
+    def _inputs(self, s: JobSettings) -> list[torch.Tensor | None]:
+        """Per-sample model inputs (1, ...): ``s.class_label``, or each label in turn; ``[None]`` for a model without
+        labels (the condition's default input)."""
+        if not self.classes:
+            return [None]
+        ids = [s.class_label] if s.class_label is not None else [i for i, _ in self.classes]
+        return self.condition.label_inputs([str(i) for i in ids])
+
+    def _draw(self, task: str, s: JobSettings, lay, inputs: list, progress: Progress,
+              image: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Output:
+        """The library's job loop (one batch of ``s.count``), captioned by what each sample's input was."""
+        batches = draw_batches(self.net, lay, inputs, s.count, s.count, _settings(s), self._generator(s), image, mask,
+                               callback=self._progress(lay, progress, rows=image is None))
+        images, captions = [], []
+        for picks, x in batches:
+            images += list(x.cpu())
+            captions += [self._caption(inputs[j]) if self.classes else "" for j in picks]
+        return Output(images, captions, self._record(task, s, lay))
+
+    def _generator(self, s: JobSettings) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(s.seed)
+
+    def _record(self, task: str, s: JobSettings, lay) -> dict:
+        given = {k: v for k, v in s.to_dict().items() if k not in ("height", "width")}  # "size" is what ran
+        return {"task": task, **given, "mode": self.condition.name, "size": list(lay.image_hw),
+                "token_grid": list(lay.grid_hw), "window": list(lay.window_hw), "sliding_window": lay.sliding}
+
+    def _progress(self, lay, progress: Progress, rows: bool):
+        """The library's per-token callback -> ``progress(done, total, preview)``.
+
+        ``rows``: tokens arrive in raster order from an empty grid; the preview shows the rows done and grey below.
+        """
+        h, w = lay.grid_hw
+
+        def callback(done: int, total: int, tokens: torch.Tensor) -> None:
+            def preview() -> list[torch.Tensor]:
+                z = tokens.reshape(tokens.shape[0], -1).clone()
+                full = done // w if rows else h
+                if rows:
+                    z[:, done:] = 0  # not yet sampled: any valid code (hidden below)
+                with torch.inference_mode():
+                    x = self.net.decode_to_img(z, lay.grid_hw).clamp(-1, 1).cpu()
+                x[:, :, full * self.factor:] = 0.0  # mid-grey where no row is finished yet
+                return list(x)
+
+            progress(done, total, preview)
+
+        return callback
+
+
+def _settings(s: JobSettings) -> SamplingSettings:
+    return SamplingSettings(temperature=s.temperature, top_k=s.top_k or None,
+                            top_p=s.top_p if s.top_p < 1.0 else None, cfg_scale=s.cfg)

@@ -1,0 +1,186 @@
+"""Training a condition stage (``vqforge train condition``): a VQGAN over segmentation, depth or edge maps.
+
+Like the original's ``VQSegmentationModel``: the map kind's reconstruction loss (BCE on logits for
+segmentation and edges, L1 for depth) plus the codebook loss, no perceptual or GAN term, Adam with betas
+(0.5, 0.9). The result is an ordinary ``vqgan`` model: ``vqforge.load(RUN_DIR)`` returns the VQGAN, usable
+as ``--cond-stage`` for ``vqforge encode`` / ``vqforge train transformer`` with that conditioning.
+Logged: ``train/loss``, ``train/rec``, ``train/quant``, ``val/loss`` (best.pt follows it) and the kind's
+metrics (``val/pixel_accuracy``, ``val/l1`` + ``val/psnr``, ``val/edge_f1``); previews are input |
+reconstruction grids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from ... import imageio
+from ...data.images import split_files
+from ...io import VQForgeError
+from ...models.vqgan import VQGAN, VQGANConfig
+from .. import loop
+from ..checkpoint import Checkpoint
+from ..numerics import adam
+from ..settings import OldValues, TrainSettings, load_run_config
+from .base import map_kind
+
+
+@dataclass(frozen=True)
+class ConditionSettings(TrainSettings):
+    """The ``train:`` section of a condition-stage run: :class:`~vqforge.train.settings.TrainSettings` plus
+
+    ``codebook_weight``: weight of the codebook loss. ``label_shift`` (segmentation): add this to every
+    label id modulo 256 before use (COCO-Stuff maps use 1, so that 255 = unlabeled becomes 0).
+    ``init_bias_from_data`` (segmentation, edges): start the decoder's output bias at the log-odds of the
+    training maps (a vqforge addition: the BCE then starts at the prior's loss). ``val_fraction`` 0:
+    validate on center crops of the training maps (reconstruction quality).
+    """
+
+    val_fraction: float = 0.1
+    codebook_weight: float = 1.0
+    label_shift: int = 0
+    init_bias_from_data: bool = True
+
+
+@dataclass(frozen=True)
+class ConditionRunConfig:
+    """``mode``: the kind of map (segmentation, depth, edges). ``n_labels``: segmentation label count.
+    ``model``: the VQGAN (input and output channels: ``n_labels`` for segmentation, 1 for depth and edges)."""
+
+    #: the names of the segmentation trainer's configs (read with a notice)
+    renamed_keys: ClassVar[dict[str, str | None]] = {"train.size": "train.image_size",
+                                                     "train.image_every": "train.preview_every"}
+
+    mode: Literal["segmentation", "depth", "edges"] = "segmentation"
+    n_labels: int = 182
+    model: VQGANConfig = field(default_factory=VQGANConfig)
+    train: ConditionSettings = field(default_factory=ConditionSettings)
+
+
+#: no older condition-stage key changed its value's meaning
+OLD = OldValues()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ConditionRunConfig:
+    """A condition-stage run config from YAML (older key names read with a notice) plus dotted overrides."""
+    return load_run_config(ConditionRunConfig, path, OLD, overrides)
+
+
+class ConditionStage(loop.Stage):
+    """The condition stage's part of the loop: one VQGAN and its Adam, the map kind's loss."""
+
+    trainer, kind, title = "condition", "vqgan", "train condition"
+    best_metric = ("val/loss", "min")
+
+    def __init__(self, cfg: ConditionRunConfig):
+        self.cfg, self.maps = cfg, map_kind(cfg.mode)
+        self.preview_name = {"segmentation": "seg"}.get(cfg.mode, cfg.mode)
+
+    def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
+        cfg, s, dd = self.cfg, self.cfg.train, self.cfg.model.ddconfig
+        want = self.maps.channels(cfg.n_labels)
+        if dd.in_channels != want or dd.out_ch != want:
+            raise VQForgeError(f"{cfg.mode} stage: model.ddconfig.in_channels and out_ch must be {want} "
+                               f"(got {dd.in_channels}/{dd.out_ch})")
+        if not s.data:
+            raise VQForgeError("train condition: no training data (pass --data PATH)")
+        files = self.maps.files(s.data)
+        if s.val_data:
+            tr, va = files, self.maps.files(s.val_data)
+        elif s.val_fraction > 0:
+            tr, va = split_files(files, s.val_fraction, seed=s.seed)
+        else:  # validate on center crops of the training maps (reconstruction quality)
+            tr, va = files, files
+        self.train_data = self.maps.dataset(tr, s, True, cfg.n_labels)
+        self.val_data = self.maps.dataset(va, s, False, cfg.n_labels)
+        self.model = VQGAN(cfg.model).to(ctx.device)
+        params = list(self.model.parameters())
+        self.optimizers = {"vqgan": (adam(params, ctx.lr, s.betas), params)}  # NOTE: the name old runs saved
+        self.buffer_modules = [self.model]
+        if ckpt is None and s.init_bias_from_data and self.maps.logits_output:
+            self._init_output_bias(ctx)
+
+    @torch.no_grad()
+    def _init_output_bias(self, ctx: loop.Context) -> None:
+        """Decoder output bias = smoothed log-odds of each channel's targets over (up to) 256 training maps."""
+        sums, pixels = None, 0
+        for i in range(min(len(self.train_data), 256)):
+            x = self.maps.condition(_collate(self.train_data[(i, ctx.settings.seed)]), ctx.device, self.cfg.n_labels)
+            counts = (x > 0).float().sum((0, 2, 3))  # (C,)
+            sums = counts if sums is None else sums + counts
+            pixels += x.shape[0] * x.shape[2] * x.shape[3]
+        p = ((sums + 0.5) / (pixels + 0.5 * sums.numel())).clamp(1e-6, 1 - 1e-6)
+        self.model.decoder.conv_out.bias.copy_(torch.log(p / (1 - p)))
+
+    def train_step(self, ctx: loop.Context, step: int) -> loop.StepOutput:
+        s = ctx.settings
+        total = torch.zeros((), device=ctx.device)
+        rec_sum, q_sum = torch.zeros_like(total), torch.zeros_like(total)
+        for i in range(s.accumulation):
+            x = self.maps.condition(ctx.next_batch(), ctx.device, self.cfg.n_labels)  # (B, C, H, W)
+            sync = i == s.accumulation - 1 or not ctx.dist.distributed
+            with contextlib.nullcontext() if sync else ctx.ddp_model.no_sync():
+                with ctx.autocast():
+                    out = ctx.ddp_model(x)
+                rec = self.maps.loss(out.reconstruction.float(), x)
+                q = out.quantizer.losses["loss"].float()
+                loss = rec + s.codebook_weight * q
+                (loss / s.accumulation).backward()
+            total += loss.detach() / s.accumulation
+            rec_sum += rec.detach() / s.accumulation
+            q_sum += q.detach() / s.accumulation
+        return loop.StepOutput({"loss": total}, {"train/loss": total, "train/rec": rec_sum, "train/quant": q_sum})
+
+    @torch.no_grad()
+    def validate(self, ctx: loop.Context, model: nn.Module) -> dict[str, float]:
+        model.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        bs = ctx.settings.batch_size
+        for i in range(0, len(self.val_data), bs):
+            batch = _collate([self.val_data[j] for j in range(i, min(len(self.val_data), i + bs))])
+            x = self.maps.condition(batch, ctx.device, self.cfg.n_labels)
+            rec = model(x).reconstruction.float()
+            metrics = {"val/loss": self.maps.loss(rec, x).item(), **self.maps.metrics(rec, x)}
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v * x.shape[0]
+            n += x.shape[0]
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def preview(self, ctx: loop.Context, step: int, path: Path) -> None:
+        batch = _collate([self.val_data[j] for j in range(min(8, len(self.val_data)))])
+        x = self.maps.condition(batch, ctx.device, self.cfg.n_labels)
+        self.model.eval()
+        rec = self.model(x).reconstruction.float()
+        n = self.cfg.n_labels
+        imageio.save_grid(path, torch.cat([self.maps.to_rgb(x, n), self.maps.to_rgb(rec, n)]), nrow=len(x))
+
+    def next_steps(self, run: Path) -> list[str]:
+        return [f"vqforge encode --model FIRST_STAGE --cond-stage {run} --cond {self.cfg.mode} ... --out tokens/",
+                f"vqforge train transformer --cond-stage {run} ..."]
+
+
+def _collate(items: Any) -> dict[str, Any]:
+    """A batch from one item or a list of items (tensors stacked)."""
+    items = items if isinstance(items, list) else [items]
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+
+
+def train_condition(cfg: ConditionRunConfig | None, out: str | Path, resume: bool = False,
+                    overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None,
+                    **options: Any) -> loop.RunResult:
+    """Train (or, with ``resume``, continue) a condition stage in ``out``.
+
+    ``cfg`` None with ``resume``: the run's own config; ``overrides`` / ``settings`` change it (see
+    :func:`vqforge.train.loop.configure`). ``options``: :class:`~vqforge.train.loop.RunOptions` fields
+    (``max_steps``, ``stop_after``, ``time_limit``, ``quiet``, ``json``).
+    """
+    run, ckpt = loop.resume_checkpoint(out, resume, "condition")
+    cfg = loop.configure(cfg, ckpt, ConditionRunConfig, OLD, run.last, overrides, settings)
+    return loop.run(ConditionStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))

@@ -1,0 +1,42 @@
+"""Tiny random-weight models and a real `vqforge serve` process for the web app's tests."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from vqforge.api import save_model
+from vqforge.models.conditioning import ClassConfig, SegmentationConfig
+from vqforge.models.vqgan import VQGAN
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from serve_load import Server  # noqa: E402,F401  (the server process the load benchmark drives, too)
+from test_sampling import tiny_net, tiny_vq  # noqa: E402
+
+CLASS_NAMES = ["tee", "trouser", "pullover", "dress", "coat"]
+LABEL_NAMES = ["sky", "tree", "grass", "water", "rock"]
+
+
+def build_models(root: Path) -> dict[str, Path]:
+    """A class model with a NULL class (f4, trained at 16 px), a segmentation model (5 labels), a bare VQGAN."""
+    paths = {"tinyclass": root / "tinyclass", "tinyseg": root / "tinyseg", "tinyvq": root / "tinyvq"}
+    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True, names=tuple(CLASS_NAMES))), paths["tinyclass"],
+               extra={"sampling": {"top_k": 20, "cfg": 1.5}})
+    seg = SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
+    save_model(tiny_net(seg, seed=1), paths["tinyseg"], extra={"label_names": LABEL_NAMES})
+    save_model(VQGAN(tiny_vq()).eval(), paths["tinyvq"])
+    return paths
+
+
+def wait_done(client, job_id: str, timeout: float = 120.0) -> dict:
+    """Poll a job until it finishes; its last snapshot."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = client.get(f"/api/jobs/{job_id}").json()
+        if snap["state"] in ("done", "error", "cancelled"):
+            return snap
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} still {snap['state']} after {timeout} s")
+

@@ -1,0 +1,240 @@
+"""`vqforge serve`'s JSON API on a real server process (tiny random-weight models): jobs, results, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="vqforge serve needs fastapi (pip install 'vqforge[serve]')")
+pytest.importorskip("uvicorn", reason="vqforge serve needs uvicorn")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_support import CLASS_NAMES, LABEL_NAMES, Server, build_models, wait_done  # noqa: E402
+
+LIMITS = ["--max-side", "256", "--max-count", "4", "--max-upload-mb", "1", "--max-upload-pixels", "1000000"]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    paths = build_models(tmp_path_factory.mktemp("serve_models"))
+    with Server(list(paths.values()), *LIMITS) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def png(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour image (H, W, 3) uint8 that a VQGAN can reconstruct roughly."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    img = np.stack([np.sin(6 * x + rng.uniform(0, 6)), np.cos(5 * y), np.sin(4 * (x + y))], -1)
+    return ((img + 1) * 127.5).astype(np.uint8)
+
+
+def run(c: httpx.Client, task: str, data: dict, files: dict | None = None) -> dict:
+    r = c.post(f"/api/jobs/{task}", data=data, files=files)
+    assert r.status_code == 202, r.text
+    snap = wait_done(c, r.json()["id"])
+    assert snap["state"] == "done", snap
+    return snap
+
+
+def result_image(c: httpx.Client, snap: dict, k: int = 0) -> Image.Image:
+    r = c.get(snap["results"][k]["url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    im = Image.open(io.BytesIO(r.content))
+    im.load()
+    return im
+
+
+# ------------------------------------------------------------------------------------------------- serving
+def test_models_page_and_static_files(client):
+    info = client.get("/api/models").json()
+    models = {m["name"]: m for m in info["models"]}
+    assert models["tinyclass"]["tasks"] == ["sample", "complete", "reconstruct"] and models["tinyclass"]["guidance"]
+    assert [c["name"] for c in models["tinyclass"]["classes"]] == [f"{i}: {n}" for i, n in enumerate(CLASS_NAMES)]
+    assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
+    labels = models["tinyseg"]["labels"]
+    assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
+    assert models["tinyseg"]["tasks"] == ["synthesize", "reconstruct"] and not models["tinyseg"]["guidance"]
+    assert models["tinyvq"]["tasks"] == ["reconstruct"] and models["tinyvq"]["kind"] == "vqgan"
+    assert info["limits"]["max_side"] == 256
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="sample-run"' in page.text
+    assert "class Grid" in client.get("/static/paint.js").text
+    assert "/api/jobs/{task}" in client.get("/api/openapi.json").json()["paths"]
+
+
+def test_sample_size_settings_in_png_and_seed_reproducible(client):
+    data = {"model": "tinyclass", "count": "2", "height": "32", "width": "48", "cfg": "2", "seed": "5",
+            "top_k": "20", "class_label": "3"}
+    snap = run(client, "sample", data)
+    im = result_image(client, snap, 1)
+    assert im.size == (48, 32)  # PIL: (W, H)
+    meta = json.loads(im.text["vqforge"])
+    assert (meta["seed"], meta["cfg"], meta["top_k"], meta["size"]) == (5, 2.0, 20, [32, 48]) and meta["sliding_window"]
+    assert meta["class_label"] == 3 and meta["index"] == 1 and snap["results"][1]["caption"] == "3: dress"
+    again = run(client, "sample", data)
+    other = run(client, "sample", {**data, "seed": "6"})
+    pixels = [np.asarray(result_image(client, s, 0)) for s in (snap, again, other)]
+    assert np.array_equal(pixels[0], pixels[1]) and not np.array_equal(pixels[0], pixels[2])
+    settings = client.get(snap["settings_url"]).json()
+    assert settings["job"] == snap["id"] and settings["token_grid"] == [8, 12]
+
+
+def test_event_stream_reports_progress_until_done(client):
+    r = client.post("/api/jobs/sample", data={"model": "tinyclass", "height": "64", "width": "64", "seed": "1"})
+    job = r.json()["id"]
+    snaps = []
+    with client.stream("GET", f"/api/jobs/{job}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                snaps.append(json.loads(line[6:]))
+    assert snaps[-1]["state"] == "done" and snaps[-1]["done"] == snaps[-1]["total"] == 256
+    dones = [s["done"] for s in snaps]
+    assert dones == sorted(dones) and all(s["id"] == job for s in snaps)
+    assert result_image(client, snaps[-1]).size == (64, 64)
+
+
+def test_synthesize_from_a_label_map_and_label_png_normalised(client):
+    ids = np.zeros((24, 32), np.uint8)
+    ids[:, 16:] = 3
+    ids[8:16, 4:12] = 1
+    snap = run(client, "synthesize", {"model": "tinyseg", "count": "2", "seed": "2"}, {"labels": ("l.png", png(ids))})
+    assert result_image(client, snap, 1).size == (32, 24)
+    assert json.loads(result_image(client, snap).text["vqforge"])["task"] == "synthesize"
+    gray = np.repeat(ids[..., None], 3, -1)  # what a browser canvas writes: R = G = B = id
+    same = run(client, "synthesize", {"model": "tinyseg", "count": "2", "seed": "2"}, {"labels": ("l.png", png(gray))})
+    assert np.array_equal(np.asarray(result_image(client, snap)), np.asarray(result_image(client, same)))
+    pal = Image.fromarray(ids, mode="P")
+    pal.putpalette([v for i in range(256) for v in (i * 40 % 256, i * 90 % 256, 200)])
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG")
+    r = client.post("/api/labels", data={"model": "tinyseg"}, files={"labels": ("p.png", buf.getvalue())})
+    assert r.status_code == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), ids)
+
+
+def test_complete_and_reconstruct(client):
+    image = photo(16, 24)
+    mask = np.zeros((16, 24), np.uint8)
+    mask[4:8, 8:16] = 255  # 2 tokens of the f4 grid
+    snap = run(client, "complete", {"model": "tinyclass", "count": "2", "class_label": "1"},
+               {"image": ("p.png", png(image)), "mask": ("m.png", png(mask))})
+    assert result_image(client, snap, 1).size == (24, 16)
+    assert client.get(snap["settings_url"]).json()["masked_tokens"] == 2
+    rec = run(client, "reconstruct", {"model": "tinyclass"}, {"image": ("p.png", png(photo(18, 25)))})
+    out = np.asarray(result_image(client, rec, 0)).astype(np.float64)
+    cropped = photo(18, 25)[1:17, 0:24].astype(np.float64)  # centre-cropped to a multiple of 4
+    assert out.shape == (16, 24, 3)
+    mine = 10 * np.log10(255.0**2 / np.mean((out - cropped) ** 2))
+    assert abs(mine - rec["metrics"]["psnr_db"]) < 0.2  # the PNG is rounded to 8 bits
+    codes = np.asarray(result_image(client, rec, 1))
+    assert codes.shape == (16, 24, 3) and (codes[::4, ::4] == codes[3::4, 3::4]).all()  # one colour per 4x4 token
+    assert rec["metrics"]["n_codes"] == 32 and 1 <= rec["metrics"]["codes_used"] <= 24
+    bare = run(client, "reconstruct", {"model": "tinyvq"}, {"image": ("p.png", png(photo(16, 16)))})
+    assert result_image(client, bare).size == (16, 16) and bare["metrics"]["token_grid"] == [4, 4]
+
+
+def test_live_preview_shows_finished_rows_then_cancel_and_keep_serving(client):
+    r = client.post("/api/jobs/sample", data={"model": "tinyclass", "count": "4", "height": "256", "width": "256"})
+    job = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while "previews" not in (snap := client.get(f"/api/jobs/{job}").json()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert snap["state"] == "running" and len(snap["previews"]) == 4
+    preview = np.asarray(Image.open(io.BytesIO(client.get(snap["previews"][3]).content)).convert("RGB"))
+    assert preview.shape == (256, 256, 3)
+    rows_done = snap["done"] // 64  # a 64x64 token grid, 4 px per token
+    assert rows_done < 60 and (preview[(rows_done + 1) * 4:] == 128).all()  # rows not finished: mid-grey
+    assert client.post(f"/api/jobs/{job}/cancel").status_code == 200
+    snap = wait_done(client, job, timeout=30)
+    assert snap["state"] == "cancelled" and snap["done"] < snap["total"] and "results" not in snap
+    assert client.get(f"/api/jobs/{job}/result/0.png").status_code == 404
+    run(client, "sample", {"model": "tinyclass"})
+
+
+def test_bundled_models_load_by_name_with_their_cards(tmp_path, monkeypatch):
+    import torch
+
+    from vqforge import bundled
+    from vqforge.serve.engine import bundled_names, load_engines
+
+    paths = build_models(tmp_path / "made")
+    (tmp_path / "bundled").mkdir()
+    paths["tinyclass"].rename(tmp_path / "bundled" / "fashion")
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path / "bundled")
+    assert bundled_names() == ["fashion"]
+    engines = load_engines(["fashion", str(paths["tinyseg"])], torch.device("cpu"))
+    assert list(engines) == ["fashion", "tinyseg"]
+    info = engines["fashion"].describe()
+    assert info["classes"][3]["name"] == "3: dress" and info["defaults"]["top_k"] == 20
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+LABELS_BAD = np.full((16, 16), 7, np.uint8)
+COLOURED = np.zeros((16, 16, 3), np.uint8) + np.array([255, 0, 0], np.uint8)
+BIG = np.zeros((1100, 1000), np.uint8)  # 1.1 Mpx, a few kB as PNG
+BAD = [
+    ("complete", {"model": "tinyclass"}, {"image": b"hello, not an image", "mask": b"x"}, 400, "image: not an image"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16))[:60], "mask": b"x"}, 400, "image: damaged PNG"),
+    ("reconstruct", {"model": "tinyclass"}, {"image": png(BIG)}, 413, "more than the server accepts"),
+    ("reconstruct", {"model": "tinyclass"}, {"image": bytes(1_200_000)}, 413, "larger than the server accepts"),
+    ("synthesize", {"model": "tinyseg"}, {"labels": png(LABELS_BAD)}, 400, "label 7 is out of range"),
+    ("synthesize", {"model": "tinyseg"}, {"labels": png(COLOURED)}, 400, "got colours"),
+    ("synthesize", {"model": "tinyseg"}, {"labels": png(np.zeros((16, 16), np.uint8), "JPEG")}, 400, "lossless"),
+    ("synthesize", {"model": "tinyseg"}, {"labels": png(np.zeros((18, 16), np.uint8))}, 400, "multiple"),
+    ("synthesize", {"model": "tinyseg"}, {}, 400, "labels: missing file"),
+    ("synthesize", {"model": "tinyseg"}, {"labels": png(np.zeros((260, 16), np.uint8))}, 413, "--max-side 256"),
+    ("sample", {"model": "tinyclass", "height": "100000", "width": "16"}, None, 400, "height: 100000 is outside"),
+    ("sample", {"model": "tinyclass", "height": "30", "width": "32"}, None, 400, "multiple of the model's"),
+    ("sample", {"model": "tinyclass", "height": "-16", "width": "16"}, None, 400, "height: -16 is outside"),
+    ("sample", {"model": "tinyclass", "height": "32"}, None, 400, "both or neither"),
+    ("sample", {"model": "tinyclass", "count": "1000"}, None, 400, "count: 1000 is outside"),
+    ("sample", {"model": "tinyclass", "top_p": "nan"}, None, 400, "top_p: expected a finite number"),
+    ("sample", {"model": "tinyclass", "seed": "abc"}, None, 400, "seed: expected an integer"),
+    ("sample", {"model": "tinyclass", "class_label": "5"}, None, 400, "class_label: 5 is out of range"),
+    ("sample", {"model": "tinyclass", "colour": "red"}, None, 400, "unknown field 'colour'"),
+    ("sample", {"model": "nosuchmodel"}, None, 400, "unknown model 'nosuchmodel'"),
+    ("sample", {"model": "tinyseg"}, None, 400, "cannot sample"),
+    ("sample", {"model": "tinyvq"}, None, 400, "model 'tinyvq' (vqgan) cannot sample; it can: reconstruct"),
+    ("synthesize", {"model": "tinyseg", "cfg": "2"}, {"labels": png(np.zeros((16, 16), np.uint8))}, 400, "guidance"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16)), "mask": png(np.zeros((16, 16), np.uint8))},
+     400, "mask: the mask is empty"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16)), "mask": png(np.zeros((8, 16), np.uint8))},
+     400, "mask: 8x16 px, but the image is 16x16"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(18, 16)), "mask": png(np.zeros((18, 16), np.uint8))},
+     400, "not a multiple"),
+    ("teleport", {"model": "tinyclass"}, None, 404, "unknown task"),
+]
+
+
+@pytest.mark.parametrize("task,data,files,status,message", BAD, ids=[f"{b[0]}-{b[4][:24]}" for b in BAD])
+def test_bad_input_is_one_clear_4xx_line_and_the_server_keeps_serving(client, task, data, files, status, message):
+    r = client.post(f"/api/jobs/{task}", data=data, files={k: (k + ".png", v) for k, v in (files or {}).items()})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert message in error and "\n" not in error and "Traceback" not in error
+    assert client.get("/api/models").status_code == 200
+
+
+def test_other_requests_refused_cleanly(client):
+    r = client.post("/api/jobs/sample", json={"model": "tinyclass"})
+    assert r.status_code == 415 and "form" in r.json()["error"]
+    r = client.get("/api/jobs/not-a-job")
+    assert r.status_code == 404 and "no job" in r.json()["error"]
+    r = client.get("/api/models", headers={"Host": "evil.example"})  # DNS rebinding: only loopback names answer
+    assert r.status_code == 400
+    assert client.get("/api/models").status_code == 200

@@ -1,0 +1,192 @@
+"""`vqforge serve` driven in headless Chromium (Debian's, through Playwright): sample, paint + synthesise, complete.
+
+Skips with a reason where Chromium or Playwright's Python package is absent (`.ci/run` installs both).
+Set VQFORGE_UPDATE_SCREENSHOT=1 to rewrite docs/serve.png from the screenshot taken here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="vqforge serve needs fastapi (pip install 'vqforge[serve]')")
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+CHROMIUM = os.environ.get("VQFORGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VQFORGE_CHROMIUM)",
+                allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_support import Server, build_models  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    paths = build_models(tmp_path_factory.mktemp("serve_models"))
+    with Server(list(paths.values()), "--max-side", "256") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+# Keeps what the page sends in its forms (Chromium does not hand file uploads to request listeners).
+RECORD_FORMS = """
+window.sentForms = {};
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {
+  if (options && options.body instanceof FormData) {
+    const sent = {};
+    for (const [k, v] of options.body.entries())
+      sent[k] = v instanceof Blob ? Array.from(new Uint8Array(await v.arrayBuffer())) : v;
+    window.sentForms[String(url)] = sent;
+  }
+  return realFetch(url, options);
+};
+"""
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh tab on the app; fails the test on any script error or console error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(RECORD_FORMS)
+    tab = context.new_page()
+    problems = []
+    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    tab.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    tab.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    tab.goto(server.url + "/")
+    tab.wait_for_selector("#model option", state="attached")
+    yield tab
+    context.close()
+    assert not problems, problems
+
+
+def choose(page, model: str, task: str, height: int, width: int) -> None:
+    page.select_option("#model", model)
+    page.click(f"#tabs button[data-task={task}]")
+    page.fill("#height", str(height))
+    page.fill("#width", str(width))
+    page.dispatch_event("#width", "change")
+
+
+def wait_results(page, n: int, timeout: float = 90_000) -> list[list[int]]:
+    """Wait until the job is done and its n images have loaded; their (width, height)."""
+    page.wait_for_selector("#results[data-state=done]", state="attached", timeout=timeout)
+    page.wait_for_function(f"""() => {{ const im = [...document.querySelectorAll('img.result')];
+        return im.length === {n} && im.every(i => i.complete && i.naturalWidth > 0); }}""", timeout=timeout)
+    return page.eval_on_selector_all("img.result", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+
+
+def stroke(page, selector: str, points: list[tuple[float, float]]) -> None:
+    """Drag the mouse through ``points`` given as fractions of the element's box."""
+    box = page.locator(selector).bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def sent_images(page, url: str) -> dict[str, np.ndarray]:
+    """The files of the last form the page posted to ``url``, decoded as images."""
+    sent = page.evaluate("url => window.sentForms[url]", url)
+    return {k: np.asarray(Image.open(io.BytesIO(bytes(v)))) for k, v in sent.items() if isinstance(v, list)}
+
+
+def test_click_sample_and_see_images_of_the_requested_size(page):
+    choose(page, "tinyclass", "sample", 32, 48)
+    assert page.input_value("#top_k") == "20" and page.input_value("#cfg") == "1.5"  # the model card's settings
+    page.fill("#count", "2")
+    page.select_option("#class_label", "3")
+    page.click("#sample-run")
+    assert wait_results(page, 2) == [[48, 32], [48, 32]]
+    assert page.inner_text("#result-0 figcaption").startswith("3: dress")
+    href = page.get_attribute("#result-1 a", "href")
+    job = page.get_attribute("#results", "data-job")
+    assert href == f"/api/jobs/{job}/result/1.png" and page.get_attribute("#result-1 a", "download").endswith("-1.png")
+    assert "settings.json" in page.inner_text("#metrics")
+
+
+def test_paint_two_labels_and_synthesise(page):
+    choose(page, "tinyseg", "synthesize", 32, 32)
+    page.click(".swatch[data-label='0']")
+    page.click("#seg-fill")
+    page.select_option("#seg-brush", "8")
+    page.click(".swatch[data-label='2']")
+    stroke(page, "#seg-canvas", [(0.1, 0.1), (0.4, 0.5), (0.1, 0.9)])
+    page.click(".swatch[data-label='4']")
+    stroke(page, "#seg-canvas", [(0.9, 0.1), (0.6, 0.5), (0.9, 0.9)])
+    page.fill("#count", "2")
+    page.click("#synthesize-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    labels = sent_images(page, "/api/jobs/synthesize")["labels"]
+    assert labels.shape[:2] == (32, 32)
+    ids = labels[..., 0] if labels.ndim == 3 else labels
+    assert set(np.unique(ids)) == {0, 2, 4}
+    assert (ids[:, :12] == 2).sum() > 40 and (ids[:, 20:] == 4).sum() > 40 and (ids[:, :12] == 4).sum() == 0
+    assert wait_results(page, 2) == [[32, 32], [32, 32]]
+    if os.environ.get("VQFORGE_UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(REPO / "docs" / "serve.png"))
+    shot = Image.open(io.BytesIO(page.screenshot()))
+    assert shot.size == (1280, 860)
+
+
+def test_mask_and_complete_an_uploaded_photo(page):
+    choose(page, "tinyclass", "complete", 16, 24)
+    y, x = np.mgrid[0:40, 0:60]
+    photo = np.stack([x * 4, y * 6, (x + y) * 2], -1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    upload = {"name": "photo.png", "mimeType": "image/png", "buffer": buf.getvalue()}
+    page.set_input_files("#complete-file", files=[upload])
+    page.wait_for_function("() => document.getElementById('complete-canvas').width === 24")
+    page.select_option("#mask-brush", "4")
+    stroke(page, "#complete-canvas", [(0.2, 0.5), (0.8, 0.5)])
+    page.fill("#count", "2")
+    page.click("#complete-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    sent = sent_images(page, "/api/jobs/complete")
+    mask = sent["mask"][..., 0] if sent["mask"].ndim == 3 else sent["mask"]
+    assert sent["image"].shape[:2] == (16, 24) and mask.shape == (16, 24)
+    assert mask[8].max() == 255 and mask[0].max() == 0 and mask[15].max() == 0  # a horizontal stroke
+    assert wait_results(page, 2) == [[24, 16], [24, 16]]
+
+
+def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
+    other = browser.new_context().new_page()
+    other.goto(server.url + "/")
+    other.wait_for_selector("#model option", state="attached")
+    choose(page, "tinyclass", "sample", 256, 256)  # a long job, to cancel
+    page.fill("#count", "4")
+    choose(other, "tinyclass", "sample", 16, 32)
+    page.click("#sample-run")
+    page.wait_for_selector("#results[data-state=running]", state="attached")
+    page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)")
+    other.click("#sample-run")
+    other.wait_for_selector("#results[data-state=queued]", state="attached")
+    assert other.inner_text("#progress-text").startswith("waiting")
+    page.click("#cancel")
+    page.wait_for_selector("#results[data-state=cancelled]", state="attached")
+    assert wait_results(other, 1) == [[32, 16]]
+    assert page.get_attribute("#results", "data-job") != other.get_attribute("#results", "data-job")
+    assert page.locator("img.result").count() == 4  # the previews of its own job only
+    other.context.close()
