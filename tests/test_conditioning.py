@@ -425,7 +425,7 @@ def test_encode_defaults_to_the_trained_size(tmp_path):
     torch.manual_seed(0)
     vqforge.save_model(VQGAN(vq(resolution=16)), tmp_path / "vq")
     assert main(["encode", "--model", str(tmp_path / "vq"), "--data", str(PHOTOS), "--out", str(tmp_path / "tok"),
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     ds = TokenDataset(tmp_path / "tok")
     assert ds.meta["image_size"] == [16, 16] and ds.grid == (4, 4)
 

@@ -107,16 +107,16 @@ def test_sample_cli_precision_flags(class_model, tmp_path, capsys):
     from vqforge.devices import cpu_bf16_supported
 
     base = ["sample", "--model", str(class_model), "--num", "2", "--class", "1", "--seed", "3"]
-    assert main([*base, "--precision", "fp32", "--output", str(tmp_path / "a")]) == 0
+    assert main([*base, "--precision", "fp32", "--out", str(tmp_path / "a")]) == 0
     capsys.readouterr()
-    assert main([*base, "--no-compile", "--output", str(tmp_path / "b")]) == 0
+    assert main([*base, "--no-compile", "--out", str(tmp_path / "b")]) == 0
     assert "--precision fp32" in capsys.readouterr().err
     for d in ("a", "b"):
         assert json.loads((tmp_path / d / "settings.json").read_text())["decode_path"] == "eager"
     for i in range(2):
         a, b = (np.asarray(Image.open(tmp_path / d / f"{i:05d}.png")) for d in ("a", "b"))
         assert np.array_equal(a, b)
-    code = main([*base, "--precision", "bf16", "--output", str(tmp_path / "c")])
+    code = main([*base, "--precision", "bf16", "--out", str(tmp_path / "c")])
     if cpu_bf16_supported():
         assert code == 0
         assert json.loads((tmp_path / "c" / "settings.json").read_text())["decode_path"] == "cpu-packed-bf16"
