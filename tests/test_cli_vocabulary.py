@@ -129,3 +129,38 @@ def test_mistakes_are_one_line(models, tmp_path):
     assert _notes(r.stderr) == ["vqforge: --no-progress is now --quiet"]
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith(
         "vqforge: error:")
+
+
+def test_sizes_default_to_the_trained_size_and_read_as_multiples(models, tmp_path):
+    """No --size means the trained size (16 px) in encode and evaluate recon; `sample --size 2x` is twice it (a
+    sliding window); `encode --crops 3 --resize-max 2x` cuts 3 crops per image from up to 32 px; a size that is
+    neither pixels nor a multiple is one line."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / f"{i}.png")
+
+    r = _cli("encode", "--model", models["vqgan"], "--data", photos, "--crops", "3", "--resize-max", "2x",
+             "--out", tmp_path / "tok", "--quiet")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    meta = json.loads((tmp_path / "tok" / "meta.json").read_text())
+    assert meta["image_size"] == [16, 16] and meta["n"] == 6
+
+    r = _cli("evaluate", "recon", "--model", models["vqgan"], "--data", photos, "--no-fid", "--quiet",
+             "--json", tmp_path / "recon.json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "recon.json").read_text())["size"] == 16
+
+    r = _cli("sample", "--model", models["gpt"], "--size", "2x", "--num", "1", "--out", tmp_path / "big", "--quiet")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    s = json.loads((tmp_path / "big" / "settings.json").read_text())
+    assert s["size"] == [32, 32] and s["sliding_window"]
+    assert Image.open(tmp_path / "big" / "00000.png").size == (32, 32)
+
+    assert "Nx for N times the trained size" in _one_line_error(
+        _cli("sample", "--model", models["gpt"], "--size", "2y", "--out", tmp_path / "x"))
+    assert "--resize-max '3y'" in _one_line_error(
+        _cli("encode", "--model", models["vqgan"], "--data", photos, "--crops", "2", "--resize-max", "3y",
+             "--out", tmp_path / "tok2"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "tok2").exists()

@@ -159,7 +159,7 @@ def run_recon(args: argparse.Namespace) -> int:
                                   fid_method=args.fid_method, progress=not args.quiet, seed=args.seed)
     if args.no_fid:
         res["fid_skipped"] = "--no-fid"
-    result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), **res}
+    result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), "size": size, **res}
     rows = [("images", res["n_images"]), ("PSNR (dB)", res["psnr"]), ("SSIM", res["ssim"]),
             ("LPIPS", res["lpips"] if res["lpips"] is not None else "skipped"),
             ("rFID", res["rfid"] if res["rfid"] is not None else "skipped"),
