@@ -38,16 +38,66 @@ def stage_record(run: Path) -> dict:
             "wall_time_min": round(training_seconds(run) / 60, 1)}
 
 
+#: the validation numbers shown per kind of run in docs/models.md (metric key, column title)
+CURVE_COLUMNS = {
+    "vqgan": [("val/psnr", "PSNR dB"), ("val_ema/psnr", "EMA PSNR dB"), ("val_ema/ssim", "EMA SSIM"),
+              ("val_ema/codebook_usage", "EMA codebook usage")],
+    "segmentation": [("val/pixel_accuracy", "pixel accuracy")],
+    "transformer": [("val/loss", "val loss (nats/token)"), ("train/loss", "train loss (last logged)")],
+}
+CURVES_BEGIN, CURVES_END = "<!-- curves -->", "<!-- /curves -->"
+
+
+def curve_table(run: Path) -> str:
+    """The run's validation metrics at every evaluation (metrics.jsonl), as a markdown table."""
+    import json
+
+    text = (run / "metrics.jsonl").read_text()
+    cols = next(c for c in CURVE_COLUMNS.values() if f'"{c[0][0]}"' in text)
+    rows: dict[int, dict] = {}
+    last_train: dict = {}
+    for line in text.splitlines():
+        m = json.loads(line)
+        if "train/loss" in m:
+            last_train = m
+        if any(k.startswith("val") for k in m):
+            row = rows.setdefault(m["step"], {})
+            row.update(m)
+            row.setdefault("train/loss", last_train.get("train/loss"))
+    head = "| step | " + " | ".join(t for _, t in cols) + " |"
+    lines = [head, "|" + " --- |" * (len(cols) + 1)]
+    for step in sorted(rows):
+        vals = [rows[step].get(k) for k, _ in cols]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"| {step} | " + " | ".join("" if v is None else f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def write_curves(doc: Path, work: Path, runs: list[str]) -> None:
+    """Replace the section between the curve markers of ``doc`` with each run's validation table."""
+    text = doc.read_text()
+    if CURVES_BEGIN not in text or CURVES_END not in text:
+        raise SystemExit(f"{doc}: no {CURVES_BEGIN} ... {CURVES_END} section to write the curves into")
+    body = "\n\n".join(f"**{name}** (`{work.name}/{name}/metrics.jsonl`)\n\n{curve_table(work / name)}"
+                        for name in runs)
+    head, rest = text.split(CURVES_BEGIN, 1)
+    doc.write_text(f"{head}{CURVES_BEGIN}\n{body}\n{CURVES_END}{rest.split(CURVES_END, 1)[1]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="runs/bundled")
     ap.add_argument("--out", default=str(REPO / "src" / "vqforge" / "bundled"))
     ap.add_argument("--cards", default=str(REPO / "bench" / "bundled_cards.yaml"))
+    ap.add_argument("--doc", default=str(REPO / "docs" / "models.md"), help="where the validation curves go")
     args = ap.parse_args()
     work = Path(args.work)
     cards = yaml.safe_load(Path(args.cards).read_text())
+    curves = []
     for name, card in cards.items():
         stages = [stage_record(work / s) for s in card.pop("stages")]
+        curves += [s["run"] for s in stages]
         final = work / card.pop("model_run")
         model = vqforge.load(final)  # EMA weights where the run kept them
         card["steps"] = ", ".join(f"{s['run']} {s['steps']}" for s in stages)
@@ -57,6 +107,7 @@ def main() -> None:
         out = vqforge.save_model(model, Path(args.out) / name, extra=card, dtype=torch.float16)
         size = (out / "model.safetensors").stat().st_size / 2**20
         print(f"{name}: {out} ({size:.1f} MiB); {card['steps']}; {card['wall_time']}")
+    write_curves(Path(args.doc), work, curves)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def pad32(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (2, 2, 2, 2), value=-1.0).expand(-1, 3, -1, -1)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the CPU decode path keys its packed weights on parameter versions
 def main() -> int:
     from vqforge import load
     from vqforge.data.fashion_mnist import load_fashion_mnist, to_model_images

@@ -175,3 +175,19 @@ def test_training_on_an_empty_folder(models, data, capsys):
                    "vqgan_tiny.yaml", "--data", data / "empty", "--out", data / "run", "--quiet")
     assert str(data / "empty") in msg and "no usable images" in msg
     shutil.rmtree(data / "run", ignore_errors=True)
+
+
+
+def test_reconstruct_takes_a_transformer_pipeline_by_its_first_stage(models, data, capsys):
+    """`reconstruct --model landscapes` reconstructs with the pipeline's VQGAN (the same images as that VQGAN)."""
+    import vqforge
+    from vqforge.api import load_vqgan
+
+    pipeline = vqforge.load(models / "seg")
+    got = load_vqgan(models / "seg", "reconstruct")
+    assert got is not pipeline and isinstance(got, VQGAN)
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(),
+                                                 pipeline.first_stage.state_dict().values()))
+    assert main(["reconstruct", "--model", str(models / "seg"), "--data", str(data / "photos"), "--out",
+                 str(data / "rec"), "--size", "16"]) == 0
+    assert sorted(p.name for p in (data / "rec").glob("*.png")) == ["a.png", "b.png"]

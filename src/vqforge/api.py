@@ -120,6 +120,21 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise VQForgeError(f"{path}: no such file or directory{hint}")
 
 
+def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.Module:
+    """A VQGAN from ``path`` (as :func:`load`); for a transformer pipeline, its first stage. Anything else is a
+    one-line error naming ``command``."""
+    from .models.vqgan import VQGAN
+
+    model = load(path, trust=trust)
+    first = getattr(model, "first_stage", None)
+    if not isinstance(model, VQGAN) and isinstance(first, VQGAN):
+        model = first  # e.g. `reconstruct --model landscapes`: the pipeline's image autoencoder
+    if not isinstance(model, VQGAN):
+        raise VQForgeError(f"{path}: {command} needs a VQGAN (or a transformer pipeline and its first stage), "
+                           f"this is a {type(model).__name__}")
+    return model
+
+
 def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.nn.Module:
     """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), a model directory, a
     run directory or a training checkpoint file.

@@ -127,21 +127,13 @@ def _finish(args, result: dict, title: str, rows: list[tuple[str, object]]) -> i
 
 # ------------------------------------------------------------------------------------------------ commands
 def run_recon(args: argparse.Namespace) -> int:
-    from ..api import load
+    from ..api import load_vqgan
     from ..data.images import image_batches
     from ..evaluate.fid import list_image_files
     from ..evaluate.reconstruction import evaluate_reconstruction, try_lpips
-    from ..io import VQForgeError
-    from ..models.vqgan import VQGAN
 
     device = _device(args.device)
-    model = load(args.model, trust=args.trust_checkpoint)
-    first = getattr(model, "first_stage", None)
-    if not isinstance(model, VQGAN) and isinstance(first, VQGAN):
-        model = first  # a transformer pipeline: evaluate its first stage
-    if not isinstance(model, VQGAN):
-        raise VQForgeError(f"{args.model}: evaluate recon needs a VQGAN, this is a {type(model).__name__}")
-    model = model.to(device).eval()
+    model = load_vqgan(args.model, "evaluate recon", trust=args.trust_checkpoint).to(device).eval()
     paths = list_image_files(args.data, args.limit)
     inception = None
     if not args.no_fid:

@@ -31,20 +31,17 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..api import load
+    from ..api import load_vqgan
     from ..devices import resolve_device, resolve_precision
     from ..imageio import list_images, load_image_tensor, save_tensor_image
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..metrics import psnr
     from ..models.inference import VQGANRunner
-    from ..models.vqgan import VQGAN
 
     device = resolve_device(args.device)
     resolve_precision(args.precision, device)  # a clear error before any work
     out_dir = check_output_dir(args.out, "reconstruct output folder", _is_reconstruct_output)
-    model = load(args.model, trust=args.trust_checkpoint)
-    if not isinstance(model, VQGAN):
-        raise VQForgeError(f"{args.model}: reconstruct needs a VQGAN, this is a {type(model).__name__}")
+    model = load_vqgan(args.model, "reconstruct", trust=args.trust_checkpoint)
     runner = VQGANRunner(model.to(device), precision=args.precision, compile=args.compile)
     files = list_images(args.data)
     if not files:
