@@ -66,7 +66,8 @@ def recipe(tmp_path_factory):
     commands, quick = readme_recipe()
     home = _home(tmp_path_factory.mktemp("home"))
     env = cli_env()
-    env.update(HOME=str(home), PATH=f"{home / 'bin'}{os.pathsep}{env['PATH']}", OMP_NUM_THREADS="2")
+    # one thread: two on a busy 2-core machine stall on each other (100x slower steps)
+    env.update(HOME=str(home), PATH=f"{home / 'bin'}{os.pathsep}{env['PATH']}", OMP_NUM_THREADS="1")
     runs = {}
     for command in commands:
         if command.startswith("vqforge train "):
@@ -127,7 +128,7 @@ def test_samples_larger_than_trained_are_not_repeated_rows(recipe):
     streaks, rows repeating down the image, drive it towards 0)."""
     home, _ = recipe
     env = cli_env()
-    env["OMP_NUM_THREADS"] = "2"
+    env["OMP_NUM_THREADS"] = "1"
     r = subprocess.run([PYTHON, "-m", "vqforge", "sample", "--model", str(home / "runs/gpt"), "--class", "forest",
                         "--size", "32x64", "--num", "2", "--quiet", "--out", str(home / "out/wide")],
                        env=env, capture_output=True, text=True, timeout=600)
