@@ -7,8 +7,8 @@ its 10-minute limit, that leaves a JSON, a log and the rendered tables under ``$
 
 then run it there (the device tool, ``carry: [".whl"]``, ``timeout_s: 600``)::
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
-      && export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 && python3 bench/gpu.py --out $OUT
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/*.whl || exit; export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1; python3 bench/gpu.py --out $OUT
 
 What it does, in this order, against a wall-clock deadline (``--deadline``, default 480 s):
 

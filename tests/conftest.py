@@ -61,6 +61,16 @@ needs_lpips_heads = pytest.mark.skipif(not lpips_heads_available(), reason="LPIP
                                        "installs them: pip install --no-deps lpips==0.1.4)")
 
 
+def nearest_codes(stage, x: torch.Tensor) -> torch.Tensor:
+    """Raster-order ids (B, h*w) of the codebook vectors nearest to a VQGAN's latents of ``x``, written out
+    (independent of the quantizer's own lookup)."""
+    with torch.no_grad():
+        h = stage.encode_latents(x)  # (B, D, h, w)
+        flat = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1, h.shape[1])  # (B, h*w, D)
+        book = stage.quantize.embedding.weight  # (n_codes, D)
+        return ((flat[:, :, None, :] - book[None, None]) ** 2).sum(-1).argmin(-1)  # (B, h*w)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny ops run far faster on one thread than two on a busy CPU (thread hand-offs dominate)."""

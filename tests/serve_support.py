@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from vqforge.api import save_model
 from vqforge.models.conditioning import ClassConfig, SegmentationConfig
+from vqforge.models.transformer import GPTConfig, Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import VQGAN
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -20,13 +24,21 @@ LABEL_NAMES = ["sky", "tree", "grass", "water", "rock"]
 
 
 def build_models(root: Path) -> dict[str, Path]:
-    """A class model with a NULL class (f4, trained at 16 px), a segmentation model (5 labels), a bare VQGAN."""
-    paths = {"tinyclass": root / "tinyclass", "tinyseg": root / "tinyseg", "tinyvq": root / "tinyvq"}
-    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True, names=tuple(CLASS_NAMES))), paths["tinyclass"],
-               extra={"sampling": {"top_k": 20, "cfg": 1.5}})
+    """A class model with a NULL class (f4, trained at 16 px), a segmentation model (5 labels), a bare VQGAN, and
+    a class model on grayscale images (as the bundled ``fashion``)."""
+    names = ("tinyclass", "tinyseg", "tinyvq", "tinygray")
+    paths = {name: root / name for name in names}
+    classes = ClassConfig(n_classes=5, null_class=True, names=tuple(CLASS_NAMES))
+    save_model(tiny_net(classes), paths["tinyclass"], extra={"sampling": {"top_k": 20, "cfg_scale": 1.5}})
     seg = SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
     save_model(tiny_net(seg, seed=1), paths["tinyseg"], extra={"label_names": LABEL_NAMES})
     save_model(VQGAN(tiny_vq()).eval(), paths["tinyvq"])
+    torch.manual_seed(2)
+    gpt = GPTConfig(vocab_size=64, block_size=96, n_layer=2, n_head=2, n_embd=32)
+    gray = tiny_vq(1)
+    gray = replace(gray, ddconfig=replace(gray.ddconfig, out_ch=1))
+    save_model(Net2NetTransformer(TransformerConfig(gpt=gpt, first_stage=gray, cond=classes)).eval(),
+               paths["tinygray"], extra={"sampling": {"cfg": 3.0, "temperature": 0.9, "top_k": True, "seed": 4}})
     return paths
 
 

@@ -99,7 +99,6 @@ def test_model_of_the_wrong_kind(models, data, capsys):
         ("sample", "--model", models / "vq", "--out", data / "out"),
         ("complete", "--model", models / "vq", "--data", data / "photos" / "a.png", "--mask", data / "mask.png",
          "--out", data / "out"),
-        ("reconstruct", "--model", models / "class", "--data", data / "photos", "--out", data / "out"),
         ("evaluate", "nll", "--model", models / "vq", "--data", data / "empty", "--json", data / "out"),
         ("encode", "--model", models / "vq", "--cond-stage", models / "class", "--data", data / "photos",
          "--out", data / "out", "--quiet"),
@@ -175,7 +174,6 @@ def test_training_on_an_empty_folder(models, data, capsys):
                    "vqgan_tiny.yaml", "--data", data / "empty", "--out", data / "run", "--quiet")
     assert str(data / "empty") in msg and "no usable images" in msg
     shutil.rmtree(data / "run", ignore_errors=True)
-
 
 
 def test_reconstruct_takes_a_transformer_pipeline_by_its_first_stage(models, data, capsys):

@@ -1,4 +1,4 @@
-"""Sampling: logits processors, cached decoding vs the full forward, sliding windows, completion."""
+"""Sampling: logits processors, the sampling loop, sliding windows, completion (decode paths: test_decode.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import torch
 
 from vqforge.models.conditioning import (ClassConfig, ConditionConfig, CoordConfig, DepthConfig, EdgesConfig,
                                         LowresConfig, SegmentationConfig, UnconditionalConfig)
-from vqforge.models.gpt import GPT, GPTConfig
+from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.complete import complete_tokens, token_mask
-from vqforge.sampling.generate import EXACT, DecodeSession, sample_tokens
+from vqforge.sampling.generate import EXACT, sample_tokens
 from vqforge.sampling.pipeline import condition_tokens, layout, sample_images
 from vqforge.sampling.sliding import sample_sliding, window_bounds, window_offset
 
@@ -114,68 +114,7 @@ def test_pick_draws_from_the_processed_distribution():
     assert freq[3] == 0 and torch.allclose(freq, probs, atol=0.01), freq
 
 
-# ------------------------------------------------------------------------------------ cached decoding
-@pytest.mark.parametrize("mode", list(MODES))
-def test_cached_decoding_matches_full_forward_every_mode(mode):
-    m = tiny_net(MODES[mode], block=96)
-    B, H, W = 2, 16, 16
-    c = m.encode_to_c(model_input(m, B, H, W))  # (B, Tc): this mode's prefix layout
-    assert c.shape[1] == m.n_cond_tokens((H, W))
-    z = torch.randint(0, m.n_image_codes, (B, 16))
-    seq = torch.cat((c, z), 1)[:, :-1]
-    gpt = m.transformer
-    with torch.inference_mode():
-        full = gpt(seq)  # (B, T, V)
-        dec = DecodeSession(gpt, B, seq.shape[1], EXACT)  # fp32, the exact path
-        Tc = c.shape[1]
-        err = (dec.prefill(c) - full[:, Tc - 1]).abs().max().item()
-        for p in range(Tc, seq.shape[1]):
-            err = max(err, (dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item())
-    assert err < 1e-4, (mode, err)
-
-
-@pytest.mark.skipif(not __import__("vqforge.sampling.cpu", fromlist=["x"]).bf16_supported(),
-                    reason="CPU without native bf16")
-def test_packed_bf16_cpu_path_tracks_fp32():
-    """The fast CPU path (packed bf16 weights) follows the fp32 model within bf16 rounding, also for chunks."""
-    torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=64, block_size=40, n_layer=2, n_head=4, n_embd=64)).eval()
-    seq = torch.randint(0, 64, (3, 40))
-    with torch.inference_mode():
-        full = gpt(seq)  # (B, T, V)
-    dec = DecodeSession(gpt, 3, 40)
-    assert dec.mode == "cpu-packed-bf16"
-    scale = full.abs().max().item()
-    errs = [(dec.prefill(seq[:, :5]) - full[:, 4]).abs().max().item()]
-    errs.append((dec.prefill(seq[:, 5:9], start=5) - full[:, 8]).abs().max().item())  # a chunk after a prefix
-    for p in range(9, 40):
-        errs.append((dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item())
-    assert max(errs) < 0.03 * scale, (max(errs), scale)
-
-
-def test_decode_step_compiles_as_one_graph_for_every_position():
-    """The step traces without graph breaks (fullgraph) and is not recompiled as the position moves."""
-    import torch._dynamo
-
-    from vqforge.sampling import generate as G
-
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=64, block_size=24, n_layer=2, n_head=4, n_embd=32)).eval()
-    seq = torch.randint(0, 64, (2, 24))
-    with torch.inference_mode():
-        full = gpt(seq)
-    compiled = torch.compile(G.decode_step, backend="aot_eager", fullgraph=True)
-    dec = DecodeSession(gpt, 2, 24, EXACT)
-    dec.compiled, dec._step = True, compiled  # drive the fixed-shape step (the CUDA path) on the CPU
-    dec.prefill(seq[:, :3])
-    err = max((dec.step(seq[:, p:p + 1], p) - full[:, p]).abs().max().item() for p in range(3, 24))
-    assert err < 1e-4
-    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    assert frames == 1, frames
-    torch._dynamo.reset()
-
-
+# ------------------------------------------------------------------------------------ sampling loop
 def test_sample_tokens_is_seeded_and_batched():
     m = tiny_net(MODES["class"])
     c = torch.tensor([[1], [4], [1]])
@@ -322,3 +261,21 @@ def test_completion_of_a_suffix_is_greedy_continuation():
             nxt = m.transformer(torch.cat((c, ref), 1))[:, -1, :32].argmax(-1, keepdim=True)
             ref = torch.cat((ref, nxt), 1)
     assert torch.equal(out.view(1, -1), ref)
+
+
+def test_a_model_loaded_under_inference_mode_samples_on_every_path(tmp_path):
+    """`with torch.inference_mode(): m = vqforge.load(...)` gives inference-tensor parameters; every decode path
+    (the packed bf16 one keys its cache on parameter versions, which such tensors lack) still samples."""
+    import vqforge
+    from vqforge.api import save_model
+    from vqforge.sampling.generate import DecodeOptions, sample_tokens
+    from vqforge.sampling.processors import SamplingSettings
+
+    save_model(tiny_net(ClassConfig(n_classes=3)), tmp_path / "m")
+    with torch.inference_mode():
+        gpt = vqforge.load(tmp_path / "m").transformer
+        cond = torch.zeros(2, 1, dtype=torch.long)
+        for precision in ("auto", "fp32"):
+            out = sample_tokens(gpt, cond, 5, SamplingSettings(top_k=10), torch.Generator().manual_seed(0),
+                                decoding=DecodeOptions(precision=precision))
+            assert out.shape == (2, 5) and int(out.max()) < gpt.config.vocab_size

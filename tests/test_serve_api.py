@@ -19,6 +19,8 @@ pytest.importorskip("uvicorn", reason="vqforge serve needs uvicorn")
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_support import CLASS_NAMES, LABEL_NAMES, Server, build_models, wait_done  # noqa: E402
 
+from vqforge.serve.forms import BadInput  # noqa: E402
+
 LIMITS = ["--max-side", "256", "--max-count", "4", "--max-upload-mb", "1", "--max-upload-pixels", "1000000"]
 
 
@@ -68,7 +70,7 @@ def test_models_page_and_static_files(client):
     assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
     labels = models["tinyseg"]["labels"]
     assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
-    assert models["tinyseg"]["tasks"] == ["synthesize", "reconstruct"] and not models["tinyseg"]["guidance"]
+    assert models["tinyseg"]["tasks"] == ["synthesize", "complete", "reconstruct"] and not models["tinyseg"]["guidance"]
     assert models["tinyvq"]["tasks"] == ["reconstruct"] and models["tinyvq"]["kind"] == "vqgan"
     assert info["limits"]["max_side"] == 256
     page = client.get("/")
@@ -144,6 +146,14 @@ def test_complete_and_reconstruct(client):
     codes = np.asarray(result_image(client, rec, 1))
     assert codes.shape == (16, 24, 3) and (codes[::4, ::4] == codes[3::4, 3::4]).all()  # one colour per 4x4 token
     assert rec["metrics"]["n_codes"] == 32 and 1 <= rec["metrics"]["codes_used"] <= 24
+    ids = np.zeros((16, 24), np.uint8)
+    ids[:, 12:] = 4
+    under = [run(client, "complete", {"model": "tinyseg", "seed": "1"},
+                 {"image": ("p.png", png(image)), "mask": ("m.png", png(mask)), "labels": ("l.png", png(ids))})
+             for _ in range(2)]  # a segmentation model completes under a label map
+    pixels = [np.asarray(result_image(client, snap)) for snap in under]
+    assert pixels[0].shape == (16, 24, 3) and np.array_equal(pixels[0], pixels[1])
+    assert client.get(under[0]["settings_url"]).json()["mode"] == "segmentation"
     bare = run(client, "reconstruct", {"model": "tinyvq"}, {"image": ("p.png", png(photo(16, 16)))})
     assert result_image(client, bare).size == (16, 16) and bare["metrics"]["token_grid"] == [4, 4]
 
@@ -179,8 +189,50 @@ def test_bundled_models_load_by_name_with_their_cards(tmp_path, monkeypatch):
     assert bundled_names() == ["fashion"]
     engines = load_engines(["fashion", str(paths["tinyseg"])], torch.device("cpu"))
     assert list(engines) == ["fashion", "tinyseg"]
-    info = engines["fashion"].describe()
-    assert info["classes"][3]["name"] == "3: dress" and info["defaults"]["top_k"] == 20
+    info = engines["fashion"].describe(256)
+    assert info["classes"][3]["name"] == "3: dress" and info["defaults"] == {"top_k": 20, "cfg": 1.5}
+
+
+def test_sizes_offered_are_the_ones_the_model_can_sample_at():
+    import torch
+
+    from vqforge.models.conditioning import SegmentationConfig
+    from vqforge.serve.engine import Engine
+    from vqforge.serve.forms import JobSettings
+    from test_sampling import tiny_net, tiny_vq
+
+    # f4 image tokens under an f8 segmentation stage: only multiples of 8 px have whole condition tokens.
+    coarse = tiny_net(SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2, 2))), block=128)
+    sides = Engine("coarse", coarse, torch.device("cpu")).sides(256)
+    assert sides["height"] == sides["width"] and {16, 24, 32, 64, 256} <= set(sides["height"])
+    assert all(side % 8 == 0 for side in sides["height"]) and 20 not in sides["height"]
+    fine = Engine("fine", tiny_net(SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5))), torch.device("cpu"))
+    assert 20 in fine.sides(256)["height"] and max(fine.sides(100)["width"]) == 96
+    engine = Engine("coarse", coarse, torch.device("cpu"))
+    for side in sides["height"]:  # every size the page offers passes the server's own check
+        assert engine.check("synthesize", JobSettings("coarse"), (side, 16)) == (side, 16)
+    with pytest.raises(BadInput, match="20x16"):
+        engine.check("synthesize", JobSettings("coarse"), (20, 16))
+
+
+def test_grayscale_model_samples_completes_and_reconstructs_gray(client):
+    info = {m["name"]: m for m in client.get("/api/models").json()["models"]}["tinygray"]
+    assert info["channels"] == 1 and info["tasks"] == ["sample", "complete", "reconstruct"]
+    assert info["defaults"] == {"cfg": 3.0, "temperature": 0.9}  # the card's "cfg"; no bool, no unknown keys
+    snap = run(client, "sample", {"model": "tinygray", "class_label": "2", "height": "16", "width": "32"})
+    assert result_image(client, snap).mode == "L" and result_image(client, snap).size == (32, 16)
+    mask = np.zeros((16, 24), np.uint8)
+    mask[:8] = 255
+    image = photo(16, 24)  # an RGB photo: the model gets its gray version
+    gray = np.asarray(Image.fromarray(image).convert("L"))
+    outputs = []
+    for sent in (image, gray):
+        snap = run(client, "complete", {"model": "tinygray", "class_label": "0", "seed": "3"},
+                   {"image": ("p.png", png(sent)), "mask": ("m.png", png(mask))})
+        rec = run(client, "reconstruct", {"model": "tinygray"}, {"image": ("p.png", png(sent))})
+        outputs.append([np.asarray(result_image(client, s)) for s in (snap, rec)])
+        assert outputs[-1][0].shape == outputs[-1][1].shape == (16, 24) and rec["metrics"]["token_grid"] == [4, 6]
+    assert all(np.array_equal(a, b) for a, b in zip(*outputs))
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -217,6 +269,14 @@ BAD = [
      400, "mask: 8x16 px, but the image is 16x16"),
     ("complete", {"model": "tinyclass"}, {"image": png(photo(18, 16)), "mask": png(np.zeros((18, 16), np.uint8))},
      400, "not a multiple"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8))},
+     400, "labels: missing file"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                        "labels": png(np.zeros((16, 8), np.uint8))}, 400, "labels: 16x8 px, but the image"),
+    ("complete", {"model": "tinyclass"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                          "labels": png(np.zeros((16, 16), np.uint8))}, 400, "takes no labels file"),
+    ("complete", {"model": "tinyseg"}, {"image": png(photo(16, 16)), "mask": png(np.full((16, 16), 255, np.uint8)),
+                                        "labels": png(LABELS_BAD)}, 400, "labels: label 7 is out of range"),
     ("teleport", {"model": "tinyclass"}, None, 404, "unknown task"),
 ]
 

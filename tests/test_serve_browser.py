@@ -6,6 +6,7 @@ Set VQFORGE_UPDATE_SCREENSHOT=1 to rewrite docs/serve.png from the screenshot ta
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -62,9 +63,9 @@ window.fetch = async (url, options) => {
 """
 
 
-@pytest.fixture
-def page(browser, server):
-    """A fresh tab on the app; fails the test on any script error or console error."""
+@contextlib.contextmanager
+def open_page(browser, url: str):
+    """A fresh tab on the app at ``url``; fails the test on any script error, console error or 4xx/5xx."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.add_init_script(RECORD_FORMS)
     tab = context.new_page()
@@ -72,26 +73,46 @@ def page(browser, server):
     tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     tab.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
     tab.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    tab.goto(server.url + "/")
+    tab.goto(url + "/")
     tab.wait_for_selector("#model option", state="attached")
     yield tab
     context.close()
     assert not problems, problems
 
 
+@pytest.fixture
+def page(browser, server):
+    with open_page(browser, server.url) as tab:
+        yield tab
+
+
+BUNDLED = ("fashion", "landscapes")
+
+
+@pytest.fixture(scope="module")
+def bundled_page(browser):
+    """The page on the bundled models (``vqforge.load("fashion")``...); skips until they are installed."""
+    from vqforge import bundled
+
+    missing = [name for name in BUNDLED if bundled.find(name) is None]
+    if missing:
+        pytest.skip(f"bundled models not installed: {', '.join(missing)} (src/vqforge/bundled/)")
+    with Server(list(BUNDLED), threads=2) as s, open_page(browser, s.url) as tab:
+        yield tab
+
+
 def choose(page, model: str, task: str, height: int, width: int) -> None:
     page.select_option("#model", model)
     page.click(f"#tabs button[data-task={task}]")
-    page.fill("#height", str(height))
-    page.fill("#width", str(width))
-    page.dispatch_event("#width", "change")
+    page.select_option("#height", str(height))  # fails unless the page offers the size
+    page.select_option("#width", str(width))
 
 
 def wait_results(page, n: int, timeout: float = 90_000) -> list[list[int]]:
     """Wait until the job is done and its n images have loaded; their (width, height)."""
     page.wait_for_selector("#results[data-state=done]", state="attached", timeout=timeout)
     page.wait_for_function(f"""() => {{ const im = [...document.querySelectorAll('img.result')];
-        return im.length === {n} && im.every(i => i.complete && i.naturalWidth > 0); }}""", timeout=timeout)
+        return im.length === {n} && im.every(i => i.complete && i.naturalWidth > 0); }}""", timeout=20_000)
     return page.eval_on_selector_all("img.result", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
 
 
@@ -110,6 +131,15 @@ def sent_images(page, url: str) -> dict[str, np.ndarray]:
     """The files of the last form the page posted to ``url``, decoded as images."""
     sent = page.evaluate("url => window.sentForms[url]", url)
     return {k: np.asarray(Image.open(io.BytesIO(bytes(v)))) for k, v in sent.items() if isinstance(v, list)}
+
+
+def screenshot(page, models: str) -> None:
+    """The page as a person sees it; with VQFORGE_UPDATE_SCREENSHOT=bundled (or tiny), docs/serve.png for the
+    README, taken on those models."""
+    shot = page.screenshot()
+    assert Image.open(io.BytesIO(shot)).size == (1280, 860)
+    if os.environ.get("VQFORGE_UPDATE_SCREENSHOT") == models:
+        (REPO / "docs" / "serve.png").write_bytes(shot)
 
 
 def test_click_sample_and_see_images_of_the_requested_size(page):
@@ -144,10 +174,7 @@ def test_paint_two_labels_and_synthesise(page):
     assert set(np.unique(ids)) == {0, 2, 4}
     assert (ids[:, :12] == 2).sum() > 40 and (ids[:, 20:] == 4).sum() > 40 and (ids[:, :12] == 4).sum() == 0
     assert wait_results(page, 2) == [[32, 32], [32, 32]]
-    if os.environ.get("VQFORGE_UPDATE_SCREENSHOT"):
-        page.screenshot(path=str(REPO / "docs" / "serve.png"))
-    shot = Image.open(io.BytesIO(page.screenshot()))
-    assert shot.size == (1280, 860)
+    screenshot(page, "tiny")
 
 
 def test_mask_and_complete_an_uploaded_photo(page):
@@ -171,6 +198,26 @@ def test_mask_and_complete_an_uploaded_photo(page):
     assert wait_results(page, 2) == [[24, 16], [24, 16]]
 
 
+def test_complete_a_photo_under_the_painted_map(page):
+    choose(page, "tinyseg", "synthesize", 16, 24)
+    page.click(".swatch[data-label='3']")
+    page.click("#seg-fill")
+    page.click("#tabs button[data-task=complete]")
+    assert page.is_visible("#complete-map")  # says which map the completion follows
+    buf = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(buf, format="PNG")
+    page.set_input_files("#complete-file", files=[{"name": "p.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_function("() => document.getElementById('complete-canvas').width === 24")
+    stroke(page, "#complete-canvas", [(0.5, 0.1), (0.5, 0.9)])
+    page.fill("#count", "1")
+    page.click("#complete-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    sent = sent_images(page, "/api/jobs/complete")
+    labels = sent["labels"][..., 0] if sent["labels"].ndim == 3 else sent["labels"]
+    assert labels.shape == sent["image"].shape[:2] == (16, 24) and (labels == 3).all()
+    assert wait_results(page, 1) == [[24, 16]]
+
+
 def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     other = browser.new_context().new_page()
     other.goto(server.url + "/")
@@ -180,7 +227,8 @@ def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     choose(other, "tinyclass", "sample", 16, 32)
     page.click("#sample-run")
     page.wait_for_selector("#results[data-state=running]", state="attached")
-    page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)")
+    page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)",
+                           timeout=120_000)  # the first live preview; slow when the machine is loaded
     other.click("#sample-run")
     other.wait_for_selector("#results[data-state=queued]", state="attached")
     assert other.inner_text("#progress-text").startswith("waiting")
@@ -190,3 +238,43 @@ def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     assert page.get_attribute("#results", "data-job") != other.get_attribute("#results", "data-job")
     assert page.locator("img.result").count() == 4  # the previews of its own job only
     other.context.close()
+
+
+def test_bundled_fashion_samples_a_class_with_its_card_settings(bundled_page):
+    from vqforge import bundled
+
+    page = bundled_page
+    card = bundled.find("fashion").card.get("sampling", {})
+    choose(page, "fashion", "sample", 28, 56)  # 56: twice the trained width, a sliding window
+    if "top_k" in card:
+        assert page.input_value("#top_k") == str(card["top_k"])
+    assert page.locator("#class_label option").count() == 11  # every class in turn + the 10 classes
+    page.select_option("#class_label", "7")
+    page.fill("#count", "2")
+    page.click("#sample-run")
+    assert wait_results(page, 2, timeout=300_000) == [[56, 28], [56, 28]]
+    assert page.inner_text("#result-0 figcaption").startswith("7")
+
+
+def test_bundled_landscapes_paint_two_labels_and_synthesise(bundled_page):
+    page = bundled_page
+    choose(page, "landscapes", "synthesize", 64, 128)
+    labels = page.eval_on_selector_all(".swatch", "els => els.map(e => [Number(e.dataset.label), e.textContent])")
+    assert len(labels) == 182
+    (sky, sky_name), (grass, grass_name) = labels[156], labels[123]  # COCO-Stuff ids (0-based)
+    page.fill("#palette-filter", sky_name)  # 182 labels: found by name
+    assert sky_name in page.locator(".swatch:visible").all_inner_texts()
+    page.click(f".swatch[data-label='{sky}']")
+    page.click("#seg-fill")
+    page.fill("#palette-filter", "")
+    page.click(f".swatch[data-label='{grass}']")
+    page.select_option("#seg-brush", "32")
+    page.fill("#count", "1")
+    stroke(page, "#seg-canvas", [(0.0, 0.8), (0.5, 0.7), (1.0, 0.8)])
+    page.click("#synthesize-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    ids = sent_images(page, "/api/jobs/synthesize")["labels"]
+    ids = ids[..., 0] if ids.ndim == 3 else ids
+    assert ids.shape == (64, 128) and set(np.unique(ids)) == {sky, grass}
+    assert wait_results(page, 1, timeout=300_000) == [[128, 64]]
+    screenshot(page, "bundled")

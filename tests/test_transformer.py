@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import nearest_codes
 
 import vqforge
 from vqforge.models.conditioning import (ClassConfig, ConditionConfig, DepthConfig, EdgesConfig, LowresConfig,
@@ -100,19 +101,10 @@ def test_spatial_modes_tokens_and_grids():
     lo, hi = raw.amin((1, 2), keepdim=True), raw.amax((1, 2), keepdim=True)
     torch.testing.assert_close(c, ((raw - lo) / (hi - lo) * 2 - 1)[:, None])  # per-image min/max to [-1, 1]
     tokens = depth.encode_to_c(c)
-    assert tokens.shape == (2, 16) and torch.equal(tokens, _nearest_codes(depth.cond_stage, c))  # f4: 4x4
+    assert tokens.shape == (2, 16) and torch.equal(tokens, nearest_codes(depth.cond_stage, c))  # f4: 4x4
     assert depth.decode_cond(tokens, depth.cond_hw((16, 16))).shape == (2, 1, 16, 16)
     unc = tiny(UnconditionalConfig(sos_token=7))
     assert unc.encode_to_c(x).tolist() == [[7], [7]] and unc.cond_hw((16, 16)) is None
-
-
-def _nearest_codes(stage, x: torch.Tensor) -> torch.Tensor:
-    """Raster-order ids (B, h*w) of the codebook vectors nearest to a VQGAN's latents of ``x``, written out."""
-    with torch.no_grad():
-        h = stage.encode_latents(x)  # (B, D, h, w)
-        flat = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1, h.shape[1])  # (B, h*w, D)
-        book = stage.quantize.embedding.weight  # (n_codes, D)
-        return ((flat[:, :, None, :] - book[None, None]) ** 2).sum(-1).argmin(-1)  # (B, h*w)
 
 
 def test_canny_finds_the_outline_of_a_square():
@@ -202,6 +194,13 @@ def test_activation_checkpointing_gives_the_same_gradients():
         m.loss(*m.forward_tokens(z, c)).backward()
     for (n, p), q in zip(a.transformer.named_parameters(), b.transformer.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=n)
+    saved = {}
+    for name, m in (("plain", a), ("checkpointed", b)):  # tensors kept for the backward pass (Block.checkpoint)
+        count = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, count=count: count.append(1) or t, lambda t: t):
+            m.loss(*m.forward_tokens(z, c))
+        saved[name] = len(count)
+    assert saved["checkpointed"] < saved["plain"] / 2, saved
     # the KV-cache path still works on a checkpointed model
     b.eval()
     assert sample_tokens(b, c, 16, greedy=True).shape == (4, 16)

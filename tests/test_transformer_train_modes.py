@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import nearest_codes
 
 import vqforge
 from vqforge.models.conditioning import (ClassConfig, CoordConfig, EdgesConfig, LowresConfig, UnconditionalConfig)
@@ -159,6 +160,13 @@ def test_encode_labels_from_folders(stages, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("vqforge: error:") and len(r.stderr.strip().splitlines()) == 1
 
 
+def _depth_ramp(w: int, h: int, i: int):
+    """Photo ``i``'s depth map (h, w) float32: a raster-order ramp, curved differently per photo."""
+    import numpy as np
+
+    return (np.linspace(0.0, 1.0, w * h, dtype=np.float32) ** (1 + i) * 50 + 1).reshape(h, w)
+
+
 def test_encode_depth_maps_and_label_file(stages, tmp_path):
     """Depth maps in the D-RIN layout (RGBA PNG whose 4 bytes are one float32) pair with the photos; labels
     come from a 'relative/path label' file."""
@@ -177,7 +185,7 @@ def test_encode_depth_maps_and_label_file(stages, tmp_path):
     for i, p in enumerate(photos):
         rel = p.relative_to(PHOTOS)
         w, h = Image.open(p).size
-        depth = np.linspace(1.0, 50.0 + i, w * h, dtype=np.float32).reshape(h, w)  # a ramp, brighter per photo
+        depth = _depth_ramp(w, h, i)
         out = tmp_path / "depthmaps" / rel.with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(depth.view(np.uint8).reshape(h, w, 4), mode="RGBA").save(out)
@@ -192,7 +200,17 @@ def test_encode_depth_maps_and_label_file(stages, tmp_path):
     ds = TokenDataset(tmp_path / "tok")
     assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]
     assert ds.label_names == ["a", "b"] and [int(ds[i]["label"]) for i in range(4)] == [0, 1, 0, 1]
-    assert ds[0]["cond"].shape == (64,)
+    # each photo's condition tokens: its own depth map, cut as the photo (96x64 -> smallest side 32 -> 48x32,
+    # bilinear; centre 32x32), normalised to [-1, 1] by its own min/max, coded by the depth stage (nearest codes)
+    stage = vqforge.load(tmp_path / "depth")
+    for i, p in enumerate(photos):
+        assert Image.open(p).size == (96, 64)
+        resized = Image.fromarray(_depth_ramp(96, 64, i), "F").resize((48, 32), Image.BILINEAR)
+        cut = np.asarray(resized.crop((8, 0, 40, 32)))
+        d = torch.from_numpy(cut.copy())[None, None]  # (1, 1, 32, 32)
+        expect = nearest_codes(stage, (d - d.min()) / (d.max() - d.min()) * 2 - 1)[0]  # (64,): f4 on 32 px
+        assert torch.equal(torch.as_tensor(ds[i]["cond"]).long(), expect), p
+    assert len({tuple(ds[i]["cond"].tolist()) for i in range(4)}) == 4  # each photo its own map: pairing shows
 
 
 # Runs under torchrun: the CLI trains; a forward pre-hook keeps this rank's GPT, whose weights are saved at exit.

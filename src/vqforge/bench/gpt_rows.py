@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..devices import autocast, resolve_precision
+from ..devices import resolve_precision
 from ..models.gpt import GPT, GPTConfig
 from ..sampling.generate import DecodeOptions, decode_path, sample_tokens
 from ..sampling.processors import SamplingSettings
+from ..train.numerics import adam, autocast
 from ..train.transformer import param_groups
 from . import original
-from .measure import Contestant, held_tensors
+from .measure import Contestant, held_tensors, is_fused
 from .rows import EXACT, EXACT_LEVERS, FAST, FAST_LEVERS, ORIGINAL, GPTSpec, Levers, Row
 
 LR, BETAS, WEIGHT_DECAY = 1e-4, (0.9, 0.95), 0.01  # the original's AdamW settings (lr does not matter here)
@@ -63,9 +64,13 @@ def _tokens(spec: GPTSpec, device: torch.device) -> tuple[torch.Tensor, torch.Te
 
 # ============================================================================================ training step
 def _train_contestant(name: str, gpt: torch.nn.Module, spec: GPTSpec, device: torch.device, amp: bool,
-                      fused: bool, compile: bool = False) -> Contestant:
+                      fused: bool, compile: bool = False, trainer: bool = True) -> Contestant:
+    """One training step of ``gpt``: vqforge's as its trainer takes it (its precision context, its AdamW with
+    minGPT's parameter groups, the loss from fp32 logits), or (``trainer=False``) the original's plain AdamW."""
     idx, targets = _tokens(spec, device)
-    opt = torch.optim.AdamW(param_groups(gpt, WEIGHT_DECAY), lr=LR, betas=BETAS, **({"fused": True} if fused else {}))
+    groups = param_groups(gpt, WEIGHT_DECAY)
+    opt = (adam(groups, LR, BETAS, decoupled=True, fused=fused) if trainer
+           else torch.optim.AdamW(groups, lr=LR, betas=BETAS))
     dtype = torch.bfloat16 if amp else torch.float32
     gpt.train()
     net = torch.compile(gpt) if compile else gpt
@@ -79,7 +84,7 @@ def _train_contestant(name: str, gpt: torch.nn.Module, spec: GPTSpec, device: to
         loss.backward()
         opt.step()
 
-    note = ", ".join(p for p in ("bf16 autocast" if amp else "fp32", "fused AdamW" if fused else "",
+    note = ", ".join(p for p in ("bf16 autocast" if amp else "fp32", "fused AdamW" if is_fused(opt) else "",
                                  "torch.compile" if compile else "") if p)
     return Contestant(name, run, held=lambda: held_tensors(gpt, opt), note=note, warmup=int(compile))
 
@@ -92,7 +97,8 @@ def gpt_train_row(spec: GPTSpec, device: torch.device, with_original: bool, targ
     row = Row("gpt_train", f"{spec.label()} train step, batch {spec.batch} x {spec.tokens}, AdamW", "tok/s",
               items=spec.batch * spec.tokens, target=target, agreement=agreement(orig, ours, spec, device))
     if orig is not None:
-        row.contestants.append(_train_contestant(ORIGINAL, orig, spec, device, amp=False, fused=False))
+        row.contestants.append(_train_contestant(ORIGINAL, orig, spec, device, amp=False, fused=False,
+                                                  trainer=False))
     for name, lv in (variants or {EXACT: EXACT_LEVERS, FAST: FAST_LEVERS}).items():
         gpt = GPT(ours.config).to(device)
         gpt.load_state_dict(ours.state_dict())

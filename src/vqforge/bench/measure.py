@@ -167,6 +167,11 @@ def held_tensors(*objs) -> list[torch.Tensor]:
     return out
 
 
+def is_fused(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt`` runs torch's fused kernel (what a contestant's note says it ran, not what it asked for)."""
+    return bool(opt.defaults.get("fused"))
+
+
 # ============================================================================================ timing
 def sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -13,15 +13,16 @@ import io
 import torch
 from torch import nn
 
-from ..devices import autocast, resolve_precision
+from ..devices import resolve_precision
 from ..losses.perceptual import LPIPS
 from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
 from ..models.inference import VQGANRunner
 from ..models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from ..quantizers import VQConfig
+from ..train.numerics import adam, autocast
 from ..train.vqgan import discriminator_step, generator_step
 from . import original
-from .measure import Contestant, held_tensors
+from .measure import Contestant, held_tensors, is_fused
 from .rows import EXACT, EXACT_LEVERS, FAST, FAST_LEVERS, ORIGINAL, Levers, Row, VQGANSpec
 
 LR, BETAS = 4.5e-6, (0.5, 0.9)  # the original's base rate and betas
@@ -116,7 +117,8 @@ def _original_train_step(orig: nn.Module, x: torch.Tensor) -> Contestant:
 
 
 def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: str) -> Contestant:
-    """vqforge's step (``generator_step`` then ``discriminator_step`` on the kept reconstruction) with ``levers``."""
+    """vqforge's step as its trainer takes it (``generator_step``, then ``discriminator_step`` on the kept
+    reconstruction; the trainer's precision context and Adam) with ``levers``."""
     device = models.device
     model, loss = models.vqgan(), models.loss()
     amp = resolve_precision(levers.precision, device) == torch.bfloat16
@@ -125,9 +127,8 @@ def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: s
         model = model.to(memory_format=torch.channels_last)
         loss = loss.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    fused = {"fused": True} if levers.fused else {}
-    opt_ae = torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS, **fused)
-    opt_disc = torch.optim.Adam(loss.discriminator.parameters(), lr=LR, betas=BETAS, **fused)
+    opt_ae = adam(model.parameters(), LR, BETAS, fused=levers.fused)
+    opt_disc = adam(loss.discriminator.parameters(), LR, BETAS, fused=levers.fused)
     model.train()
     loss.train()
     net = torch.compile(model) if levers.compile else model
@@ -141,7 +142,7 @@ def vqforge_train_step(models: _Models, x: torch.Tensor, levers: Levers, name: s
         opt_disc.step()
 
     note = ("bf16 autocast" if amp else "fp32") + "".join(
-        f", {k}" for k, on in (("channels_last", levers.channels_last), ("fused Adam", levers.fused),
+        f", {k}" for k, on in (("channels_last", levers.channels_last), ("fused Adam", is_fused(opt_ae)),
                                ("torch.compile", levers.compile)) if on)
     return Contestant(name, run, held=lambda: held_tensors(model, loss, opt_ae, opt_disc),
                       note=note + "; discriminator reuses the reconstruction", warmup=int(levers.compile))

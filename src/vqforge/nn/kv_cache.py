@@ -6,11 +6,13 @@ import torch
 
 
 class KVCache:
-    """Keys and values of every layer, written by position.
+    """Keys and values of every layer, written by position; :meth:`update` is its only writer.
 
-    Shapes: ``k[layer]`` and ``v[layer]`` are (B, n_head, max_len, head_dim). ``length`` is how many
-    positions hold valid entries. The buffers never change shape, so a decode step over them can be
-    compiled or graph-captured.
+    Shapes: ``k[layer]`` and ``v[layer]`` are (B, n_head, max_len, head_dim). ``length`` is how many leading
+    positions have been written (one past the highest position written since the last :meth:`reset`). The
+    buffers, ``length``'s included, never change shape or address, so a decode step over them can be compiled
+    or CUDA-graph captured. Attention reads the whole buffer under a mask built from the query positions, so
+    slots left over from an earlier sequence are never attended.
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
@@ -19,20 +21,36 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
-        self.length = 0
+        self._length = torch.zeros((), dtype=torch.long, device=device)  # updated in place, in-graph
 
     @property
     def batch_size(self) -> int:
         return self.k.shape[1]
 
-    def reset(self) -> None:
-        self.length = 0
+    @property
+    def length(self) -> int:
+        """One past the highest position written since the last :meth:`reset` (reading it synchronises)."""
+        return int(self._length)
 
-    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, nh, T, hs) at positions [start, start+T) of ``layer``; return all valid keys/values."""
-        end = start + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache overflow: position {end} > max_len {self.max_len}")
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, nh, end, hs)
+    def reset(self) -> None:
+        self._length.zero_()
+
+    def static(self) -> "KVCache":
+        """Mark the buffers as fixed-address inputs for ``torch.compile`` (CUDA graphs write into them)."""
+        for t in (self.k, self.v, self._length):
+            torch._dynamo.mark_static_address(t)
+        return self
+
+    def update(self, layer: int, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, nh, T, hs) of ``layer`` at positions ``input_pos`` (T,); return the whole buffers.
+
+        The returned keys/values are (B, nh, max_len, hs); the caller masks the slots its queries may not see.
+        Positions outside [0, max_len) raise an IndexError (eagerly) before anything is written.
+        """
+        keys, values = self.k[layer], self.v[layer]  # (B, nh, M, hs)
+        keys.index_copy_(2, input_pos, k.to(keys.dtype))
+        values.index_copy_(2, input_pos, v.to(values.dtype))
+        if layer == 0:
+            self._length.copy_(torch.maximum(self._length, input_pos.max() + 1))
+        return keys, values

@@ -70,9 +70,11 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
     def page() -> HTMLResponse:
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"), headers=NO_STORE)
 
+    described = [e.describe(limits.max_side) for e in engines.values()]  # once: the offered sizes take checks
+
     @app.get("/api/models")
     def models() -> dict:
-        return {"version": __version__, "models": [e.describe() for e in engines.values()],
+        return {"version": __version__, "models": described,
                 "limits": {"max_side": limits.max_side, "max_count": limits.max_count,
                            "max_upload_mb": limits.max_upload_mb, "max_upload_pixels": limits.max_upload_pixels}}
 

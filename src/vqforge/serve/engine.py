@@ -65,9 +65,15 @@ def _card_of(path: Path) -> dict:
         return {}
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
-    card["sampling"] = {k: sampling[k] for k in ("top_k", "top_p", "temperature", "cfg")
-                        if isinstance(sampling.get(k), (int, float)) and not isinstance(sampling.get(k), bool)}
+    card["sampling"] = {CARD_KEYS[k]: v for k, v in sampling.items()
+                        if k in CARD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
     return card
+
+
+#: Model card ``sampling`` keys -> the page's fields (guidance as the CLI's ``--cfg`` or SamplingSettings' name).
+CARD_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "cfg", "cfg_scale": "cfg"}
+#: Output sides offered on the page, as ratios of the trained side (then whole multiples up to --max-side).
+SIDE_RATIOS = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5)
 
 
 class Engine:
@@ -87,9 +93,10 @@ class Engine:
         self.vqgan = model.first_stage if self.net is not None else model
         self.factor = self.vqgan.downsample_factor
         self.card = card or {}
-        if self.vqgan.config.ddconfig.in_channels != 3:
-            raise VQForgeError(f"{name}: a VQGAN of {self.vqgan.config.ddconfig.in_channels}-channel inputs; "
-                               f"the web app reconstructs RGB photos")
+        self.channels = self.vqgan.config.ddconfig.in_channels  # photos are converted to this (1: gray)
+        if self.channels not in (1, 3):
+            raise VQForgeError(f"{name}: a VQGAN of {self.channels}-channel inputs; the web app works on RGB or "
+                               f"grayscale images")
         self.condition = self.net.condition if self.net is not None else None
         self.classes = self._class_list()  # [(id, caption)]: the labels a sample may ask for
         self.free = self.condition is not None and self.condition.default_input(1, self.trained_hw) is not None
@@ -98,8 +105,8 @@ class Engine:
     # ------------------------------------------------------------------------------------------- describing
     @property
     def tasks(self) -> tuple[str, ...]:
-        tasks = ("sample", "complete") if self.classes or self.free else ()
-        return tasks + (("synthesize",) if self.n_labels else ()) + ("reconstruct",)
+        tasks = (("sample",) if self.classes or self.free else ()) + (("synthesize",) if self.n_labels else ())
+        return tasks + (("complete",) if tasks else ()) + ("reconstruct",)  # complete: under a class or a map
 
     @property
     def trained_hw(self) -> tuple[int, int]:
@@ -108,13 +115,14 @@ class Engine:
         r = self.vqgan.config.ddconfig.resolution
         return r, r
 
-    def describe(self) -> dict:
-        """What the page needs to build its controls for this model."""
+    def describe(self, max_side: int) -> dict:
+        """What the page needs to build its controls for this model (sizes up to ``max_side`` px)."""
         guidance = self.condition is not None and self.condition.null_id is not None
         info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan",
                 "mode": self.condition.name if self.condition is not None else None, "tasks": list(self.tasks),
                 "trained_size": list(self.trained_hw), "factor": self.factor, "n_codes": self.vqgan.n_codes,
-                "guidance": guidance, "defaults": self.card.get("sampling", {})}
+                "channels": self.channels, "guidance": guidance, "defaults": self.card.get("sampling", {}),
+                "sides": self.sides(max_side)}
         if self.classes:
             info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
         if self.n_labels:
@@ -123,6 +131,29 @@ class Engine:
             info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}
                               for i in range(self.n_labels)]
         return info
+
+    def sides(self, max_side: int) -> dict[str, list[int]]:
+        """The output heights and widths the page offers: simple ratios of the trained side (whole multiples
+        above 3.5x), on the downsampling grid, up to ``max_side``, that the model can sample at (with the other
+        side at its trained value: the checks are per axis)."""
+        def offered(axis: int) -> list[int]:
+            trained, out = self.trained_hw[axis], []
+            ratios = list(SIDE_RATIOS) + list(range(4, max_side // max(trained, 1) + 1))
+            for side in sorted({max(1, round(trained * r / self.factor)) * self.factor for r in ratios}):
+                hw = list(self.trained_hw)
+                hw[axis] = side
+                if side <= max_side and (self.net is None or self._fits(tuple(hw))):
+                    out.append(side)
+            return out
+
+        return {"height": offered(0), "width": offered(1)}
+
+    def _fits(self, hw: tuple[int, int]) -> bool:
+        try:
+            layout(self.net, hw)
+        except ValueError:
+            return False
+        return True
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, task: str, s: JobSettings, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -154,13 +185,15 @@ class Engine:
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
         """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
         lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
-        c = self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)  # (1, ...)
-        return self._draw("synthesize", s, lay, [c], progress)
+        return self._draw("synthesize", s, lay, [self._map_input(ids)], progress)
 
-    def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress) -> Output:
-        """``s.count`` completions of ``image`` (3, H, W) where ``mask`` (H, W) is True."""
+    def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress,
+                 ids: np.ndarray | None = None) -> Output:
+        """``s.count`` completions of ``image`` (C, H, W) where ``mask`` (H, W) is True; a segmentation model
+        completes under the label map ``ids`` (H, W)."""
         lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
-        out = self._draw("complete", s, lay, self._inputs(s), progress, image, mask)
+        inputs = [self._map_input(ids)] if ids is not None else self._inputs(s)
+        out = self._draw("complete", s, lay, inputs, progress, image, mask)
         out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
         return out
 
@@ -191,6 +224,10 @@ class Engine:
     def _caption(self, c: torch.Tensor) -> str:
         """What the condition records about one model input (a class: its id and name), as a caption."""
         return ": ".join(str(v) for v in self.condition.input_record(c).values())
+
+    def _map_input(self, ids: np.ndarray) -> torch.Tensor:
+        """A label map (H, W) as the model input (1, ...)."""
+        return self.condition.build_input(raw=torch.from_numpy(ids)[None]).to(self.device)
 
     def _inputs(self, s: JobSettings) -> list[torch.Tensor | None]:
         """Per-sample model inputs (1, ...): ``s.class_label``, or each label in turn; ``[None]`` for a model without

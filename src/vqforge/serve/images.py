@@ -60,9 +60,11 @@ def _within_side(im, what: str, limits: Limits):
     return im
 
 
-def decode_photo(data: bytes, what: str, limits: Limits, factor: int = 1, crop: bool = False) -> torch.Tensor:
-    """An uploaded photo as (3, H, W) in [-1, 1]; sides must be multiples of ``factor`` (``crop``: centre-cropped)."""
-    im = _within_side(decode_image(data, what, limits), what, limits).convert("RGB")
+def decode_photo(data: bytes, what: str, limits: Limits, factor: int = 1, channels: int = 3,
+                 crop: bool = False) -> torch.Tensor:
+    """An uploaded photo as (C, H, W) in [-1, 1], ``channels`` 3 (RGB) or 1 (gray); sides must be multiples of
+    ``factor`` (``crop``: centre-cropped)."""
+    im = _within_side(decode_image(data, what, limits), what, limits).convert("L" if channels == 1 else "RGB")
     w, h = im.size
     if crop:
         w2, h2 = w // factor * factor, h // factor * factor

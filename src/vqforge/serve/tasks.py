@@ -10,16 +10,24 @@ from .forms import BadInput, JobSettings, Limits
 from .images import decode_labels, decode_mask, decode_photo, png_bytes
 from .jobs import Job
 
-#: The file fields each task takes.
-FILES = {"sample": (), "synthesize": ("labels",), "complete": ("image", "mask"), "reconstruct": ("image",)}
+#: The file fields each task takes (complete: ``labels`` only for segmentation models, see :func:`needed`).
+FILES = {"sample": (), "synthesize": ("labels",), "complete": ("image", "mask", "labels"), "reconstruct": ("image",)}
+
+
+def needed(task: str, engine: Engine) -> tuple[str, ...]:
+    """The files a job of ``task`` on ``engine`` needs: a segmentation model completes under a label map."""
+    return tuple(f for f in FILES[task] if f != "labels" or engine.n_labels)
 
 
 def prepare(task: str, engine: Engine, s: JobSettings, uploads: dict[str, bytes], limits: Limits
             ) -> Callable[[Job], None]:
     """Check everything a job of ``task`` needs now (:class:`BadInput` on any problem); return its work."""
-    for name in FILES[task]:
+    files = needed(task, engine)
+    for name in files:
         if name not in uploads:
-            raise BadInput(f"{name}: missing file (this task takes: {', '.join(FILES[task])})")
+            raise BadInput(f"{name}: missing file (this task takes: {', '.join(files)})")
+    for name in set(uploads) - set(files):
+        raise BadInput(f"{name}: model {engine.name!r} takes no {name} file for {task}")
     if task == "sample":
         engine.check(task, s)
         return _work(lambda report: engine.sample(s, report))
@@ -28,11 +36,15 @@ def prepare(task: str, engine: Engine, s: JobSettings, uploads: dict[str, bytes]
         engine.check(task, s, ids.shape)
         return _work(lambda report: engine.synthesize(s, ids, report))
     if task == "complete":
-        image = decode_photo(uploads["image"], "image", limits, engine.factor)
+        image = decode_photo(uploads["image"], "image", limits, engine.factor, engine.channels)
         mask = decode_mask(uploads["mask"], "mask", limits, tuple(image.shape[1:]))
+        ids = decode_labels(uploads["labels"], "labels", limits, engine.n_labels) if engine.n_labels else None
+        if ids is not None and ids.shape != tuple(image.shape[1:]):
+            raise BadInput(f"labels: {ids.shape[0]}x{ids.shape[1]} px, but the image is "
+                           f"{image.shape[1]}x{image.shape[2]} px")
         engine.check(task, s, tuple(image.shape[1:]))
-        return _work(lambda report: engine.complete(s, image, mask, report))
-    image = decode_photo(uploads["image"], "image", limits, engine.factor, crop=True)
+        return _work(lambda report: engine.complete(s, image, mask, report, ids))
+    image = decode_photo(uploads["image"], "image", limits, engine.factor, engine.channels, crop=True)
     engine.check(task, s, tuple(image.shape[1:]))
     return _work(lambda report: engine.reconstruct(s, image))
 

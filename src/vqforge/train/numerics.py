@@ -29,14 +29,15 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return _autocast(device, dtype)
 
 
-def adam(params: Any, lr: float, betas: tuple[float, ...], weight_decay: float = 0.0, decoupled: bool = False
-         ) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` (or ``AdamW`` when ``decoupled``), fused where available for these parameters."""
+def adam(params: Any, lr: float, betas: tuple[float, ...], weight_decay: float = 0.0, decoupled: bool = False,
+         fused: bool = True) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` (or ``AdamW`` when ``decoupled``), fused where available for these parameters
+    (``fused=False``: torch's default kernel, e.g. to measure what fusing buys)."""
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     groups = list(params)
     tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     kinds = {p.device.type for p in tensors}
-    fused = len(kinds) == 1 and kinds <= {"cpu", "cuda"} and all(p.dtype == torch.float32 for p in tensors)
+    fused = fused and len(kinds) == 1 and kinds <= {"cpu", "cuda"} and all(p.dtype == torch.float32 for p in tensors)
     kwargs = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay}
     if fused:
         try:

@@ -44,12 +44,7 @@ function setModel(name) {
   const cls = $("class_label");
   cls.length = 1;
   for (const c of m.classes || []) cls.add(new Option(c.name, c.id));
-  for (const id of ["height", "width"]) {
-    $(id).step = m.factor;
-    $(id).max = state.limits.max_side;
-  }
-  $("height").value = m.trained_size[0];
-  $("width").value = m.trained_size[1];
+  ["height", "width"].forEach((id, axis) => sideOptions($(id), m.sides[id], m.trained_size[axis]));
   $("count").max = state.limits.max_count;
   const defaults = { top_k: 100, top_p: 1, temperature: 1, cfg: 0, ...(m.defaults || {}) };
   for (const [k, v] of Object.entries(defaults)) $(k).value = v;  // the model card's suggested settings
@@ -68,8 +63,25 @@ function selectTask(task) {
   const m = state.model;
   document.querySelector(".for-class").hidden = !(m.classes && ["sample", "complete"].includes(task));
   for (const el of document.querySelectorAll(".for-sampling")) el.hidden = task === "reconstruct";
+  $("complete-map").hidden = !m.labels;
   $("size-note").textContent = task === "synthesize" ? "the output has the map's size" :
     task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "";
+}
+
+// The sides the server offers for this model (ratios of the trained side it can sample at), trained selected.
+function sideOptions(select, sides, trained) {
+  select.length = 0;
+  for (const side of sides) {
+    const ratio = Math.round((side / trained) * 100) / 100;
+    select.add(new Option(`${side} (${side === trained ? "trained" : `${ratio}×`})`, side));
+  }
+  select.value = trained;
+}
+
+// Select `side` in a size list, adding it when it is not offered (the size of an uploaded map).
+function selectSide(select, side) {
+  if (![...select.options].some((o) => Number(o.value) === side)) select.add(new Option(`${side} (the map's)`, side));
+  select.value = side;
 }
 
 function size() {
@@ -95,6 +107,15 @@ function buildPalette(labels) {
   }
   seg.colors = labels.map((l) => hexColor(l.color));
   if (labels.length) box.children[Math.min(1, labels.length - 1)].click();
+  const filter = $("palette-filter");
+  filter.hidden = labels.length <= 24;  // many labels (COCO-Stuff: 182): find one by name
+  filter.value = "";
+  box.classList.toggle("long", labels.length > 24);
+}
+
+function filterPalette(text) {
+  const t = text.trim().toLowerCase();
+  for (const b of $("palette").children) b.hidden = t !== "" && !b.textContent.toLowerCase().includes(t);
 }
 
 function renderLabels(rgba, grid) {
@@ -166,8 +187,9 @@ async function loadLabels(input) {
     const ids = new Uint8Array(c.width * c.height);
     for (let i = 0; i < ids.length; i++) ids[i] = px[4 * i];
     seg.set(ids, c.width, c.height);
-    $("height").value = c.height;
-    $("width").value = c.width;
+    selectSide($("height"), c.height);
+    selectSide($("width"), c.width);
+    resizeImages();  // the photo and its mask follow the map's size
     banner("");
   } catch (e) {
     banner(e.message);
@@ -199,6 +221,7 @@ async function run(task) {
     form.append("image", await blob(task === "complete" ? state.photoCanvas : $("reconstruct-canvas")), "image.png");
   }
   if (task === "complete") form.append("mask", await mask.toPNG(255), "mask.png");
+  if (task === "complete" && state.model.labels) form.append("labels", await seg.toPNG(), "labels.png");
   try {
     follow(await api(`/api/jobs/${task}`, { method: "POST", body: form }));
   } catch (e) {
@@ -227,6 +250,22 @@ function follow(snap) {
     show(s);
     if (FINISHED.includes(s.state)) events.close();
   };
+  events.onerror = () => lostStream(events, snap.id);
+}
+
+// The progress stream broke: the browser retries on its own; when it gives up, ask once for the job's state.
+async function lostStream(events, id) {
+  if (state.job !== id) return;
+  $("progress-text").textContent = "connection lost, reconnecting…";
+  if (events.readyState !== EventSource.CLOSED) return;
+  try {
+    show(await api(`/api/jobs/${id}`));
+  } catch (e) {
+    $("results").dataset.state = "lost";
+    $("cancel").disabled = true;
+    for (const b of document.querySelectorAll("button.go")) b.disabled = false;
+    banner(`lost job ${id}: ${e.message === "Failed to fetch" ? "the server is not answering" : e.message}`);
+  }
 }
 
 function show(snap) {
@@ -286,6 +325,7 @@ function wireControls() {
   seg.size = Number($("seg-brush").value);
   mask.size = Number($("mask-brush").value);
   $("seg-fill").onclick = () => seg.fill(seg.value);
+  $("palette-filter").oninput = (e) => filterPalette(e.target.value);
   $("seg-file").onchange = (e) => loadLabels(e.target);
   $("complete-file").onchange = (e) => loadPhoto(e.target);
   $("reconstruct-file").onchange = (e) => loadPhoto(e.target);
