@@ -31,7 +31,7 @@ def build_models(root: Path) -> dict[str, Path]:
     classes = ClassConfig(n_classes=5, null_class=True, names=tuple(CLASS_NAMES))
     save_model(tiny_net(classes), paths["tinyclass"], extra={"sampling": {"top_k": 20, "cfg_scale": 1.5}})
     seg = SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2)))
-    save_model(tiny_net(seg, seed=1), paths["tinyseg"], extra={"label_names": LABEL_NAMES})
+    save_model(tiny_net(seg, seed=1), paths["tinyseg"], extra={"label_names": LABEL_NAMES, "common_labels": [3, 1, 9, 3]})
     save_model(VQGAN(tiny_vq()).eval(), paths["tinyvq"])
     torch.manual_seed(2)
     gpt = GPTConfig(vocab_size=64, block_size=96, n_layer=2, n_head=2, n_embd=32)

@@ -186,3 +186,18 @@ def test_a_training_run_skips_and_counts_unreadable_images(tmp_path, one_thread)
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert result.step == 6 and result.skipped_images == 2
     assert [m for m in logs if "data/skipped_images" in m][-1]["data/skipped_images"] == 2
+
+
+def test_one_resize_and_crop_rule_for_every_cut():
+    """plan_crop: smallest side to the resize, the (square or whole) crop, then its centre at multiples of a
+    downsampling factor (the boxes worked out by hand); too small for the factor is one line naming the file."""
+    from vqforge.data.images import Crop, plan_crop
+
+    # 50x30 -> smallest side 20: 33x20; the whole image cut to multiples of 8: 32x16 from (0, 2)
+    assert plan_crop((50, 30), None, resize=20, multiple_of=8) == Crop((33, 20), (0, 2, 32, 18))
+    # a centred 20 px square of the 33x20 image starts at x 6; its centre at multiples of 8 is 16 px from (8, 2)
+    assert plan_crop((50, 30), 20, multiple_of=8) == Crop((33, 20), (8, 2, 24, 18))
+    assert plan_crop((50, 30), 20) == Crop((33, 20), (6, 0, 26, 20))
+    assert plan_crop((50, 30), None) == Crop((50, 30), (0, 0, 50, 30))  # no resize, no crop
+    with pytest.raises(VQForgeError, match=r"^tiny.png: image of 5x6 px is smaller than the model's downsampling"):
+        plan_crop((6, 5), None, source="tiny.png", multiple_of=8)

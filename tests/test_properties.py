@@ -14,7 +14,8 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is a dev depen
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from vqforge.imageio import load_image_tensor, read_image  # noqa: E402
+from vqforge.data.images import load_image_tensor  # noqa: E402
+from vqforge.imageio import read_image  # noqa: E402
 from vqforge.io import VQForgeError  # noqa: E402
 from vqforge.sampling.complete import token_mask  # noqa: E402
 from vqforge.sampling.generate import EXACT  # noqa: E402

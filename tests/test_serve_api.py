@@ -69,7 +69,9 @@ def test_models_page_and_static_files(client):
     assert [c["name"] for c in models["tinyclass"]["classes"]] == [f"{i}: {n}" for i, n in enumerate(CLASS_NAMES)]
     assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
     labels = models["tinyseg"]["labels"]
-    assert [lab["name"] for lab in labels] == LABEL_NAMES and len({lab["color"] for lab in labels}) == 5
+    assert [lab["id"] for lab in labels] == [3, 1, 0, 2, 4]  # the card's common labels first (9: no such label)
+    assert [lab["name"] for lab in labels] == [LABEL_NAMES[i] for i in (3, 1, 0, 2, 4)]
+    assert len({lab["color"] for lab in labels}) == 5
     assert models["tinyseg"]["tasks"] == ["synthesize", "complete", "reconstruct"] and not models["tinyseg"]["guidance"]
     assert models["tinyvq"]["tasks"] == ["reconstruct"] and models["tinyvq"]["kind"] == "vqgan"
     assert info["limits"]["max_side"] == 256

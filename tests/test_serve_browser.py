@@ -142,6 +142,23 @@ def screenshot(page, models: str) -> None:
         (REPO / "docs" / "serve.png").write_bytes(shot)
 
 
+def one_channel(image: np.ndarray) -> np.ndarray:
+    """A gray image the page sent (R = G = B when it has channels) as (H, W)."""
+    return image[..., 0] if image.ndim == 3 else image
+
+
+def brush_and_complete(page, png: bytes, width: int, points: list[tuple[float, float]], count: int) -> dict:
+    """Upload the photo ``png`` on the Complete tab, brush the mask through ``points``, complete ``count`` images;
+    the files the page sent, decoded."""
+    page.set_input_files("#complete-file", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png}])
+    page.wait_for_function(f"() => document.getElementById('complete-canvas').width === {width}")
+    stroke(page, "#complete-canvas", points)
+    page.fill("#count", str(count))
+    page.click("#complete-run")
+    page.wait_for_selector("#results[data-job]", state="attached")
+    return sent_images(page, "/api/jobs/complete")
+
+
 def test_click_sample_and_see_images_of_the_requested_size(page):
     choose(page, "tinyclass", "sample", 32, 48)
     assert page.input_value("#top_k") == "20" and page.input_value("#cfg") == "1.5"  # the model card's settings
@@ -158,6 +175,10 @@ def test_click_sample_and_see_images_of_the_requested_size(page):
 
 def test_paint_two_labels_and_synthesise(page):
     choose(page, "tinyseg", "synthesize", 32, 32)
+    assert page.get_attribute(".swatch[aria-pressed=true]", "data-label") == "1"  # the card's second common label
+    first = page.evaluate("() => state.model.labels.find(l => l.id === 3).color")  # "#rrggbb"
+    pixel = page.eval_on_selector("#seg-canvas", "c => [...c.getContext('2d').getImageData(0, 0, 1, 1).data]")
+    assert pixel == [*bytes.fromhex(first[1:]), 255]  # a new map is filled with the first common label
     page.click(".swatch[data-label='0']")
     page.click("#seg-fill")
     page.select_option("#seg-brush", "8")
@@ -170,7 +191,7 @@ def test_paint_two_labels_and_synthesise(page):
     page.wait_for_selector("#results[data-job]", state="attached")
     labels = sent_images(page, "/api/jobs/synthesize")["labels"]
     assert labels.shape[:2] == (32, 32)
-    ids = labels[..., 0] if labels.ndim == 3 else labels
+    ids = one_channel(labels)
     assert set(np.unique(ids)) == {0, 2, 4}
     assert (ids[:, :12] == 2).sum() > 40 and (ids[:, 20:] == 4).sum() > 40 and (ids[:, :12] == 4).sum() == 0
     assert wait_results(page, 2) == [[32, 32], [32, 32]]
@@ -183,16 +204,9 @@ def test_mask_and_complete_an_uploaded_photo(page):
     photo = np.stack([x * 4, y * 6, (x + y) * 2], -1).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, format="PNG")
-    upload = {"name": "photo.png", "mimeType": "image/png", "buffer": buf.getvalue()}
-    page.set_input_files("#complete-file", files=[upload])
-    page.wait_for_function("() => document.getElementById('complete-canvas').width === 24")
     page.select_option("#mask-brush", "4")
-    stroke(page, "#complete-canvas", [(0.2, 0.5), (0.8, 0.5)])
-    page.fill("#count", "2")
-    page.click("#complete-run")
-    page.wait_for_selector("#results[data-job]", state="attached")
-    sent = sent_images(page, "/api/jobs/complete")
-    mask = sent["mask"][..., 0] if sent["mask"].ndim == 3 else sent["mask"]
+    sent = brush_and_complete(page, buf.getvalue(), 24, [(0.2, 0.5), (0.8, 0.5)], count=2)
+    mask = one_channel(sent["mask"])
     assert sent["image"].shape[:2] == (16, 24) and mask.shape == (16, 24)
     assert mask[8].max() == 255 and mask[0].max() == 0 and mask[15].max() == 0  # a horizontal stroke
     assert wait_results(page, 2) == [[24, 16], [24, 16]]
@@ -206,14 +220,8 @@ def test_complete_a_photo_under_the_painted_map(page):
     assert page.is_visible("#complete-map")  # says which map the completion follows
     buf = io.BytesIO()
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(buf, format="PNG")
-    page.set_input_files("#complete-file", files=[{"name": "p.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
-    page.wait_for_function("() => document.getElementById('complete-canvas').width === 24")
-    stroke(page, "#complete-canvas", [(0.5, 0.1), (0.5, 0.9)])
-    page.fill("#count", "1")
-    page.click("#complete-run")
-    page.wait_for_selector("#results[data-job]", state="attached")
-    sent = sent_images(page, "/api/jobs/complete")
-    labels = sent["labels"][..., 0] if sent["labels"].ndim == 3 else sent["labels"]
+    sent = brush_and_complete(page, buf.getvalue(), 24, [(0.5, 0.1), (0.5, 0.9)], count=1)
+    labels = one_channel(sent["labels"])
     assert labels.shape == sent["image"].shape[:2] == (16, 24) and (labels == 3).all()
     assert wait_results(page, 1) == [[24, 16]]
 
@@ -260,8 +268,9 @@ def test_bundled_landscapes_paint_two_labels_and_synthesise(bundled_page):
     page = bundled_page
     choose(page, "landscapes", "synthesize", 64, 128)
     labels = page.eval_on_selector_all(".swatch", "els => els.map(e => [Number(e.dataset.label), e.textContent])")
-    assert len(labels) == 182
-    (sky, sky_name), (grass, grass_name) = labels[156], labels[123]  # COCO-Stuff ids (0-based)
+    assert sorted(i for i, _ in labels) == list(range(182))
+    sky, grass = 156, 123  # COCO-Stuff ids (0-based)
+    sky_name = dict(labels)[sky]
     page.fill("#palette-filter", sky_name)  # 182 labels: found by name
     assert sky_name in page.locator(".swatch:visible").all_inner_texts()
     page.click(f".swatch[data-label='{sky}']")
@@ -274,7 +283,7 @@ def test_bundled_landscapes_paint_two_labels_and_synthesise(bundled_page):
     page.click("#synthesize-run")
     page.wait_for_selector("#results[data-job]", state="attached")
     ids = sent_images(page, "/api/jobs/synthesize")["labels"]
-    ids = ids[..., 0] if ids.ndim == 3 else ids
+    ids = one_channel(ids)
     assert ids.shape == (64, 128) and set(np.unique(ids)) == {sky, grass}
     assert wait_results(page, 1, timeout=300_000) == [[128, 64]]
     screenshot(page, "bundled")

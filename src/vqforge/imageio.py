@@ -97,31 +97,6 @@ def tensor_to_pil(x: torch.Tensor):
     return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
 
 
-def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = None, multiple_of: int = 1) -> torch.Tensor:
-    """Read an image as (3, H, W) in [-1, 1].
-
-    ``size``: resize the shorter side to this (int) or to exactly (H, W). ``multiple_of``: center-crop H
-    and W down to a multiple of it (the model's downsampling factor).
-    """
-    from PIL import Image
-
-    im = read_image(path)
-    if isinstance(size, int):
-        w, h = im.size
-        s = size / min(w, h)
-        im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-    elif size is not None:
-        im = im.resize((size[1], size[0]), Image.BICUBIC)
-    x = pil_to_tensor(im)
-    if multiple_of > 1:
-        H, W = x.shape[1] // multiple_of * multiple_of, x.shape[2] // multiple_of * multiple_of
-        if H == 0 or W == 0:
-            raise VQForgeError(f"{path}: image of {x.shape[1]}x{x.shape[2]} px is smaller than {multiple_of} px")
-        top, left = (x.shape[1] - H) // 2, (x.shape[2] - W) // 2
-        x = x[:, top:top + H, left:left + W]
-    return x
-
-
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
     """Tile (N, C, H, W) images into one (C, H', W') image with ``nrow`` images per row."""
     n, c, h, w = images.shape

@@ -72,34 +72,18 @@ def _pixels(text: str, size: int, what: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import load
-    from ..data.encode import encode_data
+    from ..data.encode import encode_data, encoding_stages
     from ..data.tokens import is_token_dir
     from ..devices import resolve_device
-    from ..io import VQForgeError, check_output_dir
-    from ..models.conditioning import StageCondition, stage_condition
-    from ..models.transformer import Net2NetTransformer
-    from ..models.vqgan import VQGAN
+    from ..io import check_output_dir
 
     device = resolve_device(args.device)
     check_output_dir(args.out, "token dataset", is_token_dir)  # refused before any work, not after encoding
     model = load(args.model, trust=args.trust_checkpoint)
-    condition, cond_source = None, args.cond_stage or ""
-    size = args.size or model.trained_hw[0]  # default: the size the model was trained at
-    if isinstance(model, Net2NetTransformer):
-        if isinstance(model.condition, StageCondition) and not args.cond_stage:
-            condition, cond_source = model.condition, args.model  # the transformer's own condition stage
-        model = model.first_stage
-    if not isinstance(model, VQGAN):
-        raise VQForgeError(f"{args.model}: not a VQGAN or transformer model")
-    if args.cond_stage:
-        stage = load(args.cond_stage, trust=args.trust_checkpoint)
-        if not isinstance(stage, VQGAN):
-            raise VQForgeError(f"{args.cond_stage}: not a VQGAN model")
-        settings = {k: v for k, v in (("n_labels", args.n_labels), ("lowres_factor", args.lowres_factor)) if v}
-        try:
-            condition = stage_condition(stage, args.cond, (size, size), **settings)
-        except ValueError as e:
-            raise VQForgeError(f"{args.cond_stage}: {e}") from None
+    stage = load(args.cond_stage, trust=args.trust_checkpoint) if args.cond_stage else None
+    settings = {k: v for k, v in (("n_labels", args.n_labels), ("lowres_factor", args.lowres_factor)) if v}
+    model, condition, cond_source, size = encoding_stages(model, args.model, stage, args.cond_stage or "", args.cond,
+                                                          args.size, **settings)
     resize_max = _pixels(args.resize_max, size, "--resize-max")
     out, n = encode_data(model, args.data, args.out, size=size, condition=condition, cond_data=args.cond_data,
                          labels=args.labels, crops=args.crops, resize_max=resize_max, seed=args.seed,

@@ -88,12 +88,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _device(name):
-    from ..devices import resolve_device
-
-    return resolve_device(name)
-
-
 def _warn(text: str) -> None:
     print(f"vqforge: warning: {text}", file=sys.stderr)
 
@@ -129,10 +123,11 @@ def _finish(args, result: dict, title: str, rows: list[tuple[str, object]]) -> i
 def run_recon(args: argparse.Namespace) -> int:
     from ..api import load_vqgan
     from ..data.images import image_batches
+    from ..devices import resolve_device
     from ..evaluate.fid import list_image_files
     from ..evaluate.reconstruction import evaluate_reconstruction, try_lpips
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model = load_vqgan(args.model, "evaluate recon", trust=args.trust_checkpoint).to(device).eval()
     paths = list_image_files(args.data, args.limit)
     inception = None
@@ -168,6 +163,7 @@ def run_recon(args: argparse.Namespace) -> int:
 def run_samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..devices import resolve_device
     from ..evaluate.fid import FeatureStats, files_features
     from ..evaluate.samples import compare, reference_size, reference_stats, sample_files, size_warnings
     from ..nn.inception import load_fid_inception
@@ -175,7 +171,7 @@ def run_samples(args: argparse.Namespace) -> int:
     # which files count, and whether the set sizes allow any metric: known before any image is embedded
     paths, chosen = sample_files(args.samples, args.recursive, args.limit)
     size_warnings(len(paths), reference_size(args.reference, args.limit))
-    device = _device(args.device)
+    device = resolve_device(args.device)
     inception = load_fid_inception(args.inception, device=device)
     ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,
                           progress=not args.quiet)
@@ -207,6 +203,7 @@ def run_nll(args: argparse.Namespace) -> int:
 
     from ..api import load
     from ..data.tokens import TokenDataset
+    from ..devices import resolve_device
     from ..evaluate.nll import run_settings, scored_rows, token_nll
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
@@ -214,7 +211,7 @@ def run_nll(args: argparse.Namespace) -> int:
     model = load(args.model, trust=args.trust_checkpoint)
     if not isinstance(model, Net2NetTransformer):
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
-    model = model.to(_device(args.device)).eval()
+    model = model.to(resolve_device(args.device)).eval()
     ds = TokenDataset(args.data)
     if ds.n_codes > model.n_image_codes:
         raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")

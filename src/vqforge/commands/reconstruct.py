@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..api import load_vqgan
+    from ..data.images import load_image_tensor
     from ..devices import resolve_device, resolve_precision
-    from ..imageio import list_images, load_image_tensor, save_tensor_image
+    from ..imageio import list_images, save_tensor_image
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..metrics import psnr
     from ..models.inference import VQGANRunner

@@ -26,9 +26,16 @@ def add_parser(sub) -> None:
                         "`vqforge encode` / `vqforge train transformer`.")
         train_common.add_arguments(p, "label maps, depth maps or photos (edges): a folder, .txt file list or glob",
                                    "run config YAML (mode, n_labels, model, train), e.g. configs/seg_tiny.yaml")
-        p.add_argument("--mode", choices=["segmentation", "depth", "edges"],
+        p.add_argument("--mode", choices=map_kinds(),
                        help="the kind of map (default: the config's mode)")
         p.set_defaults(func=run, renamed=renamed)
+
+
+def map_kinds() -> list[str]:
+    """The kinds of map a condition stage can be trained on (registered in :mod:`vqforge.train.condition`)."""
+    from ..train.condition import KINDS
+
+    return sorted(KINDS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Pre-tokenizing a dataset once (``vqforge encode``): first-stage tokens, class labels and condition tokens.
 
-:func:`encode_data` is the whole job (images of a folder, list or glob, or Fashion-MNIST; crops; labels; paired
+:func:`encoding_stages` picks the models to encode with; :func:`encode_data` is the whole job (images of a folder, list or glob, or Fashion-MNIST; crops; labels; paired
 maps); :func:`encode_dataset` encodes any indexable of images and writes the token dataset (format in
 :mod:`vqforge.data.tokens`).
 """
@@ -80,6 +80,39 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     return write_tokens(out, np.concatenate(toks), grid, first_stage.n_codes, image_hw, str(source_model),
                         labels=None if labels is None else np.asarray(labels), label_names=label_names,
                         cond_tokens=np.concatenate(ctoks) if ctoks else None, cond=cond, files=files)
+
+
+def encoding_stages(model, source: str, cond_stage=None, cond_source: str = "", mode: str | None = None,
+                    size: int | None = None, **settings):
+    """What ``vqforge encode`` encodes with: (the first stage, the condition or None, where the condition comes
+    from, the image size).
+
+    ``model`` (loaded from ``source``): a VQGAN, or a transformer, whose first stage is used and, unless
+    ``cond_stage`` is given, its own condition stage. ``cond_stage`` (from ``cond_source``): a condition-stage
+    VQGAN, encoded as conditioning ``mode`` (default: the one its input channels suggest) with the mode's other
+    ``settings`` (``n_labels``, ``lowres_factor``). ``size`` defaults to the size the model was trained at.
+    Anything else is one :class:`VQForgeError` naming its source.
+    """
+    from ..models.conditioning import StageCondition, stage_condition
+    from ..models.transformer import Net2NetTransformer
+    from ..models.vqgan import VQGAN
+
+    condition, where = None, cond_source
+    size = size or model.trained_hw[0]
+    if isinstance(model, Net2NetTransformer):
+        if isinstance(model.condition, StageCondition) and cond_stage is None:
+            condition, where = model.condition, source  # the transformer's own condition stage
+        model = model.first_stage
+    if not isinstance(model, VQGAN):
+        raise VQForgeError(f"{source}: not a VQGAN or transformer model")
+    if cond_stage is not None:
+        if not isinstance(cond_stage, VQGAN):
+            raise VQForgeError(f"{cond_source}: not a VQGAN model")
+        try:
+            condition = stage_condition(cond_stage, mode, (size, size), **settings)
+        except ValueError as e:
+            raise VQForgeError(f"{cond_source}: {e}") from None
+    return model, condition, where, size
 
 
 def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_data: str | None = None,

@@ -10,6 +10,9 @@
   distinct ones (:class:`SkipCounter`) and reports the count. A warning names each bad file once per
   process. A long run never crashes on a bad file.
 * :func:`split_files` makes a deterministic train/val split when no separate validation data is given.
+* :func:`plan_crop` is the one resize-and-crop rule (smallest side, then a random or centre crop, then
+  multiples of a downsampling factor); :func:`load_image_tensor`, :func:`image_batches`, :func:`read_pair`,
+  the datasets here and in :mod:`vqforge.data.paired` all cut through it.
 
 Keys may be plain indices or ``(index, sample_seed)`` pairs (from
 :class:`vqforge.train.common.ResumableSampler` with ``with_seeds=True``): the crop and flip are then drawn
@@ -142,26 +145,38 @@ class Crop:
         return img.crop(self.box)
 
 
-def plan_crop(wh: tuple[int, int], size: int, rng: random.Random | None = None, resize: int = 0,
-              resize_max: int = 0, source: str | Path | None = None) -> Crop:
-    """Where a ``size x size`` crop of an image of ``wh`` = (w, h) lies: the smallest side resized to ``resize``
-    (default ``size``; with ``rng`` and ``resize_max`` larger, drawn from ``[resize, resize_max]``: several scales),
-    then a random crop (drawn from ``rng``) or, with ``rng`` None, the centre one. The one resize-and-crop rule.
-    An image smaller than the crop is resized up (with ``source``, a notice names it once)."""
+def plan_crop(wh: tuple[int, int], size: int | None, rng: random.Random | None = None, resize: int = 0,
+              resize_max: int = 0, source: str | Path | None = None, multiple_of: int = 1) -> Crop:
+    """Where a crop of an image of ``wh`` = (w, h) lies: the one resize-and-crop rule.
+
+    The smallest side is resized to ``resize`` (default ``size``; with ``rng`` and ``resize_max`` larger, drawn
+    from ``[resize, resize_max]``: several scales), then a ``size x size`` crop is cut, random (drawn from
+    ``rng``) or, with ``rng`` None, the centre one; ``size`` None keeps the whole resized image (``resize`` 0:
+    the image as it is). ``multiple_of``: the crop's centre is then cut down to multiples of it (a model's
+    downsampling factor). An image smaller than the crop is resized up (with ``source``, a notice names it
+    once); one smaller than ``multiple_of`` is an error naming ``source``.
+    """
     w, h = wh
-    short = max(resize or size, size)
+    short = max(resize, size or 0)
     if rng is not None and resize_max > short:
         short = rng.randint(short, resize_max)
-    if min(w, h) < size and source is not None:
+    if size and min(w, h) < size and source is not None:
         _notice_once(f"{source}: {w}x{h} px is smaller than the {size} px crop; resized up")
-    scale = short / min(w, h)
+    scale = short / min(w, h) if short else 1.0
     if scale != 1.0:
         w, h = max(short, round(w * scale)), max(short, round(h * scale))
+    cw, ch = (size, size) if size else (w, h)
     if rng is not None:
-        left, top = rng.randint(0, w - size), rng.randint(0, h - size)
+        left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
     else:
-        left, top = (w - size) // 2, (h - size) // 2
-    return Crop((w, h), (left, top, left + size, top + size))
+        left, top = (w - cw) // 2, (h - ch) // 2
+    if multiple_of > 1:  # the centre of the crop, at multiples of the factor
+        mw, mh = cw // multiple_of * multiple_of, ch // multiple_of * multiple_of
+        if mw == 0 or mh == 0:
+            raise VQForgeError(f"{source or 'image'}: image of {ch}x{cw} px is smaller than the model's "
+                               f"downsampling factor {multiple_of}")
+        left, top, cw, ch = left + (cw - mw) // 2, top + (ch - mh) // 2, mw, mh
+    return Crop((w, h), (left, top, left + cw, top + ch))
 
 
 def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], rng: random.Random,
@@ -198,22 +213,40 @@ def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, in
     return to_tensor(img), torch.from_numpy(np.asarray(mask) > 127)
 
 
+def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = None, multiple_of: int = 1
+                      ) -> torch.Tensor:
+    """Read an image as (3, H, W) in [-1, 1].
+
+    ``size``: resize the smallest side to this (int) or the image to exactly (H, W). ``multiple_of``: then
+    center-crop H and W down to a multiple of it (the model's downsampling factor). A file that is not an
+    image, or one smaller than ``multiple_of``, is one error naming ``path``.
+    """
+    from ..imageio import pil_to_tensor, read_image
+
+    im = read_image(path)
+    if isinstance(size, tuple):
+        im, size = im.resize((size[1], size[0]), Image.BICUBIC), None
+    return pil_to_tensor(plan_crop(im.size, None, resize=size or 0, source=path, multiple_of=multiple_of).apply(im))
+
+
 def image_batches(paths: list[Path], batch_size: int, size: int = 0, multiple_of: int = 1):
     """(B, 3, H, W) batches in [-1, 1] of the images at ``paths``: resized (smallest side) and centre-cropped to
-    ``size`` x ``size``, or with ``size`` 0 each at its own size centre-cropped to a multiple of ``multiple_of``
-    (a batch ends where the size changes)."""
+    ``size`` x ``size``, or with ``size`` 0 each at its own size; then centre-cropped to a multiple of
+    ``multiple_of`` (see :func:`batches_by_shape`)."""
     from ..imageio import read_image
 
+    def crops():
+        for p in paths:
+            img = read_image(p)
+            yield to_tensor(plan_crop(img.size, size or None, source=p, multiple_of=multiple_of).apply(img))
+
+    return batches_by_shape(crops(), batch_size)
+
+
+def batches_by_shape(items, batch_size: int):
+    """Stack consecutive tensors of one shape into batches of up to ``batch_size``; a new shape starts a batch."""
     batch: list[torch.Tensor] = []
-    for p in paths:
-        img = read_image(p)
-        if size:
-            img = plan_crop(img.size, size).apply(img)
-        w, h = img.size[0] // multiple_of * multiple_of, img.size[1] // multiple_of * multiple_of
-        if h == 0 or w == 0:
-            raise VQForgeError(f"{p}: image smaller than the model's downsampling factor {multiple_of}")
-        left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
-        x = to_tensor(img.crop((left, top, left + w, top + h)))
+    for x in items:
         if batch and (len(batch) == batch_size or x.shape != batch[0].shape):
             yield torch.stack(batch)
             batch = []

@@ -88,10 +88,3 @@ def run_demo(out: str | Path = "demo-out", sizes: DemoSizes = DemoSizes(), seed:
     page = write_page(out, "vqforge demo", intro, sections, footer)
     say(f"wrote {page} in {total:.0f} s")
     return page
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vqforge.demo``: the same as ``vqforge demo``."""
-    from ..cli import main as cli_main
-
-    return cli_main(["demo", *(argv or [])])

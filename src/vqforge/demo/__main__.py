@@ -1,7 +1,7 @@
-"""``python -m vqforge.demo``: the same as ``vqforge demo``."""
+"""``python -m vqforge.demo``: the same as ``vqforge demo`` (an entry point: it may import the command line)."""
 
 import sys
 
-from . import main
+from vqforge.cli import main
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(["demo", *sys.argv[1:]]))

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..imageio import load_image_tensor, read_image, save_grid
+from ..data.images import Crop, load_image_tensor, plan_crop
+from ..imageio import pil_to_tensor, read_image, save_grid
 from ..metrics import psnr, ssim
 from ..sampling.pipeline import complete_image, condition_tokens, layout, sample_images
 from ..sampling.processors import SamplingSettings
@@ -152,26 +153,17 @@ def class_samples(ctx: Context, fashion) -> Section:
 
 
 # ---------------------------------------------------------------------------------------------- 3. landscapes
-def _map_crop(path: Path, short: int, f: int, square: bool = False) -> torch.Tensor:
+def _map_crop(path: Path, short: int, f: int, square: bool = False) -> tuple[torch.Tensor, Crop]:
     """A label map (H, W) int64: the shorter side resized to ``short`` (nearest), centre-cropped to multiples
-    of ``f`` (to a square when ``square``)."""
+    of ``f`` (to a ``short`` square when ``square``); and the crop, to cut its photo alike."""
     im = read_image(path, mode=None)
-    w, h = im.size
-    s = short / min(w, h)
-    im = im.resize((max(short, round(w * s)), max(short, round(h * s))), Image.NEAREST)
-    arr = torch.from_numpy(np.asarray(im).astype(np.int64))
-    H, W = arr.shape
-    th, tw = (short, short) if square else (H // f * f, W // f * f)
-    top, left = (H - th) // 2, (W - tw) // 2
-    return arr[top:top + th, left:left + tw]
+    crop = plan_crop(im.size, short if square else None, resize=short, source=path, multiple_of=f)
+    return torch.from_numpy(np.asarray(crop.apply(im, Image.NEAREST)).astype(np.int64)), crop
 
 
-def _photo_crop(path: Path, hw: tuple[int, int]) -> torch.Tensor:
-    """The photo at the same crop as :func:`_map_crop` (1, 3, H, W)."""
-    x = load_image_tensor(path, size=min(hw))[None]
-    H, W = x.shape[2:]
-    top, left = (H - hw[0]) // 2, (W - hw[1]) // 2
-    return x[:, :, top:top + hw[0], left:left + hw[1]]
+def _photo_crop(path: Path, crop: Crop) -> torch.Tensor:
+    """The photo cut as its map was (:func:`_map_crop`): (1, 3, H, W)."""
+    return pil_to_tensor(crop.apply(read_image(path)))[None]
 
 
 def _colorize(labels: torch.Tensor, n_labels: int) -> torch.Tensor:
@@ -204,19 +196,19 @@ def landscapes(ctx: Context, model) -> Section:
                   "and the held-out photo it was drawn from.")
     for i, mp in enumerate(maps):
         photo = ctx.assets / "photos" / (mp.stem + ".jpg")
-        small = _map_crop(mp, trained[0], f, square=True)
+        small, crop = _map_crop(mp, trained[0], f, square=True)
         images, lay, dt = _synthesise(ctx, model, small, 2, 100 + i, f"{mp.stem[:16]} {trained[0]}px")
-        ref = [_colorize(small, n_labels)] + ([_photo_crop(photo, small.shape)] if photo.is_file() else [])
+        ref = [_colorize(small, n_labels)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
         src, w = ctx.png(f"land_{i}_trained.png", torch.cat([*ref, images]), nrow=len(ref) + 2)
         sec.figures.append(Figure(src, f"{mp.stem}: map, photo, 2 samples at {trained[1]}x{trained[0]}", width=w,
                                   scale=2, numbers={"time": f"{dt:.1f} s"},
                                   settings={"size": f"{lay.image_hw[1]}x{lay.image_hw[0]}", "seed": ctx.seed + 100 + i,
                                             "top-k": _settings(model).top_k}))
         for j, side in enumerate(ctx.sizes.large_sides):
-            big = _map_crop(mp, side, f)
+            big, crop = _map_crop(mp, side, f)
             images, lay, dt = _synthesise(ctx, model, big, 1, 200 + 10 * i + j, f"{mp.stem[:16]} {side}px")
             area = lay.image_hw[0] * lay.image_hw[1] / (trained[0] * trained[1])
-            ref = [_colorize(big, n_labels)] + ([_photo_crop(photo, big.shape)] if photo.is_file() else [])
+            ref = [_colorize(big, n_labels)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
             src, w = ctx.png(f"land_{i}_{side}.png", torch.cat([*ref, images]), nrow=len(ref) + 1)
             sec.figures.append(Figure(
                 src, f"{mp.stem}: {lay.image_hw[1]}x{lay.image_hw[0]} ({area:.1f}x the trained area), sliding window",
@@ -233,8 +225,8 @@ def completion(ctx: Context, model) -> Section:
     f = model.first_stage.downsample_factor
     side = ctx.sizes.completion_side
     mp = sorted((ctx.assets / "segmentations").iterdir())[0]
-    labels = _map_crop(mp, side, f, square=True)
-    x = _photo_crop(ctx.assets / "photos" / (mp.stem + ".jpg"), labels.shape)
+    labels, crop = _map_crop(mp, side, f, square=True)
+    x = _photo_crop(ctx.assets / "photos" / (mp.stem + ".jpg"), crop)
     mask = torch.zeros(1, 1, side, side)
     mask[..., side // 4: side, side // 2:] = 1.0  # resample the lower right: the map says what goes there
     lay = layout(model, (side, side))

@@ -54,17 +54,9 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Iterable[tor
 
 def iter_folder_batches(paths: list[Path], batch_size: int, size: int | None = None) -> Iterator[torch.Tensor]:
     """Read image files as (B, 3, H, W) batches in [-1, 1]; images of another size start a new batch."""
-    from ..imageio import load_image_tensor
+    from ..data.images import batches_by_shape, load_image_tensor
 
-    batch: list[torch.Tensor] = []
-    for p in paths:
-        img = load_image_tensor(p, size=size)  # (3, H, W)
-        if batch and (len(batch) == batch_size or img.shape != batch[0].shape):
-            yield torch.stack(batch)
-            batch = []
-        batch.append(img)
-    if batch:
-        yield torch.stack(batch)
+    yield from batches_by_shape((load_image_tensor(p, size=size) for p in paths), batch_size)  # (3, H, W) each
 
 
 def list_image_files(root: str | Path, limit: int | None = None) -> list[Path]:

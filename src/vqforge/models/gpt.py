@@ -88,8 +88,9 @@ class GPT(nn.Module):
     ``input_pos`` (T,) (default 0..T-1). ``embeddings`` (B, Tc, n_embd), when given, are prepended before the
     token embeddings (the original's option for continuous conditioning; ``input_pos`` then covers both). With
     ``cache`` (:class:`~vqforge.nn.kv_cache.KVCache`), each layer's keys/values are written at ``input_pos`` and
-    attention covers the cache under a mask built from ``input_pos`` (no shape depends on the position, so a
-    one-token step can be compiled and graph-captured). ``config.n_unmasked`` is honoured on every path.
+    attention covers the cache under a mask built from ``input_pos``: the whole cache when compiling or on CUDA
+    (no shape depends on the position, so a one-token step is compiled and graph-captured once), the slots up to
+    the last position when running eagerly on a CPU. ``config.n_unmasked`` is honoured on every path.
     """
 
     def __init__(self, cfg: GPTConfig):
@@ -129,8 +130,12 @@ class GPT(nn.Module):
         if input_pos is None and cache is None and not n:
             return None  # SDPA's own causal mask (the training path)
         q_pos = torch.arange(T, device=device) if input_pos is None else input_pos
-        k_pos = q_pos if cache is None else torch.arange(cache.max_len, device=device)
-        return attention_mask(q_pos, k_pos, n)
+        if cache is None:
+            return attention_mask(q_pos, q_pos, n)
+        keys = cache.max_len  # fixed shapes: what a compiled (graph-captured) step needs
+        if input_pos is not None and input_pos.device.type == "cpu" and not torch.compiler.is_compiling():
+            keys = min(keys, max(int(input_pos.max()) + 1, n))  # eagerly on a CPU: only the slots it can see
+        return attention_mask(q_pos, torch.arange(keys, device=device), n)
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None, cache: KVCache | None = None,
                 embeddings: torch.Tensor | None = None) -> torch.Tensor:

@@ -45,7 +45,8 @@ class CausalSelfAttention(nn.Module):
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """``x`` (B, T, C) at positions ``input_pos`` (T,). ``mask`` (T, keys): see :func:`attention_mask`;
         None means plain causal attention over ``x`` itself (no cache). With ``cache``, this layer's keys and
-        values are written at ``input_pos`` and the queries attend the whole cache under ``mask``."""
+        values are written at ``input_pos`` and the queries attend the cache's first ``mask.shape[-1]`` slots under
+        ``mask``."""
         B, T, C = x.shape
         hs = C // self.n_head
         if self.qkv is not None:
@@ -57,6 +58,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(layer, input_pos, k, v)  # (B, nh, max_len, hs)
+            k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # the slots the mask covers
         dropout = self.attn_pdrop if self.training else 0.0
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)

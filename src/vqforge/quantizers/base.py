@@ -29,10 +29,13 @@ class QuantizerOutput(NamedTuple):
 class Quantizer(nn.Module):
     """Base class: maps continuous latents (B, D, h, w) to codebook entries.
 
-    Subclasses implement :meth:`forward` and :meth:`embed_indices` and set :attr:`n_codes`.
+    Subclasses implement :meth:`forward` and :meth:`embed_indices` and set :attr:`n_codes`. A quantizer that
+    draws its codes at a temperature (gumbel) sets :attr:`temperature`; a trainer may schedule it.
     """
 
     n_codes: int
+    #: the sampling temperature of a quantizer that has one (None: it has none)
+    temperature: float | None = None
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:  # pragma: no cover - interface
         raise NotImplementedError
@@ -40,6 +43,13 @@ class Quantizer(nn.Module):
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         """Codebook latents (B, D, h, w) for integer ids (B, h, w)."""
         raise NotImplementedError
+
+
+def projections(dim: int, code_dim: int) -> tuple[nn.Module, nn.Module]:
+    """1x1 convolutions into and out of a ``code_dim``-channel code space (identities when it is ``dim``)."""
+    if code_dim == dim:
+        return nn.Identity(), nn.Identity()
+    return nn.Conv2d(dim, code_dim, 1), nn.Conv2d(code_dim, dim, 1)
 
 
 def perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:

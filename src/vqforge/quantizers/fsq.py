@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from ..config import ConfigError
-from .base import Quantizer, QuantizerConfig, QuantizerOutput
+from .base import Quantizer, QuantizerConfig, QuantizerOutput, projections
 from .distributed import all_reduce_sum
 from .entropy import EntropyOptions, entropy_penalty
 
@@ -52,12 +51,7 @@ class FSQuantizer(Quantizer):
         self.register_buffer("_levels", lv, persistent=False)  # (d,)
         self.register_buffer("_basis", basis, persistent=False)  # (d,) mixed-radix place values
         self.register_buffer("_half_width", torch.div(lv, 2, rounding_mode="floor"), persistent=False)
-        if d != embed_dim:
-            self.proj_in: nn.Module = nn.Conv2d(embed_dim, d, 1)
-            self.proj_out: nn.Module = nn.Conv2d(d, embed_dim, 1)
-        else:
-            self.proj_in = nn.Identity()
-            self.proj_out = nn.Identity()
+        self.proj_in, self.proj_out = projections(embed_dim, d)
         self.data_init = data_init
         self.entropy_weight = entropy_weight
         self.entropy_temperature = entropy_temperature

@@ -7,10 +7,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import ConfigError
-from .base import QuantizerConfig
+from .base import QuantizerConfig, projections
 from .vq import CodebookOptions, VectorQuantizer
 
 
@@ -27,12 +26,7 @@ class L2VectorQuantizer(VectorQuantizer):
     def __init__(self, n_embed: int, embed_dim: int, codebook_dim: int = 8, beta: float = 0.25, **options):
         codebook_dim = codebook_dim or embed_dim
         super().__init__(n_embed, embed_dim, beta=beta, legacy=False, codebook_dim=codebook_dim, **options)
-        if codebook_dim != embed_dim:
-            self.proj_in: nn.Module = nn.Conv2d(embed_dim, codebook_dim, 1)
-            self.proj_out: nn.Module = nn.Conv2d(codebook_dim, embed_dim, 1)
-        else:
-            self.proj_in = nn.Identity()
-            self.proj_out = nn.Identity()
+        self.proj_in, self.proj_out = projections(embed_dim, codebook_dim)
 
     def to_lookup(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.proj_in(z), dim=1)  # (B, codebook_dim, h, w), unit length

@@ -57,13 +57,16 @@ def load_engines(specs: list[str], device: torch.device) -> dict[str, "Engine"]:
 
 
 def _card_of(path: Path) -> dict:
-    """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list) and
-    ``sampling`` (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
+    """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list),
+    ``common_labels`` (label ids the palette shows first, the first one filling a new map) and ``sampling``
+    (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
     try:
         extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
     except (OSError, yaml.YAMLError, AttributeError):
         return {}
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
+    common = extra.get("common_labels") if isinstance(extra.get("common_labels"), list) else []
+    card["common_labels"] = [v for v in common if isinstance(v, int) and not isinstance(v, bool)]
     sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
     card["sampling"] = {CARD_KEYS[k]: v for k, v in sampling.items()
                         if k in CARD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -128,8 +131,10 @@ class Engine:
         if self.n_labels:
             names = self.card.get("label_names") or []
             hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(self.n_labels)]
+            common = list(dict.fromkeys(i for i in self.card.get("common_labels", []) if 0 <= i < self.n_labels))
+            order = common + [i for i in range(self.n_labels) if i not in common]  # the palette's order
             info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}
-                              for i in range(self.n_labels)]
+                              for i in order]
         return info
 
     def sides(self, max_side: int) -> dict[str, list[int]]:

@@ -250,7 +250,7 @@ class VQGANStage(loop.Stage):
         self.optimizers = {"ae": (adam(ae, ctx.lr, s.betas), ae), "disc": (adam(disc, ctx.lr, s.betas), disc)}
         self.buffer_modules = [self.model, self.loss.discriminator]
         self.usage = CodebookUsage(self.model.n_codes, window=max(s.usage_window, 1))
-        self.gumbel = cfg.model.quantizer.kind == "gumbel" and cfg.gumbel.enabled
+        self.gumbel = cfg.gumbel.enabled and self.model.quantize.temperature is not None  # a quantizer with one
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def load_extra(self, ckpt: Checkpoint) -> None:

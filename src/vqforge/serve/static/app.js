@@ -51,7 +51,7 @@ function setModel(name) {
   $("cfg").disabled = !m.guidance;
   if (!m.guidance) $("cfg").value = 0;
   buildPalette(m.labels || []);
-  seg.resize(...size().reverse(), 0);
+  seg.resize(...size().reverse(), m.labels && m.labels.length ? m.labels[0].id : 0);  // a new map: the first label
   resizeImages();
   selectTask(m.tasks[0]);
 }
@@ -105,7 +105,8 @@ function buildPalette(labels) {
     };
     box.append(b);
   }
-  seg.colors = labels.map((l) => hexColor(l.color));
+  seg.colors = [];
+  for (const l of labels) seg.colors[l.id] = hexColor(l.color);  // by id: the palette lists common labels first
   if (labels.length) box.children[Math.min(1, labels.length - 1)].click();
   const filter = $("palette-filter");
   filter.hidden = labels.length <= 24;  // many labels (COCO-Stuff: 182): find one by name

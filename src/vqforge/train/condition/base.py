@@ -37,6 +37,8 @@ class MapKind:
     """One kind of condition map (see the module doc). Tensors: maps (B, C, H, W) as the model takes them."""
 
     name = ""
+    #: previews are written as ``images/<preview_name>_NNNNNNN.png`` (default: the kind's name)
+    preview_name = ""
     #: the decoder's outputs are logits of {0, 1} targets (``x > 0``): its output bias can start at the
     #: training maps' log-odds (``train.init_bias_from_data``)
     logits_output = False

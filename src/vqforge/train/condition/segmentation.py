@@ -54,6 +54,7 @@ class SegmentationMaps(FileDataset):
 @register
 class Segmentation(MapKind):
     name = "segmentation"
+    preview_name = "seg"  # NOTE: the file name segmentation runs wrote before there were other kinds
     logits_output = True
 
     def channels(self, n_labels: int) -> int:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ... import imageio
+from ...config import ConfigError
 from ...data.images import split_files
 from ...io import VQForgeError
 from ...models.vqgan import VQGAN, VQGANConfig
@@ -27,7 +28,7 @@ from .. import loop
 from ..checkpoint import Checkpoint
 from ..numerics import adam
 from ..settings import OldValues, TrainSettings, load_run_config
-from .base import map_kind
+from .base import KINDS, map_kind
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,22 @@ class ConditionSettings(TrainSettings):
 
 @dataclass(frozen=True)
 class ConditionRunConfig:
-    """``mode``: the kind of map (segmentation, depth, edges). ``n_labels``: segmentation label count.
-    ``model``: the VQGAN (input and output channels: ``n_labels`` for segmentation, 1 for depth and edges)."""
+    """``mode``: the kind of map, a registered :class:`~vqforge.train.condition.base.MapKind` (segmentation,
+    depth, edges). ``n_labels``: segmentation label count. ``model``: the VQGAN (input and output channels:
+    ``n_labels`` for segmentation, 1 for depth and edges)."""
 
     #: the names of the segmentation trainer's configs (read with a notice)
     renamed_keys: ClassVar[dict[str, str | None]] = {"train.size": "train.image_size",
                                                      "train.image_every": "train.preview_every"}
 
-    mode: Literal["segmentation", "depth", "edges"] = "segmentation"
+    mode: str = "segmentation"
     n_labels: int = 182
     model: VQGANConfig = field(default_factory=VQGANConfig)
     train: ConditionSettings = field(default_factory=ConditionSettings)
+
+    def __post_init__(self) -> None:
+        if self.mode not in KINDS:
+            raise ConfigError.at("mode", f"unknown kind of map {self.mode!r} (one of {', '.join(sorted(KINDS))})")
 
 
 #: no older condition-stage key changed its value's meaning
@@ -79,7 +85,7 @@ class ConditionStage(loop.Stage):
 
     def __init__(self, cfg: ConditionRunConfig):
         self.cfg, self.maps = cfg, map_kind(cfg.mode)
-        self.preview_name = {"segmentation": "seg"}.get(cfg.mode, cfg.mode)
+        self.preview_name = self.maps.preview_name or self.maps.name
 
     def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
         cfg, s, dd = self.cfg, self.cfg.train, self.cfg.model.ddconfig
