@@ -200,6 +200,8 @@ def test_paint_two_labels_and_synthesise(page):
 
 def test_mask_and_complete_an_uploaded_photo(page):
     choose(page, "tinyclass", "complete", 16, 24)
+    page.click("#complete-run")
+    assert page.inner_text("#banner") == "choose a photo first"  # said on the page, nothing sent
     y, x = np.mgrid[0:40, 0:60]
     photo = np.stack([x * 4, y * 6, (x + y) * 2], -1).astype(np.uint8)
     buf = io.BytesIO()

@@ -213,12 +213,12 @@ function settingsForm(task) {
 
 async function run(task) {
   banner("");
+  if ((task === "complete" || task === "reconstruct") && !state.photo) return banner("choose a photo first");
   clearResults("submitting");
   const form = settingsForm(task);
   const blob = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
   if (task === "synthesize") form.append("labels", await seg.toPNG(), "labels.png");
   if (task === "complete" || task === "reconstruct") {
-    if (!state.photo) return banner("choose a photo first");
     form.append("image", await blob(task === "complete" ? state.photoCanvas : $("reconstruct-canvas")), "image.png");
   }
   if (task === "complete") form.append("mask", await mask.toPNG(255), "mask.png");
