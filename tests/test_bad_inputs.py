@@ -68,40 +68,40 @@ def _refused(capsys, out: Path, *argv) -> str:
 def test_segmentation_labels_beyond_the_models_label_count(models, data, capsys):
     bad = data / "seg7.png"
     Image.fromarray(np.full((16, 16), 7, np.uint8), "L").save(bad)
-    msg = _refused(capsys, data / "out", "sample", "--model", models / "seg", "--cond", bad, "--output", data / "out")
+    msg = _refused(capsys, data / "out", "sample", "--model", models / "seg", "--cond", bad, "--out", data / "out")
     assert str(bad) in msg and "7" in msg and "5" in msg
 
 
 def test_class_ids_out_of_range(models, data, capsys):
     for label in ("9", "-2"):
         msg = _refused(capsys, data / "out", "sample", "--model", models / "class", "--class", label,
-                       "--output", data / "out")
+                       "--out", data / "out")
         assert label in msg and "class" in msg
 
 
 def test_size_not_a_multiple_of_the_downsampling_factor(models, data, capsys):
-    msg = _refused(capsys, data / "out", "sample", "--model", models / "class", "--size", "30x32", "--output",
+    msg = _refused(capsys, data / "out", "sample", "--model", models / "class", "--size", "30x32", "--out",
                    data / "out")
     assert "30x32" in msg and "multiple" in msg and "4" in msg
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "photos", "--size", 18,
-                   "--out", data / "tok", "--no-progress")
+                   "--out", data / "tok", "--quiet")
     assert "18" in msg and "multiple" in msg and "4" in msg
 
 
 def test_empty_condition_folder(models, data, capsys):
-    msg = _refused(capsys, data / "out", "sample", "--model", models / "seg", "--cond", data / "empty", "--output",
+    msg = _refused(capsys, data / "out", "sample", "--model", models / "seg", "--cond", data / "empty", "--out",
                    data / "out")
     assert str(data / "empty") in msg
 
 
 def test_model_of_the_wrong_kind(models, data, capsys):
     cases = [
-        ("sample", "--model", models / "vq", "--output", data / "out"),
-        ("complete", "--model", models / "vq", "--input", data / "photos" / "a.png", "--mask", data / "mask.png",
-         "--output", data / "out"),
+        ("sample", "--model", models / "vq", "--out", data / "out"),
+        ("complete", "--model", models / "vq", "--data", data / "photos" / "a.png", "--mask", data / "mask.png",
+         "--out", data / "out"),
         ("evaluate", "nll", "--model", models / "vq", "--data", data / "empty", "--json", data / "out"),
         ("encode", "--model", models / "vq", "--cond-stage", models / "class", "--data", data / "photos",
-         "--out", data / "out", "--no-progress"),
+         "--out", data / "out", "--quiet"),
     ]
     for argv in cases:
         msg = _refused(capsys, data / "out", *argv)
@@ -114,8 +114,8 @@ def test_mask_of_another_size_is_resized_with_a_notice(models, data, capsys):
     Image.fromarray(np.array(Image.open(data / "mask.png").resize((8, 8), Image.NEAREST))).save(small)
     image = data / "in.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(image)
-    rc = main(["complete", "--model", str(models / "class"), "--class", "1", "--input", str(image), "--mask",
-               str(small), "--output", str(data / "out")])
+    rc = main(["complete", "--model", str(models / "class"), "--class", "1", "--data", str(image), "--mask",
+               str(small), "--out", str(data / "out")])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert str(small) in err and "8x8" in err and "16x16" in err  # the notice says what was resized to what
@@ -127,36 +127,36 @@ def test_mask_of_another_size_is_resized_with_a_notice(models, data, capsys):
 def test_empty_mask(models, data, capsys):
     empty = data / "empty_mask.png"
     Image.fromarray(np.zeros((20, 24), np.uint8)).save(empty)  # the size of photos/a.png
-    msg = _refused(capsys, data / "out", "complete", "--model", models / "class", "--class", 1, "--input",
-                   data / "photos" / "a.png", "--mask", empty, "--output", data / "out")
+    msg = _refused(capsys, data / "out", "complete", "--model", models / "class", "--class", 1, "--data",
+                   data / "photos" / "a.png", "--mask", empty, "--out", data / "out")
     assert str(empty) in msg and "empty" in msg
 
 
 # ------------------------------------------------------------------------------------------ encode
 def test_empty_data_folder(models, data, capsys):
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "empty", "--out",
-                   data / "tok", "--no-progress")
+                   data / "tok", "--quiet")
     assert str(data / "empty") in msg and "no usable images" in msg
 
 
 def test_image_and_map_of_different_sizes(models, data, capsys):
     Image.fromarray(np.zeros((10, 12), np.uint8), "L").save(data / "maps" / "b.png")
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "seg", "--data", data / "photos",
-                   "--cond-data", data / "maps", "--out", data / "tok", "--no-progress")
+                   "--cond-data", data / "maps", "--out", data / "tok", "--quiet")
     assert str(data / "maps" / "b.png") in msg and "10x12" in msg and "20x24" in msg
 
 
 def test_map_labels_beyond_the_label_count(models, data, capsys):
     Image.fromarray(np.full((20, 24), 9, np.uint8), "L").save(data / "maps" / "a.png")
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "seg", "--data", data / "photos",
-                   "--cond-data", data / "maps", "--out", data / "tok", "--no-progress")
+                   "--cond-data", data / "maps", "--out", data / "tok", "--quiet")
     assert str(data / "maps" / "a.png") in msg and "9" in msg and "5" in msg
 
 
 def test_missing_paired_map(models, data, capsys):
     (data / "maps" / "b.png").unlink()
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "seg", "--data", data / "photos",
-                   "--cond-data", data / "maps", "--out", data / "tok", "--no-progress")
+                   "--cond-data", data / "maps", "--out", data / "tok", "--quiet")
     assert str(data / "maps" / "b.png") in msg and "not found" in msg
 
 
@@ -164,7 +164,7 @@ def test_missing_paired_map(models, data, capsys):
 def test_unreadable_image_in_the_data(models, data, capsys, workers):
     (data / "photos" / "c.png").write_bytes(b"not a png")
     msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "photos", "--out",
-                   data / "tok", "--no-progress", "--workers", workers)
+                   data / "tok", "--quiet", "--workers", workers)
     assert str(data / "photos" / "c.png") in msg and "not a readable image" in msg
 
 
@@ -186,6 +186,6 @@ def test_reconstruct_takes_a_transformer_pipeline_by_its_first_stage(models, dat
     assert got is not pipeline and isinstance(got, VQGAN)
     assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(),
                                                  pipeline.first_stage.state_dict().values()))
-    assert main(["reconstruct", "--model", str(models / "seg"), "--input", str(data / "photos"), "--output",
+    assert main(["reconstruct", "--model", str(models / "seg"), "--data", str(data / "photos"), "--out",
                  str(data / "rec"), "--size", "16"]) == 0
     assert sorted(p.name for p in (data / "rec").glob("*.png")) == ["a.png", "b.png"]

@@ -84,7 +84,7 @@ def test_sampling_defaults_to_the_size_the_transformer_was_trained_at(tmp_path):
     lay = layout(down)
     assert lay.image_hw == (16, 16) and lay.window_hw == (4, 4)
     vqforge.save_model(down, tmp_path / "m")
-    assert main(["sample", "--model", str(tmp_path / "m"), "--num", "1", "--output", str(tmp_path / "s")]) == 0
+    assert main(["sample", "--model", str(tmp_path / "m"), "--num", "1", "--out", str(tmp_path / "s")]) == 0
     assert Image.open(tmp_path / "s" / "00000.png").size == (16, 16)
     assert json.loads((tmp_path / "s" / "settings.json").read_text())["window"] == [4, 4]
 
@@ -107,7 +107,7 @@ def test_training_records_its_size_and_derives_settings(tmp_path):
     assert m.trained_hw == (32, 32) and m.config.image_size == 32
     assert m.config.cond.n_classes == 3 and m.config.cond.names == ("alaska_lakes", "australia", "black_forest")
     assert m.config.gpt.vocab_size == 32 and m.config.gpt.block_size == 64  # 32 codes > 3 + NULL; 1 + 64 - 1
-    assert main(["sample", "--model", str(tmp_path / "run"), "--class", "australia", "--num", "1", "--output",
+    assert main(["sample", "--model", str(tmp_path / "run"), "--class", "australia", "--num", "1", "--out",
                  str(tmp_path / "s")]) == 0
     s = json.loads((tmp_path / "s" / "settings.json").read_text())
     assert s["size"] == [32, 32] and s["samples"][0]["class"] == 1 and s["samples"][0]["class_name"] == "australia"
@@ -399,20 +399,20 @@ def seg_dirs(tmp_path_factory):
 def test_cli_guidance_and_completion_in_a_spatial_mode(seg_dirs, tmp_path, capsys):
     d = seg_dirs
     # a map of another size is resized to the trained size (16 px) unless --size is given
-    assert main(["sample", "--model", str(d / "guided"), "--cond", str(d / "map.png"), "--cfg", "2", "--output",
+    assert main(["sample", "--model", str(d / "guided"), "--cond", str(d / "map.png"), "--cfg", "2", "--out",
                  str(tmp_path / "s")]) == 0
     assert Image.open(tmp_path / "s" / "00000.png").size == (16, 16)
     assert main(["sample", "--model", str(d / "guided"), "--cond", str(d / "map.png"), "--size", "32x48",
-                 "--output", str(tmp_path / "big")]) == 0
+                 "--out", str(tmp_path / "big")]) == 0
     assert Image.open(tmp_path / "big" / "00000.png").size == (48, 32)
     # the image is resized and centre-cropped to the trained size, the mask alike
-    assert main(["complete", "--model", str(d / "guided"), "--cond", str(d / "map.png"), "--cfg", "2", "--input",
-                 str(d / "photo.png"), "--mask", str(d / "mask.png"), "--output", str(tmp_path / "c")]) == 0
+    assert main(["complete", "--model", str(d / "guided"), "--cond", str(d / "map.png"), "--cfg", "2", "--data",
+                 str(d / "photo.png"), "--mask", str(d / "mask.png"), "--out", str(tmp_path / "c")]) == 0
     s = json.loads((tmp_path / "c" / "settings.json").read_text())
     assert s["size"] == [16, 16] and s["mode"] == "segmentation" and s["samples"][0]["cond"] == str(d / "map.png")
     capsys.readouterr()
     # a model without a null condition is refused before anything is sampled or written, with the fix named
-    assert main(["sample", "--model", str(d / "plain"), "--cond", str(d / "map.png"), "--cfg", "2", "--output",
+    assert main(["sample", "--model", str(d / "plain"), "--cond", str(d / "map.png"), "--cfg", "2", "--out",
                  str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model.cond.null_condition=true" in err and not (tmp_path / "x").exists()
@@ -425,7 +425,7 @@ def test_encode_defaults_to_the_trained_size(tmp_path):
     torch.manual_seed(0)
     vqforge.save_model(VQGAN(vq(resolution=16)), tmp_path / "vq")
     assert main(["encode", "--model", str(tmp_path / "vq"), "--data", str(PHOTOS), "--out", str(tmp_path / "tok"),
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     ds = TokenDataset(tmp_path / "tok")
     assert ds.meta["image_size"] == [16, 16] and ds.grid == (4, 4)
 

@@ -190,5 +190,5 @@ def test_the_documented_gray_mode_works_as_the_docs_say(gray, tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())["config"]["cond"]["mode"] == "gray"
     Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
     assert main(["sample", "--model", str(tmp_path / "model"), "--cond", str(tmp_path / "p.png"), "--cfg", "2",
-                 "--output", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+                 "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
     assert Image.open(tmp_path / "out" / "00000.png").size == (16, 16)

@@ -236,12 +236,12 @@ def test_reconstruct_cli_writes_pngs_and_psnr(tmp_path):
     for i in range(2):
         Image.fromarray((torch.rand(36, 40, 3) * 255).byte().numpy()).save(images / f"im{i}.png")
     (images / "broken.png").write_bytes(b"not a png")
-    res = run_cli("reconstruct", "--model", tmp_path / "model", "--input", images / "im0.png", "--output", tmp_path / "out")
+    res = run_cli("reconstruct", "--model", tmp_path / "model", "--data", images / "im0.png", "--out", tmp_path / "out")
     assert res.returncode == 0, res.stderr
     assert "PSNR" in res.stdout and "mean PSNR" in res.stdout
     out = Image.open(tmp_path / "out" / "im0.png")
     assert out.size == (40, 36)  # 36x40 is a multiple of the f4 factor: kept whole
-    line = one_line_error(run_cli("reconstruct", "--model", tmp_path / "model", "--input", images, "--output", tmp_path / "o2"))
+    line = one_line_error(run_cli("reconstruct", "--model", tmp_path / "model", "--data", images, "--out", tmp_path / "o2"))
     assert "broken.png" in line and "not a readable image" in line
     assert not (tmp_path / "o2").exists()  # inputs are checked before anything is written
 

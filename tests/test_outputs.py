@@ -167,8 +167,8 @@ def test_read_only_output_folder_is_one_line_and_writes_nothing(command, vq_mode
     ro.mkdir()
     wrap = _read_only(ro)
     args = {"encode": ("encode", "--model", vq_model, "--data", PHOTOS, "--size", 32, "--out", ro / "tok",
-                       "--no-progress"),
-            "reconstruct": ("reconstruct", "--model", vq_model, "--input", PHOTOS, "--size", 32, "--output",
+                       "--quiet"),
+            "reconstruct": ("reconstruct", "--model", vq_model, "--data", PHOTOS, "--size", 32, "--out",
                             ro / "rec")}[command]
     try:
         r = _cli(*args, wrap=wrap)
@@ -190,7 +190,7 @@ def test_really_full_disk_during_encode(vq_model, tmp_path):
     probe = tmp_path / "left.txt"
     wrap = [f"mount -t tmpfs -o size=8k none '{disk}'"]
     cmd = [PYTHON, "-m", "vqforge", "encode", "--model", str(vq_model), "--data", str(PHOTOS), "--size", "32",
-           "--crops", "8", "--out", str(disk / "tok"), "--no-progress"]
+           "--crops", "8", "--out", str(disk / "tok"), "--quiet"]
     script = " && ".join(wrap) + f' ; "$@" ; rc=$? ; ls -A "{disk}" > "{probe}" ; exit $rc'
     r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd], capture_output=True, text=True,
                        env=cli_env(), timeout=300)
@@ -214,10 +214,10 @@ def class_model(tmp_path_factory):
 def _command(name: str, vq_model: Path, class_model: Path, out: Path) -> list[str]:
     image = REPO / "tests" / "fixtures" / "sflckr_photos" / "australia" / "8720651218_ca82a6608e_b.jpg"
     return [str(a) for a in {
-        "reconstruct": ("reconstruct", "--model", vq_model, "--input", PHOTOS, "--size", 32, "--output", out),
-        "sample": ("sample", "--model", class_model, "--num", 3, "--batch-size", 1, "--output", out),
-        "complete": ("complete", "--model", class_model, "--class", 1, "--input", image, "--mask", image,
-                     "--num", 3, "--batch-size", 1, "--output", out),
+        "reconstruct": ("reconstruct", "--model", vq_model, "--data", PHOTOS, "--size", 32, "--out", out),
+        "sample": ("sample", "--model", class_model, "--num", 3, "--batch-size", 1, "--out", out),
+        "complete": ("complete", "--model", class_model, "--class", 1, "--data", image, "--mask", image,
+                     "--num", 3, "--batch-size", 1, "--out", out),
     }[name]]
 
 

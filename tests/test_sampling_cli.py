@@ -39,10 +39,10 @@ def test_sample_cli_high_res_reproducible(class_model, tmp_path):
     args = ["--model", str(class_model), "--num", "3", "--batch-size", "2", "--class", "1", "4", "--size", "32x48",
             "--top-k", "10", "--top-p", "0.9", "--cfg", "1.5", "--seed", "7"]
     out1, out2 = tmp_path / "a", tmp_path / "b"
-    r = subprocess.run([sys.executable, "-m", "vqforge", "sample", *args, "--output", str(out1)],
+    r = subprocess.run([sys.executable, "-m", "vqforge", "sample", *args, "--out", str(out1)],
                        env=cli_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert main(["sample", *args, "--output", str(out2)]) == 0
+    assert main(["sample", *args, "--out", str(out2)]) == 0
     for i in range(3):
         a, b = Image.open(out1 / f"{i:05d}.png"), Image.open(out2 / f"{i:05d}.png")
         assert a.size == (48, 32)  # 2x the trained 16 px grid in height, 3x in width: sliding window
@@ -56,7 +56,7 @@ def test_sample_cli_high_res_reproducible(class_model, tmp_path):
 
 def test_sample_cli_errors(class_model, seg_model, tmp_path, capsys):
     def err(*argv):
-        assert main(["sample", *argv, "--output", str(tmp_path / "x")]) == 2
+        assert main(["sample", *argv, "--out", str(tmp_path / "x")]) == 2
         msg = capsys.readouterr().err.strip()
         assert msg.startswith("vqforge: error:") and "\n" not in msg
         return msg
@@ -72,7 +72,7 @@ def test_sample_cli_errors(class_model, seg_model, tmp_path, capsys):
 def test_sample_cli_segmentation_and_complete(seg_model, class_model, tmp_path):
     labels = np.random.default_rng(0).integers(0, 5, (16, 16)).astype(np.uint8)
     Image.fromarray(labels, mode="L").save(tmp_path / "seg.png")
-    assert main(["sample", "--model", str(seg_model), "--cond", str(tmp_path / "seg.png"), "--output",
+    assert main(["sample", "--model", str(seg_model), "--cond", str(tmp_path / "seg.png"), "--out",
                  str(tmp_path / "s")]) == 0
     assert Image.open(tmp_path / "s" / "00000.png").size == (16, 16)
     assert json.loads((tmp_path / "s" / "settings.json").read_text())["num"] == 1  # one per condition file
@@ -82,8 +82,8 @@ def test_sample_cli_segmentation_and_complete(seg_model, class_model, tmp_path):
     mask = np.zeros((16, 16), np.uint8)
     mask[8:, :] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    assert main(["complete", "--model", str(class_model), "--class", "2", "--input", str(tmp_path / "in.png"),
-                 "--mask", str(tmp_path / "mask.png"), "--num", "2", "--output", str(tmp_path / "c")]) == 0
+    assert main(["complete", "--model", str(class_model), "--class", "2", "--data", str(tmp_path / "in.png"),
+                 "--mask", str(tmp_path / "mask.png"), "--num", "2", "--out", str(tmp_path / "c")]) == 0
     s = json.loads((tmp_path / "c" / "settings.json").read_text())
     assert s["masked_tokens"] == 8 and (tmp_path / "c" / "00001.png").is_file()
     # the unmasked half decodes from the same kept tokens in both completions... up to the decoder's reach:
@@ -107,16 +107,16 @@ def test_sample_cli_precision_flags(class_model, tmp_path, capsys):
     from vqforge.devices import cpu_bf16_supported
 
     base = ["sample", "--model", str(class_model), "--num", "2", "--class", "1", "--seed", "3"]
-    assert main([*base, "--precision", "fp32", "--output", str(tmp_path / "a")]) == 0
+    assert main([*base, "--precision", "fp32", "--out", str(tmp_path / "a")]) == 0
     capsys.readouterr()
-    assert main([*base, "--no-compile", "--output", str(tmp_path / "b")]) == 0
+    assert main([*base, "--no-compile", "--out", str(tmp_path / "b")]) == 0
     assert "--precision fp32" in capsys.readouterr().err
     for d in ("a", "b"):
         assert json.loads((tmp_path / d / "settings.json").read_text())["decode_path"] == "eager"
     for i in range(2):
         a, b = (np.asarray(Image.open(tmp_path / d / f"{i:05d}.png")) for d in ("a", "b"))
         assert np.array_equal(a, b)
-    code = main([*base, "--precision", "bf16", "--output", str(tmp_path / "c")])
+    code = main([*base, "--precision", "bf16", "--out", str(tmp_path / "c")])
     if cpu_bf16_supported():
         assert code == 0
         assert json.loads((tmp_path / "c" / "settings.json").read_text())["decode_path"] == "cpu-packed-bf16"

@@ -42,7 +42,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def tokens(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fm") / "tokens"
     _cli("encode", "--model", str(VQ), "--data", "fashion-mnist", "--size", "16", "--limit", "4000",
-         "--out", str(out), "--no-progress")
+         "--out", str(out), "--quiet")
     return out
 
 

@@ -95,7 +95,7 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
     photos = REPO / "tests" / "fixtures" / "sflckr_photos"
     cli("encode", "--model", str(tmp_path / "vq"), "--cond-stage", str(tmp_path / "seg"), "--cond", "segmentation",
         "--data", str(photos), "--cond-data", str(MAPS), "--size", "32", "--out", str(tmp_path / "tok"),
-        "--no-progress")
+        "--quiet")
     ds = TokenDataset(tmp_path / "tok")
     assert len(ds) == 4 and ds.meta["cond"]["mode"] == "segmentation" and ds.meta["cond"]["grid"] == [8, 8]
     # the condition tokens are the seg stage's codes of the paired map (resized NEAREST, center crop)
@@ -135,7 +135,7 @@ def test_encode_random_crops_pair_image_and_map(tmp_path):
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(tmp_path / "vq"), "--cond-stage",
                         str(tmp_path / "seg"), "--cond", "segmentation", "--data", str(photos), "--cond-data",
                         str(MAPS), "--size", "32", "--crops", "3", "--resize-max", "96", "--out",
-                        str(tmp_path / "tok"), "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+                        str(tmp_path / "tok"), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ds = TokenDataset(tmp_path / "tok")
     files = (tmp_path / "tok" / "files.txt").read_text().splitlines()

@@ -146,7 +146,7 @@ def test_encode_labels_from_folders(stages, tmp_path):
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
            "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
-                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--no-progress",
+                        "--labels", "folders", "--size", "32", "--out", str(tmp_path / "tok"), "--quiet",
                         "--workers", "2", "--batch-size", "3"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -195,7 +195,7 @@ def test_encode_depth_maps_and_label_file(stages, tmp_path):
     r = subprocess.run([sys.executable, "-m", "vqforge", "encode", "--model", str(stages / "vq"), "--data", str(PHOTOS),
                         "--cond-stage", str(tmp_path / "depth"), "--cond-data", str(tmp_path / "depthmaps"),
                         "--labels", str(tmp_path / "labels.txt"), "--size", "32", "--out", str(tmp_path / "tok"),
-                        "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+                        "--quiet"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     ds = TokenDataset(tmp_path / "tok")
     assert ds.meta["cond"]["mode"] == "depth" and ds.meta["cond"]["grid"] == [8, 8]

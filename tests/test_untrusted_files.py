@@ -83,7 +83,7 @@ def test_cli_option_trust_checkpoint(tmp_path):
     from vqforge.imageio import save_tensor_image
 
     save_tensor_image(img, torch.zeros(3, 8, 8))
-    cmd = [PYTHON, "-m", "vqforge", "reconstruct", "--model", str(path), "--input", str(img), "--output",
+    cmd = [PYTHON, "-m", "vqforge", "reconstruct", "--model", str(path), "--data", str(img), "--out",
            str(tmp_path / "out")]
     r = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--trust-checkpoint" in r.stderr
@@ -146,10 +146,10 @@ def test_every_command_that_loads_a_model_takes_the_option(command, tmp_path, ca
 
     save_tensor_image(img, torch.zeros(3, 8, 8))
     out = tmp_path / "out"
-    argv = {"sample": ["--output", out], "complete": ["--input", img, "--mask", img, "--output", out],
-            "encode": ["--data", tmp_path, "--out", out, "--size", 8, "--no-progress"],
+    argv = {"sample": ["--out", out], "complete": ["--data", img, "--mask", img, "--out", out],
+            "encode": ["--data", tmp_path, "--out", out, "--size", 8, "--quiet"],
             "evaluate recon": ["--data", img, "--no-fid"], "evaluate nll": ["--data", tmp_path],
-            "reconstruct": ["--input", img, "--output", out]}[command]
+            "reconstruct": ["--data", img, "--out", out]}[command]
     base = [*command.split(), "--model", str(path), *map(str, argv)]
     assert main(base) == 2
     assert "--trust-checkpoint" in capsys.readouterr().err

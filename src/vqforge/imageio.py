@@ -17,6 +17,8 @@ from .io import VQForgeError, save_image
 
 #: The contact sheet that `vqforge sample` / `vqforge complete` write beside their images (not a sample).
 GRID_NAME = "grid.png"
+#: The record those commands write beside their images: every setting, and under ``samples`` each image they wrote.
+SETTINGS_NAME = "settings.json"
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 

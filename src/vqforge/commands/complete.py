@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_data
 from .sample import add_sampling_args
 
 
@@ -15,7 +16,7 @@ def add_parser(sub) -> None:
                                    "cropped to the trained size; with --size HxW, resized to it. Any conditioning "
                                    "mode (--class, --cond) and guidance (--cfg) work as in `vqforge sample`. Writes "
                                    "one PNG per completion, mask.png, grid.png (input first) and settings.json.")
-    p.add_argument("--input", required=True, help="the image to complete")
+    add_data(p, "the image to complete", metavar="IMAGE")
     p.add_argument("--mask", required=True, help="mask image of the same size: white (> 127) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")
     add_sampling_args(p)
@@ -32,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from ..data.conditions import condition_inputs
     from ..data.images import read_pair
     from ..devices import resolve_device
-    from ..imageio import GRID_NAME, save_grid, save_tensor_image
+    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
-                         settings_from_args, write_samples)
+    from .sample import (OUTPUT_KIND, classes_used, decode_options_from_args, is_sample_folder, load_transformer,
+                         parse_hw, plan, settings_from_args, write_samples)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -46,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.num < 1 or args.batch_size < 1:
         raise VQForgeError("--num and --batch-size must be >= 1")
-    out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
+    out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
-    size = parse_hw(args.size, "--size") or model.trained_hw
-    image, mask = read_pair(args.input, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
+    size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
+    image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")
     lay = plan(model, args, tuple(image.shape[1:]))
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
-    bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True)
+    bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
                            decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
@@ -69,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         save_tensor_image(tmp / "mask.png", mask[None].float() * 2 - 1)
         masked_input = torch.where(mask[None], torch.zeros_like(image), image)
         save_grid(tmp / GRID_NAME, torch.cat((masked_input[None], outs)))
-        write_json(tmp / "settings.json", {
+        write_json(tmp / SETTINGS_NAME, {
             "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-            "input": str(args.input), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
+            "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
             "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
-            "masked_tokens": n_masked, "cond": args.cond, "classes": args.classes, "top_k": settings.top_k,
-            "top_p": settings.top_p, "temperature": settings.temperature, "cfg": settings.cfg_scale,
-            "greedy": settings.greedy, "seed": args.seed, "device": str(device),
+            "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample),
+            "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
+            "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
             "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),
             "samples": per_sample,
         })

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_trust_option
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, metavar="VQGAN_DIR",
                    help="first-stage VQGAN (model/run dir), or a transformer model dir (its stages are used)")
     p.add_argument("--data", required=True, help="image folder/list/glob, or fashion-mnist[:train|test]")
-    p.add_argument("--out", required=True, metavar="TOKENS_DIR")
+    add_out(p, "token dataset folder to write", metavar="TOKENS_DIR")
     p.add_argument("--cond-stage", metavar="DIR", help="condition VQGAN for spatial conditions")
     p.add_argument("--cond", choices=stage_modes(),
                    help="condition to encode with --cond-stage (default: from its input channels: 1 depth, 3 lowres, "
@@ -36,15 +36,15 @@ def add_parser(sub) -> None:
     p.add_argument("--crops", type=int, default=1,
                    help="random crops per image (default 1 = one centre crop). Several crops of larger images teach "
                         "the transformer windows away from the centre, which sliding-window sampling needs")
-    p.add_argument("--resize-max", type=int, default=0,
+    p.add_argument("--resize-max", default="0", metavar="PX_OR_Nx",
                    help="with --crops > 1: resize the smallest side to a size drawn from [--size, RESIZE_MAX] "
-                        "before each crop (crops at several scales; default: --size)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+                        "before each crop (crops at several scales; default: --size); Nx: N times --size (e.g. 3x)")
+    add_seed(p, "seed of the random crops")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="encode only the first N images")
     p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    add_device(p)
+    add_quiet(p, "no progress bar")
     add_trust_option(p)
     p.set_defaults(func=run)
 
@@ -54,6 +54,20 @@ def stage_modes() -> list[str]:
     from ..models.conditioning import MODES, StageCondition
 
     return [name for name, mode in MODES.items() if issubclass(mode, StageCondition)]
+
+
+def _pixels(text: str, size: int, what: str) -> int:
+    """A side in pixels: 'PX', or 'Nx' for N times ``size``."""
+    from ..io import VQForgeError
+
+    t = text.strip().lower()
+    try:
+        value = round(float(t[:-1]) * size) if t.endswith("x") else int(t)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise VQForgeError(f"{what} {text!r}: expected pixels (e.g. 96) or a multiple of --size (e.g. 3x)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("n_labels", args.n_labels), ("lowres_factor", args.lowres_factor)) if v}
     model, condition, cond_source, size = encoding_stages(model, args.model, stage, args.cond_stage or "", args.cond,
                                                           args.size, **settings)
+    resize_max = _pixels(args.resize_max, size, "--resize-max")
     out, n = encode_data(model, args.data, args.out, size=size, condition=condition, cond_data=args.cond_data,
-                         labels=args.labels, crops=args.crops, resize_max=args.resize_max, seed=args.seed,
+                         labels=args.labels, crops=args.crops, resize_max=resize_max, seed=args.seed,
                          limit=args.limit, source_model=args.model, cond_source=cond_source,
                          batch_size=args.batch_size, device=device, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.quiet)
     print(f"wrote {n} token rows to {out}")
     return 0

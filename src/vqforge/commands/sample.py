@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_trust_option
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, notice
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `sample` and `complete`."""
     p.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint (.pt)")
-    p.add_argument("--output", required=True, help="output folder")
+    add_out(p, "output folder (PNGs, grid.png, settings.json)")
     p.add_argument("--class", dest="classes", nargs="+", default=None, metavar="C",
                    help="class label(s) for class-conditional models, as ids or names; samples cycle through them "
                         "(default: cycle through all classes)")
@@ -19,8 +19,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "RGBA PNG, .npy or grayscale PNG; edges: a photo, its edges are detected; lowres: the "
                         "low-resolution image); samples cycle through the files")
     p.add_argument("--size", default=None, metavar="HxW",
-                   help="output size in pixels, a multiple of the downsampling factor (default: the trained size; "
-                        "condition files are resized to it); larger than trained uses the sliding window")
+                   help="output size in pixels, a multiple of the downsampling factor, or Nx for N times the trained "
+                        "size (default: the trained size; condition files are resized to it); larger than trained "
+                        "uses the sliding window")
     p.add_argument("--window", default=None, metavar="HxW",
                    help="sliding window in tokens (default: the trained grid, trained size / downsampling factor)")
     p.add_argument("--top-k", type=int, default=100, help="keep the k most likely tokens (0 = off; default 100)")
@@ -30,7 +31,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance scale, for models trained with a null condition (a NULL class, "
                         "or cond.null_condition) (default 0 = off)")
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(p)
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
@@ -38,14 +39,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the decode step (auto = on CUDA only, with CUDA graphs)")
     p.add_argument("--no-compile", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp32
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_device(p)
+    add_quiet(p, "no progress bar")
     add_trust_option(p)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample images from a transformer model (any size, sliding window)",
                        description="Sample images with a trained transformer. Writes one PNG per sample, grid.png and "
-                                   "settings.json into --output.")
+                                   "settings.json into --out.")
     add_sampling_args(p)
     p.add_argument("--num", type=int, default=None,
                    help="number of samples (default: 8, or one per condition file)")
@@ -53,13 +55,21 @@ def add_parser(sub) -> None:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def parse_hw(text: str | None, what: str):
-    """'HxW' or 'S' -> (H, W); None stays None."""
+def parse_hw(text: str | None, what: str, base: tuple[int, int] | None = None):
+    """'HxW' or 'S' -> (H, W); with ``base`` (the trained size) also 'Nx', N times it (e.g. '2x'); None stays None."""
     from ..io import VQForgeError
 
     if text is None:
         return None
-    parts = text.lower().replace("*", "x").split("x")
+    text = text.strip().lower()
+    if base is not None and text.endswith("x"):
+        try:
+            times = float(text[:-1])
+        except ValueError:
+            times = 0.0
+        if times > 0:
+            return round(base[0] * times), round(base[1] * times)
+    parts = text.replace("*", "x").split("x")
     try:
         hw = tuple(int(p) for p in parts)
     except ValueError:
@@ -67,7 +77,8 @@ def parse_hw(text: str | None, what: str):
     if len(hw) == 1:
         hw = hw * 2
     if len(hw) != 2 or min(hw) <= 0:
-        raise VQForgeError(f"{what} {text!r}: expected HxW (e.g. 256x512) or one positive number")
+        relative = ", or Nx for N times the trained size (e.g. 2x)" if base is not None else ""
+        raise VQForgeError(f"{what} {text!r}: expected HxW (e.g. 256x512) or one positive number{relative}")
     return hw
 
 
@@ -84,14 +95,12 @@ def load_transformer(path: str, device, trust: bool = False):
 
 def decode_options_from_args(args):
     """--precision / --compile (and the old --no-compile, with a notice) -> DecodeOptions."""
-    import sys
-
     from ..io import VQForgeError
     from ..sampling.generate import DecodeOptions
 
     precision, compile_ = args.precision, {"auto": None, "on": True, "off": False}[args.compile]
     if args.no_compile:
-        print("notice: --no-compile is now --precision fp32 --compile off (the exact path)", file=sys.stderr)
+        notice("--no-compile is now --precision fp32 --compile off (the exact path)")
         precision, compile_ = "fp32", False
     try:
         return DecodeOptions(precision, compile_)
@@ -117,7 +126,8 @@ def plan(model, args, image_hw=None):
     from ..sampling.pipeline import layout
 
     try:
-        return layout(model, image_hw or parse_hw(args.size, "--size"), parse_hw(args.window, "--window"),
+        return layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
+                      parse_hw(args.window, "--window"),
                       cfg_scale=args.cfg)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
@@ -166,6 +176,17 @@ def sample_record(model, file: str, c, source) -> dict:
     return entry
 
 
+def classes_used(per_sample: list[dict]) -> list | None:
+    """The classes the samples show, in order of first use (names where the model knows them), for settings.json;
+    None for models without classes."""
+    seen: list = []
+    for entry in per_sample:
+        c = entry.get("class_name", entry.get("class"))
+        if c is not None and c not in seen:
+            seen.append(c)
+    return seen or None
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -175,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..data.conditions import condition_inputs
     from ..devices import resolve_device
-    from ..imageio import GRID_NAME, save_grid
+    from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
@@ -186,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
     if args.batch_size < 1 or (args.num is not None and args.num < 1):
         raise VQForgeError("--num and --batch-size must be >= 1")
-    out_dir = check_output_dir(args.output, OUTPUT_KIND, is_sample_folder)
+    out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
     lay = plan(model, args)
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
@@ -194,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
-    bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True)
+    bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
     batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
                            callback=lambda _done, _total, z: bar.update(z.shape[0]))
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
@@ -202,10 +223,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         seconds = time.perf_counter() - t0
         save_grid(tmp / GRID_NAME, images)
-        write_json(tmp / "settings.json", {
+        write_json(tmp / SETTINGS_NAME, {
             "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
-            "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond, "classes": args.classes,
+            "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
+            "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
             "decode_path": decode_mode, "seconds": round(seconds, 3),

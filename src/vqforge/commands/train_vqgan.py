@@ -1,6 +1,6 @@
 """`vqforge train vqgan`: train a VQGAN first stage on a folder of images, or resume a run.
 
-    vqforge train vqgan --config configs/vqgan_custom.yaml --data PHOTOS [--val-data VAL] --out RUN_DIR \\
+    vqforge train vqgan --config configs/vqgan_gpu.yaml --data PHOTOS [--val-data VAL] --out RUN_DIR \\
         [--max-steps N] [key=value ...]
     vqforge train vqgan --resume RUN_DIR [--max-steps N]
     torchrun --nproc_per_node 8 -m vqforge train vqgan ...      # DDP, one process per GPU
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  vqforge train vqgan --config configs/vqgan_tiny.yaml --data assets/photos --out runs/tiny\n"
-               "  vqforge train vqgan --config configs/vqgan_custom.yaml --data photos/ --out runs/mine "
+               "  vqforge train vqgan --config configs/vqgan_gpu.yaml --data photos/ --out runs/mine "
                "train.batch_size=8 train.max_steps=200000\n"
                "  vqforge train vqgan --resume runs/mine --max-steps 300000")
     train_common.add_arguments(p, "training images: a folder (recursive), a .txt file list, a glob, or fashion-mnist",

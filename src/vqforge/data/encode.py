@@ -65,7 +65,7 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     grid = None
     loader = torch.utils.data.DataLoader(_Pairs(images, cond_inputs), batch_size=batch_size, shuffle=False,
                                          num_workers=workers)
-    for x, raw in tqdm(_worker_errors(loader), disable=not progress, desc="encode", unit="batch"):
+    for x, raw in tqdm(_worker_errors(loader), total=len(loader), disable=not progress, desc="encode", unit="batch"):
         x = x.to(device)
         idx = first_stage.encode_to_indices(x)  # (B, h, w)
         grid = tuple(idx.shape[1:])

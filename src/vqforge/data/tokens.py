@@ -144,6 +144,19 @@ class TokenDataset(torch.utils.data.Dataset):
     def label_names(self) -> list[str] | None:
         return self.meta.get("label_names")
 
+    def sources(self) -> list[str] | None:
+        """The source image of every row (``files.txt``; several rows share one with ``encode --crops``), or None."""
+        if not self.meta.get("files"):
+            return None
+        path = self.path / self.meta["files"]
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise VQForgeError(f"{path}: cannot read ({e.strerror or e})") from None
+        if len(lines) != int(self.meta["n"]):
+            raise VQForgeError(f"{path}: {len(lines)} lines, meta.json says {self.meta['n']} rows")
+        return lines
+
     def facts(self):
         """What the dataset tells about the condition (:class:`~vqforge.models.conditioning.DataFacts`)."""
         from ..models.conditioning import DataFacts
@@ -165,6 +178,23 @@ class TokenDataset(torch.utils.data.Dataset):
         if self.cond is not None:
             item["cond"] = torch.from_numpy(np.array(self.cond[i], dtype=np.int64))
         return item
+
+
+def held_out_rows(n: int, fraction: float, seed: int, groups: list[str] | None = None) -> np.ndarray:
+    """Sorted indices of the rows a transformer run holds out for validation (the others train).
+
+    ``fraction`` of the ``n`` rows (at least one when ``n > 1``), drawn by ``seed``. With ``groups`` (each row's
+    source image, :meth:`TokenDataset.sources`), whole images are held out, so that no image has crops on both
+    sides (``encode --crops``) and validation measures generalisation to unseen images.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups)) if groups is not None else []
+    if len(names) < 2 or len(names) == n:  # one row per image (or nothing to group): rows are drawn directly
+        if n <= 1:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(rng.permutation(n)[:max(1, int(round(n * fraction)))])
+    held = {names[i] for i in rng.permutation(len(names))[:max(1, int(round(len(names) * fraction)))]}
+    return np.array([i for i, g in enumerate(groups) if g in held], dtype=np.int64)
 
 
 def unigram_entropy(tokens: np.ndarray, n_codes: int) -> float:

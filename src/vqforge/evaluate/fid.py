@@ -75,9 +75,14 @@ def list_image_files(root: str | Path, limit: int | None = None) -> list[Path]:
 def folder_features(model: torch.nn.Module, root: str | Path, batch_size: int = 50, limit: int | None = None,
                     progress: bool = True) -> np.ndarray:
     """Embed every image under ``root`` (at most ``limit``, in sorted order)."""
-    paths = list_image_files(root, limit)
+    return files_features(model, list_image_files(root, limit), batch_size, progress, f"inception {Path(root).name}")
+
+
+def files_features(model: torch.nn.Module, paths: list[Path], batch_size: int = 50, progress: bool = True,
+                   desc: str = "inception") -> np.ndarray:
+    """Embed the image files ``paths``, in order: features (N, 2048)."""
     return extract_features(model, iter_folder_batches(paths, batch_size), total=len(paths), progress=progress,
-                            desc=f"inception {Path(root).name}")
+                            desc=desc)
 
 
 # --------------------------------------------------------------------------------------------- statistics

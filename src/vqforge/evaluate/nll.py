@@ -1,10 +1,13 @@
-"""Negative log-likelihood of held-out tokens under a second-stage transformer (bits per dim)."""
+"""Negative log-likelihood of tokens under a second-stage transformer (bits per dim), and which rows of a token
+dataset are held out from the run that trained it (:func:`scored_rows`)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,3 +45,67 @@ def token_nll(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     if image_hw is not None:
         res["bits_per_dim"] = nats / math.log(2) / (images * channels * image_hw[0] * image_hw[1])
     return res
+
+
+def run_settings(model_path: str | Path) -> dict | None:
+    """The ``train`` settings of the run that produced the model at ``model_path`` (a run directory or one of its
+    checkpoints), read from the run's ``config.yaml``; None for a model directory or a file outside a run."""
+    import yaml
+
+    path = Path(model_path)
+    run = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+    if run is None or not (run / "config.yaml").is_file() or not (run / "checkpoints").is_dir():
+        return None
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    train = cfg.get("train") if isinstance(cfg, dict) else None
+    return train if isinstance(train, dict) else None
+
+
+def _same_path(a: str | Path | None, b: str | Path) -> bool:
+    return bool(a) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def scored_rows(ds, data: str | Path, settings: dict | None, split: str = "auto") -> tuple[np.ndarray, str, str]:
+    """Which rows of the token dataset ``ds`` (a :class:`~vqforge.data.tokens.TokenDataset` read from ``data``)
+    to score, by the training run's ``settings`` (:func:`run_settings`): (row indices, split name, a sentence
+    saying what they are to the model).
+
+    ``split``: ``held-out`` (the rows the run validated on), ``train`` (the rows it trained on), ``all``, or
+    ``auto`` (held-out when ``data`` is the run's training data with rows held out, else all). ValueError when
+    the run record cannot answer the question asked.
+    """
+    from ..data.tokens import held_out_rows
+
+    n = len(ds)
+    everything = np.arange(n)
+    settings = settings or {}
+    if not settings.get("data"):
+        if split in ("held-out", "train"):
+            raise ValueError(f"--split {split}: the model has no training run record (RUN_DIR/config.yaml naming its "
+                             f"data) to tell its rows apart; score --split all")
+        return everything, "all", "all rows (no training run record says whether the model trained on them)"
+    if _same_path(settings.get("val_data"), data):
+        if split == "train":
+            raise ValueError(f"--split train: {data} is the run's --val-data; the model trained on none of its rows")
+        return everything, "held-out", "all rows: the run's --val-data, held out from training"
+    if not _same_path(settings["data"], data):
+        if split in ("held-out", "train"):
+            raise ValueError(f"--split {split}: {data} is not the run's training data ({settings['data']})")
+        return everything, "all", f"all rows: not the run's training data ({settings['data']})"
+    if settings.get("val_data"):
+        if split == "held-out":
+            raise ValueError(f"--split held-out: the run trained on every row of {data} (it validated on "
+                             f"{settings['val_data']}: score that)")
+        return everything, "train", (f"training rows: the run trained on all of them (this measures fit, not "
+                                     f"generalisation; its held-out data is {settings['val_data']})")
+    val = held_out_rows(n, float(settings.get("val_fraction", 0.05)), int(settings.get("seed", 0)), ds.sources())
+    train = np.setdiff1d(everything, val)
+    if split == "all":
+        return everything, "all", (f"all rows: {len(train)} the run trained on and {len(val)} it held out "
+                                   f"(--split held-out|train scores them apart)")
+    if split == "train":
+        return train, "train", f"the {len(train)} rows the run trained on (this measures fit, not generalisation)"
+    return val, "held-out", f"the {len(val)} rows the run held out for validation (--split train|all for the others)"

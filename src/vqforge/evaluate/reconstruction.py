@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ..quantizers import perplexity
-from .fid import FeatureStats, fid_from_stats, kid
+from .fid import FeatureStats, kid
+from .samples import fid_or_fallback, kid_note, size_warnings
 from ..metrics import psnr, ssim
 
 
@@ -31,15 +32,15 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
                             inception: torch.nn.Module | None = None, lpips: torch.nn.Module | None = None,
                             lpips_skipped: str | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
                             fid_method: str = "sqrtm", real_features: np.ndarray | None = None,
-                            progress: bool = True) -> dict:
+                            progress: bool = True, seed: int = 0) -> dict:
     """Reconstruct every batch (B, 3, H, W) in [-1, 1] with a VQGAN and measure it.
 
     Returns a JSON-ready dict: ``n_images``, ``psnr`` and ``ssim`` (means over images), ``lpips`` (mean,
     or None with ``lpips_skipped`` giving the reason), ``rfid`` / ``kid_mean`` / ``kid_std`` between the
     Inception features of inputs and reconstructions (None without ``inception``; ``real_features``, the
     inputs' features in the same order, e.g. from cached reference statistics, saves embedding them
-    again), and codebook use:
-    ``codes_used``, ``n_codes``, ``codebook_usage`` (share of codes used) and ``perplexity``.
+    again; ``seed``: KID's subsets), codebook use: ``codes_used``, ``n_codes``, ``codebook_usage`` (share of
+    codes used) and ``perplexity``, and ``warnings`` (what a small set means for rFID; a negative KID).
     """
     from tqdm import tqdm
 
@@ -76,13 +77,15 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
         "ssim": float(torch.cat(ssims).mean()),
         "lpips": float(torch.cat(lps).mean()) if lps else None,
         "lpips_skipped": None if lps else (lpips_skipped or "no LPIPS network given"),
-        "rfid": None, "kid_mean": None, "kid_std": None, "kid_subset_size": None,
-        "codes_used": used, "n_codes": n_codes, "codebook_usage": used / n_codes, "perplexity": ppl,
+        "rfid": None, "fid_method": None, "kid_mean": None, "kid_std": None, "kid_subset_size": None,
+        "codes_used": used, "n_codes": n_codes, "codebook_usage": used / n_codes, "perplexity": ppl, "warnings": [],
     }
     if inception is not None and n >= 2:
         fr, fc = (np.concatenate(f_real) if real_features is None else np.asarray(real_features)), np.concatenate(f_rec)
         if fr.shape[0] != fc.shape[0]:
             raise ValueError(f"real_features has {fr.shape[0]} rows for {fc.shape[0]} images")
-        res["rfid"] = fid_from_stats(FeatureStats.from_features(fr), FeatureStats.from_features(fc), fid_method)
-        res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size)
+        res["rfid"], res["fid_method"] = fid_or_fallback(FeatureStats.from_features(fr), FeatureStats.from_features(fc),
+                                                         fid_method)
+        res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size, seed=seed)
+        res["warnings"] = size_warnings(n, n) + [w for w in [kid_note(res["kid_mean"], res["kid_std"])] if w]
     return res

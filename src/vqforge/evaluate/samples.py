@@ -1,13 +1,67 @@
-"""Sample quality against a reference set: FID, KID and precision / recall on Inception features."""
+"""Sample quality against a reference set: FID, KID and precision / recall on Inception features.
+
+Which files are samples (:func:`sample_files`): those a sampling command wrote (listed in its ``settings.json``),
+else the images directly in the folder, so that sub-folders of other jobs (larger samples, completions) and
+contact sheets are never counted by accident. Small sets are measured with what makes sense for them
+(:func:`size_warnings`); a metric that cannot be computed is skipped with its reason, never a crash after the
+images were embedded.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..io import VQForgeError
-from .fid import FeatureStats, fid_from_stats, folder_features, kid, precision_recall
+from .fid import FeatureStats, fid_from_stats, files_features, kid, list_image_files, precision_recall
+
+#: Dimension of the Inception pool features: fewer images than this give a rank-deficient covariance.
+FEATURE_DIM = 2048
+#: Neighbours of the k-NN balls of precision / recall (Kynkaanniemi et al.).
+PR_K = 3
+
+
+def sample_files(root: str | Path, recursive: bool = False, limit: int | None = None) -> tuple[list[Path], str]:
+    """The sample images of folder ``root`` (at most ``limit``) and a phrase saying how they were chosen.
+
+    A folder written by ``vqforge sample`` / ``complete``: exactly the files its ``settings.json`` lists under
+    ``samples``. Any other folder: the images directly in it. ``recursive``: every image under it (sub-folders
+    included; either way, contact sheets ``grid.png`` are left out). VQForgeError when there are none, or a
+    listed file is missing.
+    """
+    from ..imageio import GRID_NAME, IMAGE_SUFFIXES, SETTINGS_NAME
+
+    root = Path(root)
+    record = root / SETTINGS_NAME
+    if recursive or not root.is_dir():
+        paths, how = list_image_files(root), "every image under the folder"
+    elif record.is_file() and _listed(record) is not None:
+        paths, how = [root / name for name in _listed(record)], f"the files its {SETTINGS_NAME} lists"
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise VQForgeError(f"{record}: lists {missing[0].name}, which is not in {root} "
+                               f"({len(missing)} listed file(s) missing)")
+    else:
+        paths = sorted(p for p in root.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name != GRID_NAME)
+        how = "the images directly in the folder (--recursive: sub-folders too)"
+    if not paths:
+        raise VQForgeError(f"{root}: no images found" + ("" if recursive else " (--recursive searches sub-folders)"))
+    return (paths[:limit] if limit is not None else paths), how
+
+
+def _listed(record: Path) -> list[str] | None:
+    """File names under ``samples`` in a sampling command's settings record (None when it has no such list)."""
+    try:
+        samples = json.loads(record.read_text()).get("samples")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(samples, list):
+        return None
+    names = [s.get("file") if isinstance(s, dict) else None for s in samples]
+    return names if names and all(isinstance(n, str) for n in names) else None
 
 
 def reference_stats(model, reference: str | Path, batch_size: int = 50, limit: int | None = None,
@@ -16,22 +70,73 @@ def reference_stats(model, reference: str | Path, batch_size: int = 50, limit: i
     reference = Path(reference)
     if reference.suffix == ".npz":
         return FeatureStats.load(reference)
-    feats = folder_features(model, reference, batch_size=batch_size, limit=limit, progress=progress)
+    paths = list_image_files(reference, limit)
+    feats = files_features(model, paths, batch_size, progress, f"inception {reference.name}")
     return FeatureStats.from_features(feats, source=str(reference))
 
 
+def reference_size(reference: str | Path, limit: int | None = None) -> int:
+    """How many images a reference holds (a statistics ``.npz`` or an image folder), without embedding them."""
+    reference = Path(reference)
+    if reference.suffix == ".npz":
+        return FeatureStats.load(reference).n
+    return len(list_image_files(reference, limit))
+
+
+def size_warnings(n_samples: int, n_reference: int) -> list[str]:
+    """What the set sizes mean for the metrics (nothing for sets of FEATURE_DIM images or more).
+
+    VQForgeError when a set has fewer than 2 images: no metric exists for it.
+    """
+    if min(n_samples, n_reference) < 2:
+        raise VQForgeError(f"sets of {n_samples} and {n_reference} image(s): FID and KID need at least 2 images in "
+                           f"each set")
+    if min(n_samples, n_reference) >= FEATURE_DIM:
+        return []
+    return [f"small sets ({n_samples} and {n_reference} images): FID is biased upwards below "
+            f"{FEATURE_DIM} images (published FIDs use 10k-50k), so compare FIDs only at equal set sizes; KID is "
+            f"unbiased at any size and is the number to read here"]
+
+
+def pr_problem(n_samples: int, n_reference: int, k: int = PR_K) -> str | None:
+    """Why precision / recall (``k`` neighbours) cannot be computed for these set sizes (None when it can)."""
+    if min(n_samples, n_reference) > k:
+        return None
+    return (f"needs more than {k} images in each set ({n_samples} samples, {n_reference} reference images); "
+            f"--no-pr skips it without this note")
+
+
+def kid_note(kid_mean: float | None, kid_std: float | None) -> str | None:
+    """One line explaining a negative KID (None otherwise)."""
+    if kid_mean is None or kid_mean >= 0:
+        return None
+    return (f"KID is negative ({kid_mean:.5f} +- {kid_std:.5f}): its unbiased estimate scatters around 0 when the "
+            f"sets are alike or small; read it as 0 within its spread")
+
+
+def fid_or_fallback(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> tuple[float, str]:
+    """(FID, the method that computed it): when ``sqrtm`` fails on a near-singular covariance product (typical
+    of small sets), the eigendecomposition route computes the same quantity, and the method says so."""
+    try:
+        return fid_from_stats(a, b, method), method
+    except ValueError as e:
+        return fid_from_stats(a, b, "eigh"), f"eigh ({method} failed: {e})"
+
+
 def compare(samples: FeatureStats, reference: FeatureStats, kid_subsets: int = 100, kid_subset_size: int = 1000,
-            pr: bool = True, pr_k: int = 3, fid_method: str = "sqrtm") -> dict:
+            pr: bool = True, pr_k: int = PR_K, fid_method: str = "sqrtm", seed: int = 0) -> dict:
     """FID (always), KID and precision / recall (when both sides carry raw features) as a JSON-ready dict.
 
-    Metrics that cannot be computed are None, with the reason under ``skipped``.
+    Metrics that cannot be computed are None, with the reason under ``skipped``; ``warnings`` says what the set
+    sizes mean and explains a negative KID.
     """
     if samples.mu.shape != reference.mu.shape:
         raise VQForgeError(f"{reference.source}: feature size {reference.mu.shape[0]} does not match the samples' "
                            f"{samples.mu.shape[0]} (statistics from another network?)")
-    res: dict = {"n_samples": samples.n, "n_reference": reference.n, "fid": fid_from_stats(samples, reference, fid_method),
+    res: dict = {"n_samples": samples.n, "n_reference": reference.n, "fid": None, "fid_method": fid_method,
                  "kid_mean": None, "kid_std": None, "kid_subset_size": None, "precision": None, "recall": None,
-                 "skipped": {}}
+                 "skipped": {}, "warnings": size_warnings(samples.n, reference.n)}
+    res["fid"], res["fid_method"] = fid_or_fallback(samples, reference, fid_method)
     if samples.features is None or reference.features is None:
         why = "the reference statistics file holds no raw features (save it with features)"
         res["skipped"]["kid"] = why
@@ -39,9 +144,13 @@ def compare(samples: FeatureStats, reference: FeatureStats, kid_subsets: int = 1
             res["skipped"]["precision_recall"] = why
         return res
     fs, fr = np.asarray(samples.features), np.asarray(reference.features)
-    res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fs, fr, kid_subsets, kid_subset_size)
-    if pr:
-        res["precision"], res["recall"] = precision_recall(fr, fs, k=pr_k)
+    res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fs, fr, kid_subsets, kid_subset_size, seed=seed)
+    note = kid_note(res["kid_mean"], res["kid_std"])
+    if note:
+        res["warnings"].append(note)
+    problem = pr_problem(len(fs), len(fr), pr_k) if pr else "disabled (--no-pr)"
+    if problem:
+        res["skipped"]["precision_recall"] = problem
     else:
-        res["skipped"]["precision_recall"] = "disabled"
+        res["precision"], res["recall"] = precision_recall(fr, fs, k=pr_k)
     return res

@@ -42,11 +42,9 @@ class TransformerData:
             if ds.n_codes != n_codes:
                 raise VQForgeError(f"{ds.path}: tokens from a codebook of {ds.n_codes} codes, but the first stage "
                                    f"has {n_codes}")
-            n = len(ds)
-            order = np.random.default_rng(tc.seed).permutation(n)
-            n_val = max(1, int(round(n * tc.val_fraction))) if n > 1 else 0
-            self.train = T.TokenDataset(spec, np.sort(order[n_val:]))
-            self.val = T.TokenDataset(spec, np.sort(order[:n_val])) if n_val else None
+            val_rows = T.held_out_rows(len(ds), tc.val_fraction, tc.seed, ds.sources())
+            self.train = T.TokenDataset(spec, np.setdiff1d(np.arange(len(ds)), val_rows))
+            self.val = T.TokenDataset(spec, val_rows) if len(val_rows) else None
             self.pre_tokenized = True
             self.grid = ds.grid
             self.image_size = tuple(ds.meta["image_size"])

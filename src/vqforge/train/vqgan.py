@@ -316,7 +316,7 @@ class VQGANStage(loop.Stage):
         return [self.model, self.loss.discriminator]
 
     def next_steps(self, run: Path) -> list[str]:
-        return [f"vqforge reconstruct --model {run} --input PHOTOS --output recon/",
+        return [f"vqforge reconstruct --model {run} --data PHOTOS --out recon/",
                 f"vqforge encode --model {run} --data PHOTOS --out tokens/"]
 
 
