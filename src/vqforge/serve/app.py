@@ -99,6 +99,13 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
         ids = await run_in_threadpool(decode_labels, uploads["labels"], "labels", limits, engine.n_labels)
         return Response(labels_png(ids), media_type="image/png", headers=NO_STORE)
 
+    _job_routes(app, queue)
+    return app
+
+
+def _job_routes(app: FastAPI, queue: JobQueue) -> None:
+    """The routes that read a submitted job: status, cancel, live events, results, previews and settings."""
+
     @app.get("/api/jobs/{job_id}")
     def status(job_id: str) -> dict:
         job = queue.get(job_id)
@@ -131,8 +138,6 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
         return JSONResponse({**job.record, "metrics": job.metrics, "seconds": job.seconds,
                              "vqforge_version": __version__},
                             headers={"Content-Disposition": f'attachment; filename="vqforge-{job.kind}-{job.id}.json"'})
-
-    return app
 
 
 async def _read_form(request: Request, limits: Limits) -> tuple[dict[str, str], dict[str, bytes]]:
