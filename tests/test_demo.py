@@ -33,7 +33,7 @@ def test_the_page_references_only_files_that_exist_and_decode(demo):
     out, page, _ = demo
     assert page == out / "index.html"
     html = page.read_text()
-    srcs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    srcs = re.findall(r"""<img[^>]+src=['"]([^'"]+)['"]""", html)
     assert len(srcs) >= 7  # reconstructions, samples at two guidance scales, two landscapes, completion
     for src in srcs:
         assert not src.startswith(("/", "http")), src  # relative: the folder can be moved or zipped
