@@ -135,6 +135,8 @@ class GPT(nn.Module):
         keys = cache.max_len  # fixed shapes: what a compiled (graph-captured) step needs
         if input_pos is not None and input_pos.device.type == "cpu" and not torch.compiler.is_compiling():
             keys = min(keys, max(int(input_pos.max()) + 1, n))  # eagerly on a CPU: only the slots it can see
+            if T == 1:  # one query at p sees every slot below max(p + 1, n_unmasked): no mask to build or apply
+                return keys
         return attention_mask(q_pos, torch.arange(keys, device=device), n)
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None, cache: KVCache | None = None,

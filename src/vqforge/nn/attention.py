@@ -58,9 +58,12 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(layer, input_pos, k, v)  # (B, nh, max_len, hs)
-            k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]  # the slots the mask covers
+            n_keys = mask if isinstance(mask, int) else mask.shape[-1]
+            k, v = k[:, :, :n_keys], v[:, :, :n_keys]  # the slots the mask covers
         dropout = self.attn_pdrop if self.training else 0.0
-        if mask is None:
+        if isinstance(mask, int):  # every slot visible
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), dropout_p=dropout)
+        elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         else:
             y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
