@@ -37,7 +37,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
                         "CPUs with AVX512-BF16/AMX: prepacked bf16 weights), else fp32; fp32 = the exact path")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                   help="torch.compile the decode step (auto = on CUDA only, with CUDA graphs)")
+                   help="torch.compile the decode step: auto = on CUDA (bf16, CUDA graphs); on = also the fp32 path on "
+                        "any device (inductor; slower than eager on a CPU in docs/benchmarks.md); the packed bf16 "
+                        "CPU path is never compiled")
     p.add_argument("--no-compile", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp32
     add_device(p)
     add_quiet(p, "no progress bar")
