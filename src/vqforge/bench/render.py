@@ -31,6 +31,17 @@ def _mib(c: dict | None) -> str:
     return "—" if c is None or c.get("peak_mib") is None else f"{c['peak_mib']:,.0f}"
 
 
+def _load_note(env: dict) -> str:
+    """What the 1-minute load averages at start and end say of a CPU run: a quiet machine or a shared one."""
+    if env["device"].startswith("cuda"):
+        return ""
+    loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
+    if loads and max(loads) <= env["cpu_count"]:
+        return " (no more than the CPU count: a quiet machine)"
+    return (" (above the CPU count the machine was shared: absolute numbers are slow, the interleaved ratios hold"
+            " better)")
+
+
 def _run_lines(result: dict, command: str | None) -> list[str]:
     env = result["environment"]
     where = env.get("gpu") or f"{env['cpu']} ({env['cpu_count']} CPUs; {', '.join(env['cpu_features']) or 'no bf16'})"
@@ -38,9 +49,7 @@ def _run_lines(result: dict, command: str | None) -> list[str]:
     lines = [
         f"- Device: {env['device']}, {where}; torch {env['torch']}, {env['threads']} threads. Date: {env['date']}.",
         f"- Load average (1/5/15 min) at start {env['load_average']}, at end {env.get('load_average_end')}"
-        + ("" if env["device"].startswith("cuda") else
-           " (above the CPU count the machine was shared: absolute numbers are slow, the interleaved ratios hold"
-           " better)") + ".",
+        + _load_note(env) + ".",
         f"- Original: {orig}; same weights (random), same inputs, one process, interleaved runs"
         f" ({result['repeat']} timed rounds at most, after warm-up; medians). Wall time {result['wall_s']:.0f} s.",
     ]
