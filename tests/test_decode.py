@@ -223,3 +223,11 @@ def test_cuda_graph_step_matches_eager_and_is_compiled_once():
             assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     finally:
         torch._dynamo.reset()
+
+
+def test_sample_tokens_names_the_block_size_a_request_needs():
+    gpt = GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    cond = torch.zeros(1, 2, dtype=torch.long)
+    assert sample_tokens(gpt, cond, 7, SamplingSettings(greedy=True), decoding=EXACT).shape == (1, 7)  # 2 + 7 - 1 = 8
+    with pytest.raises(ValueError, match="need model.gpt.block_size >= 9, the GPT has 8"):
+        sample_tokens(gpt, cond, 8, SamplingSettings(greedy=True), decoding=EXACT)

@@ -24,6 +24,7 @@ import torch
 
 from ..devices import PRECISIONS, resolve_precision
 from ..models.gpt import GPT
+from ..models.transformer import fit_problem
 from ..nn.kv_cache import KVCache
 from .processors import SamplingSettings, next_token
 from .progress import Progress
@@ -196,8 +197,9 @@ def sample_tokens(model: GPT, cond: torch.Tensor, steps: int, settings: Sampling
     guided = uncond is not None and settings.cfg_scale > 0
     seq = guidance_batch(cond, uncond if guided else None)  # (B or 2B, Tc)
     B, Tc = cond.shape
-    if Tc + steps - 1 > model.config.block_size:
-        raise ValueError(f"{Tc} condition + {steps} image tokens exceed the GPT's block_size {model.config.block_size}")
+    problem = fit_problem(Tc, steps, model.config.block_size)
+    if problem:
+        raise ValueError(problem)
     dec = DecodeSession(model, seq.shape[0], Tc + steps - 1, decoding)
     out = torch.empty(B, steps, dtype=torch.long, device=cond.device)
     logits = dec.prefill(seq)  # (B or 2B, V)
