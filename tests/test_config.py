@@ -168,3 +168,35 @@ def test_cli_reports_every_override_problem_in_one_line_each(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "vqgan", "--config", str(tiny), "--bogus"])
     assert "vqforge train vqgan: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_shipped_configs_resolve_by_name_and_ship_in_the_wheel(tmp_path, capsys):
+    """`--config vqgan_tiny` finds the config shipped inside the package (what a wheel user has, with no checkout's
+    configs/); a file path still wins; an unknown name is one line naming the presets; pyproject's package data
+    covers every shipped config."""
+    import fnmatch
+    import tomllib
+
+    from vqforge.cli import main
+    from vqforge.config.presets import PRESETS_DIR, presets, resolve_config
+
+    repo = Path(__file__).parents[1]
+    assert PRESETS_DIR.parent.name == "vqforge" and {"vqgan_tiny", "bundled/fashion_vqgan"} <= set(presets())
+    assert resolve_config("vqgan_tiny") == PRESETS_DIR / "vqgan_tiny.yaml"
+    assert resolve_config("bundled/landscape_seg.yaml") == PRESETS_DIR / "bundled" / "landscape_seg.yaml"
+    assert (repo / "configs" / "vqgan_tiny.yaml").read_bytes() == resolve_config("vqgan_tiny").read_bytes()
+    mine = tmp_path / "vqgan_tiny"
+    mine.write_text("model: {}\n")
+    assert resolve_config(str(mine)) == mine  # an existing file is taken as given
+    with pytest.raises(ConfigError, match="not a config shipped with vqforge .*seg_tiny, transformer_cpu"):
+        resolve_config("vqgan_nope")
+
+    code = main(["train", "vqgan", "--config", "vqgan_nope", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("vqforge: error: --config vqgan_nope: no such file") and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+    globs = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vqforge"]
+    for name in presets():
+        rel = f"configs/{name}.yaml"
+        assert any(fnmatch.fnmatch(rel, g) and rel.count("/") == g.count("/") for g in globs), f"{rel} not packaged"

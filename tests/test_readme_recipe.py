@@ -18,6 +18,8 @@ import pytest
 from conftest import PYTHON, cli_env, needs_fid_weights
 from PIL import Image
 
+from vqforge.config.presets import resolve_config
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "src" / "vqforge" / "demo_assets" / "photos"
 #: class sub-folders for the bundled photos (by their source), named as the README's examples name them
@@ -40,12 +42,12 @@ def readme_recipe() -> tuple[list[str], str]:
 
 
 def _home(root: Path) -> Path:
-    """A home folder with ~/photos/<class>/*.jpg, configs/ beside it, photo.jpg and mask.png for `complete`."""
+    """A home folder with ~/photos/<class>/*.jpg, photo.jpg and mask.png for `complete` (no configs/: the
+    README names shipped configs)."""
     for name, prefix in CLASSES.items():
         (root / "photos" / name).mkdir(parents=True)
         for p in sorted(PHOTOS.glob(prefix + "*")):
             shutil.copy(p, root / "photos" / name / p.name)
-    (root / "configs").symlink_to(REPO / "configs")
     photo = sorted(PHOTOS.glob("sflckr_*"))[0]
     shutil.copy(photo, root / "photo.jpg")
     w, h = Image.open(photo).size
@@ -90,11 +92,11 @@ def _row_difference_variance(images: list[np.ndarray]) -> float:
 def test_readme_names_cpu_sized_configs_and_gpu_sized_ones_beside_them():
     commands, _ = readme_recipe()
     configs = [c.split("--config ")[1].split()[0] for c in commands if "--config" in c]
-    assert configs == ["configs/vqgan_cpu.yaml", "configs/transformer_cpu.yaml"]
+    assert configs == ["vqgan_cpu", "transformer_cpu"]  # shipped configs, by name: no checkout needed
     text = (REPO / "README.md").read_text()
     for name in configs:
         gpu = name.replace("_cpu", "_gpu")
-        assert (REPO / name).is_file() and (REPO / gpu).is_file() and gpu in text
+        assert resolve_config(name).is_file() and resolve_config(gpu).is_file() and f"`{gpu}`" in text
 
 
 @needs_fid_weights

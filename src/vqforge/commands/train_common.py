@@ -18,7 +18,8 @@ NAMED_DATASETS = ("fashion-mnist",)
 
 def add_arguments(p: argparse.ArgumentParser, data_help: str, config_help: str) -> None:
     """The flags of every trainer (see the module doc)."""
-    p.add_argument("--config", help=config_help)
+    p.add_argument("--config", help=f"{config_help}; or the name of a config shipped with vqforge (e.g. "
+                                     "vqgan_cpu, bundled/fashion_vqgan; an unknown name lists them)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--val-data", help="held-out validation data (default: hold out train.val_fraction of --data)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (config.yaml, checkpoints/, tb/, images/)")
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser, data_help: str, config_help: str) 
 def run_trainer(args: argparse.Namespace, stage: str, load_config: Callable[[str], Any],
                 train: Callable[..., Any], **extra: Any) -> int:
     """Start (``--config --data --out``) or continue (``--resume RUN_DIR``) a run of ``train``."""
+    from ..config.presets import resolve_config
     from ..io import VQForgeError
     from ..train.settings import notice
 
@@ -66,7 +68,7 @@ def run_trainer(args: argparse.Namespace, stage: str, load_config: Callable[[str
                    if not v]
         if missing:
             raise VQForgeError(f"train {stage}: missing {', '.join(missing)} (or continue a run with --resume RUN_DIR)")
-        cfg, out, resume = load_config(args.config), Path(args.out), False
+        cfg, out, resume = load_config(str(resolve_config(args.config))), Path(args.out), False
     time_limit = args.time_limit * 60 if args.time_limit else None
     train(cfg, out, resume=resume, overrides=list(args.overrides), settings=settings, max_steps=args.max_steps,
           time_limit=time_limit, quiet=quiet, json=args.json, **extra)
