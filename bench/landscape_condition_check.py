@@ -1,0 +1,40 @@
+"""How much of a held-out segmentation map the `landscapes` condition stage keeps: each map of
+src/vqforge/demo_assets/segmentations (never seen in training) at a 64 px square and at a 128 px short side,
+encoded to condition tokens and decoded again; the share of pixels whose label survives (pixel accuracy), the
+labels of the map and the labels the reconstruction puts in their place. The transformer sees only the tokens,
+so a map the stage cannot reconstruct is a map the transformer cannot follow (docs/models.md, Limits).
+
+    PYTHONPATH=src python bench/landscape_condition_check.py [MODEL]      # default: the bundled landscapes
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+import vqforge
+from vqforge.demo import parts
+
+
+@torch.inference_mode()
+def main(model_name: str = "landscapes") -> None:
+    torch.set_num_threads(1)
+    model = vqforge.load(model_name).float().eval()
+    f = model.cond_stage.downsample_factor
+    maps = sorted((Path(parts.__file__).parents[1] / "demo_assets" / "segmentations").iterdir())
+    for mp in maps:
+        for short, square in ((64, True), (128, False)):
+            labels, _ = parts._map_crop(mp, short, f, square=square)
+            tokens = model.encode_to_c(model.condition.build_input(raw=labels[None]))
+            h, w = labels.shape[0] // f, labels.shape[1] // f
+            back = model.decode_cond(tokens, (h, w)).argmax(1)[0]  # (H, W) label ids
+            acc = (back == labels).float().mean().item()
+            kept = torch.unique(labels).tolist()
+            got = torch.unique(back).tolist()
+            print(f"{mp.stem} {labels.shape[0]}x{labels.shape[1]}: pixel accuracy {acc:.3f}; labels {kept} -> {got}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
