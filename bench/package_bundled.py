@@ -99,6 +99,10 @@ def main() -> None:
         stages = [stage_record(work / s) for s in card.pop("stages")]
         curves += [s["run"] for s in stages]
         final = work / card.pop("model_run")
+        checkpoint = card.pop("model_checkpoint", None)  # e.g. best.pt: the run's best validation checkpoint
+        if checkpoint:
+            final = final / "checkpoints" / checkpoint
+            card["checkpoint"] = f"{checkpoint} (step {int(load_torch(final)['step'])})"
         model = vqforge.load(final)  # EMA weights where the run kept them
         card["steps"] = ", ".join(f"{s['run']} {s['steps']}" for s in stages)
         card["wall_time"] = (", ".join(f"{s['run']} {s['wall_time_min']} min" for s in stages)

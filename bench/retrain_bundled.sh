@@ -24,13 +24,8 @@ ls src/vqforge/demo_assets/segmentations | sed -e 's/^sflckr_//' -e 's/\.png$//'
 ls "$D"/sflckr_images/*/*.jpg "$D"/coco_images/*.jpg "$D"/drin_images/*/*.JPEG | grep -v -F -f "$W/lists/held_ids.txt" > "$W/lists/photos_train.txt"
 ls "$D"/sflckr_images/*/*.jpg "$D"/coco_images/*.jpg "$D"/drin_images/*/*.JPEG | grep -F -f "$W/lists/held_ids.txt" > "$W/lists/photos_val.txt"
 ls "$D"/sflckr_segmentations/*/*.png | grep -v -F -f "$W/lists/held_maps.txt" > "$W/lists/seg_train.txt"
-# the landscape transformer's photos: links to the S-FLCKR photos whose maps are in seg_train.txt, in the same
-# <scene>/<id> layout as the maps (so that `encode --cond-data` pairs them)
-rm -rf "$W/landscape_photos"
-sed -e "s#^$D/sflckr_segmentations/##" -e 's/\.png$//' "$W/lists/seg_train.txt" | while read -r rel; do
-  mkdir -p "$W/landscape_photos/$(dirname "$rel")"
-  ln -s "$(realpath "$D/sflckr_images/$rel.jpg")" "$W/landscape_photos/$rel.jpg"
-done
+# the landscape transformer's photo/map pairs (S-FLCKR and COCO, mirrored) and its held-out validation pairs
+[ -d "$W/landscape_pairs_val" ] || .venv/bin/python bench/landscape_pairs.py "$D" "$W"
 
 phase() {  # phase RUN_DIR UNTIL KIND [ARGS...] [-- OVERRIDES...]: train RUN_DIR up to step UNTIL; a new run
            # takes ARGS, a run that exists continues (--resume); OVERRIDES apply from this phase on
@@ -61,17 +56,24 @@ phase "$W/fashion_gpt" 5000 transformer --config $C/fashion_transformer.yaml --d
     --first-stage "$W/fashion_vqgan"
 
 # 2. landscapes: VQGAN on the photos (the Inception perceptual term at weight 0.5 dominated the L1 term, so it is
-#    0.1 from step 1698; GAN from 2500; stopped at 4000), segmentation stage on the S-FLCKR maps, 256 random crops
-#    per photo at several scales, segmentation-conditioned transformer (3500 steps).
+#    0.1 from step 1698; GAN from 2500; stopped at 4000), segmentation stage on the S-FLCKR maps, then the
+#    segmentation-conditioned transformer on 128 random crops at several scales of each training pair (S-FLCKR and
+#    COCO photos, mirrored), validated on crops of the held-out S-FLCKR pairs; the model is its best validation
+#    checkpoint (the shipped run was stopped at 2643 of its 3000 steps, validation loss rising since its best,
+#    step 2000: the steps up to the best are those of this phase).
 phase "$W/landscape_vqgan" 1698 vqgan --config $C/landscape_vqgan.yaml --data "$W/lists/photos_train.txt" \
     --val-data "$W/lists/photos_val.txt"
 phase "$W/landscape_vqgan" 4000 vqgan -- loss.perceptual_weight=0.1
 phase "$W/landscape_seg" 1500 condition --config $C/landscape_seg.yaml --data "$W/lists/seg_train.txt"
-[ -f "$W/landscape_tokens/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$W/landscape_seg" \
-    --cond segmentation --data "$W/landscape_photos" --cond-data "$D/sflckr_segmentations" \
-    --size 64 --crops 256 --resize-max 192 --out "$W/landscape_tokens"
-phase "$W/landscape_gpt" 3500 transformer --config $C/landscape_transformer.yaml --data "$W/landscape_tokens" \
-    --first-stage "$W/landscape_vqgan" --cond-stage "$W/landscape_seg"
+encode_pairs() {  # encode_pairs PAIRS_DIR OUT CROPS SEED
+  [ -f "$2/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$W/landscape_seg" \
+      --cond segmentation --data "$1/photos" --cond-data "$1/maps" --size 64 --crops "$3" --resize-max 192 \
+      --seed "$4" --out "$2"
+}
+encode_pairs "$W/landscape_pairs" "$W/landscape_tokens" 128 0
+encode_pairs "$W/landscape_pairs_val" "$W/landscape_val_tokens" 64 1
+phase "$W/landscape_gpt" 3000 transformer --config $C/landscape_transformer.yaml --data "$W/landscape_tokens" \
+    --val-data "$W/landscape_val_tokens" --first-stage "$W/landscape_vqgan" --cond-stage "$W/landscape_seg"
 
 # 3. package: float16 model directories with their model cards under src/vqforge/bundled/
 .venv/bin/python bench/package_bundled.py --work "$W"
