@@ -55,11 +55,9 @@ def _packed_copy(gpt: GPT) -> GPT:
                              torch.cat((a.query.bias, a.key.bias, a.value.bias)))
         del a.query, a.key, a.value
         a.proj = PackedLinear(a.proj.weight, a.proj.bias)
-        fc1, fc2 = block.mlp[0], block.mlp[2]
-        block.mlp[0], block.mlp[1] = PackedLinear(fc1.weight, fc1.bias, act="gelu"), nn.Identity()
-        block.mlp[2] = PackedLinear(fc2.weight, fc2.bias)
+        fc1, fc2 = block.mlp[0], block.mlp[2]  # fc1 and GELU become one product; no dropout modules (inference)
+        block.mlp = nn.Sequential(PackedLinear(fc1.weight, fc1.bias, act="gelu"), PackedLinear(fc2.weight, fc2.bias))
         a.resid_drop = nn.Identity()
-        block.mlp = nn.Sequential(block.mlp[0], block.mlp[2])  # fc1 + GELU, fc2 (no dropout: inference)
     twin.drop = nn.Identity()
     twin.head = PackedLinear(twin.head.weight, twin.head.bias)
     return twin
