@@ -24,6 +24,7 @@ def main(model_name: str = "landscapes") -> None:
     model = vqforge.load(model_name).float().eval()
     f = model.cond_stage.downsample_factor
     maps = sorted((Path(parts.__file__).parents[1] / "demo_assets" / "segmentations").iterdir())
+    mean: dict[int, list[float]] = {64: [], 128: []}
     for mp in maps:
         for short, square in ((64, True), (128, False)):
             labels, _ = parts._map_crop(mp, short, f, square=square)
@@ -33,7 +34,9 @@ def main(model_name: str = "landscapes") -> None:
             acc = (back == labels).float().mean().item()
             kept = torch.unique(labels).tolist()
             got = torch.unique(back).tolist()
+            mean[short].append(acc)
             print(f"{mp.stem} {labels.shape[0]}x{labels.shape[1]}: pixel accuracy {acc:.3f}; labels {kept} -> {got}")
+    print("mean pixel accuracy: " + ", ".join(f"{sum(v) / len(v):.3f} at {k} px" for k, v in mean.items()))
 
 
 if __name__ == "__main__":
