@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed, add_trust_option
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, size_multiple
 
 
 def add_parser(sub) -> None:
@@ -60,9 +60,9 @@ def _pixels(text: str, size: int, what: str) -> int:
     """A side in pixels: 'PX', or 'Nx' for N times ``size``."""
     from ..io import VQForgeError
 
-    t = text.strip().lower()
+    times = size_multiple(text)
     try:
-        value = round(float(t[:-1]) * size) if t.endswith("x") else int(t)
+        value = round(times * size) if times is not None else int(text.strip())
     except ValueError:
         value = -1
     if value < 0:

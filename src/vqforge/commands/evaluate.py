@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .options import add_device, add_quiet, add_seed, add_trust_option, notice
 
@@ -88,10 +87,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _warn(text: str) -> None:
-    print(f"vqforge: warning: {text}", file=sys.stderr)
-
-
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -156,7 +151,7 @@ def run_recon(args: argparse.Namespace) -> int:
     if res["lpips"] is None:
         notice(f"LPIPS skipped: {res['lpips_skipped']}")
     for text in res["warnings"]:
-        _warn(text)
+        notice(f"warning: {text}")
     return _finish(args, result, f"reconstruction of {args.data} by {args.model}", rows)
 
 
@@ -194,7 +189,7 @@ def run_samples(args: argparse.Namespace) -> int:
     for k, why in res["skipped"].items():
         notice(f"{k.replace('_', '/')} skipped: {why}")
     for text in res["warnings"]:
-        _warn(text)
+        notice(f"warning: {text}")
     return _finish(args, result, f"samples {args.samples} vs {args.reference}", rows)
 
 

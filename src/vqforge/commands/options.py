@@ -65,6 +65,18 @@ def add_seed(p: argparse.ArgumentParser, what: str = "random seed") -> None:
     p.add_argument("--seed", type=int, default=0, help=f"{what} (default 0)")
 
 
+def size_multiple(text: str) -> float | None:
+    """N of a relative size 'Nx' (N times a size the command knows: the trained size, --size), or None when
+    ``text`` is not of that form."""
+    t = text.strip().lower()
+    if not t.endswith("x"):
+        return None
+    try:
+        return float(t[:-1])
+    except ValueError:
+        return None
+
+
 def add_trust_option(p: argparse.ArgumentParser) -> None:
     """``--trust-checkpoint``: allow a checkpoint that needs full unpickling (off by default)."""
     p.add_argument(TRUST_OPTION, dest="trust_checkpoint", action="store_true",

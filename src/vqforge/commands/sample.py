@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, notice
+from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, notice, size_multiple
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -64,13 +64,9 @@ def parse_hw(text: str | None, what: str, base: tuple[int, int] | None = None):
     if text is None:
         return None
     text = text.strip().lower()
-    if base is not None and text.endswith("x"):
-        try:
-            times = float(text[:-1])
-        except ValueError:
-            times = 0.0
-        if times > 0:
-            return round(base[0] * times), round(base[1] * times)
+    times = size_multiple(text) if base is not None else None
+    if times is not None and times > 0:
+        return round(base[0] * times), round(base[1] * times)
     parts = text.replace("*", "x").split("x")
     try:
         hw = tuple(int(p) for p in parts)
