@@ -31,7 +31,7 @@ from vqforge.quantizers import VQConfig
 from vqforge.sampling import processors as P
 from vqforge.sampling.generate import EXACT, DecodeSession, sample_tokens
 from vqforge.sampling.pipeline import complete_image, condition_tokens, layout, sample_images
-from vqforge.sampling.sliding import sample_sliding, window_offset
+from vqforge.sampling.sliding import WindowedCondition, sample_sliding, window_offset
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "fixtures" / "sflckr_photos"
@@ -255,9 +255,11 @@ def test_every_registered_mode_cached_decoding_equals_the_full_forward(mode):
 
 
 # ------------------------------------------------------------------------------------------ sliding
-def check_windows_by_hand(m, cond_grid: torch.Tensor, z: torch.Tensor, W: int, k: int) -> int:
+def check_windows_by_hand(m, cond, z: torch.Tensor, W: int, k: int) -> int:
     """Every token of z (1, h, w) is the GPT's greedy choice in its window (starts aligned to k) with the condition
-    window at the same relative place (k image tokens per condition token); returns how many starts moved."""
+    window at the same relative place (k image tokens per condition token): a cut of the whole map's token grid
+    ``cond`` (B, ch, cw), or for a WindowedCondition the stage's tokens of that window's crop of the input, encoded
+    here; returns how many starts moved."""
     h, w = z.shape[1:]
     moved = 0
     for i in range(h):
@@ -265,22 +267,28 @@ def check_windows_by_hand(m, cond_grid: torch.Tensor, z: torch.Tensor, W: int, k
             i0, j0 = rule_start(i, h, W, k), rule_start(j, w, W, k)
             moved += (i0, j0) != (rule_start(i, h, W), rule_start(j, w, W))
             prefix = z[:, i0:i0 + W, j0:j0 + W].reshape(1, -1)[:, :(i - i0) * W + (j - j0)]
-            cwin = cond_grid[:, i0 // k:(i0 + W) // k, j0 // k:(j0 + W) // k].reshape(1, -1)
+            if isinstance(cond, WindowedCondition):
+                px = cond.inputs.shape[-2] // h  # input pixels per image token
+                crop = cond.inputs[..., i0 * px:(i0 + W) * px, j0 * px:(j0 + W) * px]
+                cwin = m.encode_to_c(crop)
+            else:
+                cwin = cond[:, i0 // k:(i0 + W) // k, j0 // k:(j0 + W) // k].reshape(1, -1)
             with torch.inference_mode():
                 logits = m.transformer(torch.cat((cwin, prefix), 1))[:, -1, :m.n_image_codes]
             assert logits.argmax(-1).item() == z[0, i, j].item(), (i, j)
     return moved
 
 
-def test_sliding_with_a_condition_grid_half_the_image_grid():
+@pytest.mark.parametrize("encoding", ["window", "whole"])
+def test_sliding_with_a_condition_grid_half_the_image_grid(encoding):
     """An f8 segmentation stage under an f4 image stage: 2x2 condition tokens per trained 4x4 window."""
     m = net(SegmentationConfig(n_labels=5, cond_stage=vq(5, ch_mult=(1, 2, 2, 2))))
     assert m.cond_hw((16, 16)) == (2, 2) and m.config.gpt.block_size == 4 + 16 - 1
-    lay = layout(m, (24, 32))
+    lay = layout(m, (24, 32), cond_encoding=encoding)
     assert lay.sliding and lay.grid_hw == (6, 8) and lay.cond_hw == (3, 4) and lay.window_hw == (4, 4)
     labels = torch.randint(0, 5, (1, 24, 32), generator=torch.Generator().manual_seed(0))
     c, _ = condition_tokens(m, lay, 1, m.build_condition(raw=labels))
-    assert c.shape == (1, 3, 4)
+    assert c.shape == (1, 3, 4) and isinstance(c, WindowedCondition) == (encoding == "window")
     z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, decoding=EXACT)
     fresh = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, reuse_cache=False,
                            decoding=EXACT)
@@ -292,16 +300,17 @@ def test_sliding_with_a_condition_grid_half_the_image_grid():
         layout(m, (24, 32), window=(3, 3))
 
 
-def test_sliding_with_downsample_cond_size():
+@pytest.mark.parametrize("encoding", ["window", "whole"])
+def test_sliding_with_downsample_cond_size(encoding):
     """The original's downsample_cond_size (8 px at the trained 16 px) scales with the size asked for, so the
-    condition grid stays at half the image grid and larger images slide."""
+    condition grid stays at half the image grid and larger images slide (a window's crop is downsampled alike)."""
     m = net(DepthConfig(cond_stage=vq(1), downsample_cond_size=8))
     assert m.cond_hw((16, 16)) == (2, 2) and m.cond_hw((32, 48)) == (4, 6)
     depth = torch.rand(1, 1, 32, 48, generator=torch.Generator().manual_seed(0))
     c_in = m.build_condition(raw=depth)
     expect = m.cond_stage.encode_to_indices(F.interpolate(c_in, size=(16, 24))).flatten(1)
     assert torch.equal(m.encode_to_c(c_in), expect)
-    lay = layout(m, (32, 48))
+    lay = layout(m, (32, 48), cond_encoding=encoding)
     c, _ = condition_tokens(m, lay, 1, c_in)
     z = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, GREEDY, n_vocab=32, decoding=EXACT)
     check_windows_by_hand(m, c, z, 4, 2)

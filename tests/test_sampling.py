@@ -15,7 +15,7 @@ from vqforge.sampling import processors as P
 from vqforge.sampling.complete import complete_tokens, token_mask
 from vqforge.sampling.generate import EXACT, sample_tokens
 from vqforge.sampling.pipeline import condition_tokens, layout, sample_images
-from vqforge.sampling.sliding import sample_sliding, window_bounds, window_offset
+from vqforge.sampling.sliding import WindowedCondition, cond_window, sample_sliding, window_bounds, window_offset
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -190,6 +190,45 @@ def test_sliding_cache_reuse_equals_fresh_windows(mode):
     b = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, n_vocab=32, reuse_cache=False,
                        decoding=EXACT)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["segmentation", "lowres"])
+def test_windowed_condition_gives_each_window_its_own_crops_tokens(mode):
+    """cond_encoding="window" (default): each window's condition tokens are the stage's tokens for that window's
+    crop of the input alone, as training encoded its crops; "whole" cuts the whole input's tokens (the original's
+    way). The two differ: the stage's group norms see the whole map in one and the crop in the other."""
+    m = tiny_net(MODES[mode])
+    x = model_input(m, 2, 24, 28)
+    lay = layout(m, (24, 28))
+    cw, _ = condition_tokens(m, lay, 2, cond=x)
+    cg, _ = condition_tokens(m, layout(m, (24, 28), cond_encoding="whole"), 2, cond=x)
+    assert isinstance(cw, WindowedCondition) and torch.is_tensor(cg) and torch.equal(cw.grid, cg)
+    (h, w), (wh, ww) = lay.grid_hw, lay.window_hw
+    differ = 0
+    for i0, j0 in {(window_bounds(i, h, wh)[0], window_bounds(j, w, ww)[0]) for i in range(h) for j in range(w)}:
+        rows, cols = (i0, i0 + wh), (j0, j0 + ww)
+        f = x.shape[-2] // h  # input pixels per condition token (lowres: the input is the downsampled photo)
+        crop = x[..., i0 * f:(i0 + wh) * f, j0 * f:(j0 + ww) * f]
+        assert torch.equal(cond_window(cw, lay.grid_hw, rows, cols), m.encode_to_c(crop))
+        cut = cond_window(cg, lay.grid_hw, rows, cols)
+        assert torch.equal(cut, cg[:, i0:i0 + wh, j0:j0 + ww].reshape(2, -1))
+        differ += not torch.equal(cut, m.encode_to_c(crop))
+    assert differ > 0
+    with pytest.raises(ValueError, match="window, whole"):
+        layout(m, (24, 28), cond_encoding="tiles")
+
+
+def test_windowed_condition_changes_nothing_for_a_context_free_stage():
+    """Coordinates are quantised pixel by pixel: window by window or whole, the samples are the same."""
+    m = tiny_net(MODES["coord"])
+    lay, whole = layout(m, (24, 28)), layout(m, (24, 28), cond_encoding="whole")
+    s = P.SamplingSettings(top_k=10)
+    cw, _ = condition_tokens(m, lay, 2)
+    cg, _ = condition_tokens(m, whole, 2)
+    assert isinstance(cw, WindowedCondition)
+    _, zw = sample_images(m, lay, cw, s, torch.Generator().manual_seed(3))
+    _, zg = sample_images(m, whole, cg, s, torch.Generator().manual_seed(3))
+    assert torch.equal(zw, zg)
 
 
 def test_sliding_target_sees_its_window_through_the_original_rule():

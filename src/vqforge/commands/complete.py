@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
             "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
+            "cond_encoding": lay.cond_encoding,
             "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),

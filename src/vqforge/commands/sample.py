@@ -24,6 +24,10 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "uses the sliding window")
     p.add_argument("--window", default=None, metavar="HxW",
                    help="sliding window in tokens (default: the trained grid, trained size / downsampling factor)")
+    p.add_argument("--cond-encoding", choices=("window", "whole"), default="window",
+                   help="how a spatial condition is encoded under a sliding window: window (default) = each "
+                        "window's own crop, as the training crops were; whole = the whole map at once, then cut "
+                        "into windows (the original's way)")
     p.add_argument("--top-k", type=int, default=100, help="keep the k most likely tokens (0 = off; default 100)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: off)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
@@ -126,7 +130,7 @@ def plan(model, args, image_hw=None):
     try:
         return layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
                       parse_hw(args.window, "--window"),
-                      cfg_scale=args.cfg)
+                      cfg_scale=args.cfg, cond_encoding=args.cond_encoding)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
 
@@ -225,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
             "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
+            "cond_encoding": lay.cond_encoding,
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),

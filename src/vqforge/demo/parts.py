@@ -192,7 +192,8 @@ def landscapes(ctx: Context, model) -> Section:
                   f"training) turned into landscapes by the <code>landscapes</code> transformer: first at its trained "
                   f"size ({trained[1]}x{trained[0]} px, {trained[0] // f}x{trained[1] // f} tokens), then far larger: "
                   "the sliding window predicts each token from a trained-size window of its neighbours and the "
-                  "condition under it, so one model synthesises any size. Beside each: the map (colours = labels) "
+                  "condition under it (that window's crop of the map, encoded alone as in training), so one model "
+                  "synthesises any size. Beside each: the map (colours = labels) "
                   "and the held-out photo it was drawn from.")
     for i, mp in enumerate(maps):
         photo = ctx.assets / "photos" / (mp.stem + ".jpg")
@@ -215,6 +216,7 @@ def landscapes(ctx: Context, model) -> Section:
                 width=w, scale=1.5, numbers={"time": f"{dt:.1f} s",
                                              "tokens": f"{lay.n_tokens} ({lay.grid_hw[1]}x{lay.grid_hw[0]})"},
                 settings={"window": f"{lay.window_hw[1]}x{lay.window_hw[0]} tokens",
+                          "condition encoding": f"{lay.cond_encoding} (--cond-encoding)",
                           "seed": ctx.seed + 200 + 10 * i + j}))
     return sec
 

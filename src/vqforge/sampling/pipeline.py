@@ -18,17 +18,23 @@ from .complete import complete_tokens, token_mask
 from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
-from .sliding import check_windows, cond_tokens_per_window, sample_sliding
+from .sliding import WindowedCondition, check_windows, cond_tokens_per_window, sample_sliding
+
+#: how a spatial condition larger than the window is encoded: "window" (each window's own crop, as training
+#: encoded its crops) or "whole" (the whole input at once, then cut into windows: the original's way)
+COND_ENCODINGS = ("window", "whole")
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Sizes of one sampling job: image pixels, image-token grid, window, condition-token grid (or None)."""
+    """Sizes of one sampling job: image pixels, image-token grid, window, condition-token grid (or None), and how
+    a spatial condition is encoded when the window slides (one of :data:`COND_ENCODINGS`)."""
 
     image_hw: tuple[int, int]
     grid_hw: tuple[int, int]
     window_hw: tuple[int, int]
     cond_hw: tuple[int, int] | None
+    cond_encoding: str = "window"
 
     @property
     def n_tokens(self) -> int:
@@ -45,12 +51,15 @@ def trained_hw(model: Net2NetTransformer) -> tuple[int, int]:
 
 
 def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
-           window: tuple[int, int] | None = None, cfg_scale: float = 0.0) -> Layout:
+           window: tuple[int, int] | None = None, cfg_scale: float = 0.0, cond_encoding: str = "window") -> Layout:
     """Plan a job and check that it can run (ValueError naming the fix otherwise), before any token is drawn.
 
     ``image_hw`` defaults to the trained size; ``window`` (tokens) to the trained grid; ``cfg_scale > 0`` checks
-    that the model has a null condition to guide with.
+    that the model has a null condition to guide with; ``cond_encoding``: see :data:`COND_ENCODINGS` (it matters
+    only for a spatial condition under a sliding window).
     """
+    if cond_encoding not in COND_ENCODINGS:
+        raise ValueError(f"condition encoding {cond_encoding!r}: choose one of {', '.join(COND_ENCODINGS)}")
     if cfg_scale > 0 and model.condition.null_id is None:
         raise ValueError(model.condition.no_null_reason())
     f = model.first_stage.downsample_factor
@@ -65,7 +74,7 @@ def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
     trained = model.latent_hw(model.trained_hw)
     window = tuple(window or trained)
     window = (min(window[0], grid[0]), min(window[1], grid[1]))
-    lay = Layout(image_hw, grid, window, model.cond_hw(image_hw))
+    lay = Layout(image_hw, grid, window, model.cond_hw(image_hw), cond_encoding)
     n_cond = model.n_cond_tokens(image_hw)
     if lay.cond_hw is not None:  # a spatial condition: the windows' share of it, on whole condition tokens
         check_windows(grid, window, lay.cond_hw)
@@ -80,8 +89,10 @@ def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
 
 def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, cond: torch.Tensor | None = None,
                      cfg_scale: float = 0.0, classes: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(cond, uncond) token tensors for a batch: (B, Tc) for global conditions, (B, ch, cw) for spatial ones.
+                     ) -> tuple[torch.Tensor | WindowedCondition, torch.Tensor | None]:
+    """(cond, uncond) tokens for a batch: (B, Tc) for global conditions, (B, ch, cw) for spatial ones, or for a
+    spatial condition under a sliding window with ``lay.cond_encoding == "window"``, a
+    :class:`~vqforge.sampling.sliding.WindowedCondition` that encodes each window's crop of the input.
 
     ``cond``: the model input (see :meth:`Net2NetTransformer.encode_to_c`: class labels, maps at
     ``lay.image_hw``, ...); ``classes`` is another name for it. Without either, the mode's default input is used
@@ -95,13 +106,18 @@ def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, cond: t
         c = condition.default_input(batch, lay.image_hw, device)
         if c is None:
             raise ValueError(f"this model is conditioned on {condition.input_hint}: give them")
-    tokens = condition.arrange(model.encode_to_c(c.to(device)), lay.image_hw)  # (B, Tc) or (B, ch, cw)
+    c = c.to(device)
+    tokens = condition.arrange(model.encode_to_c(c), lay.image_hw)  # (B, Tc) or (B, ch, cw)
     uncond = condition.null(tokens) if cfg_scale > 0 else None
+    if tokens.dim() == 3 and lay.sliding and lay.cond_encoding == "window":
+        # NOTE: the original encodes the whole map once (cond_encoding="whole" keeps that)
+        return WindowedCondition(c, tokens, model.encode_to_c), uncond
     return tokens, uncond
 
 
 @torch.inference_mode()
-def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
+def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor | WindowedCondition,
+                        settings: SamplingSettings,
                         generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
                         decoding: DecodeOptions = DecodeOptions(),
                         callback: Progress | None = None) -> torch.Tensor:
@@ -109,8 +125,8 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
 
     ``callback(done, total, tokens (B, h, w))`` after each token (see :mod:`~vqforge.sampling.progress`).
     """
-    B = cond.shape[0]
     if not lay.sliding:
+        B = cond.shape[0]
         flat = cond.reshape(B, -1)
         un = uncond.reshape(B, -1) if uncond is not None else None
         grid = None if callback is None else (lambda done, total, z: callback(done, total, z.view(B, *lay.grid_hw)))
@@ -122,7 +138,8 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
 
 
 @torch.inference_mode()
-def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, settings: SamplingSettings,
+def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor | WindowedCondition,
+                  settings: SamplingSettings,
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
                   decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +149,8 @@ def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor, se
 
 
 @torch.inference_mode()
-def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
+def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.Tensor,
+                   cond: torch.Tensor | WindowedCondition,
                    lay: Layout, settings: SamplingSettings, generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, decoding: DecodeOptions = DecodeOptions(),
                    callback: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

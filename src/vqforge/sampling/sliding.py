@@ -10,6 +10,10 @@ larger by k times the window; a grid k times smaller by 1/k of it, with window s
 (the rule's start, moved back to the nearest multiple), so that every window covers whole condition tokens, as
 the trained windows did. With equal grids (the original's case) nothing moves.
 
+Spatial condition tokens come either as one grid for the whole condition input (cut into windows; the
+original's way) or as a :class:`WindowedCondition`, which encodes each window's own crop of the input, as the
+transformer's training crops were encoded.
+
 Each window is run from its start (a fresh forward over the condition and the window's tokens before the
 target). While consecutive targets share one window (near the borders, or when the window covers the grid),
 the cache of that window is reused and only the new tokens are fed, so a window that covers the whole grid
@@ -17,6 +21,9 @@ costs exactly what plain cached sampling costs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -92,29 +99,72 @@ def _cond_span(a: int, b: int, n: int, cn: int) -> tuple[int, int]:
     return a * cn // n, b * cn // n
 
 
-def cond_window(cond: torch.Tensor, grid_hw: tuple[int, int], rows: tuple[int, int],
+@dataclass
+class WindowedCondition:
+    """A spatial condition encoded window by window: a window's condition tokens are ``encode``'s of its own crop
+    of ``inputs`` (the model input, (B, C, H, W) at the image's size), each encoded once, when first needed;
+    ``grid`` (B, ch, cw) holds the tokens of the whole input (for shapes and the null condition).
+
+    A condition stage with attention or group normalisation (every VQGAN) gives a patch of a large map other
+    tokens than the same patch inside a window-sized crop: 13-23% of them agree on the bundled landscapes' maps.
+    The transformer was trained on crops encoded alone (``vqforge encode --crops``, as the original's training
+    did), so a window's own crop gives it the tokens it learnt from; the whole map's tokens follow the map far
+    less (docs/models.md).
+    """
+
+    inputs: torch.Tensor
+    grid: torch.Tensor
+    encode: Callable[[torch.Tensor], torch.Tensor]  # (B, C, h, w) crop of ``inputs`` -> tokens (B, Tc)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def shape(self) -> torch.Size:
+        """The shape of the token grid, (B, ch, cw), as for a grid tensor."""
+        return self.grid.shape
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        """Tokens (B, Tc_window) of the condition-token window ``rows`` x ``cols``."""
+        key = (rows, cols)
+        if key not in self._cache:
+            fh, fw = self.inputs.shape[-2] // self.grid.shape[1], self.inputs.shape[-1] // self.grid.shape[2]
+            crop = self.inputs[..., rows[0] * fh:rows[1] * fh, cols[0] * fw:cols[1] * fw]
+            self._cache[key] = self.encode(crop).reshape(self.grid.shape[0], -1)
+        return self._cache[key]
+
+
+def token_grid(cond: torch.Tensor | WindowedCondition) -> torch.Tensor:
+    """The condition tokens as one tensor: (B, Tc) global or (B, ch, cw) spatial (a windowed condition's whole-input
+    grid), for shapes and devices."""
+    return cond.grid if isinstance(cond, WindowedCondition) else cond
+
+
+def cond_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int], rows: tuple[int, int],
                 cols: tuple[int, int]) -> torch.Tensor:
     """The condition tokens (B, Tc_window) that go with the image-token window ``rows`` x ``cols``.
 
-    ``cond`` is (B, Tc) for a global condition (start / class token: returned unchanged) or a token grid
-    (B, ch, cw) for a spatial one, windowed in lockstep at the same relative place (see the module docs).
+    ``cond`` is (B, Tc) for a global condition (start / class token: returned unchanged), a token grid
+    (B, ch, cw) for a spatial one, windowed in lockstep at the same relative place (see the module docs), or a
+    :class:`WindowedCondition`, which encodes that place of its input.
     """
-    if cond.dim() == 2:
-        return cond
-    B, ch, cw = cond.shape
+    grid = token_grid(cond)
+    if grid.dim() == 2:
+        return grid
+    B, ch, cw = grid.shape
     r0, r1 = _cond_span(rows[0], rows[1], grid_hw[0], ch)
     c0, c1 = _cond_span(cols[0], cols[1], grid_hw[1], cw)
-    return cond[:, r0:r1, c0:c1].reshape(B, -1)
+    if isinstance(cond, WindowedCondition):
+        return cond.window((r0, r1), (c0, c1))
+    return grid[:, r0:r1, c0:c1].reshape(B, -1)
 
 
-def cond_tokens_per_window(cond: torch.Tensor, grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
+def cond_tokens_per_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
     """How many condition tokens precede each window."""
     wh, ww = min(window_hw[0], grid_hw[0]), min(window_hw[1], grid_hw[1])
     return cond_window(cond, grid_hw, (0, wh), (0, ww)).shape[1]
 
 
 @torch.inference_mode()
-def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], window_hw: tuple[int, int],
+def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int], window_hw: tuple[int, int],
                    settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
@@ -122,7 +172,8 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
                    callback: Progress | None = None) -> torch.Tensor:
     """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
 
-    ``cond``: (B, Tc) global condition tokens or a (B, ch, cw) spatial condition grid; ``uncond`` likewise for
+    ``cond``: (B, Tc) global condition tokens, a (B, ch, cw) spatial condition grid or a
+    :class:`WindowedCondition`; ``uncond``: (B, Tc) or (B, ch, cw) for
     classifier-free guidance (``settings.cfg_scale > 0``). ``init`` (B, h, w): starting tokens, kept where
     ``mask`` (B, h, w) is False (completion); positions masked in no row are skipped. ``reuse_cache=False``
     reruns every window from its start (a reference for tests). ``callback(done, total, tokens)`` after each token
@@ -130,12 +181,13 @@ def sample_sliding(model: GPT, cond: torch.Tensor, grid_hw: tuple[int, int], win
     """
     h, w = grid_hw
     wh, ww = min(window_hw[0], h), min(window_hw[1], w)
-    B = cond.shape[0]
-    device = cond.device
+    grid = token_grid(cond)
+    B = grid.shape[0]
+    device = grid.device
     guided = uncond is not None and settings.cfg_scale > 0
     tokens = torch.zeros(B, h, w, dtype=torch.long, device=device) if init is None else init.clone()
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
-    ah, aw = check_windows(grid_hw, (wh, ww), tuple(cond.shape[1:])) if cond.dim() == 3 else (1, 1)
+    ah, aw = check_windows(grid_hw, (wh, ww), tuple(grid.shape[1:])) if grid.dim() == 3 else (1, 1)
     total = int(todo.sum())
     Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
     if Tc < 1:
