@@ -8,7 +8,8 @@
 # WORK_DIR (default runs/bundled): run directories, token datasets and file lists.
 # DATA_ROOT (default ../shared/data): the example data (S-FLCKR, COCO, D-RIN photos and S-FLCKR segmentation maps;
 #   layout in docs/models.md). Fashion-MNIST comes from Debian's dataset-fashion-mnist (or VQFORGE_FASHION_MNIST).
-# Threads: OMP_NUM_THREADS (the bundled models were trained with 1 thread per run, several runs side by side).
+# Threads: OMP_NUM_THREADS (the bundled models were trained with 1 thread per run, several runs side by side;
+# the landscapes condition stage's last phase and transformer with 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/bundled}
@@ -56,24 +57,33 @@ phase "$W/fashion_gpt" 5000 transformer --config $C/fashion_transformer.yaml --d
     --first-stage "$W/fashion_vqgan"
 
 # 2. landscapes: VQGAN on the photos (the Inception perceptual term at weight 0.5 dominated the L1 term, so it is
-#    0.1 from step 1698; GAN from 2500; stopped at 4000), segmentation stage on the S-FLCKR maps, then the
+#    0.1 from step 1698; GAN from 2500; stopped at 4000), segmentation stage on label maps (below), then the
 #    segmentation-conditioned transformer on 128 random crops at several scales of each training pair (S-FLCKR and
 #    COCO photos, mirrored), validated on crops of the held-out S-FLCKR pairs; the model is its best validation
-#    checkpoint (the shipped run was stopped at 2643 of its 3000 steps, validation loss rising since its best,
-#    step 2000: the steps up to the best are those of this phase).
+#    checkpoint (the shipped run's: step 2000 of 3000).
 phase "$W/landscape_vqgan" 1698 vqgan --config $C/landscape_vqgan.yaml --data "$W/lists/photos_train.txt" \
     --val-data "$W/lists/photos_val.txt"
 phase "$W/landscape_vqgan" 4000 vqgan -- loss.perceptual_weight=0.1
 phase "$W/landscape_seg" 1500 condition --config $C/landscape_seg.yaml --data "$W/lists/seg_train.txt"
+# The segmentation stage had learnt its 21 maps by heart (held-out pixel accuracy 0.36): it goes on with the maps
+# of the 100 training pairs, validated on the held-out pairs' maps, then with those maps (each listed 10 times)
+# among 1500 synthetic maps that teach it labels and boundaries rather than particular maps.
+phase "$W/landscape_seg" 4000 condition -- --data "$W/landscape_pairs/maps" --val-data "$W/landscape_pairs_val/maps"
+[ -d "$W/landscape_syn_maps" ] || .venv/bin/python bench/landscape_synthetic_maps.py --maps "$W/landscape_pairs/maps" \
+    --out "$W/landscape_syn_maps" --n 1500
+[ -f "$W/lists/seg_mix.txt" ] || { for _ in $(seq 10); do ls "$W"/landscape_pairs/maps/*.png; done
+                                   ls "$W"/landscape_syn_maps/*.png; } > "$W/lists/seg_mix.txt"
+phase "$W/landscape_seg" 7000 condition -- --data "$W/lists/seg_mix.txt" train.val_every=250 train.checkpoint_every=250
+SEG="$W/landscape_seg/checkpoints/best.pt"  # its best validation checkpoint (the shipped one: step 6750)
 encode_pairs() {  # encode_pairs PAIRS_DIR OUT CROPS SEED
-  [ -f "$2/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$W/landscape_seg" \
+  [ -f "$2/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$SEG" \
       --cond segmentation --data "$1/photos" --cond-data "$1/maps" --size 64 --crops "$3" --resize-max 192 \
       --seed "$4" --out "$2"
 }
 encode_pairs "$W/landscape_pairs" "$W/landscape_tokens" 128 0
 encode_pairs "$W/landscape_pairs_val" "$W/landscape_val_tokens" 64 1
 phase "$W/landscape_gpt" 3000 transformer --config $C/landscape_transformer.yaml --data "$W/landscape_tokens" \
-    --val-data "$W/landscape_val_tokens" --first-stage "$W/landscape_vqgan" --cond-stage "$W/landscape_seg"
+    --val-data "$W/landscape_val_tokens" --first-stage "$W/landscape_vqgan" --cond-stage "$SEG"
 
 # 3. package: float16 model directories with their model cards under src/vqforge/bundled/
 .venv/bin/python bench/package_bundled.py --work "$W"

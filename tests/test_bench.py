@@ -186,3 +186,35 @@ def test_bench_against_the_original_in_the_bench_venv(tmp_path):
         assert set(row["contestants"]) == {ORIGINAL, EXACT, FAST}
         assert row["agreement"] < 1e-4  # the same weights give the same outputs
         assert row["contestants"][FAST]["speedup"] > 0
+
+
+def test_synthetic_maps_take_labels_and_heights_from_the_real_maps(tmp_path):
+    """bench/landscape_synthetic_maps.py (training maps for the landscapes condition stage): only the real maps'
+    labels, several per map, and laid out like them: with a strong pull the label that sits on top in the real
+    maps (sky) sits above the one below it (grass)."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("synmaps", REPO / "bench" / "landscape_synthetic_maps.py")
+    syn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(syn)
+    sky, grass, tree = 156, 123, 168
+    a = np.full((40, 60), grass, np.uint8)
+    a[:15] = sky
+    a[25:, :20] = tree
+    Image.fromarray(a, mode="L").save(tmp_path / "real.png")
+    ids, share, mean_y = syn.label_stats(tmp_path)
+    assert ids.tolist() == [grass, sky, tree] and share.sum() == pytest.approx(1.0)
+    assert mean_y[1] < mean_y[0] and mean_y[1] < mean_y[2]
+    rng = np.random.default_rng(0)
+    sky_above, both = 0, 0
+    for _ in range(30):
+        m = syn.synthetic_map(rng, ids, share, mean_y)
+        assert set(np.unique(m).tolist()) <= {grass, sky, tree}
+        rows = np.arange(m.shape[0])[:, None].repeat(m.shape[1], 1)
+        if (m == sky).any() and (m == grass).any():
+            both += 1
+            sky_above += rows[m == sky].mean() < rows[m == grass].mean()
+    assert both >= 10 and sky_above >= 0.8 * both

@@ -106,7 +106,7 @@ class WindowedCondition:
     ``grid`` (B, ch, cw) holds the tokens of the whole input (for shapes and the null condition).
 
     A condition stage with attention or group normalisation (every VQGAN) gives a patch of a large map other
-    tokens than the same patch inside a window-sized crop: 13-23% of them agree on the bundled landscapes' maps.
+    tokens than the same patch inside a window-sized crop: 15-24% of them agree on the bundled landscapes' held-out maps at 128 px (bench/landscape_condition_check.py).
     The transformer was trained on crops encoded alone (``vqforge encode --crops``, as the original's training
     did), so a window's own crop gives it the tokens it learnt from; the whole map's tokens follow the map far
     less (docs/models.md).
