@@ -54,6 +54,28 @@ def test_sample_cli_high_res_reproducible(class_model, tmp_path):
     assert [x["class"] for x in s["samples"]] == [1, 4, 1]
 
 
+def test_sampling_options_default_to_the_model_cards(tmp_path):
+    """An option not given takes the model card's suggestion (extra.sampling, as the bundled models carry), else
+    the built-in default; an option given wins. settings.json records what was used."""
+    carded = tmp_path / "carded"
+    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True)), carded,
+               extra={"sampling": {"top_k": 7, "temperature": 0.5, "cfg": 2.0, "note": "ignored"}})
+
+    def used(model, *argv):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert main(["sample", "--model", str(model), "--num", "1", "--quiet", *argv, "--out", str(out)]) == 0
+        return json.loads((out / "settings.json").read_text())
+
+    s = used(carded)
+    assert (s["top_k"], s["temperature"], s["cfg"]) == (7, 0.5, 2.0)
+    s = used(carded, "--top-k", "3", "--cfg", "0")
+    assert (s["top_k"], s["temperature"], s["cfg"]) == (3, 0.5, 0.0)
+    plain = tmp_path / "plain"
+    save_model(tiny_net(ClassConfig(n_classes=5, null_class=True)), plain)
+    s = used(plain)
+    assert (s["top_k"], s["top_p"], s["temperature"], s["cfg"]) == (100, None, 1.0, 0.0)
+
+
 def test_sample_cli_errors(class_model, seg_model, tmp_path, capsys):
     def err(*argv):
         assert main(["sample", *argv, "--out", str(tmp_path / "x")]) == 2

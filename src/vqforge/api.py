@@ -120,6 +120,26 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise VQForgeError(f"{path}: no such file or directory{hint}")
 
 
+#: model card ``sampling`` keys (``model.yaml`` ``extra``) -> the names `vqforge sample` and the web app use
+CARD_SAMPLING_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "cfg",
+                      "cfg_scale": "cfg"}
+
+
+def card_sampling(name_or_path: str | Path) -> dict[str, float]:
+    """The sampling settings a model directory's card suggests (``extra.sampling`` in its model.yaml, e.g. the
+    bundled models'): ``top_k``, ``top_p``, ``temperature``, ``cfg``, numbers only; {} for a run directory, a
+    checkpoint file, a model without a card or a path that does not exist (loading it says why)."""
+    try:
+        path = resolve_model_path(name_or_path)
+        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
+        sampling = extra.get("sampling") or {}
+        items = sampling.items()
+    except (VQForgeError, OSError, yaml.YAMLError, AttributeError):
+        return {}
+    return {CARD_SAMPLING_KEYS[k]: v for k, v in items
+            if k in CARD_SAMPLING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.Module:
     """A VQGAN from ``path`` (as :func:`load`); for a transformer pipeline, its first stage. Anything else is a
     one-line error naming ``command``."""

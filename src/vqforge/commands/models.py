@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
         for key in ("use", "trained_on"):
             if m.card.get(key):
                 print(f"{'':<{width}}  {key.replace('_', ' ')}: {m.card[key]}")
+        sampling = m.card.get("sampling")
+        if isinstance(sampling, dict) and sampling:
+            settings = ", ".join(f"{k} {v}" for k, v in sampling.items())
+            print(f"{'':<{width}}  sampling defaults (sample, complete, serve): {settings}")
     print(f"\nuse a name wherever a model is expected: vqforge sample --model {models[0].name} ...; "
           f"vqforge.load({models[0].name!r})")
     return 0

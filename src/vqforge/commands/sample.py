@@ -28,12 +28,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="how a spatial condition is encoded under a sliding window: window (default) = each "
                         "window's own crop, as the training crops were; whole = the whole map at once, then cut "
                         "into windows (the original's way)")
-    p.add_argument("--top-k", type=int, default=100, help="keep the k most likely tokens (0 = off; default 100)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: off)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
-    p.add_argument("--cfg", type=float, default=0.0, metavar="S",
+    p.add_argument("--top-k", type=int, default=None,
+                   help="keep the k most likely tokens (0 = off; default: the model card's, e.g. the bundled "
+                        "models' (`vqforge models`), else 100)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: the card's, else off)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="softmax temperature (default: the card's, else 1.0)")
+    p.add_argument("--cfg", type=float, default=None, metavar="S",
                    help="classifier-free guidance scale, for models trained with a null condition (a NULL class, "
-                        "or cond.null_condition) (default 0 = off)")
+                        "or cond.null_condition) (default: the card's, else 0 = off)")
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     add_seed(p)
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
@@ -110,13 +113,25 @@ def decode_options_from_args(args):
         raise VQForgeError(f"--precision: {e}") from None
 
 
+#: sampling options left unset: the model card's suggestion, else these
+SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
+
+
 def settings_from_args(args):
+    """--top-k / --top-p / --temperature / --cfg / --greedy -> SamplingSettings; an option not given takes the
+    model card's suggestion (:func:`vqforge.api.card_sampling`), else :data:`SAMPLING_DEFAULTS` (written back to
+    ``args``, so that planning and settings.json see the values used)."""
+    from ..api import card_sampling
     from ..io import VQForgeError
     from ..sampling.processors import SamplingSettings
 
+    card = card_sampling(args.model)
+    for key, default in SAMPLING_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, card.get(key, default))
     try:
-        return SamplingSettings(temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
-                                cfg_scale=args.cfg, greedy=args.greedy)
+        return SamplingSettings(temperature=args.temperature, top_k=int(args.top_k) if args.top_k else None,
+                                top_p=args.top_p, cfg_scale=args.cfg, greedy=args.greedy)
     except ValueError as e:
         raise VQForgeError(f"sampling settings: {e}") from None
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from .. import bundled
-from ..api import load, resolve_model_path
+from ..api import card_sampling, load, resolve_model_path
 from ..io import VQForgeError
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
@@ -67,14 +67,10 @@ def _card_of(path: Path) -> dict:
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     common = extra.get("common_labels") if isinstance(extra.get("common_labels"), list) else []
     card["common_labels"] = [v for v in common if isinstance(v, int) and not isinstance(v, bool)]
-    sampling = extra.get("sampling") if isinstance(extra.get("sampling"), dict) else {}
-    card["sampling"] = {CARD_KEYS[k]: v for k, v in sampling.items()
-                        if k in CARD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    card["sampling"] = card_sampling(path)
     return card
 
 
-#: Model card ``sampling`` keys -> the page's fields (guidance as the CLI's ``--cfg`` or SamplingSettings' name).
-CARD_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "cfg", "cfg_scale": "cfg"}
 #: Output sides offered on the page, as ratios of the trained side (then whole multiples up to --max-side).
 SIDE_RATIOS = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5)
 
