@@ -125,18 +125,25 @@ CARD_SAMPLING_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temper
                       "cfg_scale": "cfg"}
 
 
-def card_sampling(name_or_path: str | Path) -> dict[str, float]:
-    """The sampling settings a model directory's card suggests (``extra.sampling`` in its model.yaml, e.g. the
-    bundled models'): ``top_k``, ``top_p``, ``temperature``, ``cfg``, numbers only; {} for a run directory, a
-    checkpoint file, a model without a card or a path that does not exist (loading it says why)."""
+def model_card(name_or_path: str | Path) -> dict:
+    """The card a model directory's model.yaml records under ``extra`` (the bundled models': summary, use,
+    sampling, ...); {} for a run directory, a checkpoint file, a model without a card or a path that does not
+    exist (loading it says why)."""
     try:
         path = resolve_model_path(name_or_path)
-        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
-        sampling = extra.get("sampling") or {}
-        items = sampling.items()
+        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra")
     except (VQForgeError, OSError, yaml.YAMLError, AttributeError):
         return {}
-    return {CARD_SAMPLING_KEYS[k]: v for k, v in items
+    return extra if isinstance(extra, dict) else {}
+
+
+def card_sampling(card: dict) -> dict[str, float]:
+    """The sampling settings a model card (:func:`model_card`) suggests under ``sampling``: ``top_k``, ``top_p``,
+    ``temperature``, ``cfg`` (``cfg_scale`` too), numbers only."""
+    sampling = card.get("sampling")
+    if not isinstance(sampling, dict):
+        return {}
+    return {CARD_SAMPLING_KEYS[k]: v for k, v in sampling.items()
             if k in CARD_SAMPLING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

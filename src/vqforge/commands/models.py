@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ..api import card_sampling
     from ..bundled import list_models
 
     models = list_models()
@@ -31,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
         for key in ("use", "trained_on"):
             if m.card.get(key):
                 print(f"{'':<{width}}  {key.replace('_', ' ')}: {m.card[key]}")
-        sampling = m.card.get("sampling")
-        if isinstance(sampling, dict) and sampling:
+        sampling = card_sampling(m.card)
+        if sampling:
             settings = ", ".join(f"{k} {v}" for k, v in sampling.items())
             print(f"{'':<{width}}  sampling defaults (sample, complete, serve): {settings}")
     print(f"\nuse a name wherever a model is expected: vqforge sample --model {models[0].name} ...; "

@@ -121,11 +121,11 @@ def settings_from_args(args):
     """--top-k / --top-p / --temperature / --cfg / --greedy -> SamplingSettings; an option not given takes the
     model card's suggestion (:func:`vqforge.api.card_sampling`), else :data:`SAMPLING_DEFAULTS` (written back to
     ``args``, so that planning and settings.json see the values used)."""
-    from ..api import card_sampling
+    from ..api import card_sampling, model_card
     from ..io import VQForgeError
     from ..sampling.processors import SamplingSettings
 
-    card = card_sampling(args.model)
+    card = card_sampling(model_card(args.model))
     for key, default in SAMPLING_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, card.get(key, default))

@@ -13,10 +13,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
 from .. import bundled
-from ..api import card_sampling, load, resolve_model_path
+from ..api import card_sampling, load, model_card, resolve_model_path
 from ..io import VQForgeError
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
@@ -60,14 +59,11 @@ def _card_of(path: Path) -> dict:
     """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list),
     ``common_labels`` (label ids the palette shows first, the first one filling a new map) and ``sampling``
     (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
-    try:
-        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return {}
+    extra = model_card(path)
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     common = extra.get("common_labels") if isinstance(extra.get("common_labels"), list) else []
     card["common_labels"] = [v for v in common if isinstance(v, int) and not isinstance(v, bool)]
-    card["sampling"] = card_sampling(path)
+    card["sampling"] = card_sampling(extra)
     return card
 
 
