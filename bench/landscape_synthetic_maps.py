@@ -8,7 +8,8 @@ root, so rarer labels are seen too), laid out by smooth random fields, each pull
 height in the real maps (sky above, sea and grass below) by a per-map strength, so that some maps are layered
 like landscapes and some are blobs.
 
-    PYTHONPATH=src python bench/landscape_synthetic_maps.py --maps runs/landscape_pairs/maps --out runs/syn_maps --n 1500
+    PYTHONPATH=src python bench/landscape_synthetic_maps.py --maps runs/landscape_pairs/maps \
+        --out runs/landscape_syn_maps --n 1500
 """
 
 from __future__ import annotations

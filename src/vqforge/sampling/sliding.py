@@ -106,10 +106,10 @@ class WindowedCondition:
     ``grid`` (B, ch, cw) holds the tokens of the whole input (for shapes and the null condition).
 
     A condition stage with attention or group normalisation (every VQGAN) gives a patch of a large map other
-    tokens than the same patch inside a window-sized crop: 15-24% of them agree on the bundled landscapes' held-out maps at 128 px (bench/landscape_condition_check.py).
-    The transformer was trained on crops encoded alone (``vqforge encode --crops``, as the original's training
-    did), so a window's own crop gives it the tokens it learnt from; the whole map's tokens follow the map far
-    less (docs/models.md).
+    tokens than the same patch inside a window-sized crop: 15-24% of them agree on the bundled landscapes'
+    held-out maps at 128 px (bench/landscape_condition_check.py). The transformer was trained on crops encoded
+    alone (``vqforge encode --crops``, as the original's training did), so a window's own crop gives it the
+    tokens it learnt from; the whole map's tokens follow the map far less (docs/models.md).
     """
 
     inputs: torch.Tensor
@@ -157,14 +157,16 @@ def cond_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int]
     return grid[:, r0:r1, c0:c1].reshape(B, -1)
 
 
-def cond_tokens_per_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
+def cond_tokens_per_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int],
+                           window_hw: tuple[int, int]) -> int:
     """How many condition tokens precede each window."""
     wh, ww = min(window_hw[0], grid_hw[0]), min(window_hw[1], grid_hw[1])
     return cond_window(cond, grid_hw, (0, wh), (0, ww)).shape[1]
 
 
 @torch.inference_mode()
-def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int], window_hw: tuple[int, int],
+def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int],
+                   window_hw: tuple[int, int],
                    settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
