@@ -144,3 +144,40 @@ def test_sample_cli_precision_flags(class_model, tmp_path, capsys):
         assert json.loads((tmp_path / "c" / "settings.json").read_text())["decode_path"] == "cpu-packed-bf16"
     else:
         assert code == 2 and "no native bf16" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_complete_keeps_the_unmasked_pixels(class_model, tmp_path):
+    """With paste-back (the default) every pixel outside the mask is the input's, and the masked part changes; the
+    seam is feathered inside the mask; --no-paste-back writes the raw decode (the kept part redrawn)."""
+    img = (np.random.default_rng(3).random((16, 16, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 6:16] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["complete", "--model", str(class_model), "--class", "1", "--data", str(tmp_path / "in.png"),
+              "--mask", str(tmp_path / "mask.png"), "--quiet"]
+    assert main([*common, "--num", "2", "--out", str(tmp_path / "kept")]) == 0
+    assert main([*common, "--num", "1", "--no-paste-back", "--out", str(tmp_path / "raw")]) == 0
+    keep = mask == 0
+    for k in range(2):
+        out = np.asarray(Image.open(tmp_path / "kept" / f"{k:05d}.png"))
+        assert np.array_equal(out[keep], img[keep])
+        assert np.abs(out[~keep].astype(int) - img[~keep]).mean() > 5  # the masked part was redrawn
+    raw = np.asarray(Image.open(tmp_path / "raw" / "00000.png"))
+    assert not np.array_equal(raw[keep], img[keep])
+    settings = json.loads((tmp_path / "raw" / "settings.json").read_text())
+    assert settings["paste_back"] is False
+
+
+def test_seam_weights_feather_inside_the_mask():
+    from vqforge.sampling.complete import paste_back, seam_weights
+
+    m = torch.zeros(1, 12, 12, dtype=torch.bool)
+    m[0, 2:10, 4:12] = True  # touches the right border of the image
+    w = seam_weights(m, 2)[0, 0]
+    assert (w[~m[0]] == 0).all() and torch.allclose(w[5:7, 7:12], torch.ones(2, 5))  # deep inside: all completion
+    assert w[5, 4] == pytest.approx(1 / 3) and w[5, 5] == pytest.approx(2 / 3)  # a seam of 2 px from the edge
+    assert w[5, 11] == 1  # the image's border is not a seam
+    a, b = torch.full((1, 3, 12, 12), -0.5), torch.full((2, 3, 12, 12), 0.7)
+    out = paste_back(a, b, m, 2)
+    assert out.shape == (2, 3, 12, 12) and (out[:, :, ~m[0]] == -0.5).all() and (out[:, :, 5, 10] == 0.7).all()

@@ -12,13 +12,18 @@ def add_parser(sub) -> None:
     p = sub.add_parser("complete", help="complete the masked part of an image with a transformer model",
                        description="Encode the image to tokens, resample the tokens under the mask (a token is "
                                    "resampled when any pixel of its patch is masked) in raster order, keep the others, "
-                                   "decode. Without --size, image and mask are resized (smallest side) and centre-"
+                                   "decode, and put the original pixels back outside the mask (--no-paste-back: the raw "
+                                   "decode). Without --size, image and mask are resized (smallest side) and centre-"
                                    "cropped to the trained size; with --size HxW, resized to it. Any conditioning "
                                    "mode (--class, --cond) and guidance (--cfg) work as in `vqforge sample`. Writes "
                                    "one PNG per completion, mask.png, grid.png (input first) and settings.json.")
     add_data(p, "the image to complete", metavar="IMAGE")
     p.add_argument("--mask", required=True, help="mask image of the same size: white (> 127) pixels are resampled")
     p.add_argument("--num", type=int, default=1, help="completions to draw (default 1)")
+    p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
+                   help="write the raw decode: by default the original pixels are put back outside the mask (with "
+                        "a seam feathered over half a token inside it), so that only the masked part changes; the "
+                        "raw decode redraws the kept part too, as the first stage's reconstruction")
     add_sampling_args(p)
     p.set_defaults(func=run)
 
@@ -62,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
     batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
-                           decoding=decoding,
-                           callback=lambda _done, _total, z: bar.update(z.shape[0]))
+                           decoding=decoding, callback=lambda _done, _total, z: bar.update(z.shape[0]),
+                           feather=None if args.paste_back else -1)
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
         outs, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
         bar.close()
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
             "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
             "cond_encoding": lay.cond_encoding,
-            "masked_tokens": n_masked, "cond": args.cond, "classes": classes_used(per_sample),
+            "masked_tokens": n_masked, "paste_back": args.paste_back, "cond": args.cond,
+            "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
             "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),

@@ -243,11 +243,15 @@ def completion(ctx: Context, model) -> Section:
     shown[:, :, mask[0, 0] > 0] = shown[:, :, mask[0, 0] > 0] * 0.3 - 0.5  # darken the masked part
     src, w = ctx.png("completion.png", torch.cat([x, shown, done]), nrow=4)
     sec = Section("4. Completion", "A held-out photo with its lower right part masked; the transformer resamples "
-                  "the masked tokens given the rest of the image and the segmentation map (two seeds). "
+                  "the masked tokens given the rest of the image and the segmentation map (two seeds), and the "
+                  "photo's own pixels are put back outside the mask, blended over a seam of "
+                  f"{f // 2} px inside it (<code>vqforge complete --no-paste-back</code> shows the raw decode, "
+                  "whose kept part is the first stage's reconstruction). "
                   "Left to right: photo, masked input, completions.")
     sec.figures.append(Figure(src, f"{mp.stem}, {side}x{side}", width=w, scale=2,
                               numbers={"time": f"{dt:.1f} s", "tokens resampled": int(tmask[0].sum())},
-                              settings={"seed": ctx.seed + 300, "top-k": _settings(model).top_k}))
+                              settings={"seed": ctx.seed + 300, "top-k": _settings(model).top_k,
+                                        "paste-back seam": f"{f // 2} px"}))
     return sec
 
 

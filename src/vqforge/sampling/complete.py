@@ -3,6 +3,10 @@
 Masked tokens are drawn in raster order, each conditioned on all tokens before it (the kept ones and the
 ones already resampled), exactly as in plain sampling; tokens after a masked one cannot influence it
 (the transformer is causal). Grids larger than the trained window use the sliding window.
+
+The decoder redraws every pixel, the kept ones too (as their reconstruction, which may differ in colour and
+detail): :func:`paste_back` puts the original pixels back outside the mask, blending across a feathered seam
+just inside it, so that a completion keeps exactly what it was told to keep.
 """
 
 from __future__ import annotations
@@ -33,6 +37,35 @@ def token_mask(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
     if H % factor or W % factor:
         raise ValueError(f"mask size {H}x{W} is not a multiple of the downsampling factor {factor}")
     return F.max_pool2d((m != 0).float(), factor)[:, 0] > 0  # (B, h, w)
+
+
+def seam_weights(pixel_mask: torch.Tensor, feather: int) -> torch.Tensor:
+    """How much of the completion each pixel takes (B, 1, H, W) in [0, 1] from a pixel mask (as
+    :func:`token_mask` takes it; nonzero = resampled): exactly 0 outside the mask, rising by steps of
+    1 / (feather + 1) from the mask's edge inwards to 1 at ``feather`` pixels inside it (the image's border is
+    not an edge). ``feather`` 0: the mask itself."""
+    m = pixel_mask
+    if m.dim() == 2:
+        m = m[None, None]  # (1, 1, H, W)
+    elif m.dim() == 3:
+        m = m[:, None]  # (B, 1, H, W)
+    m = (m != 0).float()
+    total, eroded = m.clone(), m
+    for _ in range(feather):
+        # erosion by one pixel (3x3): the padding counts as masked (max_pool pads -m with -inf)
+        eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)
+        total += eroded
+    return total / (feather + 1)
+
+
+def paste_back(original: torch.Tensor, completed: torch.Tensor, pixel_mask: torch.Tensor,
+               feather: int) -> torch.Tensor:
+    """``completed`` (B, C, H, W) with ``original`` (B or 1, C, H, W) put back where ``pixel_mask`` is not set,
+    blended over a ``feather``-pixel seam inside the mask (:func:`seam_weights`). Unmasked pixels are the
+    original's exactly."""
+    w = seam_weights(pixel_mask, feather).to(completed)  # (B or 1, 1, H, W)
+    original = original.to(completed).expand_as(completed)
+    return torch.where(w > 0, torch.lerp(original, completed, w), original)
 
 
 @torch.inference_mode()

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 
 from ..models.transformer import Net2NetTransformer, fit_problem
-from .complete import complete_tokens, token_mask
+from .complete import complete_tokens, paste_back, token_mask
 from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
@@ -153,9 +153,13 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
                    cond: torch.Tensor | WindowedCondition,
                    lay: Layout, settings: SamplingSettings, generator: torch.Generator | None = None,
                    uncond: torch.Tensor | None = None, decoding: DecodeOptions = DecodeOptions(),
-                   callback: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   callback: Progress | None = None, feather: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Complete ``image`` (B, 3, H, W) in [-1, 1] where ``mask`` (pixels, nonzero = resample) is set.
 
+    ``feather``: the original pixels are pasted back outside the mask, over a seam of this many pixels inside it
+    (:func:`~vqforge.sampling.complete.paste_back`; None: half the downsampling factor); a negative value keeps
+    the raw decode, whose unmasked part is the first stage's reconstruction of the image.
     Returns (completed images, new tokens (B, h, w), token mask (B, h, w)).
     """
     B = image.shape[0]
@@ -163,19 +167,25 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
     tmask = token_mask(mask, model.first_stage.downsample_factor).to(tokens.device).expand(B, *lay.grid_hw)
     z = complete_tokens(model.transformer, cond, tokens, tmask, lay.window_hw, settings, generator, uncond,
                         n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
-    return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z, tmask
+    out = model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1)
+    f = model.first_stage.downsample_factor
+    feather = f // 2 if feather is None else feather
+    if feather >= 0:
+        out = paste_back(image, out, mask.reshape(-1, 1, *mask.shape[-2:]), feather)
+    return out, z, tmask
 
 
 def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tensor | None], n: int,
                  batch_size: int, settings: SamplingSettings, generator: torch.Generator | None = None,
                  image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                 decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None
-                 ) -> Iterator[tuple[list[int], torch.Tensor]]:
+                 decoding: DecodeOptions = DecodeOptions(), callback: Progress | None = None,
+                 feather: int | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
     """``n`` samples, or completions of ``image`` (3, H, W) where ``mask`` (H, W) is set, in batches of up to
     ``batch_size``: yields (which of ``inputs`` each sample used, images (B, 3, H, W) in [-1, 1]).
 
     ``inputs``: per-sample model inputs (1, ...) used in turn (``[None]``: the mode's default input), e.g. from
-    :func:`vqforge.data.conditions.condition_inputs`. Guidance follows ``settings.cfg_scale``.
+    :func:`vqforge.data.conditions.condition_inputs`. Guidance follows ``settings.cfg_scale``. ``feather``: a
+    completion's paste-back seam (:func:`complete_image`; negative: the raw decode).
     """
     device = model.transformer.pos_emb.device
     for start in range(0, n, batch_size):
@@ -188,5 +198,5 @@ def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tens
         else:
             x = image[None].expand(len(picks), -1, -1, -1).to(device)
             x, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond, decoding,
-                                     callback)
+                                     callback, feather)
         yield picks, x
