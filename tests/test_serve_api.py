@@ -67,7 +67,8 @@ def test_models_page_and_static_files(client):
     models = {m["name"]: m for m in info["models"]}
     assert models["tinyclass"]["tasks"] == ["sample", "complete", "reconstruct"] and models["tinyclass"]["guidance"]
     assert [c["name"] for c in models["tinyclass"]["classes"]] == [f"{i}: {n}" for i, n in enumerate(CLASS_NAMES)]
-    assert models["tinyclass"]["defaults"] == {"top_k": 20, "cfg": 1.5} and models["tinyseg"]["defaults"] == {}
+    assert models["tinyclass"]["defaults"] == {"top_k": 20, "top_p": 1.0, "temperature": 1.0, "cfg": 1.5}
+    assert models["tinyseg"]["defaults"] == {"top_k": 100, "top_p": 1.0, "temperature": 1.0, "cfg": 0.0}
     labels = models["tinyseg"]["labels"]
     assert [lab["id"] for lab in labels] == [3, 1, 0, 2, 4]  # the card's common labels first (9: no such label)
     assert [lab["name"] for lab in labels] == [LABEL_NAMES[i] for i in (3, 1, 0, 2, 4)]
@@ -96,6 +97,18 @@ def test_sample_size_settings_in_png_and_seed_reproducible(client):
     assert np.array_equal(pixels[0], pixels[1]) and not np.array_equal(pixels[0], pixels[2])
     settings = client.get(snap["settings_url"]).json()
     assert settings["job"] == snap["id"] and settings["token_grid"] == [8, 12]
+
+
+def test_api_jobs_take_the_model_cards_settings_as_the_page_does(client):
+    """A job that leaves the sampling settings out runs with the ones the page starts from (the card's)."""
+    info = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    snap = run(client, "sample", {"model": "tinyclass", "height": "16", "width": "16"})
+    meta = json.loads(result_image(client, snap).text["vqforge"])
+    assert {k: meta[k] for k in ("top_k", "top_p", "temperature", "cfg")} == info["tinyclass"]["defaults"]
+    assert meta["cfg"] == 1.5 and meta["top_k"] == 20
+    snap = run(client, "sample", {"model": "tinyclass", "height": "16", "width": "16", "cfg": "0", "top_k": "5"})
+    meta = json.loads(result_image(client, snap).text["vqforge"])
+    assert (meta["cfg"], meta["top_k"]) == (0.0, 5)  # what is given wins
 
 
 def test_event_stream_reports_progress_until_done(client):
@@ -139,6 +152,13 @@ def test_complete_and_reconstruct(client):
                {"image": ("p.png", png(image)), "mask": ("m.png", png(mask))})
     assert result_image(client, snap, 1).size == (24, 16)
     assert client.get(snap["settings_url"]).json()["masked_tokens"] == 2
+    keep = mask == 0
+    for k in range(2):  # paste-back (the default): the unmasked pixels are the photo's
+        assert np.array_equal(np.asarray(result_image(client, snap, k))[keep], image[keep])
+    raw = run(client, "complete", {"model": "tinyclass", "class_label": "1", "paste_back": "false"},
+              {"image": ("p.png", png(image)), "mask": ("m.png", png(mask))})
+    assert not np.array_equal(np.asarray(result_image(client, raw))[keep], image[keep])
+    assert client.get(raw["settings_url"]).json()["paste_back"] is False
     rec = run(client, "reconstruct", {"model": "tinyclass"}, {"image": ("p.png", png(photo(18, 25)))})
     out = np.asarray(result_image(client, rec, 0)).astype(np.float64)
     cropped = photo(18, 25)[1:17, 0:24].astype(np.float64)  # centre-cropped to a multiple of 4
@@ -192,7 +212,7 @@ def test_bundled_models_load_by_name_with_their_cards(tmp_path, monkeypatch):
     engines = load_engines(["fashion", str(paths["tinyseg"])], torch.device("cpu"))
     assert list(engines) == ["fashion", "tinyseg"]
     info = engines["fashion"].describe(256)
-    assert info["classes"][3]["name"] == "3: dress" and info["defaults"] == {"top_k": 20, "cfg": 1.5}
+    assert info["classes"][3]["name"] == "3: dress" and info["defaults"]["cfg"] == 1.5
 
 
 def test_sizes_offered_are_the_ones_the_model_can_sample_at():
@@ -220,7 +240,8 @@ def test_sizes_offered_are_the_ones_the_model_can_sample_at():
 def test_grayscale_model_samples_completes_and_reconstructs_gray(client):
     info = {m["name"]: m for m in client.get("/api/models").json()["models"]}["tinygray"]
     assert info["channels"] == 1 and info["tasks"] == ["sample", "complete", "reconstruct"]
-    assert info["defaults"] == {"cfg": 3.0, "temperature": 0.9}  # the card's "cfg"; no bool, no unknown keys
+    # the card's "cfg"; no bool (top_k: True is not a number), no unknown keys
+    assert info["defaults"] == {"top_k": 100, "top_p": 1.0, "temperature": 0.9, "cfg": 3.0}
     snap = run(client, "sample", {"model": "tinygray", "class_label": "2", "height": "16", "width": "32"})
     assert result_image(client, snap).mode == "L" and result_image(client, snap).size == (32, 16)
     mask = np.zeros((16, 24), np.uint8)
@@ -252,13 +273,16 @@ BAD = [
     ("synthesize", {"model": "tinyseg"}, {"labels": png(np.zeros((18, 16), np.uint8))}, 400, "multiple"),
     ("synthesize", {"model": "tinyseg"}, {}, 400, "labels: missing file"),
     ("synthesize", {"model": "tinyseg"}, {"labels": png(np.zeros((260, 16), np.uint8))}, 413, "--max-side 256"),
-    ("sample", {"model": "tinyclass", "height": "100000", "width": "16"}, None, 400, "height: 100000 is outside"),
+    ("sample", {"model": "tinyclass", "height": "100000", "width": "16"}, None, 400, "height: 100000 is too large: an output side is 1 to 256 px"),
     ("sample", {"model": "tinyclass", "height": "30", "width": "32"}, None, 400, "multiple of the model's"),
-    ("sample", {"model": "tinyclass", "height": "-16", "width": "16"}, None, 400, "height: -16 is outside"),
+    ("sample", {"model": "tinyclass", "height": "-16", "width": "16"}, None, 400, "height: -16 is too small"),
     ("sample", {"model": "tinyclass", "height": "32"}, None, 400, "both or neither"),
-    ("sample", {"model": "tinyclass", "count": "1000"}, None, 400, "count: 1000 is outside"),
+    ("sample", {"model": "tinyclass", "count": "1000"}, None, 400, "count: 1000 is too large: ask for 1 to 4 images"),
     ("sample", {"model": "tinyclass", "top_p": "nan"}, None, 400, "top_p: expected a finite number"),
-    ("sample", {"model": "tinyclass", "seed": "abc"}, None, 400, "seed: expected an integer"),
+    ("sample", {"model": "tinyclass", "top_k": "-5"}, None, 400, "top_k: -5 is too small: 0 turns top-k off"),
+    ("sample", {"model": "tinyclass", "seed": "-1"}, None, 400, "seed: -1 is too small: a seed is a whole number"),
+    ("complete", {"model": "tinyclass", "paste_back": "maybe"}, None, 400, "paste_back: expected true or false"),
+    ("sample", {"model": "tinyclass", "seed": "abc"}, None, 400, "seed: expected a whole number"),
     ("sample", {"model": "tinyclass", "class_label": "5"}, None, 400, "class_label: 5 is out of range"),
     ("sample", {"model": "tinyclass", "colour": "red"}, None, 400, "unknown field 'colour'"),
     ("sample", {"model": "nosuchmodel"}, None, 400, "unknown model 'nosuchmodel'"),

@@ -147,6 +147,17 @@ def card_sampling(card: dict) -> dict[str, float]:
             if k in CARD_SAMPLING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+#: sampling settings a model card does not suggest: top-k 100, no nucleus filter, temperature 1, no guidance
+SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
+
+
+def sampling_defaults(card: dict) -> dict:
+    """Every sampling setting a job on a model with this card starts from: the card's suggestion
+    (:func:`card_sampling`), else :data:`SAMPLING_DEFAULTS`; the command line, the web app (page and API) and
+    :func:`vqforge.sample` all take these."""
+    return {**SAMPLING_DEFAULTS, **card_sampling(card)}
+
+
 def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.Module:
     """A VQGAN from ``path`` (as :func:`load`); for a transformer pipeline, its first stage. Anything else is a
     one-line error naming ``command``."""

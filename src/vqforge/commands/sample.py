@@ -113,22 +113,17 @@ def decode_options_from_args(args):
         raise VQForgeError(f"--precision: {e}") from None
 
 
-#: sampling options left unset: the model card's suggestion, else these
-SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
-
-
 def settings_from_args(args):
     """--top-k / --top-p / --temperature / --cfg / --greedy -> SamplingSettings; an option not given takes the
-    model card's suggestion (:func:`vqforge.api.card_sampling`), else :data:`SAMPLING_DEFAULTS` (written back to
-    ``args``, so that planning and settings.json see the values used)."""
-    from ..api import card_sampling, model_card
+    model card's suggestion, else :data:`vqforge.api.SAMPLING_DEFAULTS` (:func:`vqforge.api.sampling_defaults`;
+    written back to ``args``, so that planning and settings.json see the values used)."""
+    from ..api import model_card, sampling_defaults
     from ..io import VQForgeError
     from ..sampling.processors import SamplingSettings
 
-    card = card_sampling(model_card(args.model))
-    for key, default in SAMPLING_DEFAULTS.items():
+    for key, default in sampling_defaults(model_card(args.model)).items():
         if getattr(args, key) is None:
-            setattr(args, key, card.get(key, default))
+            setattr(args, key, default)
     try:
         return SamplingSettings(temperature=args.temperature, top_k=int(args.top_k) if args.top_k else None,
                                 top_p=args.top_p, cfg_scale=args.cfg, greedy=args.greedy)

@@ -83,7 +83,8 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
         if task not in TASKS:
             raise BadInput(f"unknown task {task[:40]!r} (tasks: {', '.join(TASKS)})", status=404)
         text, uploads = await _read_form(request, limits)
-        s = parse_settings(text, limits, files=FILES[task])
+        known = engines.get(text.get("model", "").strip())
+        s = parse_settings(text, limits, files=FILES[task], defaults=known.defaults if known else None)
         engine = engine_for(s.model)
         work = await run_in_threadpool(prepare, task, engine, s, uploads, limits)  # decoding is CPU work
         job = queue.submit(Job(task, s.model, s.to_dict()), work)

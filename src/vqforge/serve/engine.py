@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import bundled
-from ..api import card_sampling, load, model_card, resolve_model_path
+from ..api import card_sampling, load, model_card, resolve_model_path, sampling_defaults
 from ..io import VQForgeError
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
@@ -110,13 +110,23 @@ class Engine:
         r = self.vqgan.config.ddconfig.resolution
         return r, r
 
+    @property
+    def defaults(self) -> dict[str, float]:
+        """The sampling settings a job starts from, on the page and through the API alike: the model card's
+        (:func:`vqforge.api.sampling_defaults`, as the command line); top_p 1.0 = off; no guidance for a model
+        without a null condition."""
+        d = sampling_defaults({"sampling": self.card.get("sampling", {})})
+        guidance = self.condition is not None and self.condition.null_id is not None
+        return {"top_k": int(d["top_k"] or 0), "top_p": float(d["top_p"] or 1.0),
+                "temperature": float(d["temperature"]), "cfg": float(d["cfg"]) if guidance else 0.0}
+
     def describe(self, max_side: int) -> dict:
         """What the page needs to build its controls for this model (sizes up to ``max_side`` px)."""
         guidance = self.condition is not None and self.condition.null_id is not None
         info = {"name": self.name, "kind": "transformer" if self.net is not None else "vqgan",
                 "mode": self.condition.name if self.condition is not None else None, "tasks": list(self.tasks),
                 "trained_size": list(self.trained_hw), "factor": self.factor, "n_codes": self.vqgan.n_codes,
-                "channels": self.channels, "guidance": guidance, "defaults": self.card.get("sampling", {}),
+                "channels": self.channels, "guidance": guidance, "defaults": self.defaults,
                 "sides": self.sides(max_side)}
         if self.classes:
             info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
@@ -238,7 +248,8 @@ class Engine:
               image: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Output:
         """The library's job loop (one batch of ``s.count``), captioned by what each sample's input was."""
         batches = draw_batches(self.net, lay, inputs, s.count, s.count, _settings(s), self._generator(s), image, mask,
-                               callback=self._progress(lay, progress, rows=image is None))
+                               callback=self._progress(lay, progress, rows=image is None),
+                               feather=None if s.paste_back else -1)
         images, captions = [], []
         for picks, x in batches:
             images += list(x.cpu())
@@ -250,6 +261,8 @@ class Engine:
 
     def _record(self, task: str, s: JobSettings, lay) -> dict:
         given = {k: v for k, v in s.to_dict().items() if k not in ("height", "width")}  # "size" is what ran
+        if task != "complete":
+            given.pop("paste_back")
         return {"task": task, **given, "mode": self.condition.name, "size": list(lay.image_hw),
                 "token_grid": list(lay.grid_hw), "window": list(lay.window_hw), "sliding_window": lay.sliding}
 

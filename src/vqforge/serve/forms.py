@@ -56,7 +56,8 @@ class JobSettings:
 
     height/width: output size in pixels (None: the model's trained size; synthesis takes the map's size).
     class_label: class of class-conditional models (None: cycle through all classes). top_k 0 and top_p 1.0
-    switch those filters off; cfg 0 switches guidance off.
+    switch those filters off; cfg 0 switches guidance off. paste_back (complete): the original pixels are put
+    back outside the mask (False: the raw decode).
     """
 
     model: str
@@ -69,25 +70,53 @@ class JobSettings:
     temperature: float = 1.0
     cfg: float = 0.0
     seed: int = 0
+    paste_back: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _number(name: str, text: str, kind: type, lo: float, hi: float, hint: str = ""):
+def _number(name: str, text: str, kind: type, lo: float, hi: float, meaning: str):
     try:
         value = kind(text.strip())
     except ValueError:
-        raise BadInput(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {text[:40]!r}") from None
+        raise BadInput(f"{name}: expected {'a whole number' if kind is int else 'a number'}, "
+                       f"got {text[:40]!r}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise BadInput(f"{name}: expected a finite number, got {text[:40]!r}")
     if not lo <= value <= hi:
-        raise BadInput(f"{name}: {value} is outside [{lo:g}, {hi:g}]{hint}")
+        raise BadInput(f"{name}: {text.strip()[:40]} is {'too small' if value < lo else 'too large'}: {meaning}")
     return value
 
 
-def parse_settings(form: Mapping[str, str], limits: Limits, files: tuple[str, ...] = ()) -> JobSettings:
-    """Typed, bounded :class:`JobSettings` from form fields; unknown fields are an error (typos stay visible)."""
+def _switch(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "0", "true", "false", "on", "off"):
+        raise BadInput(f"{name}: expected true or false, got {text[:40]!r}")
+    return value in ("1", "true", "on")
+
+
+#: what each number means and may be, for the error that says it is out of range
+MEANINGS = {
+    "count": "ask for 1 to {max_count} images (the server's --max-count)",
+    "height": "an output side is 1 to {max_side} px (the server's --max-side)",
+    "width": "an output side is 1 to {max_side} px (the server's --max-side)",
+    "class_label": "class ids start at 0 (GET /api/models lists them)",
+    "top_k": "0 turns top-k off, otherwise it is how many of the most likely tokens to keep",
+    "top_p": "the nucleus mass is above 0 and at most 1 (1 turns it off)",
+    "temperature": "the temperature is 0.001 to 100 (1 = the model's own distribution)",
+    "cfg": "the guidance scale is 0 (off) to 100",
+    "seed": "a seed is a whole number from 0 to 2^63 - 1",
+}
+
+
+def parse_settings(form: Mapping[str, str], limits: Limits, files: tuple[str, ...] = (),
+                   defaults: Mapping[str, float | None] | None = None) -> JobSettings:
+    """Typed, bounded :class:`JobSettings` from form fields; unknown fields are an error (typos stay visible).
+
+    ``defaults``: the sampling settings a field left out takes (the model's: :meth:`Engine.defaults
+    <vqforge.serve.engine.Engine.defaults>`, which the page shows too), else :class:`JobSettings`' own.
+    """
     known = {f.name for f in fields(JobSettings)}
     unknown = sorted(set(form) - known - set(files))
     if unknown:
@@ -100,13 +129,14 @@ def parse_settings(form: Mapping[str, str], limits: Limits, files: tuple[str, ..
         "class_label": (int, 0, 2**31 - 1), "top_k": (int, 0, 2**31 - 1), "top_p": (float, 1e-6, 1.0),
         "temperature": (float, 1e-3, 100.0), "cfg": (float, 0.0, 100.0), "seed": (int, 0, 2**63 - 1),
     }
-    hints = {"count": " (the server's --max-count)", "height": " px (the server's --max-side)",
-             "width": " px (the server's --max-side)"}
-    values = {}
+    values = {k: v for k, v in (defaults or {}).items() if k in ("top_k", "top_p", "temperature", "cfg")}
     for name, (kind, lo, hi) in bounds.items():
         text = form.get(name, "")
         if text.strip() != "":
-            values[name] = _number(name, text, kind, lo, hi, hints.get(name, ""))
+            meaning = MEANINGS[name].format(max_count=limits.max_count, max_side=limits.max_side)
+            values[name] = _number(name, text, kind, lo, hi, meaning)
+    if form.get("paste_back", "").strip() != "":
+        values["paste_back"] = _switch("paste_back", form["paste_back"])
     if ("height" in values) != ("width" in values):
         raise BadInput("height and width: give both or neither")
     return JobSettings(model=model, **values)

@@ -46,8 +46,7 @@ function setModel(name) {
   for (const c of m.classes || []) cls.add(new Option(c.name, c.id));
   ["height", "width"].forEach((id, axis) => sideOptions($(id), m.sides[id], m.trained_size[axis]));
   $("count").max = state.limits.max_count;
-  const defaults = { top_k: 100, top_p: 1, temperature: 1, cfg: 0, ...(m.defaults || {}) };
-  for (const [k, v] of Object.entries(defaults)) $(k).value = v;  // the model card's suggested settings
+  for (const [k, v] of Object.entries(m.defaults)) $(k).value = v;  // the model card's: what the API takes too
   $("cfg").disabled = !m.guidance;
   if (!m.guidance) $("cfg").value = 0;
   buildPalette(m.labels || []);
@@ -208,6 +207,7 @@ function settingsForm(task) {
     if ((id === "height" || id === "width") && task !== "sample") continue;  // the image or map sets the size
     form.append(id, el.value);
   }
+  if (task === "complete") form.append("paste_back", $("paste_back").checked);
   return form;
 }
 
