@@ -60,6 +60,13 @@ def add_parser(sub) -> None:
     add_sampling_args(p)
     p.add_argument("--num", type=int, default=None,
                    help="number of samples (default: 8, or one per condition file)")
+    p.add_argument("--reject-with", default=None, metavar="CLASSIFIER",
+                   help="classifier-based rejection sampling for class-conditional models: draw more candidates and "
+                        "keep those the classifier finds most likely to show their class (a classifier .safetensors "
+                        "of vqforge.evaluate.classifier, or 'fashion' for the bundled Fashion-MNIST one)")
+    p.add_argument("--acceptance", type=float, default=None, metavar="R",
+                   help="with --reject-with: the fraction of candidates kept, in (0, 1] (--num / R candidates are "
+                        "drawn; default 0.5)")
     p.set_defaults(func=run)
 
 
@@ -199,6 +206,34 @@ def classes_used(per_sample: list[dict]) -> list | None:
     return seen or None
 
 
+def rejection(args, inputs: list, n: int):
+    """--reject-with / --acceptance -> (RejectionPlan, scorer) or (None, None) without them; one-line errors."""
+    from ..evaluate.classifier import DEFAULT_WEIGHTS, class_probability, load_classifier
+    from ..io import VQForgeError
+    from ..sampling.rejection import plan_rejection
+
+    if args.reject_with is None:
+        if args.acceptance is not None:
+            raise VQForgeError("--acceptance needs --reject-with CLASSIFIER")
+        return None, None
+    if any(c is None or c.numel() != 1 or c.is_floating_point() for c in inputs):
+        raise VQForgeError(f"{args.model}: --reject-with needs a class-conditional model (its samples are scored by "
+                           f"the classifier's probability of their class)")
+    try:
+        job = plan_rejection(n, len(inputs), 0.5 if args.acceptance is None else args.acceptance)
+    except ValueError as e:
+        raise VQForgeError(f"--acceptance: {e}") from None
+    classifier, _ = load_classifier(DEFAULT_WEIGHTS if args.reject_with == "fashion" else args.reject_with)
+    labels = [int(c) for c in inputs]
+
+    def score(images, picks):
+        import torch
+
+        return class_probability(classifier, images, torch.tensor([labels[j] for j in picks]))
+
+    return job, score
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -212,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
+    from ..sampling.rejection import rejection_batches
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -225,11 +261,20 @@ def run(args: argparse.Namespace) -> int:
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     n = args.num or (len(inputs) if args.cond else 8)
 
+    reject, score = rejection(args, inputs, n)
+
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
-    bar = tqdm(total=n * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
-    batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
-                           callback=lambda _done, _total, z: bar.update(z.shape[0]))
+    n_drawn = reject.n_candidates if reject is not None else n
+    bar = tqdm(total=n_drawn * lay.n_tokens, desc="sample", unit="tok", unit_scale=True, disable=args.quiet)
+    tick = lambda _done, _total, z: bar.update(z.shape[0])  # noqa: E731
+    scores: list[float] = []
+    if reject is None:
+        batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
+                               callback=tick)
+    else:
+        batches = rejection_batches(model, lay, inputs, reject, args.batch_size, settings, score, generator,
+                                    decoding=decoding, callback=tick, scores_out=scores)
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
         images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
         bar.close()
@@ -244,8 +289,13 @@ def run(args: argparse.Namespace) -> int:
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
             "decode_path": decode_mode, "seconds": round(seconds, 3),
-            "tokens_per_second": round(n * lay.n_tokens / seconds, 1), "samples": per_sample,
+            "tokens_per_second": round(n_drawn * lay.n_tokens / seconds, 1),
+            **({"rejection": {"classifier": args.reject_with, "acceptance": reject.acceptance,
+                              "candidates": reject.n_candidates, "kept": reject.n_kept, "kept_fraction": reject.realised}}
+               if reject is not None else {}),
+            "samples": [dict(e, score=round(v, 6)) for e, v in zip(per_sample, scores)] if scores else per_sample,
         })
-    print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir} "
-          f"({n * lay.n_tokens / seconds:.0f} tokens/s)")
+    kept = f", the best {reject.n_kept} of {reject.n_candidates} candidates" if reject is not None else ""
+    print(f"wrote {n} sample(s) of {lay.image_hw[0]}x{lay.image_hw[1]} px to {out_dir}{kept} "
+          f"({n_drawn * lay.n_tokens / seconds:.0f} tokens/s)")
     return 0

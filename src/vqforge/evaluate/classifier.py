@@ -56,6 +56,26 @@ def load_classifier(path: str | Path = DEFAULT_WEIGHTS) -> tuple[SmallClassifier
     return model.eval(), card
 
 
+def as_classifier_input(images: torch.Tensor, size: int = 28) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] as the classifier reads them: (B, 1, size, size) (the channel mean; an area
+    resize when the size differs)."""
+    x = images.float().mean(dim=1, keepdim=True) if images.shape[1] != 1 else images.float()  # (B, 1, H, W)
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear",
+                          align_corners=None if x.shape[-1] > size else False)
+    return x
+
+
+@torch.no_grad()
+def class_probability(classifier: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The classifier's probability (B,) that each of ``images`` (B, C, H, W) in [-1, 1] shows its requested class
+    ``classes`` (B,): the score of rejection sampling (``vqforge sample --reject-with``)."""
+    classifier.eval()
+    x = as_classifier_input(images).to(next(classifier.parameters()).device)
+    probs = classifier(x).float().softmax(dim=1)  # (B, n_classes)
+    return probs.gather(1, classes.to(probs.device).long()[:, None])[:, 0].cpu()
+
+
 def class_match_rate(classifier: SmallClassifier, images: torch.Tensor, classes: torch.Tensor) -> float:
     """Fraction of ``images`` (B, 1, 28, 28) in [-1, 1] that ``classifier`` assigns to the requested ``classes``."""
     return (classifier.predict(images).cpu() == classes.cpu()).float().mean().item()
