@@ -89,12 +89,12 @@ def test_options_the_old_code_refused_stay_errors():
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")) + sorted(CONFIGS.glob("bundled/*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_config_loads_without_notices(path, capsys):
-    from vqforge.train.segmentation import SegmentationRunConfig
+    from vqforge.train.condition import ConditionRunConfig
     from vqforge.train.transformer import TransformerRunConfig
 
     data = yaml.safe_load(path.read_text())
     cls = (TransformerRunConfig if "gpt" in data.get("model", {}) else
-           SegmentationRunConfig if "n_labels" in data else VQGANTrainConfig)
+           ConditionRunConfig if "n_labels" in data else VQGANTrainConfig)
     cfg = load_yaml(cls, path)
     assert capsys.readouterr().err == ""
     written = data["model"].get("quantizer")

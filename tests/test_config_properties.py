@@ -26,11 +26,11 @@ from vqforge.config.variants import own_variants  # noqa: E402
 from vqforge.models.vqgan import VQGANConfig  # noqa: E402
 from vqforge.quantizers import FSQConfig  # noqa: E402
 from vqforge.train.condition import KINDS  # noqa: E402
-from vqforge.train.segmentation import SegmentationRunConfig  # noqa: E402
+from vqforge.train.condition import ConditionRunConfig  # noqa: E402
 from vqforge.train.transformer import TransformerRunConfig  # noqa: E402
 from vqforge.train.vqgan import VQGANTrainConfig  # noqa: E402
 
-TOP = [VQGANTrainConfig, TransformerRunConfig, SegmentationRunConfig, VQGANConfig]
+TOP = [VQGANTrainConfig, TransformerRunConfig, ConditionRunConfig, VQGANConfig]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.filter_too_much])
 ROUND_TRIP = settings(FAST, max_examples=15)  # whole configs are slow to draw
@@ -61,7 +61,7 @@ def values(tp: Any) -> st.SearchStrategy:
 #: settings tied together by a config's own checks, chosen to agree
 REPAIRS = {FSQConfig: lambda kw: {**kw, "n_embed": math.prod(kw["levels"])},
            # a condition stage's mode names a registered map kind: the drawn text picks one
-           SegmentationRunConfig: lambda kw: {**kw, "mode": sorted(KINDS)[len(kw["mode"]) % len(KINDS)]}}
+           ConditionRunConfig: lambda kw: {**kw, "mode": sorted(KINDS)[len(kw["mode"]) % len(KINDS)]}}
 
 
 def _construct(cls: type, kwargs: dict) -> Any:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from vqforge.data.images import ImageDataset, SkipCounter, find_images, split_files
 from vqforge.io import VQForgeError
-from vqforge.train.common import BatchStream, ResumableSampler
+from vqforge.train.stream import BatchStream, ResumableSampler
 
 PHOTOS = Path(__file__).resolve().parents[1] / "src" / "vqforge" / "demo_assets" / "photos"
 

@@ -66,6 +66,89 @@ def test_imports_point_one_way():
     assert not upward, "\n".join(upward)
 
 
+def module_name(path: Path) -> str:
+    """``src/vqforge/train/loop.py`` -> ``vqforge.train.loop`` (a package's ``__init__.py`` -> the package)."""
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the vqforge modules it imports, at any depth of the file (inside functions and
+    ``if TYPE_CHECKING:`` blocks too). ``from pkg import name`` points at ``pkg.name`` when that is a module."""
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                mod = ".".join(base + (node.module.split(".") if node.module else []))
+                targets += [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
+        found = set()
+        for t in targets:
+            while t and t not in modules:  # ``vqforge.x.Name`` -> ``vqforge.x``
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.add(t)
+        graph[name] = found
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or around a circle, not even from inside a function: a
+    circle means neither side can be read (or changed) without the other."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_lazy_imports(tmp_path):
+    """A circle closed by an import inside a function is found; a one-way graph has none."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+    graph = import_graph()
+    assert "vqforge.models.conditioning.base" in graph["vqforge.models.conditioning.spatial"]
+    assert "vqforge.api" in graph["vqforge.train.transformer"]  # ``from ..api import load`` in a function
+
+
+def test_entry_points_do_not_import_the_command_line():
+    """Only ``vqforge/__main__.py`` (the ``python -m vqforge`` entry point) may import ``vqforge.cli``."""
+    users = sorted(m for m, deps in import_graph().items() if "vqforge.cli" in deps and m != "vqforge.__main__")
+    assert not users, f"modules importing vqforge.cli: {users}"
+
+
 def test_the_check_sees_relative_imports(tmp_path):
     """The parser resolves ``from ..x import y`` and ``from .. import x`` to the unit ``x``."""
     assert imported_units(SRC / "models" / "vqgan.py") >= {"nn", "quantizers"}

@@ -13,14 +13,18 @@ from PIL import Image
 from vqforge.imageio import save_grid
 from vqforge.io import load_torch
 from vqforge.metrics import psnr, ssim
-from vqforge.train import common
+from vqforge.train.checkpoint import Checkpoint, RunDir
+from vqforge.train.console import MetricLogger
+from vqforge.train.distributed import DistInfo
+from vqforge.train.numerics import EMA
+from vqforge.train.stream import BatchStream, ResumableSampler, gather_rng_states, seed_everything, set_rng_state
 
 
 def test_sampler_ranks_are_disjoint_and_epochs_differ():
-    shares = [list(common.ResumableSampler(10, seed=3, rank=r, world_size=3)) for r in range(3)]
+    shares = [list(ResumableSampler(10, seed=3, rank=r, world_size=3)) for r in range(3)]
     assert all(len(s) == 3 for s in shares)  # drop_last: 9 of 10
     assert len(set(sum(shares, []))) == 9
-    s = common.ResumableSampler(10, seed=3)
+    s = ResumableSampler(10, seed=3)
     e0 = list(s)
     s.set_epoch(1)
     assert sorted(list(s)) == sorted(e0) and list(s) != e0
@@ -29,43 +33,43 @@ def test_sampler_ranks_are_disjoint_and_epochs_differ():
 
 
 def _epoch(n, seed, epoch):
-    s = common.ResumableSampler(n, seed=seed)
+    s = ResumableSampler(n, seed=seed)
     s.set_epoch(epoch)
     return list(s)
 
 
 def test_batch_stream_resumes_at_the_next_batch():
     data = torch.arange(11)
-    full = common.BatchStream(data, 3, common.ResumableSampler(11, seed=1))
+    full = BatchStream(data, 3, ResumableSampler(11, seed=1))
     expected = [next(full).tolist() for _ in range(8)]  # crosses two epoch boundaries (3 batches/epoch)
-    first = common.BatchStream(data, 3, common.ResumableSampler(11, seed=1))
+    first = BatchStream(data, 3, ResumableSampler(11, seed=1))
     got = [next(first).tolist() for _ in range(4)]
-    again = common.BatchStream(data, 3, common.ResumableSampler(11, seed=1))
+    again = BatchStream(data, 3, ResumableSampler(11, seed=1))
     again.load_state_dict(first.state_dict())
     got += [next(again).tolist() for _ in range(4)]
     assert got == expected
 
 
 def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
-    common.seed_everything(5)
-    run = common.RunDir(tmp_path / "run")
+    seed_everything(5)
+    run = RunDir(tmp_path / "run")
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam(model.parameters())
-    ckpt = common.Checkpoint("vqgan", "vqgan", {"a": 1}, model.state_dict(), 7, {"b": 2},
-                             {"opt": opt.state_dict()}, rng=common.gather_rng_states(common.DistInfo()),
+    ckpt = Checkpoint("vqgan", "vqgan", {"a": 1}, model.state_dict(), 7, {"b": 2},
+                             {"opt": opt.state_dict()}, rng=gather_rng_states(DistInfo()),
                              data={"epoch": 0, "batch": 1})
     run.save(ckpt, keep=True)
     want = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     loaded = load_torch(run.last)  # weights_only: every entry must be plain data or tensors
     assert (run.checkpoint_dir / "step_0000007.pt").is_file() and loaded["step"] == 7
-    common.set_rng_state(loaded["rng"][0])
+    set_rng_state(loaded["rng"][0])
     got = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     assert torch.equal(want[0], got[0]) and np.array_equal(want[1], got[1]) and want[2] == got[2]
 
 
 def test_ema_tracks_and_loads():
     model = torch.nn.Linear(3, 1)
-    ema = common.EMA(model, decay=0.5)
+    ema = EMA(model, decay=0.5)
     before = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(2.0)
@@ -85,11 +89,11 @@ def test_grid_layout_and_values(tmp_path):
 
 
 def test_metric_logger_writes_jsonl(tmp_path):
-    log = common.MetricLogger(tmp_path, enabled=True)
+    log = MetricLogger(tmp_path, enabled=True)
     log.log(1, {"a": torch.tensor(0.5), "b": 2})
     log.close()
     assert (tmp_path / "metrics.jsonl").read_text().strip() == '{"step": 1, "a": 0.5, "b": 2.0}'
-    common.MetricLogger(tmp_path / "off", enabled=False).log(1, {"a": 1})
+    MetricLogger(tmp_path / "off", enabled=False).log(1, {"a": 1})
     assert not (tmp_path / "off").exists()
 
 
@@ -121,7 +125,7 @@ def test_metric_logger_without_tensorboard_degrades_to_jsonl(tmp_path, monkeypat
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     with pytest.warns(UserWarning, match="tensorboard unavailable"):
-        log = common.MetricLogger(tmp_path, enabled=True)
+        log = MetricLogger(tmp_path, enabled=True)
     log.log(3, {"x": 1.5})
     log.close()
     assert not (tmp_path / "tb").exists()
@@ -129,7 +133,7 @@ def test_metric_logger_without_tensorboard_degrades_to_jsonl(tmp_path, monkeypat
 
 
 def test_metric_logger_writes_tensorboard_events(tmp_path):
-    log = common.MetricLogger(tmp_path, enabled=True)
+    log = MetricLogger(tmp_path, enabled=True)
     log.log(1, {"x": 1.0})
     log.close()
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())

@@ -8,7 +8,7 @@
 __version__ = "0.1.0"
 
 from .api import load, save_model  # noqa: E402
-from .compat.taming import load_taming  # noqa: E402
+from .compat.load import load_taming  # noqa: E402
 from .io import VQForgeError  # noqa: E402
 
 __all__ = ["__version__", "load", "save_model", "load_taming", "VQForgeError"]

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import save_model
-    from ..compat.taming import load_taming
+    from ..compat.load import load_taming
 
     model = load_taming(args.config, args.checkpoint, trust=args.trust_checkpoint)
     out = save_model(model, args.out, extra={"converted_from": {"config": str(args.config), "checkpoint": str(args.checkpoint)}})

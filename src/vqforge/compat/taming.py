@@ -4,21 +4,21 @@ The original describes a model with a project YAML (``model.target`` plus ``mode
 weights in a PyTorch Lightning ``.ckpt`` (``{"state_dict": {...}, ...}``). :func:`load_taming` reads both
 and returns the equivalent vqforge model, with every weight loaded under strict key checks.
 
-Targets are mapped to builders in :data:`TARGET_BUILDERS` (a plain dict: the original's dotted target
-strings are only used as lookup keys here, never imported).
+This module reads the files and translates the first stage (VQModel / GumbelVQ); :mod:`.net2net` translates
+the second stage; :mod:`.load` maps each ``model.target`` to one of them (:func:`~.load.load_taming`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 
 from ..config import ConfigError, from_dict, notice
-from ..io import VQForgeError, load_state_dict_strict, load_torch
-from ..models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
+from ..io import VQForgeError, load_torch
+from ..models.vqgan import AutoencoderConfig, VQGANConfig
 from ..quantizers import QuantizerConfig
 
 #: Checkpoint key prefixes that hold training-only state (skipped with a one-line notice).
@@ -150,52 +150,3 @@ def split_state_dict(sd: dict[str, torch.Tensor], source: str | Path) -> dict[st
     if skipped:
         notice(f"{source}: skipping {len(skipped)} training-only keys under 'loss.' (discriminator/perceptual loss)")
     return {k: v for k, v in sd.items() if k not in skipped and k not in logging_only}
-
-
-# ------------------------------------------------------------------------------------------ loading
-def _build_vqgan(target: str, params: dict, source: str) -> VQGAN:
-    return VQGAN(vqgan_config_from_params(target, params, source))
-
-
-def _load_vqgan_weights(model: VQGAN, sd: dict[str, torch.Tensor], source: str) -> VQGAN:
-    load_state_dict_strict(model, split_state_dict(sd, source), source)
-    return model.eval()
-
-
-def _build_net2net(target: str, params: dict, source: str) -> torch.nn.Module:
-    from .net2net import build_net2net  # the second-stage pipeline (first stage + cond stage + GPT)
-
-    return build_net2net({"target": target, "params": params}, source)
-
-
-def _load_net2net_weights(model: Any, sd: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    from .net2net import load_net2net_weights
-
-    return load_net2net_weights(model, sd, source)
-
-
-#: original ``model.target`` -> (untrained model from (target, params, config file),
-#:                               weights from (model, checkpoint state dict, checkpoint file))
-TARGET_BUILDERS: dict[str, tuple[Callable[[str, dict, str], torch.nn.Module],
-                                 Callable[[Any, dict, str], torch.nn.Module]]] = {
-    **{t: (_build_vqgan, _load_vqgan_weights) for t in VQ_TARGETS | GUMBEL_TARGETS},
-    "taming.models.cond_transformer.Net2NetTransformer": (_build_net2net, _load_net2net_weights),
-}
-
-
-def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: bool = False) -> torch.nn.Module:
-    """Load an original Taming Transformers model from its project YAML and Lightning checkpoint.
-
-    Supported ``model.target`` values are the keys of :data:`TARGET_BUILDERS`. The config is checked
-    before the checkpoint is read; a class vqforge does not know, missing or unexpected keys, and shapes
-    that do not match the config raise :class:`VQForgeError` naming the file and them. ``trust``
-    (``--trust-checkpoint``) allows a checkpoint that needs full unpickling (it runs code from the file).
-    """
-    model_cfg = read_taming_config(config_path)
-    target = model_cfg["target"]
-    if target not in TARGET_BUILDERS:
-        raise VQForgeError(f"{config_path}: model.target {target!r} is not supported by vqforge "
-                           f"(supported: {', '.join(sorted(TARGET_BUILDERS))})")
-    build, load_weights = TARGET_BUILDERS[target]
-    model = build(target, model_cfg["params"], str(config_path))
-    return load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))

@@ -15,7 +15,7 @@
   the datasets here and in :mod:`vqforge.data.paired` all cut through it.
 
 Keys may be plain indices or ``(index, sample_seed)`` pairs (from
-:class:`vqforge.train.common.ResumableSampler` with ``with_seeds=True``): the crop and flip are then drawn
+:class:`vqforge.train.stream.ResumableSampler` with ``with_seeds=True``): the crop and flip are then drawn
 from a generator seeded by ``sample_seed``, so augmentations do not depend on worker processes or resumes.
 """
 

@@ -5,7 +5,7 @@ tokens)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +13,7 @@ import torch
 from ..data.paired import CoordCrops
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
-
-if TYPE_CHECKING:
-    from .transformer import TransformerTrainConfig
+from .transformer_config import TransformerTrainConfig
 
 __all__ = ["TransformerData", "CoordCrops"]
 
