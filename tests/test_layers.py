@@ -14,8 +14,8 @@ LAYERS = [
     {"quantizers"},
     {"models"},
     {"sampling", "losses"},
-    {"data", "api", "bundled"},
-    {"train", "evaluate", "compat"},
+    {"data", "api", "bundled", "compat", "hub"},
+    {"train", "evaluate"},
     {"bench", "serve", "demo"},
     {"commands", "cli"},
 ]

@@ -103,14 +103,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A model's path: an existing file or directory as given, else the bundled model of that name.
+    """A model's path: an existing file or directory as given; ``taming/NAME`` (one of the original's released
+    models, downloaded and converted into the cache on first use) or ``hf://ORG/NAME[@REVISION]`` (a model
+    directory on the Hugging Face Hub) as their local model directory; else the bundled model of that name.
 
-    Raises :class:`VQForgeError` naming the bundled models when neither exists.
+    Raises :class:`VQForgeError` naming the bundled models when none of these exists.
     """
     path = Path(name_or_path)
     if path.exists():
         return path
-    from . import bundled
+    from . import bundled, hub
+
+    if hub.is_remote(str(name_or_path)):
+        found_remote = hub.resolve(str(name_or_path))
+        assert found_remote is not None
+        return found_remote
 
     found = bundled.find(str(name_or_path))
     if found is not None:
@@ -174,8 +181,10 @@ def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.
 
 
 def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.nn.Module:
-    """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), a model directory, a
-    run directory or a training checkpoint file.
+    """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), one of the original's
+    released models (``"taming/sflckr"``: downloaded and converted once, see ``vqforge models --available``), a
+    model directory on the Hugging Face Hub (``"hf://ORG/NAME[@REVISION]"``), a model directory, a run directory
+    or a training checkpoint file.
 
     The model is returned in eval mode on the CPU, in float32. Errors are :class:`VQForgeError` with one line
     that names the file. A checkpoint that holds pickled Python objects beyond tensors and plain data is

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
         description="Encode every image of DATA into first-stage tokens (plus class labels and condition tokens) "
                     "and write a token dataset to TOKENS_DIR.")
     p.add_argument("--model", required=True, metavar="VQGAN_DIR",
-                   help="first-stage VQGAN (model/run dir), or a transformer model dir (its stages are used)")
+                   help="first-stage VQGAN (model/run dir, taming/NAME, hf://ORG/NAME), or a transformer model dir (its "
+                        "stages are used)")
     p.add_argument("--data", required=True, help="image folder/list/glob, or fashion-mnist[:train|test]")
     add_out(p, "token dataset folder to write", metavar="TOKENS_DIR")
     p.add_argument("--cond-stage", metavar="DIR", help="condition VQGAN for spatial conditions")

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                       description="Reconstruct every image of --data with the VQGAN and measure PSNR, SSIM, LPIPS "
                                   "(when its weights exist; otherwise reported as skipped), FID and KID between the "
                                   "inputs and their reconstructions, codebook usage and perplexity.")
-    r.add_argument("--model", required=True, help="VQGAN model directory, run directory or checkpoint")
+    r.add_argument("--model", required=True, help="VQGAN model directory, run directory, checkpoint, taming/NAME or hf://ORG/NAME")
     r.add_argument("--data", required=True, help="an image folder (searched recursively) or one image")
     r.add_argument("--size", type=int, default=None,
                    help="resize the shorter side to SIZE and centre-crop SIZE x SIZE (default: the size the model was "
@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
                       description="Teacher-forced negative log-likelihood of pre-encoded tokens (vqforge encode). "
                                   "The output says which rows it scored: those the model's training run held out, "
                                   "those it trained on, or a dataset the run did not train on.")
-    n.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint")
+    n.add_argument("--model", required=True, help="transformer model directory, run directory, checkpoint, taming/NAME or hf://ORG/NAME")
     n.add_argument("--data", required=True, help="a tokens directory written by `vqforge encode`")
     n.add_argument("--limit", type=int, default=None, help="use at most this many images")
     n.add_argument("--batch-size", type=int, default=32)

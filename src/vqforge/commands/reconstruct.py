@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct images with a VQGAN and report PSNR",
                        description="Encode each image to codebook indices and decode it again. Writes one PNG per image "
                                    "into --out and prints PSNR per image and the mean (psnr.json).")
-    p.add_argument("--model", required=True, help="model directory, run directory or checkpoint (.pt)")
+    p.add_argument("--model", required=True, help="model directory, run directory, checkpoint (.pt), bundled name, taming/NAME or hf://ORG/NAME")
     add_data(p, "an image file or a folder of images")
     add_out(p, "output folder")
     p.add_argument("--size", type=int, default=None,

@@ -9,7 +9,8 @@ from .options import add_device, add_out, add_quiet, add_seed, add_trust_option,
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `sample` and `complete`."""
-    p.add_argument("--model", required=True, help="transformer model directory, run directory or checkpoint (.pt)")
+    p.add_argument("--model", required=True, help="transformer model directory, run directory, checkpoint (.pt), bundled name, "
+                   "taming/NAME (the original's released models: vqforge models --available) or hf://ORG/NAME[@REV]")
     add_out(p, "output folder (PNGs, grid.png, settings.json)")
     p.add_argument("--class", dest="classes", nargs="+", default=None, metavar="C",
                    help="class label(s) for class-conditional models, as ids or names; samples cycle through them "

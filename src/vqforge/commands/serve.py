@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
                                    "segmentation map, complete a masked photo and reconstruct photos, with live "
                                    "progress. Binds to 127.0.0.1 unless --host says otherwise. See docs/serve.md.")
     p.add_argument("--model", nargs="+", default=None, metavar="NAME_OR_DIR",
-                   help="bundled model names, model directories, run directories or checkpoints (.pt); "
+                   help="bundled model names, model directories, run directories, checkpoints (.pt), taming/NAME or "
+                        "hf://ORG/NAME; "
                         "default: every bundled model")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
