@@ -115,7 +115,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     from . import bundled, hub
 
     if hub.is_remote(str(name_or_path)):
-        found_remote = hub.resolve(str(name_or_path))
+        found_remote = hub.resolve(str(name_or_path), save_model)
         assert found_remote is not None
         return found_remote
 
@@ -125,6 +125,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     known = bundled.names()
     hint = f" nor a bundled model ({', '.join(known)})" if known else " (and no bundled models are installed)"
     raise VQForgeError(f"{path}: no such file or directory{hint}")
+
+
+def pull(name: str, progress: bool = True, keep_download: bool = False, trust: bool = False) -> Path:
+    """The model directory of the original's released model ``name`` (``vqforge pull``; ``taming/`` optional),
+    downloaded and converted into ``$VQFORGE_HOME`` on first use (:mod:`vqforge.hub.taming`)."""
+    from .hub.taming import pull as pull_taming
+
+    return pull_taming(name, save_model, progress=progress, keep_download=keep_download, trust=trust)
 
 
 #: model card ``sampling`` keys (``model.yaml`` ``extra``) -> the names `vqforge sample` and the web app use

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub.taming import pull
+    from ..api import pull
 
     path = pull(args.name, progress=not args.quiet, keep_download=args.keep_download, trust=args.trust_checkpoint)
     name = args.name.removeprefix("taming/")

@@ -14,6 +14,7 @@ Face Hub (``hf://ORG/NAME[@REVISION]``) and vqforge's own cache folder (``$VQFOR
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 TAMING_PREFIX = "taming/"
 HF_PREFIX = "hf://"
@@ -24,13 +25,14 @@ def is_remote(spec: str) -> bool:
     return spec.startswith((TAMING_PREFIX, HF_PREFIX))
 
 
-def resolve(spec: str, progress: bool = True) -> Path | None:
-    """The local model directory of ``taming/NAME`` (downloaded and converted once) or ``hf://ORG/NAME[@REV]``
-    (from the Hub's cache, downloading what is missing unless offline); None for any other ``spec``."""
+def resolve(spec: str, save: Callable[..., Path], progress: bool = True) -> Path | None:
+    """The local model directory of ``taming/NAME`` (downloaded and converted once, written by ``save``:
+    :func:`vqforge.api.save_model`) or ``hf://ORG/NAME[@REV]`` (from the Hub's cache, downloading what is
+    missing unless offline); None for any other ``spec``."""
     if spec.startswith(TAMING_PREFIX):
         from .taming import pull
 
-        return pull(spec[len(TAMING_PREFIX):], progress=progress)
+        return pull(spec[len(TAMING_PREFIX):], save, progress=progress)
     if spec.startswith(HF_PREFIX):
         from .hf import snapshot
 

@@ -21,6 +21,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
 
 from ..io import VQForgeError, atomic_dir, write_json
 from .catalogue import TamingModel, catalogue, entry
@@ -119,8 +121,14 @@ def _fetch(m: TamingModel, what: str, url: str | None, filename: str, size: int 
     return dest
 
 
-def pull(name: str, progress: bool = True, keep_download: bool = False, trust: bool = False) -> Path:
-    """The model directory of the released model ``name``, downloaded and converted on first use."""
+#: writes a model directory: (model, folder, model card) -> folder (:func:`vqforge.api.save_model`)
+SaveModel = Callable[..., Path]
+
+
+def pull(name: str, save: SaveModel, progress: bool = True, keep_download: bool = False, trust: bool = False) -> Path:
+    """The model directory of the released model ``name``, downloaded and converted on first use; ``save`` writes
+    it (:func:`vqforge.api.save_model`, passed in because the model directory's format belongs to ``api``, which
+    asks this module for ``taming/`` names)."""
     if name.startswith("taming/"):
         name = name[len("taming/"):]
     m = entry(name)
@@ -129,21 +137,20 @@ def pull(name: str, progress: bool = True, keep_download: bool = False, trust: b
         return out
     config = _fetch(m, "config", m.config_url, CONFIG_FILE, None, m.config_sha256, progress)
     ckpt = _fetch(m, "checkpoint", m.checkpoint_url, CHECKPOINT_FILE, m.size, m.sha256, progress)
-    convert(m, config, ckpt, out, trust=trust)
+    convert(m, config, ckpt, out, save, trust=trust)
     if not keep_download:
         shutil.rmtree(download_path(name), ignore_errors=True)
     return out
 
 
-def convert(m: TamingModel, config: Path, ckpt: Path, out: Path, trust: bool = False) -> Path:
+def convert(m: TamingModel, config: Path, ckpt: Path, out: Path, save: SaveModel, trust: bool = False) -> Path:
     """The original's two files -> a vqforge model directory ``out`` (complete or absent)."""
-    from ..api import save_model
-    from ..compat.taming import load_taming
+    from ..compat.load import load_taming
 
     print(f"vqforge: converting taming/{m.name} into {out}", file=sys.stderr)
     model = load_taming(config, ckpt, trust=trust)
     card = {"summary": m.summary, "source": f"taming/{m.name}", "page": m.page,
             "converted_from": {"config": m.config_url or str(config), "checkpoint": m.checkpoint_url or str(ckpt)}}
     with atomic_dir(out, "model directory", replaceable=lambda p: (p / "model.yaml").is_file()) as tmp:
-        save_model(model, tmp, extra=card)
+        save(model, tmp, extra=card)
     return out
