@@ -72,6 +72,7 @@ def _load_model_dir(path: Path) -> torch.nn.Module:
     _check_version(meta.get("format_version"), meta_path)
     model = build_model(meta["kind"], meta["config"], meta_path, "config")
     load_state_dict_strict(model, load_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
+    model.card = meta["extra"] if isinstance(meta.get("extra"), dict) else {}
     return model.eval()
 
 
@@ -194,11 +195,19 @@ def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.n
     model directory on the Hugging Face Hub (``"hf://ORG/NAME[@REVISION]"``), a model directory, a run directory
     or a training checkpoint file.
 
-    The model is returned in eval mode on the CPU, in float32. Errors are :class:`VQForgeError` with one line
-    that names the file. A checkpoint that holds pickled Python objects beyond tensors and plain data is
+    The model is returned in eval mode without gradients (``requires_grad`` off: for inference; training builds
+    its own) on the CPU, in float32, with its model card as ``model.card`` (a model directory's ``extra``: the
+    sampling settings :func:`vqforge.sample` starts from; {} for a run or checkpoint). Errors are
+    :class:`VQForgeError` with one line that names the file. A checkpoint that holds pickled Python objects beyond tensors and plain data is
     refused unless ``trust`` (the ``--trust-checkpoint`` option): unpickling it runs code from the file.
     """
-    path = resolve_model_path(path)
+    model = _load(resolve_model_path(path), use_ema, trust)
+    if not hasattr(model, "card"):
+        model.card = {}
+    return model.requires_grad_(False)
+
+
+def _load(path: Path, use_ema: bool, trust: bool) -> torch.nn.Module:
     if path.is_dir() and (path / MODEL_YAML).is_file():
         return _load_model_dir(path)
     if path.is_dir() and not (path / LAST_CHECKPOINT).is_file():

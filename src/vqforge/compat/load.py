@@ -48,6 +48,7 @@ def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: boo
     before the checkpoint is read; a class vqforge does not know, missing or unexpected keys, and shapes
     that do not match the config raise :class:`VQForgeError` naming the file and them. ``trust``
     (``--trust-checkpoint``) allows a checkpoint that needs full unpickling (it runs code from the file).
+    The model is returned in eval mode without gradients.
     """
     model_cfg = read_taming_config(config_path)
     target = model_cfg["target"]
@@ -56,4 +57,5 @@ def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: boo
                            f"(supported: {', '.join(sorted(TARGET_BUILDERS))})")
     build, load_weights = TARGET_BUILDERS[target]
     model = build(target, model_cfg["params"], str(config_path))
-    return load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))
+    model = load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))
+    return model.eval().requires_grad_(False)  # for inference, as vqforge.load

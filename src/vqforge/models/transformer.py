@@ -185,6 +185,17 @@ class Net2NetTransformer(nn.Module):
         return self.first_stage.encode_to_indices(x).flatten(1)
 
     @torch.no_grad()
+    def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """The first stage's codebook ids (B, h, w) for images (B, C, H, W) in [-1, 1] (as
+        :meth:`VQGAN.encode_to_indices <vqforge.models.vqgan.VQGAN.encode_to_indices>`)."""
+        return self.first_stage.encode_to_indices(x)
+
+    @torch.no_grad()
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) from the first stage's codebook ids (B, h, w)."""
+        return self.first_stage.decode_indices(indices)
+
+    @torch.no_grad()
     def encode_to_c(self, c: torch.Tensor) -> torch.Tensor:
         """Condition tokens (B, Tc) int64 for the model input condition ``c`` (see :meth:`Condition.encode`;
         class labels equal to ``-1`` map to the NULL class token)."""

@@ -129,9 +129,12 @@ class SpatialCondition(Condition):
         return self.build_input(images=raw) if self.raw_input is None else self.build_input(raw=raw)
 
     def read_condition(self, path, image_hw=None):
+        return self.condition_from_map(self.read_map(path), image_hw, path)
+
+    def condition_from_map(self, img, image_hw=None, path=""):
+        """:meth:`read_condition` for a map already in memory (a PIL image as :meth:`read_map` returns it)."""
         from PIL import Image
 
-        img = self.read_map(path)
         if image_hw is not None:
             ih, iw = self.input_hw(image_hw)
             resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}.get(self.map_resample, Image.BICUBIC)
