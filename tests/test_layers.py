@@ -14,7 +14,7 @@ LAYERS = [
     {"quantizers"},
     {"models"},
     {"sampling", "losses"},
-    {"data", "api", "bundled", "compat", "hub"},
+    {"data", "api", "bundled", "compat", "hub", "quick"},
     {"train", "evaluate"},
     {"bench", "serve", "demo"},
     {"commands", "cli"},
