@@ -12,7 +12,7 @@ Formats:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -134,6 +134,40 @@ def pull(name: str, progress: bool = True, keep_download: bool = False, trust: b
     from .hub.taming import pull as pull_taming
 
     return pull_taming(name, save_model, progress=progress, keep_download=keep_download, trust=trust)
+
+
+def export_model(src: str | Path, out: str | Path) -> Path:
+    """The model of a run directory or checkpoint (its EMA weights when it kept them) written as a model
+    directory ``out``."""
+    return save_model(load(src), out)
+
+
+class PushResult(NamedTuple):
+    """What :func:`push` uploaded (or, for a dry run, would upload): file names and sizes, the model card, the
+    commit URL (None for a dry run)."""
+
+    files: list[tuple[str, int]]
+    card: str
+    url: str | None
+
+
+def push(src: str | Path, spec: str, out: str | Path | None = None, dry_run: bool = False, private: bool = False,
+         revision: str | None = None, token: str | None = None) -> PushResult:
+    """Upload ``src`` (a model directory, run directory, checkpoint or bundled model's name) to
+    ``hf://ORG/NAME`` with a generated model card (:mod:`vqforge.hub.hf`). The upload is staged in ``out``
+    (kept) or a temporary folder; ``dry_run`` stops there."""
+    import tempfile
+
+    from .hub import hf
+
+    hf.parse(spec)  # a bad address fails before any work
+    path = resolve_model_path(src)
+    with tempfile.TemporaryDirectory(prefix="vqforge-push-") as tmp:
+        staged = Path(out) if out is not None else Path(tmp)
+        staged.mkdir(parents=True, exist_ok=True)
+        files = hf.stage_push(path, staged, spec, export_model)
+        url = None if dry_run else hf.push(staged, spec, private=private, revision=revision, token=token)
+        return PushResult([(f.name, f.stat().st_size) for f in files], (staged / hf.CARD).read_text(), url)
 
 
 #: model card ``sampling`` keys (``model.yaml`` ``extra``) -> the names `vqforge sample` and the web app use
