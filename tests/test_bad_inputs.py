@@ -6,6 +6,7 @@ temporary folder left beside it either)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -161,11 +162,35 @@ def test_missing_paired_map(models, data, capsys):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_unreadable_image_in_the_data(models, data, capsys, workers):
-    (data / "photos" / "c.png").write_bytes(b"not a png")
-    msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "photos", "--out",
-                   data / "tok", "--quiet", "--workers", workers)
-    assert str(data / "photos" / "c.png") in msg and "not a readable image" in msg
+def test_unreadable_images_in_the_data_are_skipped_as_training_skips_them(models, data, capsys, workers):
+    """A truncated JPEG (what a failed download leaves) and a file that is no image at all: training skips them
+    with a warning, so `encode` (step 2 of the README recipe) does too, naming each, instead of stopping."""
+    import io
+
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    (data / "photos" / "c.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])  # truncated
+    (data / "photos" / "d.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning) as caught:
+        rc = main([str(a) for a in ("encode", "--model", models / "vq", "--data", data / "photos", "--out",
+                                    data / "tok", "--quiet", "--workers", workers)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    named = " ".join(str(w.message) for w in caught if "unreadable image skipped" in str(w.message))
+    assert str(data / "photos" / "c.jpg") in named and str(data / "photos" / "d.png") in named
+    assert "skipped 2 of 4" in err
+    meta = json.loads((data / "tok" / "meta.json").read_text())
+    rows = (data / "tok" / "files.txt").read_text().split()
+    assert meta["n"] == 2 and sorted(Path(f).name for f in rows) == ["a.png", "b.png"]
+
+
+def test_a_folder_of_only_unreadable_images_is_one_line(models, data, capsys):
+    for name in ("a", "b"):
+        (data / "photos" / f"{name}.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="unreadable image skipped"):
+        msg = _refused(capsys, data / "tok", "encode", "--model", models / "vq", "--data", data / "photos", "--out",
+                       data / "tok", "--quiet")
+    assert "no usable images" in msg
 
 
 # ------------------------------------------------------------------------------------------ training

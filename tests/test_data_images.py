@@ -131,7 +131,7 @@ def test_split_is_deterministic_and_disjoint():
 
 # ------------------------------------------------------------------------------------------ odd image files
 def test_grayscale_rgba_16bit_and_palette_images_are_converted(tmp_path):
-    from vqforge.data.images import load_image
+    from vqforge.imageio import read_image
 
     Image.fromarray(np.full((20, 20), 64, np.uint8), "L").save(tmp_path / "gray.png")
     rgba = np.zeros((20, 20, 4), np.uint8)
@@ -151,7 +151,7 @@ def test_grayscale_rgba_16bit_and_palette_images_are_converted(tmp_path):
     assert torch.allclose(rgba_t[:, 8, 13], torch.ones(3))  # transparent -> white, not the black stored under it
     assert torch.allclose(sixteen, torch.ones_like(sixteen))  # 65535 -> 255, not clipped garbage
     assert torch.allclose(palette[:, 8, 8], torch.tensor([-1.0, 128 / 127.5 - 1, 1.0]), atol=1e-5)
-    assert load_image(files[1], channels=1).mode == "L" and ImageDataset(files, 16, channels=1)[0]["image"].shape == (1, 16, 16)
+    assert read_image(files[1], "L").mode == "L" and ImageDataset(files, 16, channels=1)[0]["image"].shape == (1, 16, 16)
 
 
 def test_images_smaller_than_the_crop_are_resized_up_with_a_notice(tmp_path):

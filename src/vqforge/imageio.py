@@ -1,6 +1,8 @@
 """Image files <-> tensors, and image grids. Tensors are float in [-1, 1], CHW / NCHW.
 
-Reading goes through PIL with one-line errors that name the file; writing goes through
+Reading is one stack for every command, the web app, the demo and training: :func:`open_image` (a path or an
+upload's bytes; one-line errors naming the file; EXIF orientation) and :func:`to_mode` (16-bit, alpha, palette and
+gray converted one way, to the channel count a model was trained on: :func:`channels_mode`). Writing goes through
 :func:`vqforge.io.save_image` (atomic).
 """
 
@@ -33,39 +35,125 @@ def list_images(path: str | Path) -> list[Path]:
     raise VQForgeError(f"{path}: no such file or directory")
 
 
-def read_image(path: str | Path, mode: str = "RGB"):
-    """Open an image with PIL and convert it to ``mode``; a one-line error for unreadable files.
+class ImageTooLarge(VQForgeError):
+    """An image whose header promises more pixels than the reader was allowed (a front end may answer 413);
+    ``hw``: its (height, width)."""
 
-    Whatever the bytes of the file, the result is an image or a :class:`VQForgeError` naming the file:
-    the size in the header is checked against PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)
-    before any pixel is decoded, and every decoder failure becomes "not a readable image".
+    def __init__(self, message: str, hw: tuple[int, int]):
+        super().__init__(message)
+        self.hw = hw
+
+
+def channels_mode(channels: int) -> str:
+    """The PIL mode of a model's input channel count: 3 -> ``RGB``, 1 -> ``L`` (gray)."""
+    if channels not in (1, 3):
+        raise VQForgeError(f"a model of {channels}-channel images: vqforge reads images as RGB (3) or gray (1)")
+    return "L" if channels == 1 else "RGB"
+
+
+def open_image(source, name: str | Path | None = None, *, max_pixels: int | None = None,
+               formats: tuple[str, ...] | None = None):
+    """The one way vqforge opens an image: a path or bytes -> a fully decoded PIL image, upright.
+
+    ``source``: a path, or the bytes of an upload (``name`` then names it in errors). The pixel count in the
+    header is checked before any pixel is decoded, against ``max_pixels`` (:class:`ImageTooLarge`) or else PIL's
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``); ``formats``: the PIL formats accepted (others are an
+    error). The EXIF orientation is applied, so a phone photo stored on its side comes out as it was seen. The
+    image keeps its own mode (16-bit, palette, alpha...): :func:`to_mode` is the one conversion. Every failure is a
+    :class:`VQForgeError` naming the file.
     """
-    from PIL import Image
+    import io
 
-    path = Path(path)
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    name = name if name is not None else ("<upload>" if is_bytes else source)
+    if is_bytes and not source:
+        raise VQForgeError(f"{name}: the upload is empty")
+    accepted = f" (accepted: {', '.join(formats)})" if formats else ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
-            with Image.open(path) as im:
+            try:
+                im = Image.open(io.BytesIO(bytes(source)) if is_bytes else Path(source))  # the header only
+            except UnidentifiedImageError:
+                raise VQForgeError(f"{name}: not an image{accepted}" if is_bytes else
+                                   f"{name}: not a readable image (no image format recognised)") from None
+            with im:
+                if formats and im.format not in formats:
+                    raise VQForgeError(f"{name}: {im.format} images are not accepted{accepted}")
                 w, h = im.size
-                limit = Image.MAX_IMAGE_PIXELS
+                limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
                 if limit and w * h > limit:
-                    raise VQForgeError(f"{path}: image of {w}x{h} px exceeds {limit} pixels (PIL.Image."
+                    if max_pixels is not None:
+                        raise ImageTooLarge(f"{name}: {h}x{w} px is more than allowed here ({limit} pixels)", (h, w))
+                    raise VQForgeError(f"{name}: image of {w}x{h} px exceeds {limit} pixels (PIL.Image."
                                        f"MAX_IMAGE_PIXELS, the guard against decompression bombs); a corrupt file, "
                                        f"or raise that limit")
-                im.load()
-                return im.convert(mode) if mode else im.copy()
+                fmt = im.format
+                try:
+                    im.load()
+                except Exception as e:  # noqa: BLE001 - any decoder failure: the file is damaged
+                    raise VQForgeError(f"{name}: damaged {fmt} data, not a readable image ({_reason(e, name)})"
+                                       ) from None
+                warnings.simplefilter("ignore", UserWarning)  # a corrupt EXIF block: read as not turned
+                upright = ImageOps.exif_transpose(im)  # a copy, turned by its EXIF orientation (if any)
+                upright.format = fmt
+                return upright
     except VQForgeError:
         raise
     except FileNotFoundError:
-        raise VQForgeError(f"{path}: image not found") from None
+        raise VQForgeError(f"{name}: image not found") from None
     except Exception as e:  # noqa: BLE001 - any decoder failure (OSError, SyntaxError, struct.error, ...)
-        reason = str(e).splitlines()[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :") if str(e) else ""
-        raise VQForgeError(f"{path}: not a readable image ({reason or type(e).__name__})") from None
+        raise VQForgeError(f"{name}: not a readable image ({_reason(e, name)})") from None
+
+
+def _reason(e: BaseException, name) -> str:
+    """A decoder's message in a few words, without the file name it may repeat."""
+    text = str(e).splitlines()[0].replace(f"'{name}'", "").replace(str(name), "").strip(" :") if str(e) else ""
+    return text[:120] or type(e).__name__
+
+
+def to_mode(im, mode: str):
+    """Convert a PIL image to ``mode`` (``RGB`` or ``L``) the one way vqforge does, whatever it was stored as.
+
+    16-bit (and 32-bit integer) data are scaled to 8 bits by their bit depth (65535 -> 255, not clipped); float
+    images by their own range; palettes are expanded; transparency (RGBA, LA, a palette's transparent colour) is
+    composited onto white, so transparent pixels never show whatever colour happens to be stored under them.
+    """
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im)
+        if im.mode == "F":  # floating point: its own range
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+        else:  # 16-bit data (also when stored in a 32-bit "I" image): 0..65535 -> 0..255
+            arr = arr.astype(np.float64) / (257.0 if arr.max() > 255 else 1.0)
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im if im.mode == mode else im.convert(mode)
+
+
+def read_image(path: str | Path, mode: str | None = "RGB"):
+    """An image file as a PIL image in ``mode`` (``RGB``, ``L``; None: as stored, e.g. label ids), upright.
+
+    Reading is :func:`open_image` (one-line errors naming the file, the decompression-bomb guard, EXIF
+    orientation), converting is :func:`to_mode` (bit depth, alpha, palette, gray): every command, the web app,
+    the demo and training read images through here.
+    """
+    im = open_image(path)
+    return to_mode(im, mode) if mode else im
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file from its header (no pixels decoded); one-line errors as :func:`read_image`."""
+    """(width, height) of an image file as :func:`read_image` returns it (upright), from its header: no pixels
+    decoded; one-line errors as :func:`open_image`."""
     from PIL import Image
 
     path = Path(path)
@@ -73,7 +161,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return im.size
+                w, h = im.size
+                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+                return (h, w) if turned else (w, h)
     except FileNotFoundError:
         raise VQForgeError(f"{path}: image not found") from None
     except Exception as e:  # noqa: BLE001 - any decoder failure

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
     size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
-    image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None)  # (3, H, W), (H, W) bool
+    image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None,  # (C, H, W), (H, W) bool
+                            channels=model.first_stage.config.ddconfig.in_channels)
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")
     lay = plan(model, args, tuple(image.shape[1:]))

@@ -134,7 +134,7 @@ def run_recon(args: argparse.Namespace) -> int:
     if lpips is not None:
         lpips = lpips.to(device)
     size = model.trained_hw[0] if args.size is None else args.size
-    batches = image_batches(paths, args.batch_size, size, model.downsample_factor)
+    batches = image_batches(paths, args.batch_size, size, model.downsample_factor, model.config.ddconfig.in_channels)
     res = evaluate_reconstruction(model, batches,
                                   total=len(paths), inception=inception, lpips=lpips, lpips_skipped=why,
                                   kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise VQForgeError(f"{args.data}: no images found")
     # Read every input before writing anything: a bad file fails the run with no partial output.
-    inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor) for p in files]
+    channels = model.config.ddconfig.in_channels  # read as the model was trained (1: gray, 3: RGB)
+    inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor, channels=channels)
+              for p in files]
     results = {}
     # the folder appears complete or not at all (an interrupted run leaves nothing)
     with atomic_dir(out_dir, "reconstruct output folder", _is_reconstruct_output) as tmp:

@@ -7,6 +7,8 @@ maps); :func:`encode_dataset` encodes any indexable of images and writes the tok
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from .tokens import write_tokens
 
 
 class _Pairs:
-    """(image, raw condition or 0) items for the encoding DataLoader."""
+    """(index, image, raw condition or 0, why) items for the encoding DataLoader; an unreadable image is
+    ``(index, None, None, its one-line error)``: skipped, as training skips it (:func:`_good_items`)."""
 
     def __init__(self, images, conds=None):
         self.images, self.conds = images, conds
@@ -26,7 +29,23 @@ class _Pairs:
         return len(self.images)
 
     def __getitem__(self, i):
-        return self.images[i], (torch.as_tensor(self.conds[i]) if self.conds is not None else 0)
+        try:
+            x = self.images[i]
+        except VQForgeError as e:  # the image file itself: skipped with a warning (a missing paired map still fails)
+            return i, None, None, str(e)
+        return i, x, (torch.as_tensor(self.conds[i]) if self.conds is not None else 0), ""
+
+
+def _good_items(items):
+    """Collate the readable items of a batch: (their indices, images, conditions, [(index, why) skipped])."""
+    from torch.utils.data import default_collate
+
+    good = [it for it in items if it[1] is not None]
+    skipped = [(it[0], it[3]) for it in items if it[1] is None]
+    if not good:
+        return [], None, None, skipped
+    ids, xs, conds = [it[0] for it in good], [it[1] for it in good], [it[2] for it in good]
+    return ids, default_collate(xs), default_collate(conds), skipped
 
 
 def _worker_errors(loader):
@@ -60,12 +79,22 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     first_stage = first_stage.to(device).eval()
     if condition is not None:
         condition.stage.to(device).eval()
-    image_hw = tuple(images[0].shape[-2:])
-    toks, ctoks = [], []
+    image_hw = None
+    toks, ctoks, kept = [], [], []
     grid = None
     loader = torch.utils.data.DataLoader(_Pairs(images, cond_inputs), batch_size=batch_size, shuffle=False,
-                                         num_workers=workers)
-    for x, raw in tqdm(_worker_errors(loader), total=len(loader), disable=not progress, desc="encode", unit="batch"):
+                                         num_workers=workers, collate_fn=_good_items)
+    named: set[str] = set()
+    for ids, x, raw, skipped in tqdm(_worker_errors(loader), total=len(loader), disable=not progress, desc="encode",
+                                     unit="batch"):
+        for _, why in skipped:  # as training: each unreadable file named once, then counted
+            if why not in named:
+                named.add(why)
+                warnings.warn(f"unreadable image skipped ({why})", stacklevel=2)
+        if not ids:
+            continue
+        kept += ids
+        image_hw = image_hw or tuple(x.shape[-2:])
         x = x.to(device)
         idx = first_stage.encode_to_indices(x)  # (B, h, w)
         grid = tuple(idx.shape[1:])
@@ -73,6 +102,14 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
         if condition is not None:
             c = condition.build_input(x, raw.to(device) if cond_inputs is not None else None)
             ctoks.append(condition.encode(c).cpu().numpy())  # (B, hc*wc)
+    if not kept:
+        raise VQForgeError(f"{files[0] if files else '<data>'}: no usable images ({len(images)} items, none could "
+                           f"be read)")
+    if len(kept) < len(images):
+        print(f"vqforge: skipped {len(images) - len(kept)} of {len(images)} item(s): unreadable image files "
+              f"(named above)", file=sys.stderr)
+        labels = None if labels is None else [labels[i] for i in kept]
+        files = None if files is None else [files[i] for i in kept]
     cond = None
     if condition is not None:
         cond = {"mode": condition.name, "grid": list(condition.grid(image_hw)), "n_codes": int(condition.stage.n_codes),
@@ -166,4 +203,6 @@ def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_
     path = encode_dataset(first_stage, images, out, labels=label_ids, label_names=label_names, condition=condition,
                           cond_inputs=cond_inputs, source_model=source_model, cond_source=cond_source,
                           batch_size=batch_size, device=device, progress=progress, files=files_out, workers=workers)
-    return path, len(images)
+    from .tokens import read_meta
+
+    return path, int(read_meta(path)["n"])  # the rows written: unreadable images are skipped

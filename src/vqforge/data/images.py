@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..imageio import channels_mode, pil_to_tensor, read_image
 from ..io import VQForgeError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm"}
@@ -93,42 +94,6 @@ def split_files(files: list[Path], val_fraction: float = 0.05, seed: int = 0, mi
     return train, val
 
 
-def load_image(path: Path, channels: int = 3) -> Image.Image:
-    """Open ``path`` fully decoded as 8-bit RGB (``channels=3``) or grayscale (``channels=1``).
-
-    Raises on unreadable or truncated files. Any other mode is converted: palette and grayscale images
-    directly; 16-bit (and 32-bit integer) images scaled to 8 bits by their bit depth; images with
-    transparency (RGBA, LA, palette with a transparent colour) composited onto white, so that transparent
-    pixels do not show whatever colour happens to be stored under them.
-    """
-    with Image.open(path) as im:
-        im.load()
-        return _to_mode(im, "L" if channels == 1 else "RGB")
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Open ``path`` fully decoded as RGB (see :func:`load_image`)."""
-    return load_image(path, 3)
-
-
-def _to_mode(im: Image.Image, mode: str) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im)
-        if im.mode == "F":  # floating point: its own range
-            lo, hi = float(arr.min()), float(arr.max())
-            arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
-        else:  # 16-bit data (also when stored in a 32-bit "I" image): 0..65535 -> 0..255
-            arr = arr.astype(np.float64) / (257.0 if arr.max() > 255 else 1.0)
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, rgba)
-    return im if im.mode == mode else im.convert(mode)
-
-
 @dataclass(frozen=True)
 class Crop:
     """One resize-and-crop: resize the image to ``size_wh`` (w, h), then cut ``box`` (left, top, right, bottom).
@@ -188,17 +153,15 @@ def resize_crop(img: Image.Image, size: int, crop: Literal["random", "center"], 
     return plan_crop(img.size, size, rng if crop == "random" else None, resize, resize_max, source).apply(img, resample)
 
 
-def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, int], exact: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """An image (3, H, W) in [-1, 1] and its mask (H, W) bool (white, > 127, is True), cut alike.
+def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, int], exact: bool = False,
+              channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image (channels, H, W) in [-1, 1] and its mask (H, W) bool (white, > 127, is True), cut alike.
 
     ``exact``: both resized to ``size`` (H, W); else resized (smallest side) and centre-cropped to it (a square
     ``size``, the trained size). A mask of another size than the image is first resized to it (nearest
     neighbour), with a notice.
     """
-    from ..imageio import read_image
-
-    img, mask = read_image(image_path), read_image(mask_path, mode="L")
+    img, mask = read_image(image_path, channels_mode(channels)), read_image(mask_path, mode="L")
     if mask.size != img.size:
         import sys
 
@@ -213,31 +176,27 @@ def read_pair(image_path: str | Path, mask_path: str | Path, size: tuple[int, in
     return to_tensor(img), torch.from_numpy(np.asarray(mask) > 127)
 
 
-def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = None, multiple_of: int = 1
-                      ) -> torch.Tensor:
-    """Read an image as (3, H, W) in [-1, 1].
+def load_image_tensor(path: str | Path, size: int | tuple[int, int] | None = None, multiple_of: int = 1,
+                      channels: int = 3) -> torch.Tensor:
+    """Read an image as (channels, H, W) in [-1, 1] (3: RGB, 1: gray; see :func:`vqforge.imageio.read_image`).
 
     ``size``: resize the smallest side to this (int) or the image to exactly (H, W). ``multiple_of``: then
     center-crop H and W down to a multiple of it (the model's downsampling factor). A file that is not an
     image, or one smaller than ``multiple_of``, is one error naming ``path``.
     """
-    from ..imageio import pil_to_tensor, read_image
-
-    im = read_image(path)
+    im = read_image(path, channels_mode(channels))
     if isinstance(size, tuple):
         im, size = im.resize((size[1], size[0]), Image.BICUBIC), None
     return pil_to_tensor(plan_crop(im.size, None, resize=size or 0, source=path, multiple_of=multiple_of).apply(im))
 
 
-def image_batches(paths: list[Path], batch_size: int, size: int = 0, multiple_of: int = 1):
-    """(B, 3, H, W) batches in [-1, 1] of the images at ``paths``: resized (smallest side) and centre-cropped to
+def image_batches(paths: list[Path], batch_size: int, size: int = 0, multiple_of: int = 1, channels: int = 3):
+    """(B, channels, H, W) batches in [-1, 1] of the images at ``paths``: resized (smallest side) and centre-cropped to
     ``size`` x ``size``, or with ``size`` 0 each at its own size; then centre-cropped to a multiple of
     ``multiple_of`` (see :func:`batches_by_shape`)."""
-    from ..imageio import read_image
-
     def crops():
         for p in paths:
-            img = read_image(p)
+            img = read_image(p, channels_mode(channels))
             yield to_tensor(plan_crop(img.size, size or None, source=p, multiple_of=multiple_of).apply(img))
 
     return batches_by_shape(crops(), batch_size)
@@ -264,12 +223,8 @@ def _notice_once(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB or L -> float (3 or 1, H, W) in [-1, 1] (``x / 127.5 - 1``, as the original)."""
-    arr = np.asarray(img, dtype=np.uint8)  # (H, W, 3) or (H, W)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+#: PIL RGB or L -> float (3 or 1, H, W) in [-1, 1] (``x / 127.5 - 1``, as the original).
+to_tensor = pil_to_tensor
 
 
 class FileDataset(torch.utils.data.Dataset):
@@ -339,7 +294,7 @@ class ImageDataset(FileDataset):
     flip: random horizontal flips; resize: smallest side before cropping (0: ``size``, the original's
     behaviour; larger values crop patches at a finer scale); resize_max: with random crops, draw the
     smallest side from ``[resize, resize_max]`` per item (several scales); source: the path shown in
-    errors; channels: 3 (RGB) or 1 (grayscale). Any image mode is converted (:func:`load_image`). At
+    errors; channels: 3 (RGB) or 1 (grayscale). Any image mode is converted (:func:`vqforge.imageio.read_image`). At
     construction the first readable file is located (so that zero usable images is an error naming
     ``source`` right away); later bad files are skipped lazily.
     """
@@ -357,7 +312,7 @@ class ImageDataset(FileDataset):
         return cls(find_images(path), source=path, **kwargs)
 
     def open(self, path: Path) -> Image.Image:
-        return load_image(path, self.channels)
+        return read_image(path, channels_mode(self.channels))
 
     def item(self, img: Image.Image, rng: random.Random, path: Path) -> dict[str, Any]:
         img = resize_crop(img, self.size, self.crop, rng, self.resize, self.resize_max, source=path)

@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from ..io import VQForgeError
-from .images import load_rgb, plan_crop, to_tensor
+from ..imageio import channels_mode, image_size, read_image
+from .images import plan_crop, to_tensor
 
 _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
@@ -50,10 +51,8 @@ class PairedCrops:
         return plan_crop(img.size, self.size, rng, 0, self.resize_max).apply(img, resample)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from ..imageio import read_image
-
-        x = to_tensor(self.cut(read_image(self.files[i // self.crops]), i))  # one line naming an unreadable file
-        return x.mean(0, keepdim=True) if self.channels == 1 else x  # (C, H, W)
+        img = read_image(self.files[i // self.crops], channels_mode(self.channels))  # one line naming a bad file
+        return to_tensor(self.cut(img, i))  # (C, H, W): gray as training reads it (PIL "L"), not a channel mean
 
     def maps(self) -> "_PairedMaps":
         """The paired maps' raw data, item by item, cut as the images."""
@@ -75,8 +74,6 @@ class _PairedMaps:
         cond = imgs.condition
         if not Path(path).is_file():
             raise VQForgeError(f"{path}: paired {cond.name} map not found")
-        from ..imageio import image_size
-
         raw = cond.read_map(path)
         image = imgs.files[i // imgs.crops]
         image_wh = image_size(image)
@@ -106,7 +103,7 @@ class CoordCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, key) -> dict[str, Any]:
         i, seed = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
-        img = load_rgb(self.files[i])
+        img = read_image(self.files[i])
         plan = plan_crop(img.size, self.crop, random.Random(seed) if self.random_crop else None, self.full_size)
         W, H = plan.size_wh
         left, top, right, bottom = plan.box

@@ -54,14 +54,16 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
         for x in batches:
             x = x.to(device).float()
             out = model(x)
-            rec = out.reconstruction.float().clamp(-1, 1)  # (B, 3, H, W)
+            rec = out.reconstruction.float().clamp(-1, 1)  # (B, C, H, W)
             idx = out.quantizer.indices
             counts += torch.bincount(idx.flatten().cpu(), minlength=n_codes)[:n_codes]
             xc = x.clamp(-1, 1)
             psnrs.append(psnr(rec, xc).cpu())  # (B,), data range 2 on [-1, 1]
             ssims.append(ssim(rec, xc).cpu())
             if lpips is not None:
-                lps.append(lpips(rec, x).flatten().float().cpu())
+                gray = x.shape[1] == 1  # LPIPS's VGG takes RGB: gray is shown to it as three equal channels
+                lps.append(lpips(rec.expand(-1, 3, -1, -1) if gray else rec, x.expand(-1, 3, -1, -1) if gray else x)
+                           .flatten().float().cpu())
             if inception is not None:
                 if real_features is None:
                     f_real.append(inception(x).cpu().numpy())

@@ -1,8 +1,8 @@
 """Images in and out of the web app: checked decoding of uploads, PNGs that carry their settings, palettes.
 
-Uploads are bytes from the client, decoded in memory (never a path the client names): the format must be
-one of :data:`FORMATS`, the pixel count is checked from the header before any pixel is decoded, and a
-damaged file is one line of error. Results are PNGs with their settings in a ``vqforge`` text chunk. Sizes in
+Uploads are bytes from the client, decoded in memory (never a path the client names) by the one image reader
+(:mod:`vqforge.imageio`, as every command and training): the format must be one of :data:`FORMATS`, the pixel
+count is checked from the header before any pixel is decoded, and a damaged file is one line of error. Results are PNGs with their settings in a ``vqforge`` text chunk. Sizes in
 messages are height x width, as everywhere in vqforge.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..imageio import pil_to_tensor, tensor_to_pil
+from ..imageio import ImageTooLarge, channels_mode, open_image, pil_to_tensor, tensor_to_pil, to_mode
+from ..io import VQForgeError
 from .forms import BadInput, Limits
 
 #: Image formats accepted from clients (what PIL reports after reading the header).
@@ -27,29 +28,21 @@ LOSSLESS = ("PNG", "BMP", "GIF")
 
 
 def decode_image(data: bytes, what: str, limits: Limits):
-    """A fully decoded PIL image from uploaded bytes, or :class:`BadInput` naming ``what`` and the problem."""
-    from PIL import Image, UnidentifiedImageError
+    """A fully decoded, upright PIL image from uploaded bytes, or :class:`BadInput` naming ``what`` and the problem.
 
+    The one image reader (:func:`vqforge.imageio.open_image`) in memory, with the formats and pixel count the
+    server accepts (checked from the header, before any pixel is decoded).
+    """
     if not data:
         raise BadInput(f"{what}: the upload is empty")
     try:
-        im = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise BadInput(f"{what}: not an image (accepted: {', '.join(FORMATS)})") from None
-    if im.format not in FORMATS:
-        raise BadInput(f"{what}: {im.format} images are not accepted (accepted: {', '.join(FORMATS)})")
-    w, h = im.size
-    if w < 1 or h < 1 or w * h > limits.max_upload_pixels:
+        return open_image(data, what, max_pixels=limits.max_upload_pixels, formats=FORMATS)
+    except ImageTooLarge as e:
+        h, w = e.hw
         raise BadInput(f"{what}: {h}x{w} px is more than the server accepts ({limits.max_upload_pixels} pixels, "
-                       f"--max-upload-pixels)", status=413)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.load()
-    except Exception as e:  # noqa: BLE001 - any decoder failure is the client's damaged file
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise BadInput(f"{what}: damaged {im.format} data ({reason})") from None
-    return im
+                       f"--max-upload-pixels)", status=413) from None
+    except VQForgeError as e:
+        raise BadInput(str(e)) from None
 
 
 def _within_side(im, what: str, limits: Limits):
@@ -64,7 +57,7 @@ def decode_photo(data: bytes, what: str, limits: Limits, factor: int = 1, channe
                  crop: bool = False) -> torch.Tensor:
     """An uploaded photo as (C, H, W) in [-1, 1], ``channels`` 3 (RGB) or 1 (gray); sides must be multiples of
     ``factor`` (``crop``: centre-cropped)."""
-    im = _within_side(decode_image(data, what, limits), what, limits).convert("L" if channels == 1 else "RGB")
+    im = to_mode(_within_side(decode_image(data, what, limits), what, limits), channels_mode(channels))
     w, h = im.size
     if crop:
         w2, h2 = w // factor * factor, h // factor * factor
@@ -81,7 +74,7 @@ def decode_mask(data: bytes, what: str, limits: Limits, hw: tuple[int, int]) -> 
     im = decode_image(data, what, limits)
     if im.size != (hw[1], hw[0]):
         raise BadInput(f"{what}: {im.size[1]}x{im.size[0]} px, but the image is {hw[0]}x{hw[1]} px")
-    mask = torch.from_numpy(np.asarray(im.convert("L")) > 127)
+    mask = torch.from_numpy(np.asarray(to_mode(im, "L")) > 127)
     if not mask.any():
         raise BadInput(f"{what}: the mask is empty (paint the part to resample)")
     return mask
@@ -99,7 +92,7 @@ def decode_labels(data: bytes, what: str, limits: Limits, n_labels: int) -> np.n
     if im.mode in ("L", "P", "I", "I;16"):
         ids = np.asarray(im).astype(np.int64)
     elif im.mode in ("RGB", "RGBA"):
-        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+        rgb = np.asarray(to_mode(im, "RGB")).astype(np.int64)
         if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
             raise BadInput(f"{what}: a label map is one channel of label ids (or gray R = G = B), got colours")
         ids = rgb[..., 0]
