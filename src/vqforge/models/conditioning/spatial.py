@@ -119,9 +119,9 @@ class SpatialCondition(Condition):
 
     def raw_from_map(self, img, path="") -> torch.Tensor:
         """The mode's raw data from one map read by :meth:`read_map` (default: the image (3, H, W) in [-1, 1])."""
-        from ...imageio import pil_to_tensor
+        from ...imageio import pil_to_tensor, to_mode
 
-        return pil_to_tensor(img.convert("RGB"))
+        return pil_to_tensor(to_mode(img, "RGB"))  # a map given in memory: converted as a file would be
 
     def input_from_map(self, img, path="") -> torch.Tensor:
         """The model input (1, ...) from one map read by :meth:`read_map`."""
