@@ -195,3 +195,37 @@ def test_gumbel_quantizer_trains_with_a_temperature_schedule(tmp_path):
     temps = [m["train/gumbel_temperature"] for m in logged if "train/gumbel_temperature" in m]
     assert temps == [1.0, 0.75, 0.5] and result.step == 3
     assert vqforge.load(tmp_path / "g").config.quantizer.kind == "gumbel"
+
+
+def test_fine_tuning_only_the_decoder_keeps_every_code(tmp_path):
+    """train.init_from starts from another run's weights; with the encoder side frozen (train.freeze), training
+    changes the decoder only, so every image keeps its codes (token datasets and transformers stay valid), even
+    with code restarts on and the GAN term running."""
+    from vqforge.data.images import load_image_tensor
+
+    base_cfg = tiny(*FAST, "model.quantizer.kind=vq", "model.quantizer.restart_after=1")
+    train_vqgan(base_cfg, tmp_path / "base", max_steps=2, quiet=True)
+    base = vqforge.load(tmp_path / "base")
+    cfg = tiny(*FAST, "model.quantizer.kind=vq", "model.quantizer.restart_after=1", "train.ema_decay=0",
+               f"train.init_from={tmp_path / 'base'}", "train.freeze=[encoder, quant_conv, quantize]")
+    train_vqgan(cfg, tmp_path / "tuned", max_steps=3, quiet=True)
+    tuned = vqforge.load(tmp_path / "tuned")
+    before, after = base.state_dict(), tuned.state_dict()
+    for k in before:
+        same = torch.equal(before[k], after[k])
+        assert same == (not k.startswith(("decoder.", "post_quant_conv."))), k
+    x = torch.stack([load_image_tensor(p, size=32)[:, :32, :32] for p in sorted(PHOTOS.iterdir())[:4]])
+    with torch.no_grad():
+        assert torch.equal(base.encode_to_indices(x), tuned.encode_to_indices(x))
+
+
+def test_init_from_and_freeze_refuse_what_does_not_fit(tmp_path):
+    """Weights of another architecture, or an unknown part to freeze: one-line errors before any step."""
+    from vqforge.config import ConfigError
+    from vqforge.io import VQForgeError
+
+    with pytest.raises(VQForgeError, match="another architecture") as e:
+        train_vqgan(tiny(*FAST, "train.init_from=landscapes"), tmp_path / "a", max_steps=1, quiet=True)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="unknown part"):
+        train_vqgan(tiny(*FAST, "train.freeze=[encoder, codebook]"), tmp_path / "b", max_steps=1, quiet=True)

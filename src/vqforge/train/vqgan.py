@@ -44,6 +44,8 @@ from .numerics import adam
 from .settings import OldValues, TrainSettings, config_from_data, load_run_config as _load_config
 
 KIND = "vqgan"
+#: the parts of a VQGAN that ``train.freeze`` may name
+PARTS = ("encoder", "quant_conv", "quantize", "post_quant_conv", "decoder")
 
 
 # ============================================================================================ config
@@ -54,7 +56,13 @@ class VQGANSettings(TrainSettings):
     ``data`` may also be ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``: its train split trains, the
     first ``max_val_images`` of its test split validate). ``max_val_images``: cap on validation images.
     ``usage_window``: steps over which codebook usage is measured. ``channels_last``: NHWC convolutions on
-    CUDA. Adam's betas default to the original's (0.5, 0.9).
+    CUDA. Adam's betas default to the original's (0.5, 0.9). ``init_from``: a VQGAN (a bundled model's name,
+    model directory, run directory or checkpoint; a transformer pipeline gives its first stage) whose weights
+    start a new run instead of random ones (fine-tuning; its architecture must equal ``model``'s). A resumed
+    run ignores it. ``freeze``: parts of the model kept as they are (any of :data:`PARTS`); frozen parts are
+    left out of the optimiser and always run in eval mode (a frozen ``quantize`` neither restarts codes nor
+    updates them). Freezing ``encoder``, ``quant_conv`` and ``quantize`` fine-tunes only the decoder and keeps
+    every image's codes, so token datasets and transformers trained on the first stage stay valid.
     """
 
     batch_size: int = 12
@@ -63,6 +71,8 @@ class VQGANSettings(TrainSettings):
     max_val_images: int = 256
     usage_window: int = 100
     channels_last: bool = True
+    init_from: str = ""
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,35 @@ def discriminator_step(loss: VQGANLoss, x: torch.Tensor, xrec_detached: torch.Te
     return logs
 
 
+def init_weights(model: VQGAN, source: str) -> None:
+    """Copy the weights of the VQGAN at ``source`` (see ``VQGANSettings.init_from``) into ``model``; a different
+    architecture is one error naming ``source``."""
+    from ..api import load_vqgan
+
+    src = load_vqgan(source, "train vqgan (train.init_from)")
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError:
+        raise VQForgeError(f"{source}: train.init_from has another architecture than this run's model: "
+                           f"section") from None
+
+
+def freeze_parts(model: VQGAN, parts: tuple[str, ...]) -> None:
+    """Keep ``parts`` of ``model`` fixed (see ``VQGANSettings.freeze``): no gradients, always eval mode."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ConfigError(f"train.freeze: unknown part(s) {unknown}; choose from {list(PARTS)}")
+    for name in parts:
+        part = getattr(model, name)
+        part.requires_grad_(False)
+        part.register_forward_pre_hook(_stay_in_eval)
+
+
+def _stay_in_eval(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook of a frozen part: whatever the loop's ``model.train()`` set, run in eval mode."""
+    module.train(False)
+
+
 # ============================================================================================ data
 def build_datasets(cfg: VQGANTrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Training and validation datasets from ``cfg.train`` (a held-out split when ``val_data`` is empty)."""
@@ -237,7 +276,11 @@ class VQGANStage(loop.Stage):
             raise ConfigError("train vqgan: loss.disc_in_channels must equal model.ddconfig.out_ch "
                               "(conditional discriminators are not supported by this trainer)")
         self.train_data, self.val_data = build_datasets(cfg)
-        self.model = VQGAN(cfg.model).to(dev)
+        self.model = VQGAN(cfg.model)
+        if s.init_from and ckpt is None:
+            init_weights(self.model, s.init_from)
+        self.model = self.model.to(dev)
+        freeze_parts(self.model, s.freeze)
         self.loss = VQGANLoss(cfg.loss).to(dev)
         self.channels_last = dev.type == "cuda" and s.channels_last
         if self.channels_last:
@@ -246,7 +289,8 @@ class VQGANStage(loop.Stage):
         # The discriminator is not DDP-wrapped (it runs several times per step); rank 0's init is broadcast
         # and its gradients are averaged explicitly.
         D.broadcast_module(self.loss.discriminator, ctx.dist)
-        ae, disc = list(self.model.parameters()), list(self.loss.discriminator.parameters())
+        ae = [p for p in self.model.parameters() if p.requires_grad]
+        disc = list(self.loss.discriminator.parameters())
         self.optimizers = {"ae": (adam(ae, ctx.lr, s.betas), ae), "disc": (adam(disc, ctx.lr, s.betas), disc)}
         self.buffer_modules = [self.model, self.loss.discriminator]
         self.usage = CodebookUsage(self.model.n_codes, window=max(s.usage_window, 1))
