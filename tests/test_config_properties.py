@@ -25,7 +25,7 @@ from vqforge.config import ConfigError, apply_overrides, dump_yaml, from_dict, l
 from vqforge.config.variants import own_variants  # noqa: E402
 from vqforge.models.vqgan import VQGANConfig  # noqa: E402
 from vqforge.quantizers import FSQConfig  # noqa: E402
-from vqforge.train.condition import KINDS  # noqa: E402
+from vqforge.models.conditioning import stage_modes  # noqa: E402
 from vqforge.train.condition import ConditionRunConfig  # noqa: E402
 from vqforge.train.transformer import TransformerRunConfig  # noqa: E402
 from vqforge.train.vqgan import VQGANTrainConfig  # noqa: E402
@@ -60,8 +60,8 @@ def values(tp: Any) -> st.SearchStrategy:
 
 #: settings tied together by a config's own checks, chosen to agree
 REPAIRS = {FSQConfig: lambda kw: {**kw, "n_embed": math.prod(kw["levels"])},
-           # a condition stage's mode names a registered map kind: the drawn text picks one
-           ConditionRunConfig: lambda kw: {**kw, "mode": sorted(KINDS)[len(kw["mode"]) % len(KINDS)]}}
+           # a condition stage's mode names a mode that trains one: the drawn text picks one
+           ConditionRunConfig: lambda kw: {**kw, "mode": stage_modes()[len(kw["mode"]) % len(stage_modes())]}}
 
 
 def _construct(cls: type, kwargs: dict) -> Any:

@@ -13,18 +13,23 @@ import pytest
 import torch
 
 import vqforge
-from vqforge.models.conditioning import SegmentationConfig, one_hot_labels
+from vqforge.models.conditioning import SegmentationConfig, make_condition, one_hot_labels
 from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import Net2NetTransformer, TransformerConfig
 from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import VQConfig
-from vqforge.train.condition import SegmentationMaps
+from vqforge.data.maps import ConditionMaps
 
 REPO = Path(__file__).resolve().parents[1]
 MAPS = REPO / "tests" / "fixtures" / "sflckr_seg"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _label_maps(files: list[Path]) -> ConditionMaps:
+    """The S-FLCKR label maps as the segmentation mode reads them: 32 px centre crops, (32, 32) int64 ids."""
+    return ConditionMaps(make_condition(SegmentationConfig(n_labels=182)), files, 32, random_crop=False)
 
 
 def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
@@ -40,8 +45,8 @@ def test_segmentation_stage_reconstructs_sflckr_maps(tmp_path):
 
     model = vqforge.load(run)  # an ordinary VQGAN over one-hot maps
     files = sorted(MAPS.glob("*/*.png"))
-    ds = SegmentationMaps(files, 32, 182, random_crop=False)
-    labels = torch.stack([ds[i]["labels"] for i in range(len(ds))])  # (25, 32, 32)
+    ds = _label_maps(files)
+    labels = torch.stack([ds[i]["map"] for i in range(len(ds))])  # (25, 32, 32)
     with torch.no_grad():
         rec = model(one_hot_labels(labels, 182)).reconstruction
     acc = (rec.argmax(1) == labels).float().mean().item()
@@ -101,7 +106,7 @@ def test_encode_paired_maps_then_train_segmentation_conditional(tmp_path):
     # the condition tokens are the seg stage's codes of the paired map (resized NEAREST, center crop)
     first_file = (tmp_path / "tok" / "files.txt").read_text().splitlines()[0]
     rel = Path(first_file).relative_to(photos).with_suffix(".png")
-    labels = SegmentationMaps([MAPS / rel], 32, 182, random_crop=False)[0]["labels"]
+    labels = _label_maps([MAPS / rel])[0]["map"]
     expect = vqforge.load(tmp_path / "seg").encode_to_indices(one_hot_labels(labels[None], 182)).flatten()
     assert torch.equal(ds[0]["cond"], expect)
     r = cli("train", "transformer", "--config", str(REPO / "configs" / "transformer_tiny_seg.yaml"),

@@ -26,16 +26,16 @@ def add_parser(sub) -> None:
                         "`vqforge encode` / `vqforge train transformer`.")
         train_common.add_arguments(p, "label maps, depth maps or photos (edges): a folder, .txt file list or glob",
                                    "run config YAML (mode, n_labels, model, train), e.g. configs/seg_tiny.yaml")
-        p.add_argument("--mode", choices=map_kinds(),
-                       help="the kind of map (default: the config's mode)")
+        p.add_argument("--mode", choices=stage_modes(),
+                       help="the conditioning mode whose condition stage to train (default: the config's mode)")
         p.set_defaults(func=run, renamed=renamed)
 
 
-def map_kinds() -> list[str]:
-    """The kinds of map a condition stage can be trained on (registered in :mod:`vqforge.train.condition`)."""
-    from ..train.condition import KINDS
+def stage_modes() -> list[str]:
+    """The conditioning modes whose condition stage can be trained (they declare it themselves)."""
+    from ..models.conditioning import stage_modes as modes
 
-    return sorted(KINDS)
+    return modes()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,6 @@ from ..io import VQForgeError
 from ..imageio import channels_mode, image_size, read_image
 from .images import plan_crop, to_tensor
 
-_RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
 class PairedCrops:
@@ -80,7 +79,7 @@ class _PairedMaps:
         if raw.size != image_wh:  # cut alike only if they are alike: a map of another size is another picture
             raise VQForgeError(f"{path}: {cond.name} map is {raw.size[1]}x{raw.size[0]} px, its image {image} is "
                                f"{image_wh[1]}x{image_wh[0]} px (a paired map has its image's size)")
-        m = imgs.cut(raw, i, _RESAMPLE[cond.map_resample])
+        m = imgs.cut(raw, i, cond.map_filter)
         return cond.raw_from_map(m, path)
 
 

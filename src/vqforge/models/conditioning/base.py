@@ -6,8 +6,9 @@ paper's layout). A mode is a :class:`Condition` subclass in a file of its own, w
 :mod:`vqforge.models.conditioning.registry`. It supplies everything the transformer, the sampler, the trainer,
 the encoder and the commands need to know about it: its vocabulary, its token grid for an image size, how raw
 data becomes tokens, the null condition of classifier-free guidance and its training dropout, how the sliding
-window sees its tokens, how its condition files are read, a preview image, checks of its config and the settings
-it derives from the data. Nothing outside the mode files branches on a mode's name.
+window sees its tokens, how its condition files are read, a preview image, checks of its config, the settings
+it derives from the data, and how its condition stage is trained (:class:`StageTraining`). Nothing outside the
+mode files branches on a mode's name.
 """
 
 from __future__ import annotations
@@ -61,6 +62,27 @@ class ConditionConfig:
 
 
 @dataclass(frozen=True)
+class StageTraining:
+    """How ``vqforge train condition`` trains a mode's condition stage (a VQGAN over the mode's model inputs);
+    the trainer (:mod:`vqforge.train.condition`) builds its data, loss and previews from this and the mode.
+
+    The data: photos when the mode computes its input from images (``raw_input`` None), else the mode's own
+    condition files, read by its ``read_map`` / ``raw_from_map`` and cut with its ``map_resample``. The model
+    input of a batch is the mode's ``build_input`` (the stage learns exactly what it will encode).
+
+    logits: the decoder outputs logits of {0, 1} targets (``x > 0``; binary cross-entropy, and the output bias
+    may start at the training maps' log-odds); else it reconstructs the input under an L1 loss. label_ids: the
+    condition files hold label ids (``train.label_shift`` moves them modulo 256). preview_name: previews are
+    ``images/<preview_name>_NNNNNNN.png`` (empty: the mode's name). The mode's ``stage_metrics`` adds validation
+    metrics and its ``displayable`` draws the previews.
+    """
+
+    logits: bool = False
+    label_ids: bool = False
+    preview_name: str = ""
+
+
+@dataclass(frozen=True)
 class DataFacts:
     """What the training data tells about the condition, for derived settings (:meth:`Condition.derive`).
 
@@ -100,6 +122,8 @@ class Condition:
     input_hint: ClassVar[str] = "a condition"
     #: the config switch that gives the mode a learned null condition (None: the mode cannot have one)
     null_key: ClassVar[str | None] = "null_condition"
+    #: how ``vqforge train condition`` trains this mode's condition stage (None: it trains none)
+    stage_training: ClassVar[StageTraining | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -194,14 +218,17 @@ class Condition:
         dropped = torch.rand(tokens.shape[0], 1, device=tokens.device) < p  # (B, 1): whole conditions
         return torch.where(dropped, self.null(tokens), tokens)
 
+    def batch_input(self, batch: dict[str, torch.Tensor], device) -> torch.Tensor:
+        """The model input of a training batch: built from its ``image`` and raw input (see :attr:`raw_input`)."""
+        images, raw = batch.get("image"), batch.get(self.raw_input) if self.raw_input else None
+        return self.build_input(None if images is None else images.to(device), None if raw is None else raw.to(device))
+
     def batch_tokens(self, batch: dict[str, torch.Tensor], device) -> torch.Tensor:
         """Condition tokens (B, Tc) of a training batch: its pre-encoded ``cond`` tokens, else encoded from its
-        ``image`` and raw input (see :attr:`raw_input`)."""
+        model input (:meth:`batch_input`)."""
         if "cond" in batch:
             return batch["cond"].to(device)
-        images, raw = batch.get("image"), batch.get(self.raw_input) if self.raw_input else None
-        return self.encode(self.build_input(None if images is None else images.to(device),
-                                            None if raw is None else raw.to(device)))
+        return self.encode(self.batch_input(batch, device))
 
     def sample_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Condition tokens for a grid of samples logged in training (default: those of the validation batch)."""

@@ -9,6 +9,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ...metrics import psnr
+from .base import StageTraining
 from .spatial import StageCondition, StageConfig
 
 
@@ -46,6 +48,8 @@ def read_depth(path) -> np.ndarray:
         depth = arr.copy().view(np.float32)[..., 0] if im.mode == "RGBA" else arr.astype(np.float32)
     if depth.ndim != 2:
         raise VQForgeError(f"{path}: a depth map has one channel, got shape {tuple(depth.shape)}")
+    if not np.isfinite(depth).all():
+        raise VQForgeError(f"{path}: the depth map holds non-finite values")
     return depth
 
 
@@ -58,11 +62,16 @@ class Depth(StageCondition):
     input_hint = "depth maps (--cond)"
     stage_channels = 1
     map_resample = "bilinear"
+    stage_training = StageTraining()  # L1 on depth normalised per crop to [-1, 1]
 
     def build_input(self, images=None, raw=None) -> torch.Tensor:
         if raw is None:
             raise ValueError("depth conditioning needs depth maps (B, 1, H, W)")
         return normalize_depth(raw.float())
+
+    def stage_metrics(self, rec, x):
+        rec = rec.clamp(-1, 1)
+        return {"val/l1": (rec - x).abs().mean().item(), "val/psnr": psnr(rec, x).mean().item()}
 
     def read_map(self, path):
         from PIL import Image

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from .base import StageTraining
 from .spatial import StageCondition, StageConfig
 
 
@@ -89,6 +90,7 @@ class Edges(StageCondition):
     Config = EdgesConfig
     input_hint = "photos whose edges condition the samples (--cond)"
     stage_channels = 1
+    stage_training = StageTraining(logits=True)  # binary cross-entropy on the decoder's logits of the edges
 
     @classmethod
     def takes_stage(cls, in_channels: int) -> bool:
@@ -99,3 +101,13 @@ class Edges(StageCondition):
             raise ValueError("edge conditioning is computed from the images")
         c = self.config
         return canny(images, c.canny_sigma, c.canny_low, c.canny_high) * 2 - 1  # (B, 1, H, W) in {-1, 1}
+
+    def displayable(self, rec: torch.Tensor) -> torch.Tensor:
+        return torch.where(rec > 0, -1.0, 1.0)  # edges (or their logits) black on white
+
+    def stage_metrics(self, rec, x):
+        pred, true = rec > 0, x > 0
+        tp = (pred & true).sum().item()
+        precision, recall = tp / max(pred.sum().item(), 1), tp / max(true.sum().item(), 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+        return {"val/edge_f1": f1, "val/edge_fraction": true.float().mean().item()}

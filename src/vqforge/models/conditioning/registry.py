@@ -42,6 +42,11 @@ def make_condition(config: ConditionConfig, trained_hw: tuple[int, int] = (256, 
     return MODES[config.mode](config, trained_hw, vocab_size)
 
 
+def stage_modes() -> list[str]:
+    """The modes whose condition stage ``vqforge train condition`` trains (those declaring ``stage_training``)."""
+    return sorted(name for name, mode in MODES.items() if mode.stage_training is not None)
+
+
 def default_stage_mode(in_channels: int) -> str:
     """The mode a condition-stage VQGAN of ``in_channels`` suggests (depth for 1, lowres for 3, else segmentation)."""
     for name, mode in MODES.items():

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import KEY
+from .base import KEY, StageTraining
 from .spatial import StageCondition, StageConfig
 
 
@@ -52,6 +52,8 @@ class Segmentation(StageCondition):
     raw_input = "map"
     input_hint = "segmentation maps (--cond, one-channel PNGs of label ids)"
     map_resample = "nearest"
+    # NOTE: "seg": the preview name segmentation runs wrote before there were other kinds of condition stage
+    stage_training = StageTraining(logits=True, label_ids=True, preview_name="seg")
 
     @classmethod
     def takes_stage(cls, in_channels: int) -> bool:
@@ -79,7 +81,7 @@ class Segmentation(StageCondition):
         from ...io import VQForgeError
 
         im = read_image(path, mode=None)
-        if im.mode not in ("L", "P", "I"):
+        if im.mode not in ("L", "P", "I", "I;16"):
             raise VQForgeError(f"{path}: a segmentation map is a one-channel PNG of label ids, got mode {im.mode}")
         return im
 
@@ -91,6 +93,9 @@ class Segmentation(StageCondition):
         if labels.numel() and (labels.max() >= n or labels.min() < 0):
             raise VQForgeError(f"{path}: label ids must lie in [0, {n}), found {int(labels.max())}")
         return labels
+
+    def stage_metrics(self, rec, x):
+        return {"val/pixel_accuracy": (rec.argmax(1) == x.argmax(1)).float().mean().item()}
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -31,7 +31,7 @@ class SpatialCondition(Condition):
     :meth:`input_hw` (the model input's size for an image size) and the file reading hooks.
     """
 
-    #: PIL resampling filter for condition files resized to the sampling size
+    #: resampling filter for condition files resized or cropped: "nearest", "bilinear" or "bicubic"
     map_resample: ClassVar[str] = "bicubic"
 
     @property
@@ -111,6 +111,13 @@ class SpatialCondition(Condition):
         return rec
 
     # ----------------------------------------------------------------------------------------- files
+    @property
+    def map_filter(self) -> int:
+        """The PIL filter of :attr:`map_resample`."""
+        from PIL import Image
+
+        return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[self.map_resample]
+
     def read_map(self, path):
         """One condition file as a PIL image (default: a photo, RGB)."""
         from ...imageio import read_image
@@ -133,12 +140,9 @@ class SpatialCondition(Condition):
 
     def condition_from_map(self, img, image_hw=None, path=""):
         """:meth:`read_condition` for a map already in memory (a PIL image as :meth:`read_map` returns it)."""
-        from PIL import Image
-
         if image_hw is not None:
             ih, iw = self.input_hw(image_hw)
-            resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}.get(self.map_resample, Image.BICUBIC)
-            img = img.resize((iw, ih), resample)
+            img = img.resize((iw, ih), self.map_filter)
         x = self.input_from_map(img, path)
         return x, self.image_hw_for(tuple(x.shape[-2:]))
 
@@ -203,6 +207,11 @@ class StageCondition(SpatialCondition):
 
     def build_stage(self) -> nn.Module:
         return frozen(VQGAN(self.config.cond_stage))
+
+    def stage_metrics(self, rec: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+        """Validation metrics of a condition stage's reconstruction ``rec`` (B, C, H, W), fp32 decoder outputs,
+        of the model inputs ``x`` (means over the batch; see :class:`~.base.StageTraining`)."""
+        return {}
 
     def with_stage(self, stage: VQGANConfig) -> StageConfig:
         return dataclasses.replace(self.config, cond_stage=stage)

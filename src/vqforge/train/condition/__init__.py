@@ -1,13 +1,10 @@
-"""Condition stages (``vqforge train condition``): VQGANs over segmentation, depth or edge maps.
-
-:mod:`.base` holds the map-kind interface and registry, one file per kind (:mod:`.segmentation`,
-:mod:`.depth`, :mod:`.edges`), :mod:`.stage` the trainer's part of the loop.
+"""Condition stages (``vqforge train condition``): VQGANs over a conditioning mode's maps (segmentation, depth,
+edges). The modes say how (:class:`~vqforge.models.conditioning.StageTraining`); :mod:`.stage` is the trainer's
+part of the loop.
 """
 
-from . import depth, edges, segmentation  # noqa: F401 - registers the kinds
-from .base import KINDS, MapKind, map_kind, register
-from .segmentation import SegmentationMaps
-from .stage import ConditionRunConfig, ConditionSettings, ConditionStage, load_config, train_condition
+from .stage import (ConditionRunConfig, ConditionSettings, ConditionStage, load_config, stage_dataset, stage_mode,
+                    train_condition)
 
-__all__ = ["KINDS", "MapKind", "map_kind", "register", "SegmentationMaps", "ConditionRunConfig",
-           "ConditionSettings", "ConditionStage", "load_config", "train_condition"]
+__all__ = ["ConditionRunConfig", "ConditionSettings", "ConditionStage", "load_config", "stage_dataset",
+           "stage_mode", "train_condition"]
