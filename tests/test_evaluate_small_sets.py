@@ -77,6 +77,7 @@ def test_small_sets_get_warnings_and_the_metrics_that_make_sense():
     # enough images for k=3 neighbours: precision / recall computed
     res = compare(_stats(rng.normal(size=(8, 64)), "s"), _stats(rng.normal(size=(6, 64)), "r"), kid_subsets=10)
     assert 0 <= res["precision"] <= 1 and "precision_recall" not in res["skipped"]
+    assert any(w.startswith("precision/recall from 8 and 6 images mean little") for w in res["warnings"])
     with pytest.raises(VQForgeError, match="at least 2 images"):
         size_warnings(1, 3)  # no metric exists for one image: refused before any work
 
@@ -161,3 +162,17 @@ def test_nll_scores_the_rows_the_run_held_out(tmp_path):
     assert split == "all" and "no training run record" in what
     with pytest.raises(ValueError, match="no training run record"):
         scored_rows(ds, tmp_path / "tok", None, "held-out")
+
+
+@needs_weights
+def test_evaluate_samples_cli_warns_that_precision_recall_of_a_few_images_mean_little(tmp_path):
+    samples = _sample_folder(tmp_path / "out", n=8)
+    ref = tmp_path / "ref"
+    for i in range(8):
+        _image(ref / f"{i}.png", 300 + i)
+    r = subprocess.run([PYTHON, "-m", "vqforge", "evaluate", "samples", "--samples", str(samples), "--reference",
+                        str(ref), "--quiet", "--kid-subsets", "5"],
+                       capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "precision/recall from 8 and 8 images mean little" in x]
+    assert len(lines) == 1 and lines[0].startswith("vqforge: warning:") and "--no-pr" in lines[0]

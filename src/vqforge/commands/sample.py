@@ -153,6 +153,33 @@ def plan(model, args, image_hw=None):
         raise VQForgeError(f"{args.model}: {e}") from None
 
 
+def check_label_sets(model, args, inputs, sources) -> None:
+    """One notice line per condition map whose label ids do not fit the model's label set
+    (:func:`vqforge.labels.label_set_problems`: ids the set never uses, or ids that read as another label set,
+    e.g. an ADE20K map given to a COCO-Stuff model), from the names and common labels on the model's card."""
+    from ..api import model_card
+    from ..labels import label_set_problems
+
+    if not getattr(model.condition, "n_labels", 0) or not any(sources):
+        return
+    card = getattr(model, "card", None) or model_card(args.model)
+    names, common = card.get("label_names") or [], card.get("common_labels") or []
+    if not isinstance(names, list) or not isinstance(common, list):
+        return
+    common = [i for i in common if isinstance(i, int) and not isinstance(i, bool)]
+    flagged = []
+    for c, source in zip(inputs, sources):
+        if source is None or c is None or c.dim() != 4:
+            continue
+        problems = label_set_problems(c[0].flatten(1).sum(1).cpu().numpy(), names, common)  # pixels per id
+        if problems:
+            flagged.append(f"{source}: {'; '.join(problems)}")
+    for line in flagged[:3]:
+        notice(f"warning: {line}")
+    if len(flagged) > 3:
+        notice(f"warning: {len(flagged) - 3} more condition map(s) with the same kind of problem")
+
+
 OUTPUT_KIND = "sample folder"
 
 
@@ -260,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_transformer(args.model, device, args.trust_checkpoint)
     lay = plan(model, args)
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
+    check_label_sets(model, args, inputs, sources)
     n = args.num or (len(inputs) if args.cond else 8)
 
     reject, score = rejection(args, inputs, n)

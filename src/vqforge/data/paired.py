@@ -117,6 +117,13 @@ def folder_labels(files: list[Path], root: str | Path) -> tuple[list[int], list[
     if not root.is_dir():
         raise VQForgeError(f"{root}: labels from folders need an image folder (ImageFolder layout)")
     names = sorted({f.parent.relative_to(root).as_posix() for f in files})
+    if "." in names:
+        from ..config import notice
+
+        flat = sum(f.parent == root for f in files)
+        notice(f"{root}: --labels folders: {flat} image(s) lie directly in the folder, not in a class sub-folder, "
+               f"and get one class named '.'" + ("" if len(names) > 1 else " (the only class)")
+               + f"; put each class in its own sub-folder ({root / 'CLASS' / 'photo.jpg'}, ...)")
     index = {n: i for i, n in enumerate(names)}
     return [index[f.parent.relative_to(root).as_posix()] for f in files], names
 

@@ -13,18 +13,20 @@ from .samples import fid_or_fallback, kid_note, size_warnings
 from ..metrics import psnr, ssim
 
 
-def try_lpips(vgg_path=None, heads_path=None):
-    """``(LPIPS module, None)`` when its weights exist, else ``(None, reason)`` (never raises for missing files)."""
+def try_lpips(vgg_path=None, heads_path=None, vgg_option: str = "--lpips-vgg /path/to/vgg16-397923af.pth",
+              heads_option: str = "--lpips-heads /path/to/lpips/weights/v0.1/vgg.pth"):
+    """``(LPIPS module, None)`` when its weights exist, else ``(None, reason)`` (never raises for missing files);
+    the reason says how to give a missing file's path (``vgg_option`` / ``heads_option``: `evaluate recon`'s)."""
     try:
-        from ..losses import LPIPS, OFFLINE_HINT
+        from ..losses import LPIPS
     except ImportError as e:  # the losses package is not there
         return None, f"vqforge.losses.LPIPS unavailable ({e})"
     from ..io import VQForgeError
 
     try:
-        return LPIPS.from_pretrained(vgg_path, heads_path), None
+        return LPIPS.from_pretrained(vgg_path, heads_path, "", vgg_option, heads_option), None
     except VQForgeError as e:
-        return None, str(e).replace(OFFLINE_HINT, "")  # (the hint is about training options)
+        return None, str(e)
 
 
 @torch.inference_mode()

@@ -21,6 +21,9 @@ from .fid import FeatureStats, fid_from_stats, files_features, kid, list_image_f
 FEATURE_DIM = 2048
 #: Neighbours of the k-NN balls of precision / recall (Kynkaanniemi et al.).
 PR_K = 3
+#: below this many images in a set, precision / recall get a warning: each set's manifold (k-NN balls in 2048
+#: dimensions) is too coarse for the fractions to mean much (the published protocol uses 50 000 images)
+PR_RELIABLE = 1000
 
 
 def sample_files(root: str | Path, recursive: bool = False, limit: int | None = None) -> tuple[list[Path], str]:
@@ -153,4 +156,16 @@ def compare(samples: FeatureStats, reference: FeatureStats, kid_subsets: int = 1
         res["skipped"]["precision_recall"] = problem
     else:
         res["precision"], res["recall"] = precision_recall(fr, fs, k=pr_k)
+        note = pr_note(len(fs), len(fr))
+        if note:
+            res["warnings"].append(note)
     return res
+
+
+def pr_note(n_samples: int, n_reference: int) -> str | None:
+    """One line on what precision / recall mean for these set sizes (None from :data:`PR_RELIABLE` images up)."""
+    if min(n_samples, n_reference) >= PR_RELIABLE:
+        return None
+    return (f"precision/recall from {n_samples} and {n_reference} images mean little (even 0 or 1): the k-NN "
+            f"estimate of each set's manifold is coarse below {PR_RELIABLE} images per set (the published protocol "
+            f"uses 50000); --no-pr skips them")

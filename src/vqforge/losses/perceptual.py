@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..io import VQForgeError, load_torch
-from ..nn.vgg import LPIPS_TAPS, VGG16Features, load_vgg16_features
+from ..nn.vgg import LPIPS_TAPS, TRAIN_VGG_OPTION, VGG16Features, load_vgg16_features
 
 __all__ = ["PERCEPTUAL_KINDS", "OFFLINE_HINT", "PerceptualLoss", "LPIPS", "InceptionPerceptual",
            "normalize_tensor", "spatial_average", "lpips_head_search_paths", "locate_lpips_heads",
@@ -32,6 +32,8 @@ __all__ = ["PERCEPTUAL_KINDS", "OFFLINE_HINT", "PerceptualLoss", "LPIPS", "Incep
 
 PERCEPTUAL_KINDS = ("lpips-vgg16", "inception", "none")
 OFFLINE_HINT = "; perceptual=inception or perceptual=none work offline"
+#: how a training command is given the LPIPS heads file's path
+TRAIN_HEADS_OPTION = "add loss.perceptual_lpips_path=/path/to/lpips/weights/v0.1/vgg.pth to the train command"
 
 LPIPS_HEADS_RELPATH = Path("weights") / "v0.1" / "vgg.pth"
 
@@ -123,12 +125,14 @@ class LPIPS(PerceptualLoss):
 
     @classmethod
     def from_pretrained(cls, vgg_path: str | os.PathLike | None = None,
-                        heads_path: str | os.PathLike | None = None) -> "LPIPS":
+                        heads_path: str | os.PathLike | None = None, offline_hint: str = OFFLINE_HINT,
+                        vgg_option: str = TRAIN_VGG_OPTION, heads_option: str = TRAIN_HEADS_OPTION) -> "LPIPS":
         """LPIPS with the standard VGG16 weights and the v0.1 heads, found as described in the module
-        docstring; a :class:`VQForgeError` names any missing file, where it was looked for, and the
-        options that work offline."""
-        net = load_vgg16_features(vgg_path, offline_hint=OFFLINE_HINT)
-        heads_file = locate_lpips_heads(heads_path)
+        docstring; a :class:`VQForgeError` names any missing file, where it was looked for, how the command
+        gives its path (``vgg_option`` / ``heads_option``, a training command's by default) and
+        ``offline_hint``."""
+        net = load_vgg16_features(vgg_path, offline_hint, vgg_option)
+        heads_file = locate_lpips_heads(heads_path, offline_hint, heads_option)
         heads = load_torch(heads_file, what="LPIPS heads")
         if not isinstance(heads, dict):
             raise VQForgeError(f"{heads_file}: LPIPS heads: expected a state dict, got {type(heads).__name__}")
@@ -178,7 +182,8 @@ def lpips_head_search_paths(path: str | os.PathLike | None = None) -> list[Path]
     return [Path(loc) / LPIPS_HEADS_RELPATH for loc in spec.submodule_search_locations]
 
 
-def locate_lpips_heads(path: str | os.PathLike | None = None) -> Path:
+def locate_lpips_heads(path: str | os.PathLike | None = None, offline_hint: str = OFFLINE_HINT,
+                       path_option: str = TRAIN_HEADS_OPTION) -> Path:
     """The LPIPS v0.1 VGG heads file, or a :class:`VQForgeError` saying what is missing and where it looked."""
     candidates = lpips_head_search_paths(path)
     for c in candidates:
@@ -187,7 +192,7 @@ def locate_lpips_heads(path: str | os.PathLike | None = None) -> Path:
     looked = ", ".join(str(c) for c in candidates) if candidates else "no 'lpips' package is installed"
     raise VQForgeError(
         f"lpips/{LPIPS_HEADS_RELPATH.as_posix()}: LPIPS v0.1 VGG heads not found (looked in: {looked}); "
-        f"install them with 'pip install --no-deps lpips' or set perceptual_lpips_path{OFFLINE_HINT}"
+        f"install them with 'pip install --no-deps lpips' or give their path: {path_option}{offline_hint}"
     )
 
 

@@ -21,6 +21,8 @@ __all__ = ["VGG16_FILENAME", "VGG16_URL", "VGG16Features", "LPIPS_TAPS", "vgg16_
 
 VGG16_FILENAME = "vgg16-397923af.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+#: how a training command is given the VGG16 file's path (a dotted override after the subcommand, or the config)
+TRAIN_VGG_OPTION = f"add loss.perceptual_vgg_path=/path/to/{VGG16_FILENAME} to the train command"
 
 # torchvision's VGG16 configuration "D": channel counts, "M" = 2x2 max-pool.
 _CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
@@ -89,7 +91,7 @@ def vgg16_search_paths(path: str | os.PathLike | None = None) -> list[Path]:
 
 
 def locate_vgg16_weights(path: str | os.PathLike | None = None, offline_hint: str = "",
-                         path_option: str = "perceptual_vgg_path") -> Path:
+                         path_option: str = TRAIN_VGG_OPTION) -> Path:
     """The VGG16 weights file, or a :class:`VQForgeError` that names the file, every place looked in,
     where to get it, the option that gives its path (``path_option``) and ``offline_hint`` (what works
     without it)."""
@@ -101,13 +103,14 @@ def locate_vgg16_weights(path: str | os.PathLike | None = None, offline_hint: st
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     raise VQForgeError(
         f"{VGG16_FILENAME}: ImageNet VGG16 weights not found (looked in: {looked}); download {VGG16_URL} "
-        f"into {hub}/ or set {path_option}{offline_hint}"
+        f"into {hub}/ or give its path: {path_option}{offline_hint}"
     )
 
 
-def load_vgg16_features(path: str | os.PathLike | None = None, offline_hint: str = "") -> VGG16Features:
+def load_vgg16_features(path: str | os.PathLike | None = None, offline_hint: str = "",
+                        path_option: str = TRAIN_VGG_OPTION) -> VGG16Features:
     """A :class:`VGG16Features` with the standard ImageNet weights (see :func:`locate_vgg16_weights`)."""
-    file = locate_vgg16_weights(path, offline_hint)
+    file = locate_vgg16_weights(path, offline_hint, path_option)
     sd = load_torch(file, what="VGG16 weights")
     if not isinstance(sd, dict):
         raise VQForgeError(f"{file}: VGG16 weights: expected a state dict, got {type(sd).__name__}")

@@ -17,12 +17,13 @@ import torch
 from .. import bundled
 from ..api import card_sampling, load, model_card, resolve_model_path, sampling_defaults
 from ..io import VQForgeError
+from ..labels import label_colours
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
 from ..models.vqgan import VQGAN
 from ..sampling import SamplingSettings, draw_batches, layout, token_mask
 from .forms import BadInput, JobSettings
-from .images import indices_picture, palette
+from .images import indices_picture
 
 Preview = Callable[[], list[torch.Tensor]]
 Progress = Callable[[int, int, "Preview | None"], None]
@@ -132,7 +133,8 @@ class Engine:
             info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
         if self.n_labels:
             names = self.card.get("label_names") or []
-            hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in palette(self.n_labels)]
+            colours = label_colours(self.n_labels, names)  # natural colours from the names: sky blue, ...
+            hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in colours]
             common = list(dict.fromkeys(i for i in self.card.get("common_labels", []) if 0 <= i < self.n_labels))
             order = common + [i for i in range(self.n_labels) if i not in common]  # the palette's order
             info["labels"] = [{"id": i, "name": names[i] if i < len(names) else f"label {i}", "color": hexes[i]}

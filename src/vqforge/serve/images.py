@@ -8,7 +8,6 @@ messages are height x width, as everywhere in vqforge.
 
 from __future__ import annotations
 
-import colorsys
 import io
 import json
 import warnings
@@ -19,6 +18,7 @@ import torch
 from .. import __version__
 from ..imageio import ImageTooLarge, channels_mode, open_image, pil_to_tensor, tensor_to_pil, to_mode
 from ..io import VQForgeError
+from ..labels import distinct_colours
 from .forms import BadInput, Limits
 
 #: Image formats accepted from clients (what PIL reports after reading the header).
@@ -127,14 +127,8 @@ def png_bytes(x: torch.Tensor, settings: dict | None = None) -> bytes:
 
 
 def palette(n: int) -> np.ndarray:
-    """``n`` distinct RGB colours (n, 3) uint8, the same for every call: golden-ratio hues, varied lightness."""
-    out = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        h = (i * 0.618033988749895) % 1.0
-        s = 0.55 + 0.35 * ((i // 3) % 2)
-        v = 0.95 - 0.25 * (i % 3) / 2
-        out[i] = [round(c * 255) for c in colorsys.hsv_to_rgb(h, s, v)]
-    return out
+    """``n`` distinct RGB colours (n, 3) uint8, the same for every call (:func:`vqforge.labels.distinct_colours`)."""
+    return distinct_colours(n)
 
 
 def indices_picture(indices: torch.Tensor, n_codes: int, factor: int) -> torch.Tensor:

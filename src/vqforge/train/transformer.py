@@ -239,7 +239,8 @@ class TransformerStage(loop.Stage):
 
     def next_steps(self, run: Path) -> list[str]:
         return [f"vqforge sample --model {run} --num 16 --out samples/",
-                f"vqforge evaluate nll --model {run} --data HELD_OUT_TOKENS"]
+                # the tokens it trained on: evaluate nll scores their held-out rows (README: --data tokens/)
+                f"vqforge evaluate nll --model {run} --data {self.cfg.train.data}"]
 
 
 # ============================================================================================ entry points
