@@ -209,6 +209,15 @@ def test_lpips_properties_identity_positive_and_gradient():
     torch.testing.assert_close(model(x, y), d)
 
 
+def test_grayscale_images_are_read_as_rgb():
+    """A grayscale first stage (e.g. Fashion-MNIST, in_channels 1) can train with a perceptual term: its images are
+    repeated to the three channels the network was trained on."""
+    torch.manual_seed(0)
+    model = LPIPS(VGG16Features(), heads=fake_lpips_heads())
+    x, y = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+    torch.testing.assert_close(model(x, y), model(x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)))
+
+
 def test_unknown_kind_and_none():
     assert build_perceptual("none") is None
     with pytest.raises(ValueError, match="lpips-vgg16, inception, none"):
@@ -236,6 +245,9 @@ def test_inception_perceptual_properties():
     d.sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
     assert [f.shape[1] for f in model.features(x)] == [64, 192, 288, 768, 2048]
+    g = x[:, :1]  # grayscale: read as RGB
+    torch.testing.assert_close(model(g, y.detach()[:, :1]), model(g.expand(-1, 3, -1, -1),
+                                                                  y.detach()[:, :1].expand(-1, 3, -1, -1)))
 
 
 def test_inception_documents_fid_bias_and_missing_file_error(tmp_path, monkeypatch):

@@ -48,8 +48,14 @@ def spatial_average(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(2, 3), keepdim=True)
 
 
+def as_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) as the RGB networks read it: grayscale (B, 1, H, W) repeated to three channels."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
 class PerceptualLoss(nn.Module):
-    """Base class: a frozen network, always in eval mode; ``forward(x, y) -> (B, 1, 1, 1)``."""
+    """Base class: a frozen network, always in eval mode; ``forward(x, y) -> (B, 1, 1, 1)`` for images (B, 3, H, W)
+    or grayscale (B, 1, H, W) (repeated to RGB) in [-1, 1]."""
 
     name = "base"
 
@@ -161,8 +167,8 @@ class LPIPS(PerceptualLoss):
         return model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        feats_x = self.net(self.scaling_layer(x), LPIPS_TAPS)  # 5 x (B, C_l, H_l, W_l)
-        feats_y = self.net(self.scaling_layer(y), LPIPS_TAPS)
+        feats_x = self.net(self.scaling_layer(as_rgb(x)), LPIPS_TAPS)  # 5 x (B, C_l, H_l, W_l)
+        feats_y = self.net(self.scaling_layer(as_rgb(y)), LPIPS_TAPS)
         val = None
         for i, (fx, fy) in enumerate(zip(feats_x, feats_y)):
             diff = (normalize_tensor(fx) - normalize_tensor(fy)) ** 2  # (B, C_l, H_l, W_l)
@@ -257,7 +263,8 @@ class InceptionPerceptual(PerceptualLoss):
         return cls(scripted, size=size)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Tap activations for images in [-1, 1], (B, 3, H, W)."""
+        """Tap activations for images in [-1, 1], (B, 3, H, W) or grayscale (B, 1, H, W)."""
+        x = as_rgb(x)
         h, w = x.shape[-2:]
         if self.size is not None:
             target = (self.size, self.size)
