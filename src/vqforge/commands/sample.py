@@ -320,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
             "decode_path": decode_mode, "seconds": round(seconds, 3),
             "tokens_per_second": round(n_drawn * lay.n_tokens / seconds, 1),
             **({"rejection": {"classifier": args.reject_with, "acceptance": reject.acceptance,
-                              "candidates": reject.n_candidates, "kept": reject.n_kept, "kept_fraction": reject.realised}}
+                              "candidates": reject.n_candidates, "kept": reject.n_kept,
+                              "kept_fraction": reject.realised}}
                if reject is not None else {}),
             "samples": [dict(e, score=round(v, 6)) for e, v in zip(per_sample, scores)] if scores else per_sample,
         })
