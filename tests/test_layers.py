@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vqforge"
 
 #: lowest first; a module may import from its own layer and the layers below it, never from one above
 LAYERS = [
-    {"io", "config", "devices", "imageio", "metrics", "labels"},  # utilities every layer uses
+    {"io", "config", "devices", "imageio", "metrics", "labels", "modeldir"},  # utilities every layer uses
     {"nn"},
     {"quantizers"},
     {"models"},
@@ -171,4 +171,18 @@ def test_nothing_outside_the_quantizers_branches_on_a_kind_name():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if "kind" in line and compare.search(line):  # ("l2" also names a pixel loss)
                 offenders.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_one_yaml_reader_and_one_model_directory_reader():
+    """YAML files are read by ``io.read_yaml`` (values by ``io.parse_yaml``) and ``model.yaml`` by
+    ``modeldir.read_model_meta``, nowhere else: one set of error messages, one check of what a file holds."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        text = path.read_text()
+        if rel != "io.py" and ("yaml.safe_load(" in text or "yaml.load(" in text):
+            offenders.append(f"{rel}: parses YAML itself (use vqforge.io.read_yaml / parse_yaml)")
+        if rel != "modeldir.py" and '"model.yaml"' in text:
+            offenders.append(f"{rel}: names model.yaml itself (use vqforge.modeldir)")
     assert not offenders, "\n".join(offenders)

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import yaml
 
 from .config import ConfigError, dump_yaml, from_dict, to_dict
 from .io import (FORMAT_VERSION, VQForgeError, load_safetensors, load_state_dict_strict, load_torch,
                  save_safetensors, write_text)
+from .modeldir import MODEL_WEIGHTS, MODEL_YAML, check_format_version, is_model_dir, read_model_meta
 from .models.registry import MODEL_KINDS, kind_of
 
-MODEL_YAML = "model.yaml"
-MODEL_WEIGHTS = "model.safetensors"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
@@ -62,23 +60,11 @@ def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None =
 
 
 def _load_model_dir(path: Path) -> torch.nn.Module:
-    meta_path = path / MODEL_YAML
-    try:
-        meta = yaml.safe_load(meta_path.read_text())
-    except yaml.YAMLError as e:
-        raise VQForgeError(f"{meta_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
-        raise VQForgeError(f"{meta_path}: not a vqforge model description (needs 'kind' and 'config')")
-    _check_version(meta.get("format_version"), meta_path)
-    model = build_model(meta["kind"], meta["config"], meta_path, "config")
+    meta = read_model_meta(path)
+    model = build_model(meta.kind, meta.config, meta.source, "config")
     load_state_dict_strict(model, load_safetensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
-    model.card = meta["extra"] if isinstance(meta.get("extra"), dict) else {}
+    model.card = meta.card
     return model.eval()
-
-
-def _check_version(version: Any, source: Path) -> None:
-    if version is None or not isinstance(version, int) or version > FORMAT_VERSION:
-        raise VQForgeError(f"{source}: unsupported format_version {version!r} (this vqforge reads up to {FORMAT_VERSION})")
 
 
 def model_from_checkpoint(ckpt: dict, source: str | Path, use_ema: bool = True) -> torch.nn.Module:
@@ -90,7 +76,7 @@ def model_from_checkpoint(ckpt: dict, source: str | Path, use_ema: bool = True) 
     """
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model_config" not in ckpt or "model" not in ckpt:
         raise VQForgeError(f"{source}: not a vqforge checkpoint (needs 'kind', 'model_config' and 'model')")
-    _check_version(ckpt.get("format_version"), Path(source))
+    check_format_version(ckpt.get("format_version"), source)
     model = build_model(ckpt["kind"], ckpt["model_config"], source, "model_config")
     state = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
     load_state_dict_strict(model, state, source)
@@ -181,10 +167,9 @@ def model_card(name_or_path: str | Path) -> dict:
     exist (loading it says why)."""
     try:
         path = resolve_model_path(name_or_path)
-        extra = (yaml.safe_load((path / "model.yaml").read_text()) or {}).get("extra")
-    except (VQForgeError, OSError, yaml.YAMLError, AttributeError):
+        return read_model_meta(path).card if is_model_dir(path) else {}
+    except VQForgeError:
         return {}
-    return extra if isinstance(extra, dict) else {}
 
 
 def card_sampling(card: dict) -> dict[str, float]:
@@ -242,7 +227,7 @@ def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.n
 
 
 def _load(path: Path, use_ema: bool, trust: bool) -> torch.nn.Module:
-    if path.is_dir() and (path / MODEL_YAML).is_file():
+    if is_model_dir(path):
         return _load_model_dir(path)
     if path.is_dir() and not (path / LAST_CHECKPOINT).is_file():
         raise VQForgeError(f"{path}: neither a model directory ({MODEL_YAML}) nor a run directory ({LAST_CHECKPOINT})")

@@ -8,6 +8,7 @@
   naming the output, with nothing half-written left behind.
 * Every load is safe: ``torch.load(..., weights_only=True)`` and safetensors; pickled code is never run
   unless the user says the file is trusted (``--trust-checkpoint``, ``trust=True``).
+* Every YAML file is read by :func:`read_yaml` (plain data only), every YAML value by :func:`parse_yaml`.
 * Every failure is one line that names the file and the problem (:class:`VQForgeError`).
 """
 
@@ -276,6 +277,36 @@ def _load_trusted(path: Path, what: str) -> Any:
     except Exception as e:  # noqa: BLE001 - one readable line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VQForgeError(f"{path}: cannot unpickle this {what} ({first})") from None
+
+
+def read_yaml(path: str | Path, error: Callable[[str], Exception] = VQForgeError) -> Any:
+    """The plain data of the YAML file ``path`` (``yaml.safe_load``: never a Python object), None when it is empty.
+
+    A missing, unreadable or invalid file raises ``error("PATH: why")``, one line (``error``: the exception class
+    the caller's users expect, e.g. ``ConfigError`` for configs).
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
+def parse_yaml(text: str) -> Any:
+    """One YAML value written on a command line or in a setting (``3``, ``[1, 2]``, ``null``, ``true``): its plain
+    data; :class:`ValueError` when it is not valid YAML."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(str(e).splitlines()[0]) from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..modeldir import MODEL_WEIGHTS, is_model_dir, read_model_meta
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 
@@ -36,11 +36,10 @@ def list_models() -> list[BundledModel]:
     """Every bundled model present in this installation, by name."""
     out = []
     for d in sorted(p for p in BUNDLED_DIR.iterdir() if p.is_dir()):
-        meta_path = d / "model.yaml"
-        if not meta_path.is_file() or not (d / "model.safetensors").is_file():
+        if not is_model_dir(d) or not (d / MODEL_WEIGHTS).is_file():
             continue
-        meta = yaml.safe_load(meta_path.read_text()) or {}
-        out.append(BundledModel(d.name, d, str(meta.get("kind", "?")), dict(meta.get("extra") or {})))
+        meta = read_model_meta(d)
+        out.append(BundledModel(d.name, d, meta.kind, meta.card))
     return out
 
 

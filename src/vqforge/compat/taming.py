@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..config import ConfigError, from_dict, notice
-from ..io import VQForgeError, load_torch
+from ..io import VQForgeError, load_torch, read_yaml
 from ..models.vqgan import AutoencoderConfig, VQGANConfig
 from ..quantizers import QuantizerConfig
 
@@ -40,10 +39,7 @@ def read_taming_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise VQForgeError(f"{path}: config not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise VQForgeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path)
     model = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(model, dict) or "target" not in model:
         raise VQForgeError(f"{path}: not a Taming Transformers config (no model.target)")

@@ -8,8 +8,8 @@ import types
 import typing
 from typing import Any, NamedTuple, Sequence, TypeVar, Union
 
-import yaml
 
+from ..io import parse_yaml
 from .errors import join_key
 from .read import Reader, init_fields, set_path, to_dict, type_hints
 from .variants import Variants, own_variants
@@ -137,13 +137,13 @@ def parse_text(text: str, annotation: Any) -> Any:
     if annotation is not None and all(_is_text(a) for a in arms):
         return text
     try:
-        value = yaml.safe_load(text)
-    except Exception:  # noqa: BLE001 - anything YAML cannot read stays text; the type check reports it
+        value = parse_yaml(text)
+    except ValueError:  # anything YAML cannot read stays text; the type check reports it
         return text
     if isinstance(value, str) and "," in value and any(typing.get_origin(a) in (tuple, list) for a in arms):
         try:
-            value = yaml.safe_load(f"[{text}]")
-        except Exception:  # noqa: BLE001
+            value = parse_yaml(f"[{text}]")
+        except ValueError:
             return text
     return value
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence, TypeVar, Union
 
 import yaml
 
+from ..io import read_yaml
 from .errors import ConfigError, join_key, notice, show
 from .variants import Variants, family_of, own_variants, variant_tag
 
@@ -307,13 +308,4 @@ def from_dict(cls: type[T], data: Any, where: str = "", *, source: str | Path | 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Read ``path`` and build ``cls`` from it, with errors that name the file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read it ({e})", source=path) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source=path) from None
-    return from_dict(cls, data, source=path)
+    return from_dict(cls, read_yaml(path, ConfigError), source=path)

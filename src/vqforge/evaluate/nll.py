@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import VQForgeError, read_yaml
+
 
 @torch.inference_mode()
 def token_nll(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -50,15 +52,13 @@ def token_nll(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torc
 def run_settings(model_path: str | Path) -> dict | None:
     """The ``train`` settings of the run that produced the model at ``model_path`` (a run directory or one of its
     checkpoints), read from the run's ``config.yaml``; None for a model directory or a file outside a run."""
-    import yaml
-
     path = Path(model_path)
     run = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
     if run is None or not (run / "config.yaml").is_file() or not (run / "checkpoints").is_dir():
         return None
     try:
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        cfg = read_yaml(run / "config.yaml")
+    except VQForgeError:
         return None
     train = cfg.get("train") if isinstance(cfg, dict) else None
     return train if isinstance(train, dict) else None

@@ -19,9 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import yaml
-
-from ..io import VQForgeError
+from ..io import VQForgeError, read_yaml
 from .home import vqforge_home
 
 README = "https://github.com/CompVis/taming-transformers#overview-of-pretrained-models"
@@ -107,10 +105,7 @@ def _user_entries() -> dict[str, TamingModel]:
     path = vqforge_home() / USER_CATALOGUE
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or []
-    except yaml.YAMLError as e:
-        raise VQForgeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path) or []
     if not isinstance(data, list):
         raise VQForgeError(f"{path}: expected a list of models (name, summary, page, config_url, checkpoint_url, ...)")
     out = {}

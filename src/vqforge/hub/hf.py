@@ -21,12 +21,13 @@ from typing import Any, Callable
 
 import yaml
 
-from ..io import VQForgeError, write_text
+from ..io import VQForgeError, read_yaml, write_text
+from ..modeldir import MODEL_WEIGHTS, MODEL_YAML, ModelMeta, is_model_dir, read_model_meta
 from .home import offline
 
 PREFIX = "hf://"
 #: the files a vqforge model directory on the Hub consists of (nothing else is downloaded)
-MODEL_FILES = ("model.yaml", "model.safetensors")
+MODEL_FILES = (MODEL_YAML, MODEL_WEIGHTS)
 CARD = "README.md"
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 INSTALL = "pip install 'vqforge[hub]' (or pip install huggingface_hub)"
@@ -99,8 +100,8 @@ def run_facts(run: Path) -> dict[str, Any]:
     config = run / "config.yaml"
     if config.is_file():
         try:
-            cfg = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError:
+            cfg = read_yaml(config) or {}
+        except VQForgeError:
             cfg = {}
         train = cfg.get("train", {}) if isinstance(cfg, dict) else {}
         if isinstance(train, dict):
@@ -123,10 +124,9 @@ def run_facts(run: Path) -> dict[str, Any]:
     return facts
 
 
-def model_card(ref: HubRef, meta: dict[str, Any], facts: dict[str, Any]) -> str:
+def model_card(ref: HubRef, meta: ModelMeta, facts: dict[str, Any]) -> str:
     """The Hub model card (``README.md``): YAML front matter for the Hub, then what the model is and how to use it."""
-    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    kind = meta.get("kind", "model")
+    extra, kind = meta.card, meta.kind
     summary = extra.get("summary") or f"a vqforge {kind}"
     front = {"library_name": "vqforge", "tags": ["vqforge", "taming-transformers", "vqgan", kind],
              "pipeline_tag": "unconditional-image-generation" if kind == "transformer" else "image-to-image"}
@@ -156,16 +156,16 @@ def stage_push(src: Path, out: Path, spec: str, export: Callable[[Path, Path], P
     if ref.revision:
         raise VQForgeError(f"{spec}: push to hf://ORG/NAME (a branch is chosen with --revision)")
     src = Path(src)
-    if (src / "model.yaml").is_file():
+    if is_model_dir(src):
         for name in MODEL_FILES:
             if not (src / name).is_file():
                 raise VQForgeError(f"{src}: a model directory without {name}")
             shutil.copyfile(src / name, out / name)
     else:
         export(src, out)
-    meta = yaml.safe_load((out / "model.yaml").read_text()) or {}
+    meta = read_model_meta(out)
     run = src if src.is_dir() else src.parent.parent  # RUN/checkpoints/last.pt -> RUN
-    write_text(out / CARD, model_card(ref, meta, run_facts(run) if not (src / "model.yaml").is_file() else {}))
+    write_text(out / CARD, model_card(ref, meta, run_facts(run) if not is_model_dir(src) else {}))
     return sorted(out.iterdir())
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 
 
 from ..io import VQForgeError, atomic_dir, write_json
+from ..modeldir import MODEL_WEIGHTS, is_model_dir
 from .catalogue import TamingModel, catalogue, entry
 from .download import DownloadError, download, verify_file
 from .home import checksums_file, downloads_dir, models_dir, offline
@@ -53,7 +54,7 @@ def download_path(name: str) -> Path:
 
 def is_converted(name: str) -> bool:
     path = model_path(name)
-    return (path / "model.yaml").is_file() and (path / "model.safetensors").is_file()
+    return is_model_dir(path) and (path / MODEL_WEIGHTS).is_file()
 
 
 def statuses() -> list[Status]:
@@ -151,6 +152,6 @@ def convert(m: TamingModel, config: Path, ckpt: Path, out: Path, save: SaveModel
     model = load_taming(config, ckpt, trust=trust)
     card = {"summary": m.summary, "source": f"taming/{m.name}", "page": m.page,
             "converted_from": {"config": m.config_url or str(config), "checkpoint": m.checkpoint_url or str(ckpt)}}
-    with atomic_dir(out, "model directory", replaceable=lambda p: (p / "model.yaml").is_file()) as tmp:
+    with atomic_dir(out, "model directory", replaceable=is_model_dir) as tmp:
         save(model, tmp, extra=card)
     return out

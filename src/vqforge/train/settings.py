@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from ..config import ConfigError, apply_overrides, from_dict, notice
 from ..devices import Precision
+from ..io import parse_yaml, read_yaml
 
 T = TypeVar("T")
 
@@ -177,15 +178,8 @@ class OldValues:
 def load_run_config(cls: type[T], path: str | Path, old: OldValues, overrides: list[str] | tuple[str, ...] = ()
                     ) -> T:
     """A run config from a YAML file (older names read with a notice) plus dotted ``key=value`` overrides."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source=path) from None
+    data = read_yaml(path, ConfigError)
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"expected a mapping of config sections, got {type(data).__name__}", source=path)
     cfg = config_from_data(cls, data or {}, old, path)
@@ -204,11 +198,9 @@ def override(cfg: T, overrides: list[str] | tuple[str, ...], old: OldValues) -> 
 
 # -------------------------------------------------------------------------------------------- helpers
 def _parse(text: str) -> Any:
-    import yaml
-
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_yaml(text)
+    except ValueError:
         return text
 
 
