@@ -38,7 +38,8 @@ def build_models(root: Path) -> dict[str, Path]:
     gray = tiny_vq(1)
     gray = replace(gray, ddconfig=replace(gray.ddconfig, out_ch=1))
     save_model(Net2NetTransformer(TransformerConfig(gpt=gpt, first_stage=gray, cond=classes)).eval(),
-               paths["tinygray"], extra={"sampling": {"cfg": 3.0, "temperature": 0.9, "top_k": True, "seed": 4}})
+               paths["tinygray"], extra={"sampling": {"cfg": 3.0, "temperature": 0.9, "top_k": True, "seed": 4},
+                                          "max_scale": 2, "max_scale_why": "trained on whole 16x16 images"})
     return paths
 
 

@@ -123,3 +123,19 @@ def test_post_training_hint_scores_the_runs_own_tokens(vq, tmp_path, capsys):
                  "train.val_fraction=0.3"]) == 0
     out = capsys.readouterr()
     assert f"vqforge evaluate nll --model {run} --data {tokens}" in out.out + out.err
+
+
+def test_sampling_larger_than_trained_for_warns_in_one_line(tmp_path, capsys):
+    from vqforge.models.conditioning import ClassConfig
+
+    d = tmp_path / "whole"
+    vqforge.save_model(tiny_net(ClassConfig(n_classes=3)), d,
+                       extra={"max_scale": 1.5, "max_scale_why": "trained on whole images"})
+    assert main(["sample", "--model", str(d), "--size", "24x24", "--num", "1", "--out", str(tmp_path / "a"),
+                 "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err  # 1.5x the trained 16 px: what it was trained for
+    assert main(["sample", "--model", str(d), "--size", "16x32", "--num", "1", "--out", str(tmp_path / "b"),
+                 "--quiet"]) == 0
+    (line,) = warnings_in(capsys.readouterr().err, "trained for")
+    assert line == (f"vqforge: warning: {d}: 16x32 px is larger than it was trained for (up to 24x24 px: trained "
+                    f"on whole images); expect artefacts")

@@ -240,6 +240,8 @@ def test_sizes_offered_are_the_ones_the_model_can_sample_at():
 def test_grayscale_model_samples_completes_and_reconstructs_gray(client):
     info = {m["name"]: m for m in client.get("/api/models").json()["models"]}["tinygray"]
     assert info["channels"] == 1 and info["tasks"] == ["sample", "complete", "reconstruct"]
+    assert max(info["sides"]["height"]) == max(info["sides"]["width"]) == 32  # the card's max_scale 2: 2 x 16 px
+    assert info["trained_for"] == {"size": [32, 32], "why": "trained on whole 16x16 images"}
     # the card's "cfg"; no bool (top_k: True is not a number), no unknown keys
     assert info["defaults"] == {"top_k": 100, "top_p": 1.0, "temperature": 0.9, "cfg": 3.0}
     snap = run(client, "sample", {"model": "tinygray", "class_label": "2", "height": "16", "width": "32"})
@@ -284,6 +286,8 @@ BAD = [
     ("complete", {"model": "tinyclass", "paste_back": "maybe"}, None, 400, "paste_back: expected true or false"),
     ("sample", {"model": "tinyclass", "seed": "abc"}, None, 400, "seed: expected a whole number"),
     ("sample", {"model": "tinyclass", "class_label": "5"}, None, 400, "class_label: 5 is out of range"),
+    ("sample", {"model": "tinygray", "height": "48", "width": "16"}, None, 400,
+     "size 48x16: tinygray was trained for sizes up to 32x32 (trained on whole 16x16 images)"),
     ("sample", {"model": "tinyclass", "colour": "red"}, None, 400, "unknown field 'colour'"),
     ("sample", {"model": "nosuchmodel"}, None, 400, "unknown model 'nosuchmodel'"),
     ("sample", {"model": "tinyseg"}, None, 400, "cannot sample"),

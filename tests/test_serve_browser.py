@@ -239,6 +239,12 @@ def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     page.wait_for_selector("#results[data-state=running]", state="attached")
     page.wait_for_function("() => [...document.querySelectorAll('img.result')].some(i => i.naturalWidth === 256)",
                            timeout=120_000)  # the first live preview; slow when the machine is loaded
+    page.click("#tabs button[data-task=complete]")  # another task tab of the same page: told what it waits for
+    assert page.inner_text("#busy-note") == ("waiting for the tinyclass sample job in the Sample tab (cancel it there, "
+                                             "or wait)")
+    assert page.is_disabled("#complete-run") and not page.is_visible("#results")  # not the other job's preview
+    page.click("#tabs button[data-task=sample]")
+    assert not page.is_visible("#busy-note") and page.is_visible("#results")
     other.click("#sample-run")
     other.wait_for_selector("#results[data-state=queued]", state="attached")
     assert other.inner_text("#progress-text").startswith("waiting")
@@ -250,19 +256,91 @@ def test_two_tabs_follow_their_own_jobs_and_cancel(page, browser, server):
     other.context.close()
 
 
+def rgb(page, selector: str) -> tuple[int, int, int]:
+    """The computed background colour of ``selector`` as (r, g, b)."""
+    css = page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")  # "rgb(r, g, b)"
+    return tuple(int(v) for v in css[css.index("(") + 1:-1].split(",")[:3])
+
+
+def looks(colour: tuple[int, int, int], what: str) -> bool:
+    """Whether an RGB colour is what a person calls ``what``."""
+    r, g, b = colour
+    return {"blue": b > r + 40 and b > g, "green": g > r + 30 and g > b + 30, "white": min(r, g, b) > 235,
+            "beige": r > 190 and g > 160 and r > b + 40 and g > b + 20, "grey": max(r, g, b) - min(r, g, b) < 12}[what]
+
+
+def test_palette_paints_labels_in_their_natural_colours(page):
+    choose(page, "tinyseg", "synthesize", 16, 16)
+    names = dict(page.eval_on_selector_all(".swatch", "els => els.map(e => [e.textContent, Number(e.dataset.label)])"))
+    for name, what in (("sky", "blue"), ("grass", "green"), ("tree", "green"), ("water", "blue"), ("rock", "grey")):
+        assert looks(rgb(page, f".swatch[data-label='{names[name]}'] i"), what), name
+        page.click(f".swatch[data-label='{names[name]}']")
+        page.click("#seg-fill")  # the map shows the same colour as the swatch
+        pixel = page.eval_on_selector("#seg-canvas", "c => [...c.getContext('2d').getImageData(0, 0, 1, 1).data]")
+        assert tuple(pixel[:3]) == rgb(page, f".swatch[data-label='{names[name]}'] i")
+
+
+def test_seed_advances_after_each_run_unless_kept(page):
+    choose(page, "tinyclass", "sample", 16, 16)
+    page.fill("#seed", "7")
+    seeds = []
+    for keep in (False, False, True, True):
+        page.set_checked("#seed-keep", keep)
+        page.click("#sample-run")
+        page.wait_for_selector("#results[data-state=done]", state="attached")
+        seeds.append(int(page.evaluate("() => window.sentForms['/api/jobs/sample'].seed")))
+    assert seeds == [7, 8, 9, 9] and page.input_value("#seed") == "9"  # each run new images, kept: the same
+
+
+def test_completing_under_an_untouched_map_warns_first(page):
+    choose(page, "tinyseg", "complete", 16, 16)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buf, format="PNG")
+    page.set_input_files("#complete-file", files=[{"name": "p.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    stroke(page, "#complete-canvas", [(0.5, 0.1), (0.5, 0.9)])
+    page.click("#complete-run")
+    warning = page.inner_text("#complete-untouched")
+    assert page.is_visible("#complete-untouched") and warning.startswith("The label map of Paint & synthesise is "
+                                                                         "untouched (all water)")
+    assert "/api/jobs/complete" not in page.evaluate("() => Object.keys(window.sentForms)")  # nothing sent yet
+    page.click("#complete-run")  # again: completes under the map as it is
+    assert wait_results(page, 1) == [[16, 16]] and not page.is_visible("#complete-untouched")
+    page.click("#tabs button[data-task=synthesize]")
+    page.click(".swatch[data-label='0']")
+    page.click("#seg-fill")  # a painted map: no warning
+    page.click("#tabs button[data-task=complete]")
+    page.click("#complete-run")
+    page.wait_for_selector("#results[data-state=done]", state="attached")
+    assert not page.is_visible("#complete-untouched")
+    assert (one_channel(sent_images(page, "/api/jobs/complete")["labels"]) == 0).all()
+
+
+def test_sizes_stop_at_what_each_model_was_trained_for(page):
+    choose(page, "tinygray", "sample", 16, 32)
+    heights = [int(v) for v in page.eval_on_selector_all("#height option", "els => els.map(e => e.value)")]
+    assert max(heights) == 32  # its card: trained for up to 2x its 16 px
+    assert "up to 32×32: trained on whole 16x16 images" in page.inner_text("#size-note")
+    page.select_option("#model", "tinyclass")  # no such limit on its card: up to the server's --max-side
+    assert max(int(v) for v in page.eval_on_selector_all("#height option", "els => els.map(e => e.value)")) == 256
+    assert "up to" not in page.inner_text("#size-note")
+
+
 def test_bundled_fashion_samples_a_class_with_its_card_settings(bundled_page):
     from vqforge import bundled
 
     page = bundled_page
     card = bundled.find("fashion").card.get("sampling", {})
-    choose(page, "fashion", "sample", 28, 56)  # 56: twice the trained width, a sliding window
+    page.select_option("#model", "fashion")
+    for axis in ("height", "width"):  # trained on whole 28x28 images: nothing larger offered
+        assert max(page.eval_on_selector_all(f"#{axis} option", "els => els.map(e => Number(e.value))")) == 28
+    choose(page, "fashion", "sample", 28, 28)
     if "top_k" in card:
         assert page.input_value("#top_k") == str(card["top_k"])
     assert page.locator("#class_label option").count() == 11  # every class in turn + the 10 classes
     page.select_option("#class_label", "7")
     page.fill("#count", "2")
     page.click("#sample-run")
-    assert wait_results(page, 2, timeout=300_000) == [[56, 28], [56, 28]]
+    assert wait_results(page, 2, timeout=300_000) == [[28, 28], [28, 28]]
     assert page.inner_text("#result-0 figcaption").startswith("7")
 
 
@@ -272,6 +350,8 @@ def test_bundled_landscapes_paint_two_labels_and_synthesise(bundled_page):
     labels = page.eval_on_selector_all(".swatch", "els => els.map(e => [Number(e.dataset.label), e.textContent])")
     assert sorted(i for i, _ in labels) == list(range(182))
     sky, grass = 156, 123  # COCO-Stuff ids (0-based)
+    for label, what in ((sky, "blue"), (grass, "green"), (154, "blue"), (153, "beige"), (158, "white")):
+        assert looks(rgb(page, f".swatch[data-label='{label}'] i"), what), dict(labels)[label]  # sea, sand, snow
     sky_name = dict(labels)[sky]
     page.fill("#palette-filter", sky_name)  # 182 labels: found by name
     assert sky_name in page.locator(".swatch:visible").all_inner_texts()

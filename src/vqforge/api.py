@@ -193,6 +193,16 @@ def sampling_defaults(card: dict) -> dict:
     return {**SAMPLING_DEFAULTS, **card_sampling(card)}
 
 
+def card_max_scale(card: dict) -> tuple[float, str] | None:
+    """(the largest output side as a multiple of the trained side that a model was trained for, why) from its
+    card's ``max_scale`` and ``max_scale_why`` (e.g. ``1`` and "trained on whole 28x28 images, never on crops of
+    larger ones": the sliding window has nothing to slide over), or None when the card does not say."""
+    scale = card.get("max_scale")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+        return None
+    return float(scale), str(card.get("max_scale_why") or "its training data")
+
+
 def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.Module:
     """A VQGAN from ``path`` (as :func:`load`); for a transformer pipeline, its first stage. Anything else is a
     one-line error naming ``command``."""

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, check_label_sets, classes_used, decode_options_from_args, is_sample_folder,
-                         load_transformer, parse_hw, plan, settings_from_args, write_samples)
+    from .sample import (OUTPUT_KIND, check_label_sets, check_trained_size, classes_used, decode_options_from_args,
+                         is_sample_folder, load_transformer, parse_hw, plan, settings_from_args, write_samples)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     H, W = lay.image_hw
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     check_label_sets(model, args, inputs, sources)
+    check_trained_size(model, args, lay)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()

@@ -153,6 +153,21 @@ def plan(model, args, image_hw=None):
         raise VQForgeError(f"{args.model}: {e}") from None
 
 
+def check_trained_size(model, args, lay) -> None:
+    """A notice line when the job is larger than the model's card says it was trained for
+    (:func:`vqforge.api.card_max_scale`)."""
+    from ..api import card_max_scale, model_card
+
+    found = card_max_scale(getattr(model, "card", None) or model_card(args.model))
+    if found is None:
+        return
+    scale, why = found
+    (H, W), (th, tw) = lay.image_hw, model.trained_hw
+    if H > th * scale or W > tw * scale:
+        notice(f"warning: {args.model}: {H}x{W} px is larger than it was trained for (up to {int(th * scale)}x"
+               f"{int(tw * scale)} px: {why}); expect artefacts")
+
+
 def check_label_sets(model, args, inputs, sources) -> None:
     """One notice line per condition map whose label ids do not fit the model's label set
     (:func:`vqforge.labels.label_set_problems`: ids the set never uses, or ids that read as another label set,
@@ -288,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
     lay = plan(model, args)
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     check_label_sets(model, args, inputs, sources)
+    check_trained_size(model, args, lay)
     n = args.num or (len(inputs) if args.cond else 8)
 
     reject, score = rejection(args, inputs, n)

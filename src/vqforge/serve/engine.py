@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import bundled
-from ..api import card_sampling, load, model_card, resolve_model_path, sampling_defaults
+from ..api import card_max_scale, card_sampling, load, model_card, resolve_model_path, sampling_defaults
 from ..io import VQForgeError
 from ..labels import label_colours
 from ..metrics import psnr
@@ -59,12 +59,14 @@ def load_engines(specs: list[str], device: torch.device) -> dict[str, "Engine"]:
 def _card_of(path: Path) -> dict:
     """What a model directory's model.yaml records under ``extra`` for the page: ``label_names`` (a list),
     ``common_labels`` (label ids the palette shows first, the first one filling a new map) and ``sampling``
-    (suggested settings: top_k, top_p, temperature, cfg). Class names live in the class config."""
+    (suggested settings: top_k, top_p, temperature, cfg) and ``max_scale`` (:func:`vqforge.api.card_max_scale`).
+    Class names live in the class config."""
     extra = model_card(path)
     card = {"label_names": [str(v) for v in extra["label_names"]]} if isinstance(extra.get("label_names"), list) else {}
     common = extra.get("common_labels") if isinstance(extra.get("common_labels"), list) else []
     card["common_labels"] = [v for v in common if isinstance(v, int) and not isinstance(v, bool)]
     card["sampling"] = card_sampling(extra)
+    card["max_scale"] = card_max_scale(extra)
     return card
 
 
@@ -129,6 +131,8 @@ class Engine:
                 "trained_size": list(self.trained_hw), "factor": self.factor, "n_codes": self.vqgan.n_codes,
                 "channels": self.channels, "guidance": guidance, "defaults": self.defaults,
                 "sides": self.sides(max_side)}
+        if self.max_hw is not None:
+            info["trained_for"] = {"size": list(self.max_hw), "why": self.card["max_scale"][1]}
         if self.classes:
             info["classes"] = [{"id": i, "name": caption} for i, caption in self.classes]
         if self.n_labels:
@@ -141,17 +145,28 @@ class Engine:
                               for i in order]
         return info
 
+    @property
+    def max_hw(self) -> tuple[int, int] | None:
+        """The largest size (H, W) the transformer was trained for: its card's ``max_scale`` times the trained size,
+        on the downsampling grid (None: the card does not say; a bare VQGAN: no limit)."""
+        if self.net is None or not self.card.get("max_scale"):
+            return None
+        scale = self.card["max_scale"][0]
+        return tuple(max(self.factor, int(t * scale) // self.factor * self.factor) for t in self.trained_hw)
+
     def sides(self, max_side: int) -> dict[str, list[int]]:
         """The output heights and widths the page offers: simple ratios of the trained side (whole multiples
-        above 3.5x), on the downsampling grid, up to ``max_side``, that the model can sample at (with the other
-        side at its trained value: the checks are per axis)."""
+        above 3.5x), on the downsampling grid, up to ``max_side`` and the size the model was trained for
+        (:attr:`max_hw`), that the model can sample at (with the other side at its trained value: the checks are
+        per axis)."""
         def offered(axis: int) -> list[int]:
             trained, out = self.trained_hw[axis], []
+            cap = min(max_side, self.max_hw[axis]) if self.max_hw is not None else max_side
             ratios = list(SIDE_RATIOS) + list(range(4, max_side // max(trained, 1) + 1))
             for side in sorted({max(1, round(trained * r / self.factor)) * self.factor for r in ratios}):
                 hw = list(self.trained_hw)
                 hw[axis] = side
-                if side <= max_side and (self.net is None or self._fits(tuple(hw))):
+                if side <= cap and (self.net is None or self._fits(tuple(hw))):
                     out.append(side)
             return out
 
@@ -175,6 +190,10 @@ class Engine:
             raise BadInput(f"size {hw[0]}x{hw[1]}: not a multiple of the model's downsampling factor {self.factor}")
         if task == "reconstruct":
             return hw
+        top = self.max_hw
+        if top is not None and (hw[0] > top[0] or hw[1] > top[1]):
+            raise BadInput(f"size {hw[0]}x{hw[1]}: {self.name} was trained for sizes up to {top[0]}x{top[1]} "
+                           f"({self.card['max_scale'][1]})")
         if s.class_label is not None and s.class_label not in {i for i, _ in self.classes}:
             raise BadInput(f"class_label: {s.class_label} is out of range: this model has "
                            + (f"classes {self.classes[0][0]}..{self.classes[-1][0]}" if self.classes else "no classes"))

@@ -5,7 +5,9 @@
 const $ = (id) => document.getElementById(id);
 const SETTINGS = ["class_label", "height", "width", "count", "top_k", "top_p", "temperature", "cfg", "seed"];
 const FINISHED = ["done", "error", "cancelled"];
-const state = { models: [], limits: {}, model: null, task: null, job: null, events: null, photo: null };
+const TAB_NAMES = { sample: "Sample", synthesize: "Paint & synthesise", complete: "Complete", reconstruct: "Reconstruct" };
+const state = { models: [], limits: {}, model: null, task: null, job: null, events: null, photo: null,
+  running: false, jobTask: null, jobModel: null, mapTouched: false, untouchedOk: false };
 let seg, mask;
 
 async function api(path, options) {
@@ -51,6 +53,7 @@ function setModel(name) {
   if (!m.guidance) $("cfg").value = 0;
   buildPalette(m.labels || []);
   seg.resize(...size().reverse(), m.labels && m.labels.length ? m.labels[0].id : 0);  // a new map: the first label
+  touchMap(false);
   resizeImages();
   selectTask(m.tasks[0]);
 }
@@ -63,8 +66,33 @@ function selectTask(task) {
   document.querySelector(".for-class").hidden = !(m.classes && ["sample", "complete"].includes(task));
   for (const el of document.querySelectorAll(".for-sampling")) el.hidden = task === "reconstruct";
   $("complete-map").hidden = !m.labels;
-  $("size-note").textContent = task === "synthesize" ? "the output has the map's size" :
-    task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "";
+  const limit = m.trained_for ? ` · up to ${m.trained_for.size.join("×")}: ${m.trained_for.why}` : "";
+  $("size-note").textContent = (task === "synthesize" ? "the output has the map's size" :
+    task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "") +
+    (task === "reconstruct" ? "" : limit);
+  $("complete-untouched").hidden = true;
+  updateBusy();
+}
+
+// While this page's job runs, the other tabs say what they wait for, and another task's results stay with it.
+function updateBusy() {
+  const elsewhere = state.jobTask !== null && state.jobTask !== state.task;
+  const why = state.running && elsewhere ?
+    `waiting for the ${state.jobModel} ${TAB_NAMES[state.jobTask].toLowerCase()} job in the ${TAB_NAMES[state.jobTask]} tab (cancel it there, or wait)` : "";
+  $("busy-note").textContent = why;
+  $("busy-note").hidden = !why;
+  for (const el of [$("results"), $("metrics")]) el.hidden = elsewhere;
+  for (const b of document.querySelectorAll("button.go")) {
+    b.disabled = state.running;
+    b.title = state.running ? (why || "a job of this tab is running (Cancel stops it)") : "";
+  }
+}
+
+// Whether the label map of Paint & synthesise was painted, filled or uploaded since the model was chosen.
+function touchMap(touched = true) {
+  state.mapTouched = touched;
+  state.untouchedOk = false;
+  $("complete-untouched").hidden = true;
 }
 
 // The sides the server offers for this model (ratios of the trained side it can sample at), trained selected.
@@ -96,8 +124,9 @@ function buildPalette(labels) {
     b.type = "button";
     b.className = "swatch";
     b.dataset.label = l.id;
-    b.innerHTML = `<i style="background:${l.color}"></i>`;
-    b.append(l.name);
+    const dot = document.createElement("i");
+    dot.style.background = l.color;  // a style property, not markup: works under a strict CSP
+    b.append(dot, l.name);
     b.onclick = () => {
       seg.value = l.id;
       for (const s of box.children) s.setAttribute("aria-pressed", s === b);
@@ -187,6 +216,7 @@ async function loadLabels(input) {
     const ids = new Uint8Array(c.width * c.height);
     for (let i = 0; i < ids.length; i++) ids[i] = px[4 * i];
     seg.set(ids, c.width, c.height);
+    touchMap();
     selectSide($("height"), c.height);
     selectSide($("width"), c.width);
     resizeImages();  // the photo and its mask follow the map's size
@@ -214,7 +244,19 @@ function settingsForm(task) {
 async function run(task) {
   banner("");
   if ((task === "complete" || task === "reconstruct") && !state.photo) return banner("choose a photo first");
+  if (task === "complete" && state.model.labels && !state.mapTouched && !state.untouchedOk) {
+    // completing under a map nobody painted: say so once; a second press completes under it
+    const first = state.model.labels[0];
+    $("complete-untouched").textContent = `The label map of Paint & synthesise is untouched (all ${first.name}): ` +
+      "paint or upload the map there, or press Complete again to complete under it as it is.";
+    $("complete-untouched").hidden = false;
+    state.untouchedOk = true;
+    return;
+  }
+  $("complete-untouched").hidden = true;
   clearResults("submitting");
+  state.jobTask = task;  // the results area now belongs to this task
+  state.jobModel = state.model.name;
   const form = settingsForm(task);
   const blob = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
   if (task === "synthesize") form.append("labels", await seg.toPNG(), "labels.png");
@@ -224,7 +266,9 @@ async function run(task) {
   if (task === "complete") form.append("mask", await mask.toPNG(255), "mask.png");
   if (task === "complete" && state.model.labels) form.append("labels", await seg.toPNG(), "labels.png");
   try {
-    follow(await api(`/api/jobs/${task}`, { method: "POST", body: form }));
+    const snap = await api(`/api/jobs/${task}`, { method: "POST", body: form });
+    if (!$("seed-keep").checked && form.has("seed")) $("seed").value = Number(form.get("seed")) + 1;  // next run: new images
+    follow(snap);
   } catch (e) {
     $("results").dataset.state = "refused";
     banner(e.message);
@@ -264,7 +308,8 @@ async function lostStream(events, id) {
   } catch (e) {
     $("results").dataset.state = "lost";
     $("cancel").disabled = true;
-    for (const b of document.querySelectorAll("button.go")) b.disabled = false;
+    state.running = false;
+    updateBusy();
     banner(`lost job ${id}: ${e.message === "Failed to fetch" ? "the server is not answering" : e.message}`);
   }
 }
@@ -272,7 +317,8 @@ async function lostStream(events, id) {
 function show(snap) {
   const running = !FINISHED.includes(snap.state);
   $("cancel").disabled = !running;
-  for (const b of document.querySelectorAll("button.go")) b.disabled = running;
+  state.running = running;
+  updateBusy();
   $("progress").value = snap.total ? snap.done / snap.total : snap.state === "done" ? 1 : 0;
   $("progress-text").textContent = snap.state === "queued" ? `waiting (${snap.queue_position} ahead)` :
     snap.state === "running" ? `${snap.done} / ${snap.total} tokens` :
@@ -325,7 +371,11 @@ function wireControls() {
   $("mask-brush").onchange = (e) => (mask.size = Number(e.target.value));
   seg.size = Number($("seg-brush").value);
   mask.size = Number($("mask-brush").value);
-  $("seg-fill").onclick = () => seg.fill(seg.value);
+  $("seg-fill").onclick = () => {
+    seg.fill(seg.value);
+    touchMap();
+  };
+  seg.onchange = () => state.mapTouched || touchMap();
   $("palette-filter").oninput = (e) => filterPalette(e.target.value);
   $("seg-file").onchange = (e) => loadLabels(e.target);
   $("complete-file").onchange = (e) => loadPhoto(e.target);
