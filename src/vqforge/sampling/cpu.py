@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import Callable
 
 import torch
 from torch import nn
@@ -45,22 +46,29 @@ class PackedLinear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
 
-def _packed_copy(gpt: GPT) -> GPT:
-    """An eval-mode copy of ``gpt`` sharing its parameters, with :class:`PackedLinear` layers."""
+def swap_linears(gpt: GPT, make: Callable[..., nn.Module]) -> GPT:
+    """An eval-mode copy of ``gpt`` sharing its parameters, each linear layer replaced by ``make(weight, bias,
+    act)``: query, key and value as one (3C, C) layer, the first MLP layer with ``act="gelu"`` (it applies GELU),
+    no dropout modules. The packed bf16 copy here and the quantised copies of :mod:`.quantized` are built so."""
     shared = {id(t): t for t in itertools.chain(gpt.parameters(), gpt.buffers())}
     twin = copy.deepcopy(gpt, shared).eval()
     for block in twin.blocks:
         a = block.attn
-        a.qkv = PackedLinear(torch.cat((a.query.weight, a.key.weight, a.value.weight)),  # (3C, C)
-                             torch.cat((a.query.bias, a.key.bias, a.value.bias)))
+        a.qkv = make(torch.cat((a.query.weight, a.key.weight, a.value.weight)),  # (3C, C)
+                     torch.cat((a.query.bias, a.key.bias, a.value.bias)))
         del a.query, a.key, a.value
-        a.proj = PackedLinear(a.proj.weight, a.proj.bias)
-        fc1, fc2 = block.mlp[0], block.mlp[2]  # fc1 and GELU become one product; no dropout modules (inference)
-        block.mlp = nn.Sequential(PackedLinear(fc1.weight, fc1.bias, act="gelu"), PackedLinear(fc2.weight, fc2.bias))
+        a.proj = make(a.proj.weight, a.proj.bias)
+        fc1, fc2 = block.mlp[0], block.mlp[2]  # fc1 and GELU become one layer; no dropout modules (inference)
+        block.mlp = nn.Sequential(make(fc1.weight, fc1.bias, act="gelu"), make(fc2.weight, fc2.bias))
         a.resid_drop = nn.Identity()
     twin.drop = nn.Identity()
-    twin.head = PackedLinear(twin.head.weight, twin.head.bias)
+    twin.head = make(twin.head.weight, twin.head.bias)
     return twin
+
+
+def _packed_copy(gpt: GPT) -> GPT:
+    """An eval-mode copy of ``gpt`` sharing its parameters, with :class:`PackedLinear` layers."""
+    return swap_linears(gpt, PackedLinear)
 
 
 def packed(gpt: GPT) -> GPT:

@@ -16,6 +16,7 @@ the token at p + 1, so ``z_0`` comes from the last condition position and the GP
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -28,24 +29,34 @@ from ..models.transformer import fit_problem
 from ..nn.kv_cache import KVCache
 from .processors import SamplingSettings, next_token
 from .progress import Progress
+from .quantized import INT4_GROUP, QUANTISED
+
+#: ``--precision`` of sampling: the devices' vocabulary plus weight-only int8 / int4 (:mod:`.quantized`)
+DECODE_PRECISIONS: tuple[str, ...] = PRECISIONS + QUANTISED
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How the GPT runs while sampling (the same vocabulary as ``--precision`` everywhere, see vqforge.devices).
+    """How the GPT runs while sampling (``--precision`` of vqforge.devices, plus weight-only int8 / int4).
 
-    ``precision``: ``auto`` (bf16 where the device runs it natively: CUDA, CPUs with AVX512-BF16 / AMX; fp32
-    elsewhere), ``bf16`` (an error where the device lacks it) or ``fp32`` (the exact path on every device: logits
-    equal the full forward's within 1e-5). ``compile``: ``None`` (auto: bf16 on CUDA), ``True`` (also fp32, with
-    inductor, on any device) or ``False``; the packed bf16 path of CPUs is not compiled (see :func:`decode_path`).
+    ``precision``: ``fp32`` (the exact path on every device: logits equal the full forward's within 1e-5),
+    ``bf16`` (an error where the device lacks it), ``int8`` / ``int4`` (weight-only quantised linear layers,
+    :mod:`.quantized`; ``group``: int4's group size) or ``auto``: on CUDA bf16; on a CPU the fastest of the
+    precisions in :data:`AUTO_CPU` that this CPU runs, measured once per model and batch size on the model
+    itself (:func:`auto_precision`). ``compile``: ``None`` (auto: on CUDA), ``True`` (also fp32, with inductor, on
+    any device) or ``False``; the packed bf16 and the quantised paths of CPUs are not compiled
+    (see :func:`decode_path`).
     """
 
     precision: str = "auto"
     compile: bool | None = None
+    group: int = INT4_GROUP
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.precision not in DECODE_PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(DECODE_PRECISIONS)}")
+        if self.group not in (32, 64, 128, 256):
+            raise ValueError(f"int4 group size {self.group}: choose one of 32, 64, 128, 256")
 
 
 #: Exact fp32, eager: numerically the original's decoding (tests, training previews).
@@ -71,22 +82,80 @@ def decode_step(model: GPT, token: torch.Tensor, input_pos: torch.Tensor, cache:
 
 
 #: Decode paths, by name (:attr:`DecodeSession.mode`).
-PATHS = ("cuda-compiled-bf16", "cuda-bf16", "cpu-packed-bf16", "compiled-fp32", "eager")
+PATHS = ("cuda-compiled-bf16", "cuda-bf16", "cuda-compiled-int8", "cuda-int8", "cuda-compiled-int4", "cuda-int4",
+         "cpu-packed-bf16", "cpu-int8", "cpu-int4", "compiled-fp32", "eager")
+
+#: What ``--precision auto`` chooses among on a CPU, most exact first (bf16 only where the CPU runs it natively).
+#: int4 (round to nearest) is left out: its quality loss is beyond bf16's noise (docs/benchmarks.md, the quality
+#: table of bench/quality_precision.py).
+AUTO_CPU = ("fp32", "bf16", "int8")
+#: A less exact candidate must be this much faster than the best more exact one to be chosen.
+AUTO_MARGIN = 1.1
 
 
-def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOptions()) -> str:
+def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOptions(), model: GPT | None = None,
+                batch_size: int = 1) -> str:
     """The path a :class:`DecodeSession` takes on ``device``.
 
     bf16 on CUDA: compiled with CUDA graphs unless ``compile=False``; bf16 on a CPU: the packed oneDNN copy of
-    :mod:`.cpu` (not compiled); fp32: eager unless ``compile=True`` (inductor; CUDA graphs on CUDA).
+    :mod:`.cpu` (not compiled); int8 / int4: ATen's weight-only kernels on a CPU (not compiled), the weights
+    dequantised inside the step on CUDA (compiled unless ``compile=False``); fp32: eager unless ``compile=True``
+    (inductor; CUDA graphs on CUDA). ``auto`` on a CPU: with ``model``, what :func:`auto_precision` measures
+    fastest at ``batch_size``; without one (a check before any work), bf16 where native, else fp32.
     """
     device = torch.device(device)
-    bf16 = resolve_precision(decoding.precision, device) == torch.bfloat16
+    precision = decoding.precision
+    if precision == "auto" and device.type == "cpu" and model is not None:
+        precision = auto_precision(model, batch_size, decoding)
+    if precision in QUANTISED:
+        if device.type == "cpu":
+            return f"cpu-{precision}"
+        return f"cuda-{precision}" if decoding.compile is False else f"cuda-compiled-{precision}"
+    bf16 = resolve_precision(precision, device) == torch.bfloat16
     if bf16 and device.type == "cuda":
         return "cuda-bf16" if decoding.compile is False else "cuda-compiled-bf16"
     if bf16:
         return "cpu-packed-bf16"
     return "compiled-fp32" if decoding.compile else "eager"
+
+
+def _step_seconds(model: GPT, decoding: DecodeOptions, batch_size: int, steps: int = 6) -> float:
+    """Median seconds of one decode step of ``model`` at ``batch_size`` along ``decoding``'s path (after a
+    32-token prefill and two warm-up steps)."""
+    n = min(40 + steps, model.config.block_size)
+    dec = DecodeSession(model, batch_size, n, decoding)
+    tok = torch.zeros(batch_size, 1, dtype=torch.long, device=dec.device)
+    dec.prefill(tok.expand(batch_size, n - steps - 2))
+    times = []
+    for p in range(n - steps - 2, n):
+        t = time.perf_counter()
+        dec.step(tok, p)
+        times.append(time.perf_counter() - t)
+    return sorted(times[2:])[len(times[2:]) // 2]
+
+
+@torch.inference_mode()
+def auto_precision(model: GPT, batch_size: int = 1, decoding: DecodeOptions = DecodeOptions()) -> str:
+    """The precision ``auto`` takes on a CPU for ``model`` at ``batch_size``: the fastest of :data:`AUTO_CPU`
+    (those this CPU runs) by a few timed decode steps of the model itself, a less exact one only when
+    :data:`AUTO_MARGIN` faster. Measured once per model and batch size (kept in ``model.scratch``).
+
+    NOTE: the choice depends on the machine (and, near the margin, on its load); ``settings.json`` records the
+    path taken, and an explicit ``--precision`` reproduces a sample anywhere.
+    """
+    key = f"auto_precision:{batch_size}"
+    hit = model.scratch.get(key)
+    if hit is None:
+        best, best_s = "fp32", None
+        for precision in AUTO_CPU:
+            if precision == "bf16" and resolve_precision("auto", torch.device("cpu")) != torch.bfloat16:
+                continue
+            opts = DecodeOptions(precision=precision, compile=False, group=decoding.group)
+            s = _step_seconds(model, opts, batch_size)
+            if best_s is None or s * AUTO_MARGIN < best_s:
+                best, best_s = precision, s
+        hit = model.scratch[key] = best
+    return hit
 
 
 def _compiled_step(model: GPT, device: torch.device) -> Callable:
@@ -122,6 +191,8 @@ class DecodeSession:
     * ``cuda-compiled-bf16``: bf16 autocast, a static bf16 cache and a ``torch.compile``'d step
       (``mode="reduce-overhead"``: CUDA graphs), compiled once per model; ``cuda-bf16`` the same, eagerly;
     * ``cpu-packed-bf16`` (CPUs with native bf16, oneDNN): the model's packed copy (:func:`.cpu.packed`);
+    * ``cpu-int8`` / ``cpu-int4``: the model's quantised copy (:func:`.quantized.quantized`), a bf16 cache;
+      ``cuda-[compiled-]int8`` / ``-int4``: the same copy, dequantising in the step, as the bf16 CUDA paths;
     * ``eager`` / ``compiled-fp32``: the fp32 model (logits equal the full forward's within 1e-5).
 
     Every path runs ``GPT.forward``; a failed compile warns and continues eagerly, for that model only.
@@ -129,14 +200,19 @@ class DecodeSession:
 
     def __init__(self, model: GPT, batch_size: int, max_len: int, decoding: DecodeOptions = DecodeOptions()):
         from .cpu import packed
+        from .quantized import quantized
 
         self.model = model
         self.device = model.pos_emb.device
-        self.mode = decode_path(self.device, decoding)
+        self.mode = decode_path(self.device, decoding, model, batch_size)
         self.compiled = "compiled" in self.mode
-        bf16 = self.mode in ("cuda-compiled-bf16", "cuda-bf16", "cpu-packed-bf16")
+        bf16 = self.mode != "eager" and self.mode != "compiled-fp32"
         dtype = torch.bfloat16 if bf16 else torch.float32
-        self.net = packed(model) if self.mode == "cpu-packed-bf16" else model  # what runs GPT.forward
+        self.net = model  # what runs GPT.forward
+        if self.mode == "cpu-packed-bf16":
+            self.net = packed(model)
+        elif self.mode.endswith(QUANTISED):
+            self.net = quantized(model, self.mode.rsplit("-", 1)[1], decoding.group)
         if self.compiled and self.device.type == "cuda":
             self.cache = _static_cache(model, batch_size, max_len, dtype)
         else:
