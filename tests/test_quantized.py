@@ -138,3 +138,34 @@ def test_trained_model_logits_and_greedy_tokens(fashion, precision):
     assert (got.argmax(-1) == full.argmax(-1))[sure].all()
     agree = (got.argmax(-1) == full.argmax(-1)).float().mean().item()
     assert agree >= {"int8": 0.95, "int4": 0.8}[precision], f"{precision}: greedy agreement {agree:.2f}"
+
+
+# ------------------------------------------------------------------------------------- command line and batching
+def test_sample_cli_int_precisions_and_auto_batch(tmp_path):
+    """--precision int8/int4 sample through the quantised copies (recorded in settings.json); --batch-size auto
+    draws every sample of a small job in one batch."""
+    import json
+
+    from vqforge.cli import main
+
+    for precision in ("int8", "int4"):
+        out = tmp_path / precision
+        args = ["sample", "--model", "fashion", "--num", "5", "--class", "bag", "--precision", precision, "--seed", "1",
+                "--quiet", "--out", str(out)]
+        assert main(args) == 0
+        record = json.loads((out / "settings.json").read_text())
+        assert record["decode_path"] == f"cpu-{precision}" and record["batch_size"] == 5
+
+
+def test_auto_batch_size_follows_the_budget():
+    from vqforge import load
+    from vqforge.sampling.pipeline import auto_batch_size, layout, sample_bytes
+
+    model = load("fashion")
+    lay = layout(model)
+    one = sample_bytes(model, lay)
+    assert sample_bytes(model, lay, guided=True) > one
+    assert auto_batch_size(model, lay, 64, budget=2 * 10 * one) == 10
+    assert auto_batch_size(model, lay, 64, budget=0) == 1
+    assert auto_batch_size(model, lay, 3, budget=1 << 40) == 3
+    assert auto_batch_size(model, lay, 1000, budget=1 << 40) == 32

@@ -43,15 +43,16 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, check_label_sets, check_trained_size, classes_used, decode_options_from_args,
-                         is_sample_folder, load_transformer, parse_hw, plan, settings_from_args, write_samples)
+    from .sample import (OUTPUT_KIND, batch_size_for, check_label_sets, check_trained_size, classes_used,
+                         decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
+                         settings_from_args, used_decode_path, write_samples)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
-    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
-    if args.num < 1 or args.batch_size < 1:
-        raise VQForgeError("--num and --batch-size must be >= 1")
+    decode_path(device, decoding)  # an unsupported --precision fails here, before any work
+    if args.num < 1:
+        raise VQForgeError("--num must be >= 1")
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
     size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
-    batches = draw_batches(model, lay, inputs, args.num, args.batch_size, settings, generator, image=image, mask=mask,
+    batch_size = batch_size_for(args, model, lay, args.num, settings.cfg_scale > 0)
+    batches = draw_batches(model, lay, inputs, args.num, batch_size, settings, generator, image=image, mask=mask,
                            decoding=decoding, callback=lambda _done, _total, z: bar.update(z.shape[0]),
                            feather=None if args.paste_back else -1)
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
@@ -80,14 +82,15 @@ def run(args: argparse.Namespace) -> int:
         save_grid(tmp / GRID_NAME, torch.cat((masked_input[None], outs)))
         write_json(tmp / SETTINGS_NAME, {
             "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-            "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": args.batch_size,
+            "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": batch_size,
             "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
             "cond_encoding": lay.cond_encoding,
             "masked_tokens": n_masked, "paste_back": args.paste_back, "cond": args.cond,
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": decode_mode, "seconds": round(time.perf_counter() - t0, 3),
+            "decode_path": used_decode_path(model, device, decoding, min(args.num, batch_size),
+                                            settings.cfg_scale > 0), "seconds": round(time.perf_counter() - t0, 3),
             "samples": per_sample,
         })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")

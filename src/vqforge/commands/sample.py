@@ -40,10 +40,16 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "or cond.null_condition) (default: the card's, else 0 = off)")
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     add_seed(p)
-    p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default 4)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="arithmetic of the transformer: auto (default) = bf16 where the device runs it natively (CUDA; "
-                        "CPUs with AVX512-BF16/AMX: prepacked bf16 weights), else fp32; fp32 = the exact path")
+    p.add_argument("--batch-size", type=batch_size_arg, default="auto",
+                   help="samples per batch, or auto (default): as many as fit half the free memory by a simple "
+                        "estimate (vqforge.sampling.pipeline.auto_batch_size), at most 32")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8", "int4"), default="auto",
+                   help="arithmetic of the transformer: fp32 = the exact path; bf16 (CUDA; CPUs with AVX512-BF16/AMX: "
+                        "prepacked bf16 weights); int8 / int4 = weight-only quantised linear layers (per channel / "
+                        "per --int4-group channels; docs/sampling.md has their quality); auto (default) = bf16 on "
+                        "CUDA, and on a CPU the fastest of fp32, bf16 and int8, timed on the model once")
+    p.add_argument("--int4-group", type=int, default=32, choices=(32, 64, 128, 256),
+                   help="input channels sharing an int4 scale and zero point (default 32)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the decode step: auto = on CUDA (bf16, CUDA graphs); on = also the fp32 path on "
                         "any device (inductor; slower than eager on a CPU in docs/benchmarks.md); the packed bf16 "
@@ -116,9 +122,43 @@ def decode_options_from_args(args):
         notice("--no-compile is now --precision fp32 --compile off (the exact path)")
         precision, compile_ = "fp32", False
     try:
-        return DecodeOptions(precision, compile_)
+        return DecodeOptions(precision, compile_, args.int4_group)
     except ValueError as e:
         raise VQForgeError(f"--precision: {e}") from None
+
+
+def batch_size_arg(text: str):
+    """--batch-size: a positive number or 'auto' (kept as the string)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of samples or auto") from None
+
+
+def batch_size_for(args, model, lay, n: int, guided: bool) -> int:
+    """The batch size of a job: --batch-size, or with auto :func:`~vqforge.sampling.pipeline.auto_batch_size`
+    (settings.json records the number: with it, a seed gives the same samples on any machine)."""
+    from ..io import VQForgeError
+    from ..sampling.pipeline import auto_batch_size
+
+    if args.batch_size == "auto":
+        return auto_batch_size(model, lay, n, guided)
+    if args.batch_size < 1:
+        raise VQForgeError("--batch-size must be >= 1")
+    return args.batch_size
+
+
+def used_decode_path(model, device, decoding, batch: int, guided: bool) -> str:
+    """The decode path a job's batches took (auto on a CPU: the measured pick, kept on the model)."""
+    from ..sampling.generate import decode_path
+
+    return decode_path(device, decoding, model.transformer, batch * (2 if guided else 1))
+
+
+#: sampling options left unset: the model card's suggestion, else these
+SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
 
 
 def settings_from_args(args):
@@ -295,9 +335,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
-    decode_mode = decode_path(device, decoding)  # an unsupported --precision fails here, before any work
-    if args.batch_size < 1 or (args.num is not None and args.num < 1):
-        raise VQForgeError("--num and --batch-size must be >= 1")
+    decode_path(device, decoding)  # an unsupported --precision fails here, before any work
+    if args.num is not None and args.num < 1:
+        raise VQForgeError("--num must be >= 1")
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
     lay = plan(model, args)
@@ -305,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
     check_label_sets(model, args, inputs, sources)
     check_trained_size(model, args, lay)
     n = args.num or (len(inputs) if args.cond else 8)
-
     reject, score = rejection(args, inputs, n)
+    batch_size = batch_size_for(args, model, lay, reject.n_candidates if reject is not None else n,
+                                settings.cfg_scale > 0)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -315,10 +356,10 @@ def run(args: argparse.Namespace) -> int:
     tick = lambda _done, _total, z: bar.update(z.shape[0])  # noqa: E731
     scores: list[float] = []
     if reject is None:
-        batches = draw_batches(model, lay, inputs, n, args.batch_size, settings, generator, decoding=decoding,
+        batches = draw_batches(model, lay, inputs, n, batch_size, settings, generator, decoding=decoding,
                                callback=tick)
     else:
-        batches = rejection_batches(model, lay, inputs, reject, args.batch_size, settings, score, generator,
+        batches = rejection_batches(model, lay, inputs, reject, batch_size, settings, score, generator,
                                     decoding=decoding, callback=tick, scores_out=scores)
     with atomic_dir(out_dir, OUTPUT_KIND, is_sample_folder) as tmp:  # complete, or absent if interrupted
         images, per_sample = write_samples(model, batches, tmp, inputs, sources, args.model)
@@ -327,13 +368,15 @@ def run(args: argparse.Namespace) -> int:
         save_grid(tmp / GRID_NAME, images)
         write_json(tmp / SETTINGS_NAME, {
             "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
-            "num": n, "batch_size": args.batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
+            "num": n, "batch_size": batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
             "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
             "cond_encoding": lay.cond_encoding,
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": decode_mode, "seconds": round(seconds, 3),
+            "decode_path": used_decode_path(model, device, decoding, min(n_drawn, batch_size),
+                                            settings.cfg_scale > 0),
+            "seconds": round(seconds, 3),
             "tokens_per_second": round(n_drawn * lay.n_tokens / seconds, 1),
             **({"rejection": {"classifier": args.reject_with, "acceptance": reject.acceptance,
                               "candidates": reject.n_candidates, "kept": reject.n_kept,
