@@ -169,3 +169,20 @@ def test_auto_batch_size_follows_the_budget():
     assert auto_batch_size(model, lay, 64, budget=0) == 1
     assert auto_batch_size(model, lay, 3, budget=1 << 40) == 3
     assert auto_batch_size(model, lay, 1000, budget=1 << 40) == 32
+
+
+def test_auto_on_a_cpu_is_measured_once_per_machine(tmp_path, monkeypatch):
+    """auto's choice on a CPU is kept under the CPU's signature, so every run on the machine takes the same path."""
+    import json
+
+    from vqforge.sampling import generate as G
+
+    monkeypatch.setenv("VQFORGE_HOME", str(tmp_path))
+    G.cpu_auto_precision.cache_clear()
+    key = f"{G._cpu_signature()} | {' '.join(G.AUTO_CPU)}"
+    (tmp_path / "cpu_decode.json").write_text(json.dumps({key: {"precision": "int8"}}))
+    try:
+        assert decode_path("cpu", DecodeOptions()) == "cpu-int8"
+        assert decode_path("cpu", DecodeOptions(), measure=False) in ("cpu-packed-bf16", "eager")  # no timing
+    finally:
+        G.cpu_auto_precision.cache_clear()

@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.pipeline import draw_batches
     from .sample import (OUTPUT_KIND, batch_size_for, check_label_sets, check_trained_size, classes_used,
                          decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
-                         settings_from_args, used_decode_path, write_samples)
+                         settings_from_args, write_samples)
 
     device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
-    decode_path(device, decoding)  # an unsupported --precision fails here, before any work
+    decode_path(device, decoding, measure=False)  # an unsupported --precision fails here, before any work
     if args.num < 1:
         raise VQForgeError("--num must be >= 1")
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": used_decode_path(model, device, decoding, min(args.num, batch_size),
-                                            settings.cfg_scale > 0), "seconds": round(time.perf_counter() - t0, 3),
+            "decode_path": decode_path(device, decoding), "seconds": round(time.perf_counter() - t0, 3),
             "samples": per_sample,
         })
     print(f"wrote {args.num} completion(s) of {H}x{W} px ({n_masked} of {lay.n_tokens} tokens resampled) to {out_dir}")

@@ -150,13 +150,6 @@ def batch_size_for(args, model, lay, n: int, guided: bool) -> int:
     return args.batch_size
 
 
-def used_decode_path(model, device, decoding, batch: int, guided: bool) -> str:
-    """The decode path a job's batches took (auto on a CPU: the measured pick, kept on the model)."""
-    from ..sampling.generate import decode_path
-
-    return decode_path(device, decoding, model.transformer, batch * (2 if guided else 1))
-
-
 #: sampling options left unset: the model card's suggestion, else these
 SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
 
@@ -335,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     settings = settings_from_args(args)
     decoding = decode_options_from_args(args)
-    decode_path(device, decoding)  # an unsupported --precision fails here, before any work
+    decode_path(device, decoding, measure=False)  # an unsupported --precision fails here, before any work
     if args.num is not None and args.num < 1:
         raise VQForgeError("--num must be >= 1")
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
@@ -374,8 +367,7 @@ def run(args: argparse.Namespace) -> int:
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,
             "cfg": settings.cfg_scale, "greedy": settings.greedy, "seed": args.seed, "device": str(device),
-            "decode_path": used_decode_path(model, device, decoding, min(n_drawn, batch_size),
-                                            settings.cfg_scale > 0),
+            "decode_path": decode_path(device, decoding),
             "seconds": round(seconds, 3),
             "tokens_per_second": round(n_drawn * lay.n_tokens / seconds, 1),
             **({"rejection": {"classifier": args.reject_with, "acceptance": reject.acceptance,

@@ -16,15 +16,20 @@ the token at p + 1, so ``z_0`` comes from the last condition position and the GP
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import os
+import platform
 import time
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..devices import PRECISIONS, resolve_precision
-from ..models.gpt import GPT
+from ..models.gpt import GPT, GPTConfig
 from ..models.transformer import fit_problem
 from ..nn.kv_cache import KVCache
 from .processors import SamplingSettings, next_token
@@ -42,10 +47,9 @@ class DecodeOptions:
     ``precision``: ``fp32`` (the exact path on every device: logits equal the full forward's within 1e-5),
     ``bf16`` (an error where the device lacks it), ``int8`` / ``int4`` (weight-only quantised linear layers,
     :mod:`.quantized`; ``group``: int4's group size) or ``auto``: on CUDA bf16; on a CPU the fastest of the
-    precisions in :data:`AUTO_CPU` that this CPU runs, measured once per model and batch size on the model
-    itself (:func:`auto_precision`). ``compile``: ``None`` (auto: on CUDA), ``True`` (also fp32, with inductor, on
-    any device) or ``False``; the packed bf16 and the quantised paths of CPUs are not compiled
-    (see :func:`decode_path`).
+    precisions in :data:`AUTO_CPU` that this CPU runs, measured once per machine (:func:`cpu_auto_precision`).
+    ``compile``: ``None`` (auto: on CUDA), ``True`` (also fp32, with inductor, on any device) or ``False``; the
+    packed bf16 and the quantised paths of CPUs are not compiled (see :func:`decode_path`).
     """
 
     precision: str = "auto"
@@ -93,20 +97,19 @@ AUTO_CPU = ("fp32", "bf16", "int8")
 AUTO_MARGIN = 1.1
 
 
-def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOptions(), model: GPT | None = None,
-                batch_size: int = 1) -> str:
+def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOptions(), measure: bool = True) -> str:
     """The path a :class:`DecodeSession` takes on ``device``.
 
     bf16 on CUDA: compiled with CUDA graphs unless ``compile=False``; bf16 on a CPU: the packed oneDNN copy of
     :mod:`.cpu` (not compiled); int8 / int4: ATen's weight-only kernels on a CPU (not compiled), the weights
     dequantised inside the step on CUDA (compiled unless ``compile=False``); fp32: eager unless ``compile=True``
-    (inductor; CUDA graphs on CUDA). ``auto`` on a CPU: with ``model``, what :func:`auto_precision` measures
-    fastest at ``batch_size``; without one (a check before any work), bf16 where native, else fp32.
+    (inductor; CUDA graphs on CUDA). ``auto`` on a CPU: :func:`cpu_auto_precision` (measured once per machine);
+    with ``measure=False`` (a check before any work) bf16 where native, else fp32.
     """
     device = torch.device(device)
     precision = decoding.precision
-    if precision == "auto" and device.type == "cpu" and model is not None:
-        precision = auto_precision(model, batch_size, decoding)
+    if precision == "auto" and device.type == "cpu" and measure:
+        precision = cpu_auto_precision()
     if precision in QUANTISED:
         if device.type == "cpu":
             return f"cpu-{precision}"
@@ -119,43 +122,82 @@ def decode_path(device: torch.device | str, decoding: DecodeOptions = DecodeOpti
     return "compiled-fp32" if decoding.compile else "eager"
 
 
-def _step_seconds(model: GPT, decoding: DecodeOptions, batch_size: int, steps: int = 6) -> float:
-    """Median seconds of one decode step of ``model`` at ``batch_size`` along ``decoding``'s path (after a
-    32-token prefill and two warm-up steps)."""
-    n = min(40 + steps, model.config.block_size)
+def _step_seconds(model: GPT, decoding: DecodeOptions, batch_size: int, steps: int = 16) -> float:
+    """The fastest of ``steps`` decode steps of ``model`` at ``batch_size`` along ``decoding``'s path, in seconds
+    (after a 32-token prefill and two warm-up steps; the minimum, as other work on the machine only adds)."""
+    n = 32 + steps + 2
     dec = DecodeSession(model, batch_size, n, decoding)
     tok = torch.zeros(batch_size, 1, dtype=torch.long, device=dec.device)
-    dec.prefill(tok.expand(batch_size, n - steps - 2))
+    dec.prefill(tok.expand(batch_size, 32))
     times = []
-    for p in range(n - steps - 2, n):
+    for p in range(32, n):
         t = time.perf_counter()
         dec.step(tok, p)
         times.append(time.perf_counter() - t)
-    return sorted(times[2:])[len(times[2:]) // 2]
+    return min(times[2:])
 
 
-@torch.inference_mode()
-def auto_precision(model: GPT, batch_size: int = 1, decoding: DecodeOptions = DecodeOptions()) -> str:
-    """The precision ``auto`` takes on a CPU for ``model`` at ``batch_size``: the fastest of :data:`AUTO_CPU`
-    (those this CPU runs) by a few timed decode steps of the model itself, a less exact one only when
-    :data:`AUTO_MARGIN` faster. Measured once per model and batch size (kept in ``model.scratch``).
+def _cpu_signature() -> str:
+    """This CPU's model name, its matrix-relevant flags and the torch version: what the auto choice depends on."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    have = [f for f in ("amx_tile", "amx_bf16", "avx512_bf16", "avx512_vnni", "avx512f", "avx2") if f in flags]
+    return f"{name or platform.processor() or platform.machine()} [{' '.join(have)}] torch {torch.__version__}"
 
-    NOTE: the choice depends on the machine (and, near the margin, on its load); ``settings.json`` records the
-    path taken, and an explicit ``--precision`` reproduces a sample anywhere.
+
+def _choice_file() -> Path:
+    """Where measured CPU choices are kept: ``$VQFORGE_HOME`` (else the user cache's vqforge)/cpu_decode.json."""
+    home = os.environ.get("VQFORGE_HOME")
+    base = Path(home).expanduser() if home else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "vqforge"
+    return base / "cpu_decode.json"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_auto_precision() -> str:
+    """What ``--precision auto`` means on this CPU: the fastest of :data:`AUTO_CPU` (those the CPU runs), a less
+    exact one only when :data:`AUTO_MARGIN` faster, timed once per machine on the CPU benchmark GPT (8 x 512,
+    26M parameters, random weights) at batch 1 and 4, and kept in :func:`_choice_file` under the CPU's
+    signature, so every later run on the machine takes the same path (the same seed, the same samples).
     """
-    key = f"auto_precision:{batch_size}"
-    hit = model.scratch.get(key)
-    if hit is None:
-        best, best_s = "fp32", None
+    from ..io import write_json
+
+    key = f"{_cpu_signature()} | {' '.join(AUTO_CPU)}"
+    path = _choice_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), dict) and known[key].get("precision") in AUTO_CPU:
+        return known[key]["precision"]
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        gpt = GPT(GPTConfig(vocab_size=1024, block_size=64, n_layer=8, n_head=8, n_embd=512)).eval()
+        seconds = {}
         for precision in AUTO_CPU:
             if precision == "bf16" and resolve_precision("auto", torch.device("cpu")) != torch.bfloat16:
                 continue
-            opts = DecodeOptions(precision=precision, compile=False, group=decoding.group)
-            s = _step_seconds(model, opts, batch_size)
-            if best_s is None or s * AUTO_MARGIN < best_s:
-                best, best_s = precision, s
-        hit = model.scratch[key] = best
-    return hit
+            opts = DecodeOptions(precision=precision, compile=False)
+            seconds[precision] = sum(_step_seconds(gpt, opts, b) for b in (1, 4))
+    best = "fp32"
+    for precision, s in seconds.items():
+        if s * AUTO_MARGIN < seconds[best]:
+            best = precision
+    known[key] = {"precision": best, "step_seconds_b1_plus_b4": {k: round(v, 6) for k, v in seconds.items()}}
+    try:
+        write_json(path, known)
+    except OSError:
+        pass  # a read-only home: measured again next time
+    return best
 
 
 def _compiled_step(model: GPT, device: torch.device) -> Callable:
@@ -204,7 +246,7 @@ class DecodeSession:
 
         self.model = model
         self.device = model.pos_emb.device
-        self.mode = decode_path(self.device, decoding, model, batch_size)
+        self.mode = decode_path(self.device, decoding)
         self.compiled = "compiled" in self.mode
         bf16 = self.mode != "eager" and self.mode != "compiled-fp32"
         dtype = torch.bfloat16 if bf16 else torch.float32
