@@ -104,6 +104,7 @@ class WindowedCondition:
     """A spatial condition encoded window by window: a window's condition tokens are ``encode``'s of its own crop
     of ``inputs`` (the model input, (B, C, H, W) at the image's size), each encoded once, when first needed;
     ``grid`` (B, ch, cw) holds the tokens of the whole input (for shapes and the null condition).
+    :func:`sample_sliding` encodes all the windows it will visit in one batch first (:meth:`prepare`).
 
     A condition stage with attention or group normalisation (every VQGAN) gives a patch of a large map other
     tokens than the same patch inside a window-sized crop: 15-24% of them agree on the bundled landscapes'
@@ -122,14 +123,36 @@ class WindowedCondition:
         """The shape of the token grid, (B, ch, cw), as for a grid tensor."""
         return self.grid.shape
 
+    def _crop(self, key: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
+        """The input crop (B, C, h, w) under condition-token window ``key`` = (rows, cols)."""
+        (r0, r1), (c0, c1) = key
+        fh, fw = self.inputs.shape[-2] // self.grid.shape[1], self.inputs.shape[-1] // self.grid.shape[2]
+        return self.inputs[..., r0 * fh:r1 * fh, c0 * fw:c1 * fw]
+
     def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
-        """Tokens (B, Tc_window) of the condition-token window ``rows`` x ``cols``."""
+        """Tokens (B, Tc_window) of the condition-token window ``rows`` x ``cols`` (encoded now unless
+        :meth:`prepare` encoded it)."""
         key = (rows, cols)
         if key not in self._cache:
-            fh, fw = self.inputs.shape[-2] // self.grid.shape[1], self.inputs.shape[-1] // self.grid.shape[2]
-            crop = self.inputs[..., rows[0] * fh:rows[1] * fh, cols[0] * fw:cols[1] * fw]
-            self._cache[key] = self.encode(crop).reshape(self.grid.shape[0], -1)
+            self._cache[key] = self.encode(self._crop(key)).reshape(self.grid.shape[0], -1)
         return self._cache[key]
+
+    def prepare(self, keys, chunk: int = 32) -> None:
+        """Encode the windows ``keys`` ((rows, cols) pairs) not encoded yet, their crops through the condition
+        stage together: batches of up to ``chunk`` windows (x B inputs) of equal size, one call each. The tokens
+        are those of one window at a time (the stage treats each crop of a batch alone)."""
+        B = self.grid.shape[0]
+        by_size: dict[tuple[int, int], list] = {}
+        for key in dict.fromkeys(keys):
+            if key not in self._cache:
+                (r0, r1), (c0, c1) = key
+                by_size.setdefault((r1 - r0, c1 - c0), []).append(key)
+        for group in by_size.values():
+            for start in range(0, len(group), chunk):
+                part = group[start:start + chunk]
+                tokens = self.encode(torch.cat([self._crop(k) for k in part]))  # (len(part) * B, ...)
+                for key, t in zip(part, tokens.reshape(len(part), B, -1)):
+                    self._cache[key] = t
 
 
 def token_grid(cond: torch.Tensor | WindowedCondition) -> torch.Tensor:
@@ -155,6 +178,21 @@ def cond_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int]
     if isinstance(cond, WindowedCondition):
         return cond.window((r0, r1), (c0, c1))
     return grid[:, r0:r1, c0:c1].reshape(B, -1)
+
+
+def window_starts(grid_hw: tuple[int, int], window_hw: tuple[int, int], align: tuple[int, int] = (1, 1),
+                  todo: torch.Tensor | None = None) -> list[tuple[int, int]]:
+    """The distinct window starts (i0, j0) that raster-order sampling of the ``todo`` (h, w) positions (default:
+    all) visits, in order of first use."""
+    h, w = grid_hw
+    wh, ww = min(window_hw[0], h), min(window_hw[1], w)
+    starts: dict[tuple[int, int], None] = {}
+    for i in range(h):
+        i0 = window_bounds(i, h, wh, align[0])[0]
+        for j in range(w):
+            if todo is None or todo[i, j]:
+                starts[(i0, window_bounds(j, w, ww, align[1])[0])] = None
+    return list(starts)
 
 
 def cond_tokens_per_window(cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int],
@@ -191,6 +229,10 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
     ah, aw = check_windows(grid_hw, (wh, ww), tuple(grid.shape[1:])) if grid.dim() == 3 else (1, 1)
     total = int(todo.sum())
+    if isinstance(cond, WindowedCondition):  # every window's crop through the condition stage at once
+        ch, cw = grid.shape[1:]
+        cond.prepare([(_cond_span(i0, i0 + wh, h, ch), _cond_span(j0, j0 + ww, w, cw))
+                      for i0, j0 in window_starts(grid_hw, (wh, ww), (ah, aw), todo)])
     Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
     if Tc < 1:
         raise ValueError("sampling needs at least one condition (or start) token")
