@@ -3,6 +3,6 @@
 Command modules import heavy code inside their runner so that ``vqforge --help`` stays fast.
 """
 
-from . import bench, complete, convert, demo, encode, evaluate, models, pull, push, reconstruct, sample, serve, train
+from . import bench, complete, convert, demo, encode, evaluate, models, pull, push, reconstruct, sample, serve, shard, train
 
-ALL_COMMANDS = [demo, models, pull, push, convert, reconstruct, train, encode, sample, complete, evaluate, serve, bench]
+ALL_COMMANDS = [demo, models, pull, push, convert, reconstruct, shard, train, encode, sample, complete, evaluate, serve, bench]

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, metavar="VQGAN_DIR",
                    help="first-stage VQGAN (model/run dir, taming/NAME, hf://ORG/NAME), or a transformer model dir (its "
                         "stages are used)")
-    p.add_argument("--data", required=True, help="image folder/list/glob, or fashion-mnist[:train|test]")
+    p.add_argument("--data", required=True, help="image folder/list/glob, tar shards ('DIR/shard-{000000..000099}.tar' "
+                                                 "or DIR: vqforge shard), or fashion-mnist[:train|test]")
     add_out(p, "token dataset folder to write", metavar="TOKENS_DIR")
     p.add_argument("--cond-stage", metavar="DIR", help="condition VQGAN for spatial conditions")
     p.add_argument("--cond", choices=stage_modes(),
@@ -31,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--n-labels", type=int, help="segmentation label count (default: cond stage input channels)")
     p.add_argument("--lowres-factor", type=int, default=None, help="lowres: how much smaller the condition is "
                                                                     "(default 4)")
-    p.add_argument("--labels", help="'folders' (ImageFolder sub-folder names) or a file of 'relative/path label' lines")
+    p.add_argument("--labels", help="'folders' (ImageFolder sub-folder names), a file of 'relative/path label' lines, "
+                                    "or 'shards' (the classes stored in tar shards)")
     p.add_argument("--size", type=int, help="image side after resize + center crop (default: the size the model was "
                                           "trained at; Fashion-MNIST: smaller = area downscale, larger = padding)")
     p.add_argument("--crops", type=int, default=1,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..io import VQForgeError
+from .shards import is_shard_spec
 from .tokens import write_tokens
 
 
@@ -79,6 +80,9 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     first_stage = first_stage.to(device).eval()
     if condition is not None:
         condition.stage.to(device).eval()
+    if isinstance(images, torch.utils.data.IterableDataset):  # tar shards
+        return _encode_stream(first_stage, images, out, label_names, source_model, batch_size, device, progress,
+                              workers)
     image_hw = None
     toks, ctoks, kept = [], [], []
     grid = None
@@ -117,6 +121,29 @@ def encode_dataset(first_stage, images, out, *, labels=None, label_names=None, c
     return write_tokens(out, np.concatenate(toks), grid, first_stage.n_codes, image_hw, str(source_model),
                         labels=None if labels is None else np.asarray(labels), label_names=label_names,
                         cond_tokens=np.concatenate(ctoks) if ctoks else None, cond=cond, files=files)
+
+
+@torch.no_grad()
+def _encode_stream(first_stage, images, out, label_names, source_model, batch_size, device, progress, workers) -> Path:
+    """Encode the ``(image, 0, label, source)`` items of an iterable dataset (tar shards:
+    :class:`vqforge.data.shards.ShardCrops`) and write the token dataset, labels and sources in the order read."""
+    from tqdm.auto import tqdm
+
+    toks, labels, files = [], [], []
+    image_hw = grid = None
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers)
+    for x, _, label, source in tqdm(_worker_errors(loader), disable=not progress, desc="encode", unit="batch"):
+        image_hw = image_hw or tuple(x.shape[-2:])
+        idx = first_stage.encode_to_indices(x.to(device))  # (B, h, w)
+        grid = tuple(idx.shape[1:])
+        toks.append(idx.flatten(1).cpu().numpy())
+        labels.extend(int(v) for v in label)
+        files.extend(source)
+    if image_hw is None:
+        raise VQForgeError("encode: the shards hold no images")
+    return write_tokens(out, np.concatenate(toks), grid, first_stage.n_codes, image_hw, str(source_model),
+                        labels=np.asarray(labels) if label_names is not None else None, label_names=label_names,
+                        files=files)
 
 
 def encoding_stages(model, source: str, cond_stage=None, cond_source: str = "", mode: str | None = None,
@@ -158,7 +185,8 @@ def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_
                 device="cpu", workers: int = 0, progress: bool = True) -> tuple[Path, int]:
     """Encode ``data`` to a token dataset in ``out``; returns (the path, the number of token rows).
 
-    ``data``: an image folder, ``.txt`` list or glob, or ``fashion-mnist[:train|test]`` (its labels included).
+    ``data``: an image folder, ``.txt`` list or glob, tar shards (``DIR/shard-{000000..000099}.tar``, their
+    classes with ``labels='shards'``), or ``fashion-mnist[:train|test]`` (its labels included).
     Images are resized (smallest side) and cropped to ``size``: one centre crop each, or ``crops`` random crops at
     scales up to ``resize_max`` (several windows of each image, which sliding-window sampling needs). ``labels``:
     ``folders`` (ImageFolder sub-folder names) or a file of ``relative/path label`` lines. ``condition``: a
@@ -171,6 +199,25 @@ def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_
         raise VQForgeError(f"{source_model or 'first stage'}: image size {size} is not a multiple of the model's "
                            f"downsampling factor {f} (e.g. {max(f, size // f * f)})")
     label_ids = label_names = files_out = cond_inputs = None
+    if is_shard_spec(data):
+        from .shards import ShardCrops, expand, index_of
+
+        if condition is not None:
+            raise VQForgeError(f"{data}: condition tokens are encoded from an image folder with --cond-data, not "
+                               f"from shards; shard the token dataset afterwards (vqforge shard --data TOKENS)")
+        shards = expand(data)
+        if labels not in (None, "folders", "shards"):
+            raise VQForgeError(f"{data}: labels of shards are the classes stored in them (--labels shards)")
+        label_names = index_of(shards).get("label_names") if labels else None
+        if labels and label_names is None:
+            raise VQForgeError(f"{data}: these shards hold no classes (shard with --labels folders)")
+        images = ShardCrops(shards, size, channels, crops, resize_max, seed, labels=label_names is not None,
+                            limit=limit)
+        path = encode_dataset(first_stage, images, out, label_names=label_names, source_model=source_model,
+                              batch_size=batch_size, device=device, progress=progress, workers=workers)
+        from .tokens import read_meta
+
+        return path, int(read_meta(path)["n"])
     if data.split(":", 1)[0] == "fashion-mnist":
         from .fashion_mnist import CLASS_NAMES, load_fashion_mnist, to_model_images
 

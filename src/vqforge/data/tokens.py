@@ -159,13 +159,7 @@ class TokenDataset(torch.utils.data.Dataset):
 
     def facts(self):
         """What the dataset tells about the condition (:class:`~vqforge.models.conditioning.DataFacts`)."""
-        from ..models.conditioning import DataFacts
-
-        cond = self.meta.get("cond")
-        names = self.label_names
-        return DataFacts(image_hw=tuple(self.meta["image_size"]), label_names=tuple(names) if names is not None else None,
-                         pre_encoded=True, cond_mode=cond["mode"] if cond else None,
-                         cond_grid=tuple(cond["grid"]) if cond else None, cond_codes=int(cond["n_codes"]) if cond else None)
+        return meta_facts(self.meta)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -178,6 +172,18 @@ class TokenDataset(torch.utils.data.Dataset):
         if self.cond is not None:
             item["cond"] = torch.from_numpy(np.array(self.cond[i], dtype=np.int64))
         return item
+
+
+def meta_facts(meta: dict[str, Any]):
+    """What a token dataset's ``meta.json`` tells about the condition (:class:`TokenDataset.facts`; token shards
+    carry the same meta in their index)."""
+    from ..models.conditioning import DataFacts
+
+    cond = meta.get("cond")
+    names = meta.get("label_names")
+    return DataFacts(image_hw=tuple(meta["image_size"]), label_names=tuple(names) if names is not None else None,
+                     pre_encoded=True, cond_mode=cond["mode"] if cond else None,
+                     cond_grid=tuple(cond["grid"]) if cond else None, cond_codes=int(cond["n_codes"]) if cond else None)
 
 
 def held_out_rows(n: int, fraction: float, seed: int, groups: list[str] | None = None) -> np.ndarray:

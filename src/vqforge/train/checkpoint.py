@@ -170,3 +170,12 @@ class RunDir:
 def write_debug_text(run: RunDir, name: str, text: str) -> None:
     """A small text file under ``RUN_DIR/debug/`` (tests use it to compare DDP ranks)."""
     write_text(run.path / "debug" / name, text)
+
+
+def append_debug_line(run: RunDir, name: str, line: str) -> None:
+    """One line appended to ``RUN_DIR/debug/NAME`` (``VQFORGE_DEBUG_SAMPLES``: which samples each batch held, for
+    tests of sharded data), flushed at once like ``metrics.jsonl``."""
+    path = run.path / "debug" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")

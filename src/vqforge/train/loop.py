@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -26,15 +27,17 @@ import torch
 from torch import nn
 
 from ..data.images import SkipCounter
+from ..data.shards import ShardStream
 from ..devices import resolve_precision
 from ..io import VQForgeError
 from . import distributed as D
-from .checkpoint import Checkpoint, RunDir, write_debug_text
+from .checkpoint import Checkpoint, RunDir, append_debug_line, write_debug_text
 from .console import Console, MetricLogger, format_duration, format_metrics
 from .numerics import EMA, StepGuard
 from .stage import Context, RunOptions, RunResult, Stage, StepOutput
 from .settings import OldValues, TrainSettings, config_from_data, override, resolve_lr
-from .stream import BatchStream, ResumableSampler, gather_rng_states, seed_everything, set_rng_state
+from .stream import (BatchStream, ResumableSampler, ShardBatchStream, gather_rng_states, seed_everything,
+                     set_rng_state)
 
 
 def resume_checkpoint(out: str | Path, resume: bool, trainer: str) -> tuple[RunDir, Checkpoint | None]:
@@ -100,10 +103,16 @@ class _Loop:
         seed_everything(self.s.seed + dist.rank)
         self.step = 0
         self.ema = EMA(stage.model, self.s.ema_decay) if self.s.ema_decay > 0 else None
-        sampler = ResumableSampler(len(stage.train_data), shuffle=True, seed=self.s.seed, rank=dist.rank,
-                                   world_size=dist.world_size, drop_last=True, with_seeds=True)
-        self.stream = BatchStream(stage.train_data, self.s.batch_size, sampler, self.s.workers,
-                                  pin_memory=dist.device.type == "cuda", name=self.s.data or "training data")
+        self.stream: BatchStream | ShardBatchStream
+        if isinstance(stage.train_data, ShardStream):  # tar shards: split by rank and worker, streamed
+            stage.train_data.place(self.s.seed, dist.rank, dist.world_size)
+            self.stream = ShardBatchStream(stage.train_data, self.s.batch_size, self.s.workers, dist,
+                                           pin_memory=dist.device.type == "cuda", name=self.s.data or "training data")
+        else:
+            sampler = ResumableSampler(len(stage.train_data), shuffle=True, seed=self.s.seed, rank=dist.rank,
+                                       world_size=dist.world_size, drop_last=True, with_seeds=True)
+            self.stream = BatchStream(stage.train_data, self.s.batch_size, sampler, self.s.workers,
+                                      pin_memory=dist.device.type == "cuda", name=self.s.data or "training data")
         self.best: tuple[int, float] | None = None
         self.history: list[float] = []
         if ckpt is not None:
@@ -142,6 +151,9 @@ class _Loop:
 
     def _next_batch(self) -> dict[str, Any]:
         batch = next(self.stream)
+        if os.environ.get("VQFORGE_DEBUG_SAMPLES") and isinstance(self.stream, ShardBatchStream):
+            append_debug_line(self.run_dir, f"samples_rank{self.dist.rank}.jsonl",
+                              json.dumps({"step": self.step, "keys": self.stream.last_keys}))
         if self.skips.update(batch) and self.dist.is_main:
             self.console.line(f"vqforge: skipped {len(self.skips)} unreadable image(s) so far (named in the "
                               f"warnings above; counted as data/skipped_images)", always=True)

@@ -34,7 +34,8 @@ class TrainSettings:
     smallest side is resized to this before cropping (0: ``image_size``); ``resize_max`` > ``resize``: each
     random training crop draws the smallest side from ``[resize, resize_max]`` (several scales); ``crop``:
     training crops (validation always uses center crops); ``flip``: random horizontal flips;
-    ``batch_size``: per process; ``workers``: DataLoader processes per process.
+    ``batch_size``: per process; ``workers``: DataLoader processes per process; ``shuffle_buffer``: samples
+    each worker shuffles through when ``data`` is tar shards (``DIR/shard-{000000..000099}.tar``).
 
     Optimisation: ``max_steps``; ``accumulation``: micro-batches per step; ``learning_rate`` (> 0: used as
     is; 0: ``base_learning_rate`` x batch_size x accumulation x processes when ``scale_lr``, the original's
@@ -62,6 +63,7 @@ class TrainSettings:
     flip: bool = False
     batch_size: int = 12
     workers: int = 0
+    shuffle_buffer: int = 1000
     max_steps: int = 100_000
     accumulation: int = 1
     learning_rate: float = 0.0

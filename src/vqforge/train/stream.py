@@ -5,7 +5,8 @@ and restore all of them (weights-only loadable); ``gather_rng_states(dist)`` col
 
 :class:`ResumableSampler` makes the order of epoch ``e`` a pure function of (seed, e), split over DDP
 ranks, and can yield a per-sample seed so that a dataset draws its augmentations independently of worker
-processes and resumes. :class:`BatchStream` is an endless, resumable iterator of batches over epochs.
+processes and resumes. :class:`BatchStream` is an endless, resumable iterator of batches over epochs;
+:class:`ShardBatchStream` is the same over tar shards (:class:`vqforge.data.shards.ShardStream`).
 """
 
 from __future__ import annotations
@@ -169,4 +170,75 @@ class BatchStream:
         assert self._it is not None
         batch = next(self._it)
         self.batch += 1
+        return batch
+
+
+class ShardBatchStream:
+    """Endless batches of a :class:`~vqforge.data.shards.ShardStream` over epochs, with a resumable position.
+
+    The position is per process and per worker: ``{"epoch", "consumed": [samples each worker has handed out this
+    epoch]}``; :meth:`state_dict` gathers every rank's (collective: call it on all ranks) and
+    :meth:`load_state_dict` takes this rank's, so a resumed run reads on from the sample after the last one the
+    checkpoint counted. Batches are a worker's own samples; the last batch of a worker's share in an epoch may be
+    smaller, so that every sample is used once per epoch. ``last_keys`` names the samples of the latest batch.
+    """
+
+    def __init__(self, dataset, batch_size: int, workers: int = 0, dist: DistInfo | None = None,
+                 collate_fn: Callable | None = None, pin_memory: bool = False, name: str = "data"):
+        self.dataset, self.batch_size, self.workers, self.dist, self.name = dataset, batch_size, workers, dist, name
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                                  drop_last=False, collate_fn=collate_fn, pin_memory=pin_memory)
+        self.epoch = 0
+        self.consumed = [0] * max(workers, 1)
+        self.last_keys: list[str] = []
+        self._it: Iterator | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        mine = {"epoch": self.epoch, "consumed": list(self.consumed)}
+        ranks: list[Any] = [mine]
+        if self.dist is not None and self.dist.distributed:
+            import torch.distributed as tdist
+
+            ranks = [None] * self.dist.world_size
+            tdist.all_gather_object(ranks, mine)
+        return {"shards": ranks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state.get("shards") if isinstance(state, dict) else None
+        rank = self.dist.rank if self.dist is not None else 0
+        if not isinstance(ranks, list) or len(ranks) <= rank:
+            raise VQForgeError(f"{self.name}: the checkpoint's data position is not one of a sharded run, or was "
+                               f"saved with fewer processes; resume with the data and process count it was saved with")
+        mine = ranks[rank]
+        consumed = [int(c) for c in mine["consumed"]]
+        if len(consumed) != len(self.consumed):
+            raise VQForgeError(f"{self.name}: saved with {len(consumed)} data worker(s) per process, now "
+                               f"{len(self.consumed)}; resume with train.workers={max(len(consumed), 1) if consumed else 0}")
+        self.epoch, self.consumed = int(mine["epoch"]), consumed
+        self._it = None
+
+    def _start(self) -> None:
+        self.dataset.set_epoch(self.epoch)
+        self.dataset.set_skip(self.consumed)
+        self._it = iter(self.loader)
+
+    def __iter__(self) -> "ShardBatchStream":
+        return self
+
+    def __next__(self):
+        if self._it is None:
+            self._start()
+        assert self._it is not None
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.consumed = self.epoch + 1, [0] * len(self.consumed)
+            self._start()
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                raise VQForgeError(f"{self.name}: no readable samples in this process's shards") from None
+        worker, pos = batch.pop("__worker__"), batch.pop("__pos__")
+        self.consumed[int(worker[0])] = int(pos.max()) + 1
+        self.last_keys = list(batch.pop("__key__"))
         return batch

@@ -150,7 +150,7 @@ class TransformerStage(loop.Stage):
             model.cond_stage.load_state_dict(self.cond_stage.state_dict())
         self.model = model.to(ctx.device)
         if self.data.pre_tokenized and self.first_stage_path and ctx.dist.is_main:
-            src = self.data.train.meta.get("source_model") or ""
+            src = (getattr(self.data.train, "meta", None) or {}).get("source_model") or ""  # shards: no meta
             if src and Path(src).resolve() != Path(self.first_stage_path).resolve():
                 warnings.warn(f"{s.data}: tokens were encoded with {src}, but --first-stage is "
                               f"{self.first_stage_path}; make sure they are the same VQGAN", stacklevel=2)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..data.paired import CoordCrops
+from ..data.shards import is_shard_spec
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
 from .transformer_config import TransformerTrainConfig
@@ -34,7 +35,9 @@ class TransformerData:
         self.label_names: list[str] | None = None
         raw_input = MODES[cfg.cond.mode].raw_input
         in_ch = cfg.first_stage.ddconfig.in_channels
-        if T.is_token_dir(spec):
+        if is_shard_spec(spec):
+            self._shards(spec, cfg, tc, raw_input)
+        elif T.is_token_dir(spec):
             ds = T.TokenDataset(spec)
             n_codes = cfg.first_stage.quantizer.n_embed
             if ds.n_codes != n_codes:
@@ -80,6 +83,48 @@ class TransformerData:
             self.grid = (self.image_size[0] // f, self.image_size[1] // f)
             names = tuple(self.label_names) if self.label_names is not None else None
             self.facts = DataFacts(image_hw=self.image_size, label_names=names)
+
+    def _shards(self, spec: str, cfg: TransformerConfig, tc: TransformerTrainConfig, raw_input: str) -> None:
+        """Tar shards (``vqforge shard``) of a token dataset or of images (with their classes)."""
+        from ..data.shards import DecodeImage, ShardStream, decode_tokens, expand, index_of, validation_samples
+        from ..data.tokens import meta_facts
+        from ..models.conditioning import DataFacts
+
+        shards = expand(spec)
+        index = index_of(shards)
+        if index.get("kind") == "tokens":
+            meta = index["meta"]
+            n_codes = cfg.first_stage.quantizer.n_embed
+            if int(meta["n_codes"]) != n_codes:
+                raise VQForgeError(f"{spec}: tokens from a codebook of {meta['n_codes']} codes, but the first stage "
+                                   f"has {n_codes}")
+            decode = decode_tokens
+            self.pre_tokenized, self.grid = True, tuple(meta["grid"])
+            self.image_size = tuple(meta["image_size"])
+            self.label_names = meta.get("label_names")
+            self.facts = meta_facts(meta)
+        elif index.get("kind") == "images" or not index:
+            if raw_input == "coordinates":
+                raise VQForgeError(f"{spec}: coordinate crops of large images are cut from an image folder, not shards")
+            labels = raw_input == "label"
+            self.label_names = index.get("label_names") if labels else None
+            if labels and self.label_names is None:
+                raise VQForgeError(f"{spec}: class-conditional training needs shards with classes "
+                                   f"(vqforge shard --labels folders)")
+            decode = DecodeImage(tc.image_size, tc.crop, tc.flip, labels=labels,
+                                 channels=cfg.first_stage.ddconfig.in_channels)
+            self.image_size = (tc.image_size, tc.image_size)
+            f = cfg.first_stage.ddconfig.downsample_factor
+            self.grid = (tc.image_size // f, tc.image_size // f)
+            names = tuple(self.label_names) if self.label_names is not None else None
+            self.facts = DataFacts(image_hw=self.image_size, label_names=names)
+        else:
+            raise VQForgeError(f"{spec}: shards of an unknown kind {index.get('kind')!r}")
+        self.train = ShardStream(shards, decode, seed=tc.seed, buffer=tc.shuffle_buffer, source=spec)
+        center = decode if index.get("kind") == "tokens" else DecodeImage(
+            tc.image_size, "center", False, labels=self.label_names is not None,
+            channels=cfg.first_stage.ddconfig.in_channels)
+        self.val = validation_samples(shards, center, 2000)
 
     def to_tokens(self, model: Net2NetTransformer, batch: dict[str, Any], device: torch.device
                   ) -> tuple[torch.Tensor, torch.Tensor]:

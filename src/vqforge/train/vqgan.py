@@ -30,6 +30,7 @@ from torch import nn
 
 from ..config import ConfigError, to_dict
 from ..data.images import ImageDataset, find_images, split_files
+from ..data.shards import is_shard_spec
 from ..imageio import save_grid
 from ..io import VQForgeError
 from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
@@ -219,17 +220,40 @@ def build_datasets(cfg: VQGANTrainConfig) -> tuple[torch.utils.data.Dataset, tor
         ch = cfg.model.ddconfig.in_channels
         return (FashionMNIST("train", s.image_size, ch),
                 FashionMNIST("test", s.image_size, ch, limit=s.max_val_images))
+    channels = cfg.model.ddconfig.in_channels
+    if is_shard_spec(s.data):
+        return _shard_datasets(s, channels)
     files = find_images(s.data)
     if s.val_data:
         train_files, val_files, val_source = files, find_images(s.val_data), s.val_data
     else:
         train_files, val_files = split_files(files, s.val_fraction, seed=s.seed)
         val_source = f"{s.data} (held-out split)"
-    channels = cfg.model.ddconfig.in_channels
     train = ImageDataset(train_files, size=s.image_size, crop=s.crop, flip=s.flip, source=s.data, resize=s.resize,
                          resize_max=s.resize_max, channels=channels)
     val = ImageDataset(val_files[: s.max_val_images], size=s.image_size, crop="center", flip=False,
                        source=val_source, resize=s.resize, channels=channels)
+    return train, val
+
+
+def _shard_datasets(s: VQGANSettings, channels: int) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """Tar shards (``--data 'DIR/shard-{000000..000099}.tar'``): a stream for training; validation from
+    ``--val-data`` (images or shards) or the held-out shards ``vqforge shard --val-fraction`` wrote."""
+    from ..data.shards import DecodeImage, ShardStream, expand, shard_samples, validation_samples
+
+    shards = expand(s.data)
+    train = ShardStream(shards, DecodeImage(s.image_size, s.crop, s.flip, s.resize, s.resize_max, channels),
+                        seed=s.seed, buffer=s.shuffle_buffer, source=s.data)
+    center = DecodeImage(s.image_size, "center", False, s.resize, 0, channels)
+    if s.val_data and is_shard_spec(s.val_data):
+        val = shard_samples(expand(s.val_data), center, s.max_val_images, s.val_data)
+    elif s.val_data:
+        val = ImageDataset(find_images(s.val_data)[: s.max_val_images], size=s.image_size, crop="center", flip=False,
+                           source=s.val_data, resize=s.resize, channels=channels)
+    else:
+        val = validation_samples(shards, center, s.max_val_images)
+        if val is None:
+            raise VQForgeError(f"{s.data}: no validation data: pass --val-data, or shard with --val-fraction")
     return train, val
 
 
