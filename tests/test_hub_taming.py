@@ -64,9 +64,9 @@ def error_line(err: str) -> str:
 
 
 def cache_files(home: Path) -> list[str]:
-    """Everything in the cache except the user's catalogue and the checksum record."""
+    """Everything in the cache except the user's catalogue, the checksum record and download locks."""
     return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()
-                  and p.name not in ("catalogue.yaml", "checksums.json"))
+                  and p.name not in ("catalogue.yaml", "checksums.json") and not p.name.endswith(".lock"))
 
 
 def test_pull_converts_once_and_every_command_takes_the_name(home, server, capsys, tmp_path):
@@ -190,3 +190,27 @@ def test_the_packaged_catalogue_has_the_originals_models():
         m = CATALOGUE[name]
         assert m.page.startswith("https://") and m.summary
     assert CATALOGUE["sflckr"].checkpoint_url.endswith("?p=%2Fcheckpoints%2Flast.ckpt&dl=1")
+
+
+def test_processes_pulling_at_once_download_once(home, server):
+    """Every rank of a torchrun job may ask for the same name at once: one downloads, the others wait for it."""
+    import threading
+
+    from vqforge.api import pull
+
+    catalogue(home, server)
+    paths, errors = [], []
+
+    def one():
+        try:
+            paths.append(pull("tiny", progress=False))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(paths)) == 1
+    assert [p for p, _ in server.requests].count("/tiny/last.ckpt") == 1

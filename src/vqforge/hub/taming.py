@@ -16,12 +16,12 @@ saying which files to download and where to put them.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 from ..io import VQForgeError, atomic_dir, write_json
@@ -136,12 +136,35 @@ def pull(name: str, save: SaveModel, progress: bool = True, keep_download: bool 
     out = model_path(name)
     if is_converted(name):
         return out
-    config = _fetch(m, "config", m.config_url, CONFIG_FILE, None, m.config_sha256, progress)
-    ckpt = _fetch(m, "checkpoint", m.checkpoint_url, CHECKPOINT_FILE, m.size, m.sha256, progress)
-    convert(m, config, ckpt, out, save, trust=trust)
-    if not keep_download:
-        shutil.rmtree(download_path(name), ignore_errors=True)
+    with _locked(download_path(name)):  # one download per model at a time (e.g. every rank of a torchrun job)
+        if is_converted(name):  # another process finished it while this one waited
+            return out
+        config = _fetch(m, "config", m.config_url, CONFIG_FILE, None, m.config_sha256, progress)
+        ckpt = _fetch(m, "checkpoint", m.checkpoint_url, CHECKPOINT_FILE, m.size, m.sha256, progress)
+        convert(m, config, ckpt, out, save, trust=trust)
+        if not keep_download:
+            for f in (config, ckpt):
+                f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                download_path(name).rmdir()
     return out
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a ``.lock`` file beside it) while downloading into it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one process at a time is then the user's affair
+        yield
+        return
+    with open(folder.parent / f".{folder.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def convert(m: TamingModel, config: Path, ckpt: Path, out: Path, save: SaveModel, trust: bool = False) -> Path:
