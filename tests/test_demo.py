@@ -66,3 +66,23 @@ def test_the_numbers_come_from_trained_models(demo):
     samples = next(s for s in results["sections"] if "Class-conditional" in s["title"])["numbers"]
     guided = _number(samples["class-match rate, cfg 2"])
     assert guided >= 50.0, samples  # 10 guided samples, one per class; chance is 10%
+
+
+def test_the_page_says_what_the_models_are_and_names_each_maps_labels(demo):
+    from vqforge.demo.parts import ORIGINAL_MODELS
+
+    _, page, results = demo
+    html = page.read_text()
+    about = next(s for s in results["sections"] if s["title"] == "The models")
+    assert about is results["sections"][0]  # first, before any picture
+    for said in ("parameters", "Fashion-MNIST train split", "67 photos", " h on ", ORIGINAL_MODELS, "Limits",
+                 "vqforge models --available"):
+        assert said in html, said
+    maps = [f for s in results["sections"] for f in s["figures"]
+            if s["title"].startswith(("3.", "4."))]  # every figure there shows a label map
+    assert maps and all(f["legend"] for f in maps)
+    assert "sky-other" in {name for f in maps for name in f["legend"]}  # label names, not ids
+    # an uncertainty only where one exists: the quick demo's KID takes one subset of all its images
+    quality = next(s for s in results["sections"] if "Sample quality" in s["title"])["numbers"]
+    kid = next((v for k, v in quality.items() if k.startswith("KID")), None)
+    assert "± 0.0000" not in html and (kid is None or "one subset: all 20 images" in kid)

@@ -93,3 +93,22 @@ def test_readme_python_sampling_example_runs(tmp_path, monkeypatch):
     assert len(scope["sneakers"]) == 4 and scope["sneakers"][0].size == (28, 28) and scope["sneakers"][0].mode == "L"
     assert (tmp_path / "sneaker.png").is_file() and scope["lake"].size == (128, 64)
     assert scope["idx"].shape == (1, 7, 7)
+
+
+def test_readme_table_of_the_bundled_models_matches_their_cards():
+    """The README's sizes and CPU hours are the shipped models' (parameters counted, hours from the cards)."""
+    import re
+
+    from vqforge import bundled
+
+    if any(bundled.find(n) is None for n in ("fashion", "landscapes")):
+        pytest.skip("bundled models not installed")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ("fashion", "landscapes"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+        model = vqforge.load(name)
+        millions = [round(sum(p.numel() for p in m.parameters()) / 1e6, 1)
+                    for m in (model.transformer, model.first_stage, model.cond_stage) if m is not None]
+        assert [float(v) for v in re.findall(r"([\d.]+) M", row)] == millions, row
+        hours = float(re.search(r"total ([\d.]+) min", model.card["wall_time"]).group(1)) / 60
+        assert abs(float(re.search(r"([\d.]+) CPU hours", row).group(1)) - hours) <= 0.5, (row, hours)

@@ -52,7 +52,7 @@ class DemoSizes:
 def run_demo(out: str | Path = "demo-out", sizes: DemoSizes = DemoSizes(), seed: int = 0, progress: bool = True,
              fashion: str = "fashion", landscapes: str = "landscapes") -> Path:
     """Run every part of the demo on the models ``fashion`` and ``landscapes`` and write ``out/index.html``."""
-    from .. import bundled, load
+    from .. import load
     from .page import write_page
     from . import parts
 
@@ -62,10 +62,7 @@ def run_demo(out: str | Path = "demo-out", sizes: DemoSizes = DemoSizes(), seed:
     say = parts.say if progress else (lambda *_: None)
     say(f"loading the bundled models '{fashion}' and '{landscapes}'")
     fm, lm = load(fashion), load(landscapes)
-    for model, name in ((fm, fashion), (lm, landscapes)):  # the model card's suggested sampling settings
-        found = bundled.find(name)
-        model.card = found.card if found is not None else {}
-    sections = []
+    sections = [parts.models_section(ctx, fm, lm, (fashion, landscapes))]
     for title, fn, args in (("reconstructions", parts.reconstructions, (lm, fm)),
                             ("class-conditional samples", parts.class_samples, (fm,)),
                             ("landscapes from segmentation maps", parts.landscapes, (lm,)),

@@ -26,6 +26,7 @@ class Figure:
     numbers: dict[str, Any] = field(default_factory=dict)
     width: int = 0  # natural width in pixels (for the on-screen size)
     scale: float = 1.0
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (label name, "#rrggbb") of each label a map shows
 
 
 @dataclass
@@ -63,7 +64,17 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margi
 .cap{font-weight:600;margin:.3em 0} table{border-collapse:collapse;font-size:.85em;margin:.2em 0}
 th{text-align:left;color:#555;padding:1px 8px 1px 0;font-weight:500} td{padding:1px 0}
 .numbers table{font-size:.95em} .note{color:#555;font-style:italic}
+.legend{font-size:.8em;max-width:520px;margin:.2em 0} .legend span{display:inline-block;margin:0 .8em .1em 0}
+.legend i{display:inline-block;width:.9em;height:.9em;border:1px solid #999;vertical-align:-.1em;margin-right:.3em}
+.models td,.models th{padding:2px 10px 2px 0;vertical-align:top}
 """
+
+
+def _legend(items: list[tuple[str, str]]) -> str:
+    if not items:
+        return ""
+    spans = "".join(f"<span><i style='background:{html.escape(c)}'></i>{html.escape(n)}</span>" for n, c in items)
+    return f"<div class='legend'>map: {spans}</div>"
 
 
 def render(title: str, intro: str, sections: list[Section], footer: dict[str, Any]) -> str:
@@ -72,13 +83,15 @@ def render(title: str, intro: str, sections: list[Section], footer: dict[str, An
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{intro}</p>"]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2><p>{s.text}</p>")
-        parts.append(f"<p class='meta'>{s.seconds:.1f} s</p>")
+        if s.seconds:
+            parts.append(f"<p class='meta'>{s.seconds:.1f} s</p>")
         if s.numbers:
             parts.append(f"<div class='numbers'>{_table(s.numbers)}</div>")
         for f in s.figures:
             w = f" style='width:{round(f.width * f.scale)}px'" if f.width else ""
             parts.append(f"<div class='fig'><img src='{html.escape(f.src)}' alt='{html.escape(f.caption)}'{w}>"
-                         f"<div class='cap'>{html.escape(f.caption)}</div>{_table(f.numbers)}{_table(f.settings)}</div>")
+                         f"<div class='cap'>{html.escape(f.caption)}</div>{_legend(f.legend)}{_table(f.numbers)}"
+                         f"{_table(f.settings)}</div>")
         if s.note:
             parts.append(f"<p class='note'>{s.note}</p>")
     parts.append(f"<h2>Run</h2>{_table(footer)}</body></html>")
@@ -91,6 +104,7 @@ def write_page(out_dir: Path, title: str, intro: str, sections: list[Section], f
     data = {"title": title, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "run": footer,
             "sections": [{"title": s.title, "seconds": round(s.seconds, 2), "numbers": s.numbers,
                           "figures": [{"src": f.src, "caption": f.caption, "settings": f.settings,
-                                       "numbers": f.numbers} for f in s.figures]} for s in sections]}
+                                       "numbers": f.numbers, "legend": [n for n, _ in f.legend]}
+                                      for f in s.figures]} for s in sections]}
     write_text(out_dir / "results.json", json.dumps(data, indent=2, default=str) + "\n")
     return out_dir / "index.html"

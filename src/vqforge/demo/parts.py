@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..data.images import Crop, load_image_tensor, plan_crop
 from ..imageio import pil_to_tensor, read_image, save_grid
+from ..labels import label_colours
 from ..metrics import psnr, ssim
 from ..sampling.pipeline import complete_image, condition_tokens, layout, sample_images
 from ..sampling.processors import SamplingSettings
@@ -79,6 +80,54 @@ def _fashion_test(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _usage(vq, batches) -> float:
     codes = torch.cat([vq.encode_to_indices(x).flatten() for x in batches])
     return codes.unique().numel() / vq.n_codes
+
+
+# ---------------------------------------------------------------------------------------------- the models
+#: where the paper's own models are listed (vqforge loads them unchanged: `vqforge models --available`)
+ORIGINAL_MODELS = "https://github.com/CompVis/taming-transformers#overview-of-pretrained-models"
+
+
+def _params(module) -> str:
+    n = sum(p.numel() for p in module.parameters()) if module is not None else 0
+    return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n / 1e3:.0f} k"
+
+
+def _cpu_time(card: dict) -> str:
+    """The card's total training wall time ("...; total 253 min") as hours, or what the card says."""
+    import re
+
+    text = str(card.get("wall_time", ""))
+    found = re.search(r"total\s+([\d.]+)\s*min", text)
+    return f"{float(found.group(1)) / 60:.1f} h" if found else (text or "not recorded")
+
+
+def models_section(ctx: Context, fashion, landscapes, names: tuple[str, str]) -> Section:
+    """What the two models on this page are: size, data, training time, and where the paper's real ones are."""
+    import html
+    import os
+
+    docs = Path(__file__).resolve().parents[3] / "docs" / "models.md"  # in a checkout: the page links it
+    where = (f"<a href='{html.escape(os.path.relpath(docs, ctx.out.resolve()))}#limits'>docs/models.md, Limits</a>"
+             if docs.is_file() else "docs/models.md (Limits) in the vqforge sources")
+    rows = []
+    for name, model in zip(names, (fashion, landscapes)):
+        card = getattr(model, "card", None) or {}
+        stages = f"transformer {_params(model.transformer)}, first stage {_params(model.first_stage)}"
+        if model.cond_stage is not None:
+            stages += f", condition stage {_params(model.cond_stage)}"
+        cells = (f"<code>{html.escape(name)}</code>", html.escape(str(card.get("summary", model.mode))),
+                 f"{stages} parameters; trained at {model.trained_hw[0]}x{model.trained_hw[1]} px",
+                 html.escape(str(card.get("trained_on", "not recorded"))),
+                 f"{_cpu_time(card)} on {html.escape(str(card.get('machine', 'a CPU')).split(',')[0])}")
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    table = ("<table class='models'><tr><th>model</th><th>what</th><th>size</th><th>trained on</th>"
+             "<th>training time</th></tr>" + "".join(rows) + "</table>")
+    text = ("Two small models that ship with vqforge, trained by its own commands on a CPU: every image below comes "
+            "from them, so expect small, blurry pictures; what they cannot do is in " + where + ". They are not the "
+            "paper's models, which are far larger and were trained on GPUs on large datasets; vqforge loads those "
+            f"unchanged (<a href='{ORIGINAL_MODELS}'>the original's pretrained models</a>; "
+            "<code>vqforge models --available</code> lists them, <code>--model taming/NAME</code> uses one)." + table)
+    return Section("The models", text)
 
 
 # ---------------------------------------------------------------------------------------------- 1. reconstructions
@@ -166,10 +215,25 @@ def _photo_crop(path: Path, crop: Crop) -> torch.Tensor:
     return pil_to_tensor(crop.apply(read_image(path)))[None]
 
 
-def _colorize(labels: torch.Tensor, n_labels: int) -> torch.Tensor:
-    from ..models.conditioning.segmentation import colorize_labels
+def _colorize(labels: torch.Tensor, model) -> torch.Tensor:
+    """A label map (H, W) as an image (1, 3, H, W) in [-1, 1], each label in its natural colour
+    (:func:`vqforge.labels.label_colours`, the web app's palette)."""
+    colours = torch.from_numpy(label_colours(model.config.cond.n_labels, _names(model))).float() / 127.5 - 1
+    return colours[labels.long()].permute(2, 0, 1)[None]
 
-    return colorize_labels(labels[None], n_labels)
+
+def _names(model) -> list[str]:
+    return [str(n) for n in (getattr(model, "card", None) or {}).get("label_names") or []]
+
+
+def _legend(labels: torch.Tensor, model) -> list[tuple[str, str]]:
+    """(name, colour) of every label the map (H, W) shows, the largest first: the figure's legend."""
+    names = _names(model)
+    colours = label_colours(model.config.cond.n_labels, names)
+    ids, counts = labels.flatten().unique(return_counts=True)
+    order = [int(i) for _, i in sorted(zip(counts.tolist(), ids.tolist()), reverse=True)]
+    return [(names[i] if i < len(names) else f"label {i}", "#%02x%02x%02x" % tuple(int(v) for v in colours[i]))
+            for i in order]
 
 
 @torch.inference_mode()
@@ -186,34 +250,33 @@ def _synthesise(ctx: Context, model, labels: torch.Tensor, n: int, offset: int, 
 def landscapes(ctx: Context, model) -> Section:
     f = model.first_stage.downsample_factor
     trained = model.trained_hw
-    n_labels = model.config.cond.n_labels
     maps = sorted((ctx.assets / "segmentations").iterdir())[:ctx.sizes.maps]
     sec = Section("3. Landscapes from segmentation maps", "Held-out S-FLCKR segmentation maps (never seen in "
                   f"training) turned into landscapes by the <code>landscapes</code> transformer: first at its trained "
                   f"size ({trained[1]}x{trained[0]} px, {trained[0] // f}x{trained[1] // f} tokens), then far larger: "
                   "the sliding window predicts each token from a trained-size window of its neighbours and the "
                   "condition under it (that window's crop of the map, encoded alone as in training), so one model "
-                  "synthesises any size. Beside each: the map (colours = labels) "
+                  "synthesises any size. Beside each: the map (colours = labels, named in its legend) "
                   "and the held-out photo it was drawn from.")
     for i, mp in enumerate(maps):
         photo = ctx.assets / "photos" / (mp.stem + ".jpg")
         small, crop = _map_crop(mp, trained[0], f, square=True)
         images, lay, dt = _synthesise(ctx, model, small, 2, 100 + i, f"{mp.stem[:16]} {trained[0]}px")
-        ref = [_colorize(small, n_labels)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
+        ref = [_colorize(small, model)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
         src, w = ctx.png(f"land_{i}_trained.png", torch.cat([*ref, images]), nrow=len(ref) + 2)
         sec.figures.append(Figure(src, f"{mp.stem}: map, photo, 2 samples at {trained[1]}x{trained[0]}", width=w,
-                                  scale=2, numbers={"time": f"{dt:.1f} s"},
+                                  scale=2, numbers={"time": f"{dt:.1f} s"}, legend=_legend(small, model),
                                   settings={"size": f"{lay.image_hw[1]}x{lay.image_hw[0]}", "seed": ctx.seed + 100 + i,
                                             "top-k": _settings(model).top_k}))
         for j, side in enumerate(ctx.sizes.large_sides):
             big, crop = _map_crop(mp, side, f)
             images, lay, dt = _synthesise(ctx, model, big, 1, 200 + 10 * i + j, f"{mp.stem[:16]} {side}px")
             area = lay.image_hw[0] * lay.image_hw[1] / (trained[0] * trained[1])
-            ref = [_colorize(big, n_labels)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
+            ref = [_colorize(big, model)] + ([_photo_crop(photo, crop)] if photo.is_file() else [])
             src, w = ctx.png(f"land_{i}_{side}.png", torch.cat([*ref, images]), nrow=len(ref) + 1)
             sec.figures.append(Figure(
                 src, f"{mp.stem}: {lay.image_hw[1]}x{lay.image_hw[0]} ({area:.1f}x the trained area), sliding window",
-                width=w, scale=1.5, numbers={"time": f"{dt:.1f} s",
+                width=w, scale=1.5, legend=_legend(big, model), numbers={"time": f"{dt:.1f} s",
                                              "tokens": f"{lay.n_tokens} ({lay.grid_hw[1]}x{lay.grid_hw[0]})"},
                 settings={"window": f"{lay.window_hw[1]}x{lay.window_hw[0]} tokens",
                           "condition encoding": f"{lay.cond_encoding} (--cond-encoding)",
@@ -241,14 +304,14 @@ def completion(ctx: Context, model) -> Section:
     dt = time.perf_counter() - t
     shown = x.clone()
     shown[:, :, mask[0, 0] > 0] = shown[:, :, mask[0, 0] > 0] * 0.3 - 0.5  # darken the masked part
-    src, w = ctx.png("completion.png", torch.cat([x, shown, done]), nrow=4)
+    src, w = ctx.png("completion.png", torch.cat([_colorize(labels, model), x, shown, done]), nrow=5)
     sec = Section("4. Completion", "A held-out photo with its lower right part masked; the transformer resamples "
                   "the masked tokens given the rest of the image and the segmentation map (two seeds), and the "
                   "photo's own pixels are put back outside the mask, blended over a seam of "
                   f"{f // 2} px inside it (<code>vqforge complete --no-paste-back</code> shows the raw decode, "
                   "whose kept part is the first stage's reconstruction). "
-                  "Left to right: photo, masked input, completions.")
-    sec.figures.append(Figure(src, f"{mp.stem}, {side}x{side}", width=w, scale=2,
+                  "Left to right: the map, photo, masked input, completions.")
+    sec.figures.append(Figure(src, f"{mp.stem}, {side}x{side}", width=w, scale=2, legend=_legend(labels, model),
                               numbers={"time": f"{dt:.1f} s", "tokens resampled": int(tmask[0].sum())},
                               settings={"seed": ctx.seed + 300, "top-k": _settings(model).top_k,
                                         "paste-back seam": f"{f // 2} px"}))
@@ -284,7 +347,9 @@ def sample_quality(ctx: Context, fashion) -> Section:
     fr = extract_features(inception, real.expand(-1, 3, -1, -1), progress=ctx.progress, desc="  inception (test)")
     ff = extract_features(inception, torch.cat(fake).expand(-1, 3, -1, -1), progress=ctx.progress,
                           desc="  inception (samples)")
-    k_mean, k_std, _ = kid(fr, ff, subset_size=min(1000, n))
+    k_mean, k_std, m = kid(fr, ff, subset_size=min(1000, n))
+    # the spread over subsets exists only when a subset is smaller than the sets (else every subset is all of them)
+    spread = f" ± {k_std:.4f} (over subsets of {m})" if m < min(len(fr), len(ff)) else f" (one subset: all {m} images)"
     sec.numbers.update({"samples / reference images": f"{n} / {n}", f"FID (cfg {cfg:g})": f"{fid_from_features(fr, ff):.1f}",
-                        f"KID (cfg {cfg:g})": f"{k_mean:.4f} ± {k_std:.4f}"})
+                        f"KID (cfg {cfg:g})": f"{k_mean:.4f}{spread}"})
     return sec

@@ -66,10 +66,9 @@ function selectTask(task) {
   document.querySelector(".for-class").hidden = !(m.classes && ["sample", "complete"].includes(task));
   for (const el of document.querySelectorAll(".for-sampling")) el.hidden = task === "reconstruct";
   $("complete-map").hidden = !m.labels;
-  const limit = m.trained_for ? ` · up to ${m.trained_for.size.join("×")}: ${m.trained_for.why}` : "";
-  $("size-note").textContent = (task === "synthesize" ? "the output has the map's size" :
-    task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "") +
-    (task === "reconstruct" ? "" : limit);
+  const limit = m.trained_for && task !== "reconstruct" ? `up to ${m.trained_for.size.join("×")}: ${m.trained_for.why}` : "";
+  $("size-note").textContent = [task === "synthesize" ? "the output has the map's size" :
+    task === "sample" ? `larger than ${m.trained_size.join("×")} slides the window` : "", limit].filter(Boolean).join(" · ");
   $("complete-untouched").hidden = true;
   updateBusy();
 }
