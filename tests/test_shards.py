@@ -244,3 +244,27 @@ def test_torchrun_two_processes_see_every_sample_once_per_epoch_and_resume_after
         resumed = _seen(killed, rank)[-(8 - saved):]  # the lines the resumed run wrote
         assert resumed == [(s, ks) for s, ks in _seen(ref, rank) if s >= saved], \
             f"rank {rank}: resumed from step {saved} at the next sample, as the uninterrupted run read it"
+
+
+def test_a_condition_stage_trains_on_shards_of_its_maps(tmp_path):
+    """`vqforge shard` of a folder of depth maps (the D-RIN float32-in-RGBA PNGs); `train condition` streams them."""
+    from vqforge.models.vqgan import AutoencoderConfig, VQGANConfig
+    from vqforge.quantizers import VQConfig
+    from vqforge.train.condition import ConditionRunConfig, ConditionSettings, train_condition
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "depth").mkdir()
+    for i in range(8):
+        d = rng.uniform(1.0, 20.0, (24, 24)).astype("<f4")
+        Image.fromarray(np.ascontiguousarray(d).view(np.uint8).reshape(24, 24, 4), "RGBA").save(
+            tmp_path / "depth" / f"scene{i}.png")
+    assert main(["shard", "--data", str(tmp_path / "depth"), "--out", str(tmp_path / "sh"), "--per-shard", "2"]) == 0
+    stage = VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=0, attn_resolutions=(), in_channels=1,
+                                          out_ch=1, resolution=16, z_channels=8), VQConfig(n_embed=16, embed_dim=8))
+    cfg = ConditionRunConfig(mode="depth", model=stage, train=ConditionSettings(
+        data=str(tmp_path / "sh" / "shard-{000000..000003}.tar"), image_size=16, batch_size=2, val_every=2,
+        preview_every=0, checkpoint_every=0, precision="fp32"))
+    result = train_condition(cfg, tmp_path / "run", max_steps=2, quiet=True)
+    assert result.step == 2
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["data"]["shards"][0]["consumed"] == [4]  # two batches of two maps read from the stream

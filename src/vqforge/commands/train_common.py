@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser, data_help: str, config_help: str) 
     """The flags of every trainer (see the module doc)."""
     p.add_argument("--config", help=f"{config_help}; or the name of a config shipped with vqforge (e.g. "
                                      "vqgan_cpu, bundled/fashion_vqgan; an unknown name lists them)")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=f"{data_help}; or webdataset tar shards: 'DIR/shard-{{000000..000099}}.tar' or the "
+                                  f"folder `vqforge shard` wrote (docs/scaling.md)")
     p.add_argument("--val-data", help="held-out validation data (default: hold out train.val_fraction of --data)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (config.yaml, checkpoints/, tb/, images/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt")

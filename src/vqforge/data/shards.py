@@ -348,6 +348,42 @@ class DecodeImage:
         return item
 
 
+@dataclass(frozen=True)
+class DecodeMap:
+    """A shard sample's condition map (``map.png`` / ``map.npy``, else the sample's image: shards of a folder of
+    maps) -> ``{condition.raw_input: raw data}``, as :class:`vqforge.data.maps.ConditionMaps` cuts a map file
+    (for training a condition stage on shards)."""
+
+    condition: Any
+    size: int
+    random_crop: bool = True
+    label_shift: int = 0
+    resize_max: int = 0
+
+    def __call__(self, raw: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        import tempfile
+
+        from PIL import Image
+
+        from .images import resize_crop
+
+        ext = next((k.split(".", 1)[1] for k in raw if k.startswith("map.")), None)
+        data = raw[f"map.{ext}"] if ext else image_member(raw)
+        ext = ext or next(e for e in (*IMAGE_EXTS, "img") if e in raw)
+        name = f"{Path(raw.get('__url__', '')).name}/{raw.get('__key__')}"
+        # a mode reads its maps from files (.png label ids, .npy or RGBA-packed depth): one short-lived file each
+        with tempfile.NamedTemporaryFile(suffix=f".{ext}") as f:
+            f.write(data)
+            f.flush()
+            img = self.condition.read_map(Path(f.name))
+        img = resize_crop(img, self.size, "random" if self.random_crop else "center", rng,
+                          resize_max=self.resize_max if self.random_crop else 0, resample=self.condition.map_filter,
+                          source=name)
+        if self.label_shift:
+            img = Image.fromarray(((np.asarray(img).astype(np.int64) + self.label_shift) % 256).astype(np.uint8))
+        return {self.condition.raw_input: self.condition.raw_from_map(img, name)}
+
+
 def decode_tokens(raw: dict[str, Any], rng: random.Random) -> dict[str, Any]:  # noqa: ARG001 - no augmentation
     """A token shard sample -> ``{"tokens": (N,) int64[, "label"][, "cond": (Tc,) int64]}`` (as :class:`TokenDataset`)."""
     item = {"tokens": torch.from_numpy(np.load(io.BytesIO(raw["tokens.npy"])).astype(np.int64))}

@@ -27,6 +27,7 @@ from ... import imageio
 from ...config import ConfigError
 from ...data.images import FileDataset, ImageDataset, find_images, split_files
 from ...data.maps import ConditionMaps
+from ...data.shards import is_shard_spec
 from ...io import VQForgeError
 from ...models.conditioning import MODES, StageCondition, make_condition, stage_modes
 from ...models.vqgan import VQGAN, VQGANConfig
@@ -122,6 +123,18 @@ class ConditionStage(loop.Stage):
                                f"(got {dd.in_channels}/{dd.out_ch})")
         if not s.data:
             raise VQForgeError("train condition: no training data (pass --data PATH)")
+        if is_shard_spec(s.data):
+            self._shards(s)
+        else:
+            self._files(s)
+        self.model = VQGAN(cfg.model).to(ctx.device)
+        params = list(self.model.parameters())
+        self.optimizers = {"vqgan": (adam(params, ctx.lr, s.betas), params)}  # NOTE: the name old runs saved
+        self.buffer_modules = [self.model]
+        if ckpt is None and s.init_bias_from_data and self.training.logits:
+            self._init_output_bias(ctx)
+
+    def _files(self, s: ConditionSettings) -> None:
         files = find_images(s.data)
         if s.val_data:
             tr, va = files, find_images(s.val_data)
@@ -131,12 +144,26 @@ class ConditionStage(loop.Stage):
             tr, va = files, files
         self.train_data = stage_dataset(self.mode, tr, s, True)
         self.val_data = stage_dataset(self.mode, va, s, False)
-        self.model = VQGAN(cfg.model).to(ctx.device)
-        params = list(self.model.parameters())
-        self.optimizers = {"vqgan": (adam(params, ctx.lr, s.betas), params)}  # NOTE: the name old runs saved
-        self.buffer_modules = [self.model]
-        if ckpt is None and s.init_bias_from_data and self.training.logits:
-            self._init_output_bias(ctx)
+
+    def _shards(self, s: ConditionSettings) -> None:
+        """Tar shards (``vqforge shard`` of the maps, or of photos with ``--maps``): streamed for training; validated
+        on the held-out shards, ``--val-data``, or centre crops of the first training maps."""
+        from ...data.shards import DecodeImage, DecodeMap, ShardStream, expand, shard_samples, validation_samples
+
+        shards = expand(s.data)
+        if self.mode.raw_input is None:  # computed from photos
+            train, center = (DecodeImage(s.image_size, "random", s.flip, s.resize, s.resize_max),
+                             DecodeImage(s.image_size, "center", False, s.resize))
+        else:
+            shift = s.label_shift if self.mode.stage_training.label_ids else 0
+            train, center = (DecodeMap(self.mode, s.image_size, True, shift, s.resize_max),
+                             DecodeMap(self.mode, s.image_size, False, shift))
+        self.train_data = ShardStream(shards, train, seed=s.seed, buffer=s.shuffle_buffer, source=s.data)
+        val = shard_samples(expand(s.val_data), center, 256, s.val_data) if s.val_data and is_shard_spec(s.val_data) \
+            else validation_samples(shards, center, 256)
+        if val is None and s.val_data:
+            raise VQForgeError(f"{s.val_data}: validation data of a sharded run are shards too")
+        self.val_data = val if val is not None else shard_samples(shards, center, 256, s.data)
 
     def inputs(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
         """The model inputs (B, C, H, W) of a batch: the mode's own (what the stage will encode)."""
@@ -157,8 +184,9 @@ class ConditionStage(loop.Stage):
     def _init_output_bias(self, ctx: loop.Context) -> None:
         """Decoder output bias = smoothed log-odds of each channel's targets over (up to) 256 training maps."""
         sums, pixels = None, 0
-        for i in range(min(len(self.train_data), 256)):
-            x = self.inputs(_collate(self.train_data[(i, ctx.settings.seed)]), ctx.device)
+        maps = self.val_data if isinstance(self.train_data, torch.utils.data.IterableDataset) else self.train_data
+        for i in range(min(len(maps), 256)):
+            x = self.inputs(_collate(maps[(i, ctx.settings.seed)]), ctx.device)
             counts = (x > 0).float().sum((0, 2, 3))  # (C,)
             sums = counts if sums is None else sums + counts
             pixels += x.shape[0] * x.shape[2] * x.shape[3]
