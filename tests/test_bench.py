@@ -69,10 +69,10 @@ def test_tensor_bytes_counts_shared_storage_once():
 def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
     res = run_suite("cpu", torch.device("cpu"), repeat=1, quick=True, with_original=False, log=lambda s: None)
     assert [r["id"] for r in res["rows"]] == ["vqgan_train", "vqgan_reconstruct", "gpt_train", "gpt_sample_b1",
-                                              "gpt_sample_b4"]
+                                              "gpt_sample_b4", "fashion_e2e", "landscape_e2e"]
     for row in res["rows"]:
         assert "error" not in row, row
-        assert set(row["contestants"]) == {EXACT, FAST}
+        assert set(row["contestants"]) == ({FAST} if row["id"].endswith("e2e") else {EXACT, FAST})
         for c in row["contestants"].values():
             assert c["median_s"] > 0 and c["throughput"] > 0
     env = res["environment"]
@@ -81,6 +81,7 @@ def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
     md = render(res, "vqforge bench --suite cpu --quick")
     assert "| work | original | vqforge fp32 | ratio | vqforge fast | ratio | target |" in md
     assert md.count("\n| VQGAN") == 4 and md.count("\n| GPT") == 6  # speed and memory tables
+    assert "a 64x80 landscape from a map, end to end" in md
     assert "`--quick`" in md and "not measured" in md
 
 

@@ -18,8 +18,9 @@ import torch
 from vqforge.models.gpt import GPT, GPTConfig
 from vqforge.sampling.generate import DecodeOptions, DecodeSession, decode_path, sample_tokens
 from vqforge.sampling.processors import SamplingSettings
-from vqforge.sampling.quantized import (Int4Linear, Int8Linear, dequantize_int4, dequantize_int8, layer_formats,
-                                        quantize_int4, quantize_int8, quantized, weight_bytes)
+from vqforge.sampling.quantized import (DENSE_ROWS, Int4Linear, Int8Linear, dequantize_int4, dequantize_int8,
+                                        layer_formats, quantize_int4, quantize_int8, quantized, set_dense_rows,
+                                        weight_bytes)
 
 
 def _bf16_allowance(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,15 @@ def test_int4_kernel_equals_its_dequantised_form():
         assert (got - ref).abs().max() <= 0.02 * ref.abs().max()
     q8, s8 = quantize_int8(w)
     assert (dequantize_int8(q8, s8) - w).abs().max() <= s8.max() / 2 + 1e-6
+
+
+def test_tall_inputs_take_the_shared_fp32_weight():
+    """Beyond DENSE_ROWS rows a quantised layer on a CPU multiplies by the fp32 weight (a prefill at fp32's rate)."""
+    torch.manual_seed(0)
+    w, x = torch.randn(64, 128), torch.randn(DENSE_ROWS + 1, 128)
+    for layer in (Int8Linear(w, None), Int4Linear(w, None)):
+        assert torch.allclose(layer(x), x @ w.t(), atol=1e-5)
+        assert not torch.allclose(layer(x[:DENSE_ROWS]), x[:DENSE_ROWS] @ w.t(), atol=1e-3)
 
 
 def test_weight_bytes_and_formats():
@@ -122,13 +132,17 @@ def test_trained_model_logits_and_greedy_tokens(fashion, precision):
         full = gpt(tokens)  # (B, T, V) fp32
         tol = _noise_tolerance(gpt, precision, tokens, full)
         net = quantized(gpt, precision)
-        got = net(tokens).float()  # the quantised copy's full forward (prefill)
-        dec = DecodeSession(gpt, tokens.shape[0], tokens.shape[1], DecodeOptions(precision))
-        assert dec.mode == f"cpu-{precision}"
-        stepped = [dec.prefill(tokens[:, :8])]
-        for p in range(8, tokens.shape[1]):
-            stepped.append(dec.step(tokens[:, p:p + 1], p))
-        stepped = torch.stack(stepped, 1)  # (B, T - 7, V): the cached decode steps
+        set_dense_rows(net, None)  # every product quantised, prefills too
+        try:
+            got = net(tokens).float()  # the quantised copy's full forward (prefill)
+            dec = DecodeSession(gpt, tokens.shape[0], tokens.shape[1], DecodeOptions(precision))
+            assert dec.mode == f"cpu-{precision}"
+            stepped = [dec.prefill(tokens[:, :8])]
+            for p in range(8, tokens.shape[1]):
+                stepped.append(dec.step(tokens[:, p:p + 1], p))
+            stepped = torch.stack(stepped, 1)  # (B, T - 7, V): the cached decode steps
+        finally:
+            set_dense_rows(net, DENSE_ROWS)
     err = (got - full).abs().max().item()
     assert err <= tol, f"{precision}: logits off by {err:.3f}, tolerance {tol:.3f}"
     assert (stepped - full[:, 7:]).abs().max().item() <= tol

@@ -71,8 +71,9 @@ def run_row(plan: RowPlan, device: torch.device, with_original: bool, repeat: in
     try:
         row = plan.build(device, with_original)
         row.id = plan.id
-        _timed_first_runs(row, device)
-        interleave(row.contestants, device, repeat=repeat, warmup=0, budget_s=plan.budget_s)
+        if plan.first_run:
+            _timed_first_runs(row, device)
+        interleave(row.contestants, device, repeat=repeat, warmup=0, budget_s=plan.budget_s, memory=plan.memory)
         profiles = {c.name: profile(c, device, profile_top) for c in row.contestants} if profile_top else None
         result = row_result(row, time.perf_counter() - t0)
         if profiles:

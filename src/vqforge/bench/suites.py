@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from .e2e_rows import fashion_e2e_row, landscape_e2e_row
 from .gpt_rows import gpt_sample_row, gpt_train_row
 from .rows import FAST, FAST_LEVERS, GPTSpec, Levers, Row, VQGANSpec
 from .vqgan_rows import vqgan_attention_row, vqgan_reconstruct_row, vqgan_train_row
@@ -28,6 +29,10 @@ class RowPlan:
     build: Callable[[torch.device, bool], Row]
     budget_s: float = 60.0
     cost_s: float = 30.0
+    #: an untimed first run of each contestant (compile time) and an extra run for peak memory; the end-to-end
+    #: rows, minutes per run of the original, time one run each and nothing else (their one-time set-up included)
+    first_run: bool = True
+    memory: bool = True
 
 
 # The issue-14 CPU models.
@@ -60,7 +65,8 @@ def _one_off(*names: str) -> dict[str, Levers]:
 
 
 def cpu_suite(quick: bool = False) -> list[RowPlan]:
-    """Issue 14's table: VQGAN train step and reconstruct, GPT train step, GPT sampling at batch 1 and 4."""
+    """Issue 14's table: VQGAN train step and reconstruct, GPT train step, GPT sampling at batch 1 and 4; issue 26's
+    end-to-end rows (64 guided fashion images, a 256x512 landscape from a map) on the bundled models."""
     vq, gpt = _vq(CPU_VQGAN, quick), _gpt(CPU_GPT, quick)
     return [
         RowPlan("vqgan_train", lambda d, o: vqgan_train_row(vq, d, o, target=">= 2x"), budget_s=90, cost_s=60),
@@ -71,6 +77,11 @@ def cpu_suite(quick: bool = False) -> list[RowPlan]:
                                                              target=">= 3x"), budget_s=60, cost_s=40),
         RowPlan("gpt_sample_b4", lambda d, o: gpt_sample_row(dataclasses.replace(gpt, batch=4), d, o,
                                                              target=">= 4x"), budget_s=80, cost_s=50),
+        RowPlan("fashion_e2e", lambda d, o: fashion_e2e_row(d, o, target=">= 4x", n=4 if quick else 64),
+                budget_s=1, cost_s=120, first_run=False, memory=False),
+        RowPlan("landscape_e2e", lambda d, o: landscape_e2e_row(d, o, target=">= 4x",
+                                                                size=(64, 80) if quick else (256, 512)),
+                budget_s=1, cost_s=400, first_run=False, memory=False),
     ]
 
 

@@ -233,7 +233,7 @@ class DecodeSession:
     * ``cuda-compiled-bf16``: bf16 autocast, a static bf16 cache and a ``torch.compile``'d step
       (``mode="reduce-overhead"``: CUDA graphs), compiled once per model; ``cuda-bf16`` the same, eagerly;
     * ``cpu-packed-bf16`` (CPUs with native bf16, oneDNN): the model's packed copy (:func:`.cpu.packed`);
-    * ``cpu-int8`` / ``cpu-int4``: the model's quantised copy (:func:`.quantized.quantized`), a bf16 cache;
+    * ``cpu-int8`` / ``cpu-int4``: the model's quantised copy (:func:`.quantized.quantized`), an fp32 cache;
       ``cuda-[compiled-]int8`` / ``-int4``: the same copy, dequantising in the step, as the bf16 CUDA paths;
     * ``eager`` / ``compiled-fp32``: the fp32 model (logits equal the full forward's within 1e-5).
 
@@ -249,7 +249,8 @@ class DecodeSession:
         self.mode = decode_path(self.device, decoding)
         self.compiled = "compiled" in self.mode
         bf16 = self.mode != "eager" and self.mode != "compiled-fp32"
-        dtype = torch.bfloat16 if bf16 else torch.float32
+        # the CPU's quantised copies keep activations and cache in fp32 (only the kernels' inputs are bf16)
+        dtype = torch.bfloat16 if bf16 and not self.mode.startswith("cpu-int") else torch.float32
         self.net = model  # what runs GPT.forward
         if self.mode == "cpu-packed-bf16":
             self.net = packed(model)

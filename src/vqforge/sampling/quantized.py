@@ -17,9 +17,17 @@ shared and fp32; the copy runs ``GPT.forward`` itself), with every linear layer,
 How a quantised product runs depends on the device: on a CPU through ATen's weight-only kernels
 (``torch.ops.aten._weight_int8pack_mm``, ``torch.ops.aten._weight_int4pack_mm_for_cpu`` with the weight packed
 once by ``_convert_weight_to_int4pack_for_cpu``), with bf16 activations (the kernels have no fast fp32-activation
-path: bench/gemv_bandwidth.py measured them 10-20x slower); elsewhere (CUDA) by dequantising the weight inside the
+path: bench/gemv_bandwidth.py measured them 10-20x slower) and fp32 outputs (the residual stream, attention and the
+cache stay fp32: a CPU without native bf16 runs bf16 attention slowly); elsewhere (CUDA) by dequantising the weight inside the
 step (``(q - 8) * s + z``, then ``F.linear``), which ``torch.compile`` fuses into the compiled decode step. The
 dequantising layer runs on a CPU too, which is how the tests check it against the kernels.
+
+The CPU kernels are matrix-vector kernels: their time grows with every row of input, and beyond a few rows (a
+prefill, a large guided batch) the plain fp32 product is faster (bench/gemv_bandwidth.py). A quantised layer on a
+CPU therefore multiplies inputs of more than :data:`DENSE_ROWS` rows by the fp32 weight it was made from, which the
+copy shares with the model (only the fused query/key/value weight is a new fp32 tensor): the decode steps read the
+quantised bytes, the prefills run at fp32's compute rate and precision. :func:`set_dense_rows` changes the threshold (``None``: always the quantised
+product, as the quality measurements and tests do).
 
 A layer the int4 kernel cannot take (input channels not a multiple of the group, output channels not a multiple
 of 16: small test models) is quantised to int8 instead; :func:`layer_formats` says what each layer got.
@@ -38,6 +46,8 @@ from .cpu import swap_linears
 QUANTISED = ("int8", "int4")
 #: default group size of int4 (input channels sharing a scale and zero point)
 INT4_GROUP = 32
+#: on a CPU, inputs of more rows than this go through the shared fp32 weight (see the module text)
+DENSE_ROWS = 16
 
 
 def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,9 +93,26 @@ def _gelu(y: torch.Tensor, act: str) -> torch.Tensor:
     return F.gelu(y.float()).to(y.dtype) if act == "gelu" else y
 
 
-class Int8Linear(nn.Module):
-    """Weight-only int8 linear layer for inference: (..., in) -> (..., out) bf16 (CPU: ATen's int8 kernel) or
-    the input's dtype (elsewhere: dequantised in the step). ``act="gelu"`` applies the exact GELU after it."""
+class _Quantised(nn.Module):
+    """What both quantised layers share: the fp32 weight and bias they were made from (shared with the model, not
+    state) for inputs of more than ``dense_rows`` rows on a CPU."""
+
+    dense_rows: int | None = DENSE_ROWS
+
+    def _keep_dense(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self._dense = (weight.detach(), None if bias is None else bias.detach()) if self.kernel else None
+
+    def _dense_product(self, flat: torch.Tensor) -> torch.Tensor | None:
+        """fp32 product (N, out) for a tall input; None when the quantised kernel should run."""
+        if self._dense is None or self.dense_rows is None or flat.shape[0] <= self.dense_rows:
+            return None
+        w, b = self._dense
+        return _gelu(F.linear(flat.float(), w, b), self.act)
+
+
+class Int8Linear(_Quantised):
+    """Weight-only int8 linear layer for inference: (..., in) -> (..., out) fp32 on a CPU (ATen's int8 kernel on
+    the input in bf16) or the input's dtype (elsewhere: dequantised in the step). ``act="gelu"`` applies the exact GELU after it."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, act: str = "none"):
         super().__init__()
@@ -97,11 +124,15 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
                                                                                   else torch.float32))
         self.act = act
+        self._keep_dense(weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
+        dense = self._dense_product(flat)
+        if dense is not None:
+            return dense.view(*x.shape[:-1], self.out_features)
         if self.kernel:
-            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.q, self.scale)  # (N, out) bf16
+            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.q, self.scale).float()  # (N, out)
         else:  # dequantised inside the (compiled) step
             y = F.linear(flat, (self.q.to(flat.dtype) * self.scale.to(flat.dtype)[:, None]))
         if self.bias is not None:
@@ -109,9 +140,9 @@ class Int8Linear(nn.Module):
         return _gelu(y, self.act).view(*x.shape[:-1], self.out_features)
 
 
-class Int4Linear(nn.Module):
-    """Weight-only int4 linear layer (group-wise scales and zeros) for inference: (..., in) -> (..., out) bf16 on a
-    CPU (ATen's int4 kernel, weight packed once), the input's dtype elsewhere (two codes per byte, dequantised in
+class Int4Linear(_Quantised):
+    """Weight-only int4 linear layer (group-wise scales and zeros) for inference: (..., in) -> (..., out) fp32 on a
+    CPU (ATen's int4 kernel on the input in bf16, weight packed once), the input's dtype elsewhere (two codes per byte, dequantised in
     the step). ``kernel=False`` forces the dequantising form on a CPU too (tests)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, act: str = "none", group: int = INT4_GROUP,
@@ -131,12 +162,16 @@ class Int4Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
                                                                                   else torch.float32))
         self.act = act
+        self._keep_dense(weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
+        dense = self._dense_product(flat)
+        if dense is not None:
+            return dense.view(*x.shape[:-1], self.out_features)
         if self.kernel:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16), self.packed, self.group,
-                                                           self.scales_zeros)  # (N, out) bf16
+                                                           self.scales_zeros).float()  # (N, out)
         else:
             p = self.packed
             q = torch.stack((p >> 4, p & 15), -1).reshape(self.out_features, self.in_features).to(flat.dtype)
@@ -164,12 +199,20 @@ def quantized(gpt: GPT, precision: str, group: int = INT4_GROUP) -> GPT:
     """The ``precision`` (int8 / int4) copy of ``gpt`` (see the module text), made once and kept in
     ``gpt.scratch`` while its parameters are unchanged."""
     signature = (tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in gpt.parameters()), group)
-    key = f"quantized:{precision}"
+    key = f"quantized:{precision}:{group}"
     hit = gpt.scratch.get(key)
     if hit is None or hit[0] != signature:
         with torch.no_grad():
             hit = gpt.scratch[key] = (signature, swap_linears(gpt, quantized_layer(precision, group)))
     return hit[1]
+
+
+def set_dense_rows(net: nn.Module, rows: int | None) -> None:
+    """Set the quantised layers of ``net`` to multiply inputs of more than ``rows`` rows by the fp32 weight
+    (``None``: never; the quality measurements and the tests of the quantised products)."""
+    for m in net.modules():
+        if isinstance(m, _Quantised):
+            m.dense_rows = rows
 
 
 def layer_formats(net: nn.Module) -> dict[str, str]:
