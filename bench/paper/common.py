@@ -131,9 +131,9 @@ def data_ready(data: str) -> str | None:
 
 
 def image_folder(work: Path, data: str, n: int | None, size: int) -> str:
-    """The ``train.data`` of a VQGAN run: ``fashion-mnist`` for the whole train split at 28 px, else a folder of
-    PNGs of the first ``n`` training images (written once)."""
-    if data == "fashion-mnist" and n is None and size == 28:
+    """The ``train.data`` of a VQGAN run: ``fashion-mnist`` for the whole train split (the trainer pads it to
+    ``train.image_size``), else a folder of PNGs of the first ``n`` training images (written once)."""
+    if data == "fashion-mnist" and n is None:
         return "fashion-mnist"
     out = Path(work) / "data" / f"{data}_{n or 'all'}_{size}px"
     if not (out / "DONE").is_file():
@@ -343,7 +343,7 @@ def train_ar(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tu
                              {"params": other, "weight_decay": 0.0}], lr=budget.lr, betas=(0.9, 0.95))
     state = {"step": 0, "seconds": 0.0, "curve": []}
     if ck.is_file():
-        saved = torch.load(ck, weights_only=False)
+        saved = torch.load(ck, weights_only=True)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
@@ -383,19 +383,20 @@ def train_ar(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tu
 
 
 def measure_steps(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], budget: ARBudget, steps: int) -> float:
-    """Seconds per training step of ``model`` (after one warm-up step), nothing saved."""
+    """CPU seconds per training step of ``model`` (median after one warm-up step; nothing saved). With one thread
+    this is the wall time per step of a machine that runs nothing else, whatever else this one runs."""
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr)
     z, y = train
     times = []
     for i in range(steps + 1):
         b = torch.randint(0, len(z), (budget.batch,))
-        t = time.perf_counter()
+        t = time.process_time()
         loss = model.loss(z[b], y[b])
         opt.zero_grad()
         loss.backward()
         opt.step()
         if i:
-            times.append(time.perf_counter() - t)
+            times.append(time.process_time() - t)
     return float(np.median(times))
 
 
@@ -512,8 +513,9 @@ def arm_row(name: str, runs: list[dict], seeds: list[int], **extra) -> dict:
 
 
 def measure_vqgan(spec: str, overrides: list[str], steps: int) -> float:
-    """Seconds per VQGAN training step with ``overrides`` (median over ``steps`` steps after the first; GAN steps
-    included when ``loss.disc_start`` is reached), in a throw-away run directory."""
+    """CPU seconds per VQGAN training step with ``overrides`` (GAN steps included), in a throw-away run directory:
+    the median wall time per step after the first, times the CPU share this process had during the call (on a
+    loaded machine a process gets a fraction of a core)."""
     import tempfile
 
     from vqforge.train.vqgan import load_config, train_vqgan
@@ -522,10 +524,12 @@ def measure_vqgan(spec: str, overrides: list[str], steps: int) -> float:
         cfg = load_config(FASHION_VQGAN, [f"train.data={spec}", f"train.max_steps={steps + 1}", *overrides,
                                           "train.log_every=1", "train.val_every=0", "train.checkpoint_every=0",
                                           "loss.disc_start=0"])
+        wall, cpu = time.perf_counter(), time.process_time()
         train_vqgan(cfg, Path(tmp) / "run", quiet=True)
+        share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9) / max(1, torch.get_num_threads())
         rates = [json.loads(line).get("train/steps_per_s") for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
     rates = [r for r in rates if r]
-    return float(np.median([1 / r for r in rates])) if rates else float("nan")
+    return float(np.median([1 / r for r in rates])) * min(1.0, share) if rates else float("nan")
 
 
 def measure_pair(name: str, spec: str, overrides: list[str], vq_steps: int, budget: ARBudget, n_tokens: int,
@@ -536,7 +540,7 @@ def measure_pair(name: str, spec: str, overrides: list[str], vq_steps: int, budg
     z = torch.randint(0, n_codes, (512, n_tokens))
     s_ar = measure_steps(m, (z, torch.randint(0, 10, (512,))), budget, steps)
     hours = (s_vq * vq_steps + s_ar * budget.steps) * seeds / 3600
-    print(f"{name}: VQGAN {s_vq:.3f} s/step, transformer ({n_tokens} tokens) {s_ar:.3f} s/step; "
+    print(f"{name}: VQGAN {s_vq:.3f} CPU s/step, transformer ({n_tokens} tokens) {s_ar:.3f} CPU s/step; "
           f"{vq_steps} + {budget.steps} steps x {seeds} seeds = {hours:.2f} h", flush=True)
     return {"arm": name, "cost": f"VQGAN {s_vq:.2f} s/step, transformer {s_ar:.2f} s/step", "hours": hours}
 

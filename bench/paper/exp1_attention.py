@@ -63,18 +63,15 @@ def main() -> int:
     vq = fs.first_stage if hasattr(fs, "first_stage") else fs
     vq.eval()
     size = vq.config.ddconfig.resolution
-    n_train = 256 if args.toy else None
-    x_tr, y_tr = C.images(args.data, "train", n_train, size)
-    x_te, y_te = C.images(args.data, "test", 64 if args.toy else None, size)
-    z_tr, z_te = C.encode(vq, x_tr), C.encode(vq, x_te)
-    grid = tuple(vq.encode_to_indices(x_tr[:1]).shape[1:])
+    grid = (size // vq.downsample_factor,) * 2
     budget = C.ARBudget(steps=args.steps, batch=args.batch, warmup=min(300, args.steps // 10),
                         eval_every=max(1, min(250, args.steps // 4)), val_images=64 if args.toy else 2000)
     if args.measure:
         costs = []
         for name in ("transformer", "pixelsnail"):
             m = arm_model(name, vq.n_codes, grid, args.toy)
-            s = C.measure_steps(m, (z_tr, y_tr), budget, args.measure)
+            z = torch.randint(0, vq.n_codes, (512, grid[0] * grid[1]))  # random codes: the cost is the same
+            s = C.measure_steps(m, (z, torch.randint(0, 10, (512,))), budget, args.measure)
             hours = s * args.steps * len(args.seeds) / 3600
             print(f"{name}: {C.n_params(m)} parameters, {s:.3f} s/step; {args.steps} steps x {len(args.seeds)} "
                   f"seeds = {hours:.2f} h")
@@ -82,6 +79,17 @@ def main() -> int:
                           "hours": hours})
         C.write_budget(args, "exp1_attention", "1", costs)
         return 0
+    n_train = 256 if args.toy else None
+    codes = work / f"codes_{args.data}_{n_train or 'all'}.pt"  # encoded once, for every arm, seed and resume
+    if codes.is_file():
+        z_tr, y_tr, z_te, y_te, grid = torch.load(codes, weights_only=True)
+    else:
+        x_tr, y_tr = C.images(args.data, "train", n_train, size)
+        x_te, y_te = C.images(args.data, "test", 64 if args.toy else None, size)
+        z_tr, z_te = C.encode(vq, x_tr), C.encode(vq, x_te)
+        grid = tuple(vq.encode_to_indices(x_tr[:1]).shape[1:])
+        work.mkdir(parents=True, exist_ok=True)
+        torch.save((z_tr, y_tr, z_te, y_te, grid), codes)
     fid = C.FID(args.data, args.n_eval, size)
     arms = {}
     for name in ("transformer", "pixelsnail"):

@@ -30,6 +30,7 @@ EXPERIMENTS = [
 #: column -> (header, format, scale)
 COLUMNS = {
     "params": ("parameters", "{:.2f} M", 1e-6), "seq_len": ("tokens", "{:.0f}", 1),
+    "gpt_steps": ("transformer steps", "{:.0f}", 1),
     "test_nll": ("held-out NLL (nats/token)", "{:.4f}", 1), "nll_at_equal_time": ("NLL at equal time", "{:.4f}", 1),
     "fid": ("sample FID", "{:.2f}", 1), "rfid": ("rFID", "{:.2f}", 1), "psnr": ("PSNR (dB)", "{:.2f}", 1),
     "usage": ("codebook usage", "{:.1%}", 1), "perplexity": ("code perplexity", "{:.0f}", 1),
