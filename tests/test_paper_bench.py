@@ -167,7 +167,7 @@ def test_render_writes_the_page_from_the_json(tmp_path):
     assert "| transformer | 5.00 M | 5.2000 (5.1000-5.3000, n=2) |" in text  # mean (seed range, seeds)
     assert "| pixelsnail | 4.90 M | 5.6000 |" in text
     assert "equal steps: *reproduced*" in text
-    assert "| 1 | transformer | 1.20 s/step | 2.0 h |" in text  # the measured budget in the header
+    assert "| 1 | transformer | 1.20 s/step | 2.0 h |" in text and "| all | | | 2 h |" in text  # the budgets
     assert "## 2. Context-rich vocabularies" in text and "Not run yet" in text  # experiments without results
     assert (tmp_path / "docs" / "paper.md").read_text() == text
 

@@ -89,11 +89,16 @@ def budget_lines(results: Path) -> list[str]:
             rows.append(f"| {b['experiment']} | {arm['arm']} | {arm['cost']} | {arm['hours']:.1f} h |")
     if not rows:
         return []
-    m = json.loads(sorted(results.glob("*_budget.json"))[0].read_text()).get("machine", {})
-    return ["", f"Measured cost per step and the default budget's estimated wall time ({m.get('cpu', '?')}, "
-                f"{m.get('threads', '?')} thread(s), {m.get('date', '?')}; the machine shared with other work, so "
-                f"these are upper bounds):", "", "| experiment | arm | measured | budget |", "|---|---|---|---|",
-            *rows]
+    budgets = [json.loads(p.read_text()) for p in sorted(results.glob("*_budget.json"))]
+    m = budgets[0].get("machine", {})
+    total = sum(a["hours"] for b in budgets for a in b["arms"])
+    return ["", f"The default budgets, measured with `--measure 3` on {m.get('cpu', '?')} ({m.get('threads', '?')} "
+                f"thread, {m.get('date', '?')}): CPU seconds per training step, which is the wall time per step of a "
+                f"machine running nothing else (this one was shared, which CPU time does not count), and the hours "
+                f"of the whole budget (every arm, every seed; evaluation not included). Two threads "
+                f"(`THREADS=2`, run_all.sh's default) take about 0.6-0.75x as long.", "",
+            "| experiment | arm | measured (1 thread) | budget |", "|---|---|---|---|", *rows,
+            f"| all | | | {total:.0f} h |"]
 
 
 # ============================================================================================ plots
@@ -160,7 +165,8 @@ def section(name: str, title: str, results: Path, plots: Path, doc: Path) -> lis
     path = results / f"{name}.json"
     lines = [f"## {title}", ""]
     if not path.is_file():
-        return lines + [f"Not run yet: `bench/paper/{name}.py` (see its `--help` for the budget).", ""]
+        return lines + [f"Not run yet: `bench/paper/run_all.sh`, or alone "
+                        f"`PYTHONPATH=src python bench/paper/{name}.py` (its `--help` states the budget).", ""]
     r = json.loads(path.read_text())
     if r.get("toy"):
         lines += ["**A toy run (tiny models, a few steps): it shows the pipeline works, not a result.**", ""]
