@@ -133,8 +133,9 @@ class OrigGPT(torch.nn.Module):
 
         s = shapes(toy)
         self.n_tokens = n_tokens
+        p = 0.0 if toy else 0.1  # the bundled fashion transformer's dropout, as the vqforge arm has it
         self.gpt = load().GPT(vocab_size=n_codes, block_size=n_tokens, n_layer=s["n_layer"], n_head=s["n_head"],
-                              n_embd=s["n_embd"], embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+                              n_embd=s["n_embd"], embd_pdrop=p, resid_pdrop=p, attn_pdrop=p)
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cz = torch.cat((y[:, None], z), dim=1)  # (B, 1 + N)

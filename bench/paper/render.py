@@ -52,7 +52,9 @@ How to run: `bench/paper/run_all.sh` starts every experiment in the background, 
 `runs/paper/`; each is resumable: run it again after an interruption and finished stages are skipped, cut-short
 ones continue from their checkpoints), then renders this page. Experiment 5 runs in the benchmark environment of
 `make bench-venv` (the original is never a dependency of vqforge). Each script's `--help` states its budget;
-`--measure N` times N steps of every arm on the machine at hand and writes the estimate below.
+`--measure N` times N steps of every arm on the machine at hand and writes the estimate below
+(`bench/paper/run_all.sh --measure` does it for all). A smaller budget for experiment n: `EXPn_ARGS="--seeds 0
+--vqgan-steps 1500" bench/paper/run_all.sh` (the page states the budget each result was run with).
 """
 
 

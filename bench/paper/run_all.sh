@@ -7,6 +7,8 @@
 #   bench/paper/run_all.sh --measure         # only time a few steps of every arm (minutes), then render the header
 #
 # Experiment 5 needs the original in the benchmark environment: `make bench-venv` first (BENCH_PY below).
+# A smaller budget: EXPn_ARGS="..." adds options to experiment n, e.g.
+#   EXP2_ARGS="--seeds 0 --factors 2 4 8" EXP3_ARGS="--vqgan-steps 1500 --gpt-steps 1500" bench/paper/run_all.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MEASURE=""
@@ -28,17 +30,18 @@ run() {
 }
 
 all() {
-  run "$PY" exp1_attention
-  run "$PY" exp2_vocab
-  run "$PY" exp3_first_stage
-  run "$PY" exp4_sampling
-  if [ -x "$BENCH_PY" ]; then run "$BENCH_PY" exp5_original
+  run "$PY" exp1_attention ${EXP1_ARGS:-}
+  run "$PY" exp2_vocab ${EXP2_ARGS:-}
+  run "$PY" exp3_first_stage ${EXP3_ARGS:-}
+  run "$PY" exp4_sampling ${EXP4_ARGS:-}
+  if [ -x "$BENCH_PY" ]; then run "$BENCH_PY" exp5_original ${EXP5_ARGS:-}
   else echo "== exp5_original: skipped ($BENCH_PY missing: make bench-venv)"; fi
   "$PY" bench/paper/render.py
 }
 
 if [ -n "$MEASURE" ]; then all; exit; fi
 VARS="W='$W' THREADS='$THREADS' PY='$PY' BENCH_PY='$BENCH_PY' MEASURE=''"
+for n in 1 2 3 4 5; do v="EXP${n}_ARGS"; VARS="$VARS $v='${!v:-}'"; done
 nohup bash -c "set -euo pipefail; $(declare -f run all); $VARS; all" \
     >> "$W/run_all.log" 2>&1 &
 echo "started in the background (pid $!): tail -f $W/run_all.log"
