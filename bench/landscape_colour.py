@@ -5,7 +5,7 @@ For each held-out photo (default: the 18 bundled in src/vqforge/demo_assets/phot
 trains on), at its own size (cropped to a multiple of 8, as `vqforge reconstruct`) and as a 128 px centre crop
 (the issue's protocol), it compares the reconstruction with the photo:
 
-* PSNR (dB);
+* PSNR (dB) and SSIM;
 * per-channel mean error: |mean_c(rec) - mean_c(photo)| in 8-bit levels (0..255), averaged over the photos
   (and the signed bias per channel: + is too bright);
 * saturation: the mean HSV saturation (0..1) of rec and photo, their absolute difference and ratio;
@@ -50,11 +50,11 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 
 def colour_stats(rec: torch.Tensor, x: torch.Tensor) -> dict[str, float | list[float]]:
     """Colour statistics of one reconstruction against its photo, both (1, 3, H, W) in [-1, 1]."""
-    from vqforge.metrics import psnr
+    from vqforge.metrics import psnr, ssim
 
     m_rec, m_x = (rec + 1).mean((0, 2, 3)) * 127.5, (x + 1).mean((0, 2, 3)) * 127.5  # (3,) in 0..255
     s_rec, s_x = float(saturation(rec).mean()), float(saturation(x).mean())
-    return {"psnr": float(psnr(rec, x)), "mean_err": float((m_rec - m_x).abs().mean()),
+    return {"psnr": float(psnr(rec, x)), "ssim": float(ssim(rec, x)), "mean_err": float((m_rec - m_x).abs().mean()),
             "mean_bias": (m_rec - m_x).tolist(), "sat_rec": s_rec, "sat_photo": s_x,
             "sat_err": abs(s_rec - s_x), "chroma_rec": float(chroma(rec).mean()), "chroma_photo": float(chroma(x).mean())}
 
@@ -62,7 +62,7 @@ def colour_stats(rec: torch.Tensor, x: torch.Tensor) -> dict[str, float | list[f
 def summarise(rows: list[dict]) -> dict[str, float | list[float]]:
     """Means over photos of :func:`colour_stats` rows."""
     n = len(rows)
-    out = {k: sum(r[k] for r in rows) / n for k in ("psnr", "mean_err", "sat_rec", "sat_photo", "sat_err",
+    out = {k: sum(r[k] for r in rows) / n for k in ("psnr", "ssim", "mean_err", "sat_rec", "sat_photo", "sat_err",
                                                     "chroma_rec", "chroma_photo")}
     out["mean_bias"] = [sum(r["mean_bias"][c] for r in rows) / n for c in range(3)]
     out["max_mean_err"] = max(r["mean_err"] for r in rows)
@@ -73,7 +73,7 @@ def summarise(rows: list[dict]) -> dict[str, float | list[float]]:
 
 def show(name: str, s: dict) -> None:
     b = ", ".join(f"{c} {v:+.1f}" for c, v in zip("RGB", s["mean_bias"]))
-    print(f"{name}: PSNR {s['psnr']:.2f} dB | channel-mean error {s['mean_err']:.1f}/255 (max {s['max_mean_err']:.1f};"
+    print(f"{name}: PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f} | channel-mean error {s['mean_err']:.1f}/255 (max {s['max_mean_err']:.1f};"
           f" bias {b}) | saturation {s['sat_rec']:.3f} vs photo {s['sat_photo']:.3f} (x{s['sat_ratio']:.2f}, "
           f"error {s['sat_err']:.3f}, max {s['max_sat_err']:.3f}) | chroma {s['chroma_rec']:.1f} vs "
           f"{s['chroma_photo']:.1f}")
@@ -121,6 +121,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="landscapes", help="model name, model directory, run directory or checkpoint")
     ap.add_argument("--data", default=str(HELD_OUT), help="held-out photos (folder or .txt list)")
+    ap.add_argument("--no-ema", action="store_true", help="a run's raw weights rather than its EMA weights")
     ap.add_argument("--crop", type=int, default=128, help="the centre-crop protocol's side (0: skip it)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--loss-check", action="store_true",
@@ -130,7 +131,13 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    vq = load_vqgan(args.model, "landscape_colour").eval()
+    if args.no_ema:
+        import vqforge
+
+        vq = vqforge.load(args.model, use_ema=False)
+        vq = getattr(vq, "first_stage", vq).eval()
+    else:
+        vq = load_vqgan(args.model, "landscape_colour").eval()
     f = vq.downsample_factor
     files = find_images(args.data)
     result: dict = {"model": args.model, "data": args.data, "n": len(files)}

@@ -85,15 +85,43 @@ def write_curves(doc: Path, work: Path, runs: list[str]) -> None:
     doc.write_text(f"{head}{CURVES_BEGIN}\n{body}\n{CURVES_END}{rest.split(CURVES_END, 1)[1]}")
 
 
+def swap_first_stage(name: str, run: Path, out: Path, cards: dict) -> None:
+    """Replace the first stage of the bundled model ``name`` (a transformer pipeline) by the VQGAN trained in ``run``
+    (its EMA weights), keeping everything else; the card takes bench/bundled_cards.yaml's texts and gains the run's
+    steps and wall time. For a first stage retrained after the other stages were packaged (the landscapes decoder,
+    2026-12-07), where their run directories are not at hand."""
+    model = vqforge.load(name)
+    model.first_stage.load_state_dict(vqforge.load(run).state_dict())
+    card = dict(model.card) if getattr(model, "card", None) else yaml.safe_load(
+        (out / name / "model.yaml").read_text())["extra"]
+    for key in ("stages", "model_run", "model_checkpoint", "first_stage_run"):
+        cards[name].pop(key, None)
+    card.update(cards[name])
+    rec = stage_record(run)
+    card["steps"] += f", {rec['run']} {rec['steps']}"
+    card["wall_time"] = card["wall_time"].replace("; total", f", {rec['run']} {rec['wall_time_min']} min; total")
+    total = float(card["wall_time"].rsplit("total ", 1)[1].split()[0]) + rec["wall_time_min"]
+    card["wall_time"] = card["wall_time"].rsplit("total ", 1)[0] + f"total {total:.0f} min"
+    path = vqforge.save_model(model, out / name, extra=card, dtype=torch.float16)
+    size = (path / "model.safetensors").stat().st_size / 2**20
+    print(f"{name}: {path} ({size:.1f} MiB); first stage from {run}; {card['steps']}; {card['wall_time']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="runs/bundled")
     ap.add_argument("--out", default=str(REPO / "src" / "vqforge" / "bundled"))
     ap.add_argument("--cards", default=str(REPO / "bench" / "bundled_cards.yaml"))
     ap.add_argument("--doc", default=str(REPO / "docs" / "models.md"), help="where the validation curves go")
+    ap.add_argument("--swap-first-stage", nargs=2, metavar=("NAME", "RUN"),
+                    help="only replace the bundled NAME's first stage by RUN's (see swap_first_stage)")
     args = ap.parse_args()
     work = Path(args.work)
     cards = yaml.safe_load(Path(args.cards).read_text())
+    if args.swap_first_stage:
+        name, run = args.swap_first_stage
+        swap_first_stage(name, Path(run), Path(args.out), cards)
+        return
     curves = []
     for name, card in cards.items():
         stages = [stage_record(work / s) for s in card.pop("stages")]
@@ -104,6 +132,9 @@ def main() -> None:
             final = final / "checkpoints" / checkpoint
             card["checkpoint"] = f"{checkpoint} (step {int(load_torch(final)['step'])})"
         model = vqforge.load(final)  # EMA weights where the run kept them
+        first = card.pop("first_stage_run", None)  # a later run of the first stage (landscapes: its decoder again)
+        if first:
+            model.first_stage.load_state_dict(vqforge.load(work / first).state_dict())
         card["steps"] = ", ".join(f"{s['run']} {s['steps']}" for s in stages)
         card["wall_time"] = (", ".join(f"{s['run']} {s['wall_time_min']} min" for s in stages)
                              + f"; total {sum(s['wall_time_min'] for s in stages):.0f} min")

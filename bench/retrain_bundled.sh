@@ -84,6 +84,15 @@ encode_pairs "$W/landscape_pairs" "$W/landscape_tokens" 128 0
 encode_pairs "$W/landscape_pairs_val" "$W/landscape_val_tokens" 64 1
 phase "$W/landscape_gpt" 3000 transformer --config $C/landscape_transformer.yaml --data "$W/landscape_tokens" \
     --val-data "$W/landscape_val_tokens" --first-stage "$W/landscape_vqgan" --cond-stage "$SEG"
+# The first stage's decoder once more, for colour (docs/models.md): the first run's Inception perceptual term barely
+# sees colour, and its reconstructions came back desaturated. This run starts from it, keeps its encoder and codebook
+# (every code, and so the tokens above and the transformer, stays valid) and trains the decoder on L1 alone; the
+# shipped model carries this decoder. (The shipped run started from the float16 bundled weights of the first run,
+# with EMA decay 0.999 until step 261, then 0.99: at 0.999 the average of a run this short stays near its start.)
+phase "$W/landscape_decoder" 261 vqgan --config $C/landscape_decoder.yaml \
+    --data "$W/lists/photos_train.txt" --val-data "$W/lists/photos_val.txt" -- train.init_from="$W/landscape_vqgan" \
+    train.ema_decay=0.999
+phase "$W/landscape_decoder" 497 vqgan -- train.ema_decay=0.99
 
 # 3. package: float16 model directories with their model cards under src/vqforge/bundled/
 .venv/bin/python bench/package_bundled.py --work "$W"
