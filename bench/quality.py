@@ -130,7 +130,7 @@ def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float
     from vqforge.models.conditioning import ClassConfig
     from vqforge.models.gpt import GPTConfig
     from vqforge.models.transformer import TransformerConfig
-    from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+    from vqforge.train.transformer import TransformerRunConfig, TransformerSettings, train_transformer
 
     run = work / "gpt"
     if (run / "DONE").exists():
@@ -138,13 +138,14 @@ def train_second_stage(work: Path, vqgan_run: Path, tokens: Path, minutes: float
     gpt = GPTConfig(vocab_size=256, block_size=80, n_layer=args.n_layer, n_head=4, n_embd=args.n_embd,
                     embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
     model = TransformerConfig(gpt=gpt, cond=ClassConfig(n_classes=10, null_class=True, dropout=0.1))
-    tc = TransformerTrainConfig(batch_size=args.gpt_batch, learning_rate=args.gpt_lr, warmup_steps=100,
+    tc = TransformerSettings(batch_size=args.gpt_batch, learning_rate=args.gpt_lr, warmup_steps=100,
                                 max_steps=args.gpt_max_steps, min_lr_ratio=0.1, val_fraction=0.02, val_every=0,
                                 val_batches=20, preview_every=0, checkpoint_every=500, image_size=32,
                                 precision="fp32", device="cpu", seed=0)
     cfg = TransformerRunConfig(model=model, train=tc)
     log(f"training the transformer for {minutes} min ({args.n_layer} layers, {args.n_embd} wide, batch {args.gpt_batch})")
-    res, secs = with_budget(minutes * 60, train, cfg, str(tokens), run, first_stage=str(vqgan_run), quiet=True)
+    res, secs = with_budget(minutes * 60, train_transformer, cfg, str(tokens), run, first_stage=str(vqgan_run),
+                            quiet=True)
     write_json(run / "bench.json", {**res.record(), "seconds": secs, "batch_size": args.gpt_batch, "lr": args.gpt_lr,
                                     "n_layer": args.n_layer, "n_embd": args.n_embd, "max_steps": args.gpt_max_steps})
     (run / "DONE").write_text("ok\n")

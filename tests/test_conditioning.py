@@ -93,16 +93,16 @@ def test_training_records_its_size_and_derives_settings(tmp_path):
     """Trained at 32 px under a first stage made for 16 px, with vocab_size, block_size and n_classes left 0: the
     saved model has them derived (and the class names), and `vqforge sample` defaults to 32 px."""
     from vqforge.models.vqgan import VQGAN
-    from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+    from vqforge.train.transformer import TransformerRunConfig, TransformerSettings, train_transformer
 
     torch.manual_seed(0)
     vqforge.save_model(VQGAN(vq(resolution=16)), tmp_path / "vq")
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=0, block_size=0, n_layer=1, n_head=2, n_embd=32),
                                 cond=ClassConfig(n_classes=0, dropout=0.1)),
-        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, val_fraction=0.25,
+        train=TransformerSettings(batch_size=2, learning_rate=1e-3, image_size=32, val_fraction=0.25,
                                      val_every=0, preview_every=0, checkpoint_every=0))
-    train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(tmp_path / "vq"), max_steps=1, quiet=True)
+    train_transformer(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(tmp_path / "vq"), max_steps=1, quiet=True)
     m = vqforge.load(tmp_path / "run")
     assert m.trained_hw == (32, 32) and m.config.image_size == 32
     assert m.config.cond.n_classes == 3 and m.config.cond.names == ("alaska_lakes", "australia", "black_forest")

@@ -78,11 +78,11 @@ def test_old_model_directory_loads_as_the_same_mode(mode, tmp_path, capsys):
 
 def test_old_run_config_drops_the_settings_its_mode_ignored(capsys):
     path = LEGACY / "run_config_transformer_class_lowres.yaml"
-    from vqforge.train.settings import load_run_config
+    from vqforge.train.settings import read_run_config
     from vqforge.train.transformer import OLD
 
     for _ in range(2):  # a run config is read as the trainer reads it (older train.* names included)
-        cfg = load_run_config(TransformerRunConfig, path, OLD)
+        cfg = read_run_config(TransformerRunConfig, path, OLD)
         assert cfg.model.cond == EXPECTED["class"]
         err = capsys.readouterr().err.splitlines()
         assert [line for line in err if "model.cond" in line] == [

@@ -96,9 +96,9 @@ def test_wrong_value_types_in_a_file_and_on_the_command_line(tmp_path):
 
 
 def test_override_values_are_read_as_the_setting_type():
-    from vqforge.train.vqgan import VQGANTrainConfig
+    from vqforge.train.vqgan import VQGANRunConfig
 
-    cfg = apply_overrides(VQGANTrainConfig(), [
+    cfg = apply_overrides(VQGANRunConfig(), [
         "train.data=2020-01-01", "train.val_data=123", "train.learning_rate=3e-4", "train.max_steps=1e5",
         "model.ddconfig.ch_mult=1,2,4", "train.betas=[0.9, 0.99]", "train.flip=yes", "train.crop=center"])
     assert cfg.train.data == "2020-01-01" and cfg.train.val_data == "123"  # strings verbatim, never dates or ints

@@ -20,7 +20,7 @@ from vqforge.config import ConfigError, apply_overrides, from_dict, load_yaml
 from vqforge.io import VQForgeError, save_safetensors
 from vqforge.models.vqgan import VQGANConfig
 from vqforge.quantizers import EMAVQConfig, FSQConfig, GumbelConfig, L2VQConfig, QuantizerConfig, VQConfig
-from vqforge.train.vqgan import VQGANTrainConfig
+from vqforge.train.vqgan import VQGANRunConfig
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_configs"
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -59,10 +59,10 @@ def test_old_model_directory_loads_as_the_same_quantizer(kind, tmp_path, capsys)
 
 
 def test_old_run_config_drops_the_settings_its_kind_ignored(capsys):
-    from vqforge.train.settings import load_run_config
+    from vqforge.train.settings import read_run_config
     from vqforge.train.vqgan import OLD
 
-    cfg = load_run_config(VQGANTrainConfig, LEGACY / "run_config_vq_from_l2.yaml", OLD)  # as the trainer reads it
+    cfg = read_run_config(VQGANRunConfig, LEGACY / "run_config_vq_from_l2.yaml", OLD)  # as the trainer reads it
     assert cfg.model.quantizer == VQConfig(n_embed=256, embed_dim=32)
     err = [line for line in capsys.readouterr().err.splitlines() if "model.quantizer" in line]
     # codebook_dim: 8 was carried over from the l2 config and ignored by vq: said once, not an error
@@ -94,7 +94,7 @@ def test_every_shipped_config_loads_without_notices(path, capsys):
 
     data = yaml.safe_load(path.read_text())
     cls = (TransformerRunConfig if "gpt" in data.get("model", {}) else
-           ConditionRunConfig if "n_labels" in data else VQGANTrainConfig)
+           ConditionRunConfig if "n_labels" in data else VQGANRunConfig)
     cfg = load_yaml(cls, path)
     assert capsys.readouterr().err == ""
     written = data["model"].get("quantizer")

@@ -135,7 +135,7 @@ def test_held_out_rows_keep_every_crop_of_an_image_on_one_side(tmp_path):
 
 def test_nll_scores_the_rows_the_run_held_out(tmp_path):
     from vqforge.models.transformer import TransformerConfig
-    from vqforge.train.transformer import TransformerTrainConfig
+    from vqforge.train.transformer import TransformerSettings
     from vqforge.train.transformer_data import TransformerData
 
     ds = _tokens(tmp_path / "tok", 10, 3)
@@ -146,7 +146,7 @@ def test_nll_scores_the_rows_the_run_held_out(tmp_path):
     from test_sampling import tiny_vq
 
     cfg = TransformerConfig(first_stage=tiny_vq(n_embed=16))
-    data = TransformerData(str(tmp_path / "tok"), cfg, TransformerTrainConfig(val_fraction=0.2, seed=5))
+    data = TransformerData(str(tmp_path / "tok"), cfg, TransformerSettings(val_fraction=0.2, seed=5))
     assert rows.tolist() == data.val.indices.tolist()
     assert scored_rows(ds, tmp_path / "tok", settings, "train")[0].tolist() == data.train.indices.tolist()
     assert len(scored_rows(ds, tmp_path / "tok", settings, "all")[0]) == 30

@@ -138,7 +138,7 @@ def test_token_shards_and_encode_from_shards(shards, tmp_path):
     from vqforge.models.transformer import TransformerConfig
     from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
     from vqforge.quantizers import VQConfig
-    from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+    from vqforge.train.transformer import TransformerRunConfig, TransformerSettings, train_transformer
 
     torch.manual_seed(0)
     vq = VQGAN(VQGANConfig(AutoencoderConfig(ch=32, ch_mult=(1, 1), num_res_blocks=0, attn_resolutions=(),
@@ -158,10 +158,10 @@ def test_token_shards_and_encode_from_shards(shards, tmp_path):
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=34, block_size=65, n_layer=1, n_head=2, n_embd=16),
                                 cond=ClassConfig(n_classes=2)),
-        train=TransformerTrainConfig(batch_size=4, learning_rate=1e-3, image_size=16, val_every=2, preview_every=0,
+        train=TransformerSettings(batch_size=4, learning_rate=1e-3, image_size=16, val_every=2, preview_every=0,
                                      checkpoint_every=0))
     for data, run in ((tmp_path / "tokshards" / "shard-{000000..000003}.tar", "run_tok"), (shards, "run_img")):
-        result = train(cfg, str(data), tmp_path / run, first_stage=str(tmp_path / "vq"), max_steps=2, quiet=True)
+        result = train_transformer(cfg, str(data), tmp_path / run, first_stage=str(tmp_path / "vq"), max_steps=2, quiet=True)
         assert result.step == 2
         ckpt = torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True)
         assert ckpt["label_names"] == ["cats", "dogs"] and "shards" in ckpt["data"]

@@ -79,7 +79,7 @@ def _vq(in_ch: int, n_embed: int) -> VQGANConfig:
 
 def test_a_mode_written_in_one_file_trains_samples_and_serves(toy_mode, tmp_path, capsys):
     from vqforge.train.condition import ConditionRunConfig, ConditionSettings, train_condition
-    from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+    from vqforge.train.transformer import TransformerRunConfig, TransformerSettings, train_transformer
 
     assert "toy_luma" in stage_modes()
     assert not [p for p in SRC.rglob("*.py") if "toy_luma" in p.read_text()], "vqforge itself names the toy mode"
@@ -99,9 +99,9 @@ def test_a_mode_written_in_one_file_trains_samples_and_serves(toy_mode, tmp_path
     run_cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=0, block_size=0, n_layer=1, n_head=2, n_embd=32),
                                 cond=ToyLumaConfig()),
-        train=TransformerTrainConfig(batch_size=3, image_size=32, crop="center", val_fraction=0.25,
+        train=TransformerSettings(batch_size=3, image_size=32, crop="center", val_fraction=0.25,
                                      preview_every=2, n_samples=1, checkpoint_every=0))
-    train(run_cfg, str(PHOTOS), tmp_path / "gpt", first_stage=str(tmp_path / "vq"), cond_stage=str(stage_run),
+    train_transformer(run_cfg, str(PHOTOS), tmp_path / "gpt", first_stage=str(tmp_path / "vq"), cond_stage=str(stage_run),
           max_steps=2, quiet=True)
     model = vqforge.load(tmp_path / "gpt")
     assert type(model.condition) is ToyLuma and model.config.gpt.block_size == 127  # 64 condition + 64 image tokens, less the last

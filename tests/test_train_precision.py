@@ -49,7 +49,7 @@ def test_vqgan_tiny_learns_in_bf16_as_in_fp32(tmp_path):
 
 
 def test_transformer_tiny_learns_in_bf16_as_in_fp32(tmp_path):
-    from vqforge.train.transformer import load_run_config, train
+    from vqforge.train.transformer import load_config, train_transformer
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 400)
@@ -58,10 +58,10 @@ def test_transformer_tiny_learns_in_bf16_as_in_fp32(tmp_path):
     steps = 40
     runs = {}
     for precision in ("fp32", "bf16"):
-        cfg = load_run_config(ROOT / "configs" / "transformer_tiny_class.yaml",
+        cfg = load_config(ROOT / "configs" / "transformer_tiny_class.yaml",
                               ["model.cond.n_classes=3", "train.batch_size=32", "train.warmup_steps=10",
                                "train.val_every=20", "train.checkpoint_every=0", f"train.precision={precision}"])
-        train(cfg, str(data), tmp_path / precision, first_stage=str(VQ), max_steps=steps, quiet=True)
+        train_transformer(cfg, str(data), tmp_path / precision, first_stage=str(VQ), max_steps=steps, quiet=True)
         runs[precision] = _val(tmp_path / precision, "val/loss")
     print("val loss by step: " + "; ".join(f"{p} {v}" for p, v in runs.items()))
     chance = float(np.log(64))

@@ -80,12 +80,12 @@ def _old_layout(run: Path, rewrite) -> None:
 
 def test_old_transformer_and_segmentation_checkpoints_resume(tmp_path, capsys):
     from vqforge.train.condition import load_config as seg_config, train_condition
-    from vqforge.train.transformer import load_run_config, train
+    from vqforge.train.transformer import load_config, train_transformer
 
     data = tokens(tmp_path / "tok", 40, 0)
-    cfg = load_run_config(ROOT / "configs" / "transformer_tiny_class.yaml",
+    cfg = load_config(ROOT / "configs" / "transformer_tiny_class.yaml",
                           ["model.cond.n_classes=3", "train.batch_size=8", "train.val_every=0", "train.precision=fp32"])
-    train(cfg, str(data), tmp_path / "t", first_stage=str(VQ), max_steps=2, quiet=True)
+    train_transformer(cfg, str(data), tmp_path / "t", first_stage=str(VQ), max_steps=2, quiet=True)
 
     def old_transformer(ckpt):  # train_config held only the train section, with the older names
         t = dict(ckpt["train_config"]["train"])
@@ -95,7 +95,7 @@ def test_old_transformer_and_segmentation_checkpoints_resume(tmp_path, capsys):
 
     _old_layout(tmp_path / "t", old_transformer)
     capsys.readouterr()
-    r = train(None, None, tmp_path / "t", resume=True, max_steps=4, quiet=True)
+    r = train_transformer(None, None, tmp_path / "t", resume=True, max_steps=4, quiet=True)
     assert r.step == 4 and vqforge.load(tmp_path / "t").mode == "class"
     err = capsys.readouterr().err
     assert "train.accumulate is now train.accumulation" in err and "train.precision (auto|bf16|fp32); read as fp32" in err
@@ -148,14 +148,14 @@ def test_every_trainer_prints_the_same_summary_and_json(tmp_path, capsys):
 @pytest.mark.slow
 def test_held_out_validation_keeps_the_best_checkpoint_and_warns_when_it_rises(tmp_path, capsys):
     """A transformer memorising 16 rows of noise: validation loss on other rows rises while training loss falls."""
-    from vqforge.train.transformer import load_run_config, train
+    from vqforge.train.transformer import load_config, train_transformer
 
     train_tok, val_tok = tokens(tmp_path / "train", 16, 1, pattern=False), tokens(tmp_path / "val", 64, 2, False)
-    cfg = load_run_config(ROOT / "configs" / "transformer_tiny_uncond.yaml",
+    cfg = load_config(ROOT / "configs" / "transformer_tiny_uncond.yaml",
                           ["train.batch_size=16", "train.learning_rate=3e-3", "train.warmup_steps=0",
                            "train.val_every=5", "train.val_batches=4", "train.preview_every=0", "train.patience=3",
                            "train.checkpoint_every=0", "train.precision=fp32", "train.log_every=5", "model.gpt.n_embd=64"])
-    result = train(cfg, str(train_tok), tmp_path / "run", first_stage=str(VQ), max_steps=60,
+    result = train_transformer(cfg, str(train_tok), tmp_path / "run", first_stage=str(VQ), max_steps=60,
                    settings={"val_data": str(val_tok)})
     err = capsys.readouterr().err
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

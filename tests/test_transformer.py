@@ -210,10 +210,10 @@ def test_paper_and_tiny_configs_load():
     from pathlib import Path
 
     from vqforge.train.condition import load_config as load_segmentation_config
-    from vqforge.train.transformer import load_run_config
+    from vqforge.train.transformer import load_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    cin = load_run_config(root / "transformer_imagenet_class.yaml").model
+    cin = load_config(root / "transformer_imagenet_class.yaml").model
     g = cin.gpt
     assert (g.n_layer, g.n_head, g.n_embd, g.vocab_size, g.block_size) == (48, 24, 1536, 16384, 257)
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
@@ -222,10 +222,10 @@ def test_paper_and_tiny_configs_load():
         n_params = sum(p.numel() for p in GPT(g).parameters())
     assert 1.35e9 < n_params < 1.45e9  # the paper's 1.4B
     assert cin.cond.mode == "class" and cin.cond.n_classes == 1000 and cin.cond.null_class
-    faces = load_run_config(root / "transformer_faceshq.yaml").model.gpt
+    faces = load_config(root / "transformer_faceshq.yaml").model.gpt
     assert (faces.n_layer, faces.n_embd) == (24, 1024)
-    assert load_run_config(root / "transformer_sflckr.yaml").model.cond.n_labels == 182
-    assert load_run_config(root / "transformer_drin.yaml").model.cond.mode == "depth"
+    assert load_config(root / "transformer_sflckr.yaml").model.cond.n_labels == 182
+    assert load_config(root / "transformer_drin.yaml").model.cond.mode == "depth"
     for name in ("uncond", "class", "seg"):
-        assert load_run_config(root / f"transformer_tiny_{name}.yaml").model.gpt.n_layer <= 4
+        assert load_config(root / f"transformer_tiny_{name}.yaml").model.gpt.n_layer <= 4
     assert load_segmentation_config(root / "seg_sflckr.yaml").model.ddconfig.in_channels == 182

@@ -18,7 +18,7 @@ import torch
 import vqforge
 from vqforge.data.fashion_mnist import available, load_fashion_mnist, to_model_images
 from vqforge.data.tokens import TokenDataset, unigram_entropy
-from vqforge.train.transformer import load_run_config, sample_tokens, train
+from vqforge.train.transformer import load_config, sample_tokens, train_transformer
 
 # NOTE: one list; a second `pytestmark =` assignment would silently drop the skip marker.
 pytestmark = [
@@ -93,12 +93,12 @@ def test_class_conditional_fashion_mnist(tokens, tmp_path):
 
 
 def test_resume_is_exact(tokens, tmp_path):
-    cfg = load_run_config(CONFIG, ["train.val_every=0", "train.checkpoint_every=0", "model.gpt.n_embd=32",
+    cfg = load_config(CONFIG, ["train.val_every=0", "train.checkpoint_every=0", "model.gpt.n_embd=32",
                                    "train.batch_size=16", "model.pkeep=0.9"])
-    first = train(cfg, str(tokens), tmp_path / "a", first_stage=str(VQ), max_steps=12, stop_after=6, quiet=True)
+    first = train_transformer(cfg, str(tokens), tmp_path / "a", first_stage=str(VQ), max_steps=12, stop_after=6, quiet=True)
     assert first.step == 6
-    train(None, None, tmp_path / "a", resume=True, quiet=True)
-    train(cfg, str(tokens), tmp_path / "b", first_stage=str(VQ), max_steps=12, quiet=True)
+    train_transformer(None, None, tmp_path / "a", resume=True, quiet=True)
+    train_transformer(cfg, str(tokens), tmp_path / "b", first_stage=str(VQ), max_steps=12, quiet=True)
     a, b = vqforge.load(tmp_path / "a"), vqforge.load(tmp_path / "b")
     for k, v in a.state_dict().items():
         torch.testing.assert_close(v, b.state_dict()[k], atol=0, rtol=0, msg=k)

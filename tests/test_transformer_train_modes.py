@@ -16,7 +16,7 @@ from vqforge.models.gpt import GPTConfig
 from vqforge.models.transformer import TransformerConfig
 from vqforge.models.vqgan import VQGAN, AutoencoderConfig, VQGANConfig
 from vqforge.quantizers import VQConfig
-from vqforge.train.transformer import TransformerRunConfig, TransformerTrainConfig, train
+from vqforge.train.transformer import TransformerRunConfig, TransformerSettings, train_transformer
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "sflckr_photos"  # 3 scene folders, 4 photos
 
@@ -96,11 +96,11 @@ def test_train_on_the_fly(mode, stages, tmp_path):
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=cond),
-        train=TransformerTrainConfig(batch_size=3, learning_rate=1e-3, image_size=32, crop="center",
+        train=TransformerSettings(batch_size=3, learning_rate=1e-3, image_size=32, crop="center",
                                      val_fraction=0.25, val_every=0, preview_every=2, n_samples=2,
                                      checkpoint_every=0))
     cond_stage = {"edges": stages / "edges", "lowres": stages / "lowres"}.get(mode)
-    m, rows = _fed_to_the_gpt(lambda: train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
+    m, rows = _fed_to_the_gpt(lambda: train_transformer(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
                                             cond_stage=str(cond_stage) if cond_stage else None, max_steps=2,
                                             quiet=True))
     assert m.step == 2 and len(rows) == 2 and all(r.shape[0] == 3 for r in rows)
@@ -127,9 +127,9 @@ def test_class_dropout_swaps_labels_for_the_null_class(stages, tmp_path):
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=ClassConfig(n_classes=3, dropout=0.5)),
-        train=TransformerTrainConfig(batch_size=3, learning_rate=1e-3, image_size=32, crop="center",
+        train=TransformerSettings(batch_size=3, learning_rate=1e-3, image_size=32, crop="center",
                                      val_fraction=0.25, val_every=0, preview_every=0, checkpoint_every=0))
-    _, rows = _fed_to_the_gpt(lambda: train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
+    _, rows = _fed_to_the_gpt(lambda: train_transformer(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"),
                                             max_steps=8, quiet=True))
     labels = torch.cat([r[:, 0] for r in rows])  # (24,) the condition token of every row
     null = vqforge.load(tmp_path / "run").null_token
@@ -285,7 +285,7 @@ def test_coordinate_crops_of_large_images(stages, tmp_path):
     cfg = TransformerRunConfig(
         model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=32),
                                 cond=CoordConfig(coord_n_embed=64, coord_down_factor=4)),
-        train=TransformerTrainConfig(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
+        train=TransformerSettings(batch_size=2, learning_rate=1e-3, image_size=32, coord_full_size=64,
                                      val_fraction=0.25, val_every=0, preview_every=0, checkpoint_every=0))
-    m = train(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, quiet=True)
+    m = train_transformer(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, quiet=True)
     assert m.step == 2

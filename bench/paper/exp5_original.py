@@ -229,7 +229,7 @@ def vqforge_arm(run: Path, seed: int, args, fid: C.FID, log: C.Log) -> dict:
     from vqforge import load
     from vqforge.data.tokens import write_tokens
     from vqforge.evaluate.nll import token_nll
-    from vqforge.train.transformer import load_run_config, train
+    from vqforge.train.transformer import load_config, train_transformer
 
     n_train = 256 if args.toy else None
     spec = C.image_folder(Path(args.work), args.data, n_train, 28)
@@ -252,7 +252,7 @@ def vqforge_arm(run: Path, seed: int, args, fid: C.FID, log: C.Log) -> dict:
                 write_tokens(run / name, C.encode(vq, x).numpy(), grid, vq.n_codes, (28, 28),
                              source_model=str(run / "vqgan"), labels=y.numpy(), label_names=list(CLASS_NAMES))
         n_layer, n_head, n_embd = C.gpt_shape(args.toy)
-        cfg = load_run_config(FASHION_GPT, [f"model.gpt.n_layer={n_layer}", f"model.gpt.n_head={n_head}",
+        cfg = load_config(FASHION_GPT, [f"model.gpt.n_layer={n_layer}", f"model.gpt.n_head={n_head}",
                                             f"model.gpt.n_embd={n_embd}", f"train.batch_size={args.batch}",
                                             f"train.max_steps={args.gpt_steps}", f"train.learning_rate={s['gpt_lr']}",
                                             f"train.warmup_steps={min(300, args.gpt_steps // 10)}",
@@ -262,7 +262,8 @@ def vqforge_arm(run: Path, seed: int, args, fid: C.FID, log: C.Log) -> dict:
                                             *(["train.checkpoint_every=1", "train.val_batches=2"] if args.toy else [])])
         gpt_run = run / "gpt"
         t = time.time()
-        res = train(None if (gpt_run / "checkpoints" / "last.pt").is_file() else cfg, str(run / "tokens"), gpt_run,
+        resume = (gpt_run / "checkpoints" / "last.pt").is_file()
+        res = train_transformer(None if resume else cfg, str(run / "tokens"), gpt_run,
                     first_stage=str(run / "vqgan"), resume=(gpt_run / "checkpoints" / "last.pt").is_file(),
                     max_steps=args.gpt_steps, quiet=True)
         if res.step < args.gpt_steps:

@@ -25,12 +25,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import VQForgeError
-    from ..train.transformer import load_run_config, train
+    from ..train.transformer import load_config, train_transformer
 
     if not args.resume and not args.first_stage:
         raise VQForgeError("train transformer: a new run needs --first-stage VQGAN_DIR (or --resume RUN_DIR)")
 
     def train_fn(cfg, out, **kw):
-        return train(cfg, None, out, first_stage=args.first_stage, cond_stage=args.cond_stage, **kw)
+        return train_transformer(cfg, None, out, first_stage=args.first_stage, cond_stage=args.cond_stage, **kw)
 
-    return train_common.run_trainer(args, "transformer", load_run_config, train_fn)
+    return train_common.run_trainer(args, "transformer", load_config, train_fn)

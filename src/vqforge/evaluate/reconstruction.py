@@ -85,11 +85,20 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[torch.Tens
         "codes_used": used, "n_codes": n_codes, "codebook_usage": used / n_codes, "perplexity": ppl, "warnings": [],
     }
     if inception is not None and n >= 2:
-        fr, fc = (np.concatenate(f_real) if real_features is None else np.asarray(real_features)), np.concatenate(f_rec)
-        if fr.shape[0] != fc.shape[0]:
-            raise ValueError(f"real_features has {fr.shape[0]} rows for {fc.shape[0]} images")
-        res["rfid"], res["fid_method"] = fid_or_fallback(FeatureStats.from_features(fr), FeatureStats.from_features(fc),
-                                                         fid_method)
-        res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size, seed=seed)
-        res["warnings"] = size_warnings(n, n) + [w for w in [kid_note(res["kid_mean"], res["kid_std"])] if w]
+        fr = np.concatenate(f_real) if real_features is None else np.asarray(real_features)
+        res.update(_distances(fr, np.concatenate(f_rec), fid_method, kid_subsets, kid_subset_size, seed))
+    return res
+
+
+def _distances(fr: np.ndarray, fc: np.ndarray, fid_method: str, kid_subsets: int, kid_subset_size: int, seed: int
+               ) -> dict:
+    """rFID and KID between the Inception features of inputs ``fr`` and reconstructions ``fc`` (N, D), with the
+    warnings a small set or a negative KID call for."""
+    if fr.shape[0] != fc.shape[0]:
+        raise ValueError(f"real_features has {fr.shape[0]} rows for {fc.shape[0]} images")
+    res = {}
+    res["rfid"], res["fid_method"] = fid_or_fallback(FeatureStats.from_features(fr), FeatureStats.from_features(fc),
+                                                     fid_method)
+    res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size, seed=seed)
+    res["warnings"] = size_warnings(len(fc), len(fc)) + [w for w in [kid_note(res["kid_mean"], res["kid_std"])] if w]
     return res

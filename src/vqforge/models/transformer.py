@@ -99,7 +99,7 @@ def derive_config(cfg: TransformerConfig, facts: DataFacts | None = None, strict
         problems.append(f"model.pkeep must lie in [0, 1], got {cfg.pkeep}")
     if problems:  # the condition's own settings first: the sizes below depend on them
         raise ValueError("; ".join(problems))
-    gpt, n_codes = cfg.gpt, cfg.first_stage.quantizer.n_embed
+    gpt, n_codes = cfg.gpt, cfg.first_stage.quantizer.n_codes
     vocab = max(n_codes, cond.n_ids)
     if gpt.vocab_size == 0:
         gpt = dataclasses.replace(gpt, vocab_size=vocab)

@@ -83,6 +83,12 @@ class QuantizerConfig:
             if getattr(self, name) < 1:
                 raise ConfigError.at(name, f"must be >= 1, got {getattr(self, name)}")
 
+    @property
+    def n_codes(self) -> int:
+        """The codebook size: what code outside the configs calls it (``n_embed`` is the YAML key, the
+        original's name, kept so that its configs and every saved model read unchanged)."""
+        return self.n_embed
+
     def build(self, in_channels: int) -> Quantizer:  # pragma: no cover - interface
         """The quantizer for latents with ``in_channels`` channels."""
         raise NotImplementedError

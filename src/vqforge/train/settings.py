@@ -14,9 +14,10 @@ keys whose values changed meaning are read by :class:`OldValues` (``bf16``/``cpu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from ..config import ConfigError, apply_overrides, from_dict, notice
 from ..devices import Precision
@@ -177,7 +178,7 @@ class OldValues:
         return out
 
 
-def load_run_config(cls: type[T], path: str | Path, old: OldValues, overrides: list[str] | tuple[str, ...] = ()
+def read_run_config(cls: type[T], path: str | Path, old: OldValues, overrides: list[str] | tuple[str, ...] = ()
                     ) -> T:
     """A run config from a YAML file (older names read with a notice) plus dotted ``key=value`` overrides."""
     path = Path(path)
@@ -186,6 +187,24 @@ def load_run_config(cls: type[T], path: str | Path, old: OldValues, overrides: l
         raise ConfigError(f"expected a mapping of config sections, got {type(data).__name__}", source=path)
     cfg = config_from_data(cls, data or {}, old, path)
     return override(cfg, overrides, old)
+
+
+def renamed_names(module: str, namespace: dict[str, Any], renamed: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names renamed in the one vocabulary (docs/architecture.md, "Names"): an old
+    name gives the object now called ``renamed[name]``, with a DeprecationWarning; kept for one release."""
+
+    def old_name(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.{name} is now {module}.{renamed[name]}; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return namespace[renamed[name]]
+
+    return old_name
+
+
+#: the names before the one vocabulary: one release more, with a DeprecationWarning
+__getattr__ = renamed_names(__name__, globals(), {"load_run_config": "read_run_config"})
 
 
 def config_from_data(cls: type[T], data: dict[str, Any], old: OldValues, source: str | Path) -> T:

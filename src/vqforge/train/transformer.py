@@ -2,7 +2,7 @@
 
 The run config has two sections: ``model`` (:class:`TransformerConfig`; its ``first_stage`` and the
 condition's ``cond_stage`` are taken from the ``--first-stage`` / ``--cond-stage`` model directories) and
-``train`` (:class:`TransformerTrainConfig`: the shared settings vocabulary plus the transformer's own).
+``train`` (:class:`TransformerSettings`: the shared settings vocabulary plus the transformer's own).
 Data (``--data``, see :class:`~vqforge.train.transformer_data.TransformerData`) is one of
 
 * a token dataset written by ``vqforge encode`` (``meta.json`` + ``.npy``; read directly, no encoding);
@@ -40,7 +40,8 @@ from ..models.vqgan import VQGAN
 from . import loop
 from .checkpoint import Checkpoint
 from .numerics import adam
-from .transformer_config import OLD, TransformerRunConfig, TransformerTrainConfig, load_run_config
+from .settings import renamed_names
+from .transformer_config import OLD, TransformerRunConfig, TransformerSettings, load_config
 from .transformer_data import CoordCrops, TransformerData
 
 
@@ -161,7 +162,7 @@ class TransformerStage(loop.Stage):
         self.optimizers = {"transformer": (opt, [p for p in model.transformer.parameters() if p.requires_grad])}
         self.label_names = self.data.label_names
 
-    def _separate_validation(self, s: TransformerTrainConfig, model_cfg: TransformerConfig) -> None:
+    def _separate_validation(self, s: TransformerSettings, model_cfg: TransformerConfig) -> None:
         """``--val-data``: a held-out token dataset validates; all of ``--data`` trains."""
         from ..data import tokens as T
 
@@ -169,10 +170,10 @@ class TransformerStage(loop.Stage):
             raise VQForgeError(f"{s.val_data}: --val-data needs token datasets from `vqforge encode` for both "
                                f"--data and --val-data")
         val = T.TokenDataset(s.val_data)
-        if val.n_codes != model_cfg.first_stage.quantizer.n_embed or tuple(val.grid) != tuple(self.data.grid):
+        if val.n_codes != model_cfg.first_stage.quantizer.n_codes or tuple(val.grid) != tuple(self.data.grid):
             raise VQForgeError(f"{s.val_data}: {val.grid[0]}x{val.grid[1]} tokens of {val.n_codes} codes, but "
                                f"{s.data} has {self.data.grid[0]}x{self.data.grid[1]} of "
-                               f"{model_cfg.first_stage.quantizer.n_embed}")
+                               f"{model_cfg.first_stage.quantizer.n_codes}")
         self.data.train, self.data.val = T.TokenDataset(s.data), val
 
     def finalize_config(self, cfg: TransformerRunConfig) -> TransformerRunConfig:
@@ -244,9 +245,10 @@ class TransformerStage(loop.Stage):
 
 
 # ============================================================================================ entry points
-def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, first_stage: str | None = None,
-          cond_stage: str | None = None, resume: bool = False, overrides: list[str] | tuple[str, ...] = (),
-          settings: dict[str, Any] | None = None, **options: Any) -> loop.RunResult:
+def train_transformer(cfg: TransformerRunConfig | None, data: str | None, out: str | Path,
+                      first_stage: str | None = None, cond_stage: str | None = None, resume: bool = False,
+                      overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None,
+                      **options: Any) -> loop.RunResult:
     """Train (or resume) a transformer run in ``out``.
 
     ``data`` (when given) sets ``train.data``. A new run needs ``first_stage`` (a VQGAN model or run
@@ -272,5 +274,10 @@ def train(cfg: TransformerRunConfig | None, data: str | None, out: str | Path, f
     return loop.run(TransformerStage(cfg, fs, cs, first_stage), cfg, run, ckpt, loop.RunOptions(**options))
 
 
-__all__ = ["TransformerTrainConfig", "TransformerRunConfig", "TransformerData", "CoordCrops", "TransformerStage",
-           "train", "sample_tokens", "param_groups", "lr_at", "load_run_config", "enable_activation_checkpointing"]
+__all__ = ["TransformerSettings", "TransformerRunConfig", "TransformerData", "CoordCrops", "TransformerStage",
+           "train_transformer", "sample_tokens", "param_groups", "lr_at", "load_config",
+           "enable_activation_checkpointing"]
+
+#: the names before the one vocabulary: one release more, with a DeprecationWarning
+__getattr__ = renamed_names(__name__, globals(), {"TransformerTrainConfig": "TransformerSettings",
+                                                  "load_run_config": "load_config", "train": "train_transformer"})

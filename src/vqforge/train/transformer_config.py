@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..models.transformer import TransformerConfig
-from .settings import OldValues, TrainSettings, load_run_config as _load_config
+from .settings import OldValues, TrainSettings, read_run_config, renamed_names
 
 
 @dataclass(frozen=True)
-class TransformerTrainConfig(TrainSettings):
+class TransformerSettings(TrainSettings):
     """The ``train:`` section of a transformer run: :class:`~vqforge.train.settings.TrainSettings` plus
 
     warmup_steps / min_lr_ratio: linear warmup then cosine decay to ``min_lr_ratio`` x lr at ``max_steps``.
@@ -46,14 +46,19 @@ class TransformerRunConfig:
                                                      "train.sample_every": "train.preview_every"}
 
     model: TransformerConfig = field(default_factory=TransformerConfig)
-    train: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
+    train: TransformerSettings = field(default_factory=TransformerSettings)
 
 
 #: older transformer keys whose values changed meaning
 OLD = OldValues(precision_flags=("train.bf16", "train.cpu_bf16"))
 
 
-def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransformerRunConfig:
     """A run config from a YAML file (sections ``model`` and ``train``; older key names read with a notice)
     plus ``key=value`` overrides."""
-    return _load_config(TransformerRunConfig, path, OLD, overrides)
+    return read_run_config(TransformerRunConfig, path, OLD, overrides)
+
+
+#: the names before the one vocabulary: one release more, with a DeprecationWarning
+__getattr__ = renamed_names(__name__, globals(), {"TransformerTrainConfig": "TransformerSettings",
+                                                  "load_run_config": "load_config"})

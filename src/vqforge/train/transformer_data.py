@@ -14,7 +14,7 @@ from ..data.paired import CoordCrops
 from ..data.shards import is_shard_spec
 from ..io import VQForgeError
 from ..models.transformer import Net2NetTransformer, TransformerConfig
-from .transformer_config import TransformerTrainConfig
+from .transformer_config import TransformerSettings
 
 __all__ = ["TransformerData", "CoordCrops"]
 
@@ -27,7 +27,7 @@ class TransformerData:
     with ``facts``.
     """
 
-    def __init__(self, spec: str, cfg: TransformerConfig, tc: TransformerTrainConfig):
+    def __init__(self, spec: str, cfg: TransformerConfig, tc: TransformerSettings):
         from ..data import tokens as T
         from ..models.conditioning import MODES, DataFacts
 
@@ -39,7 +39,7 @@ class TransformerData:
             self._shards(spec, cfg, tc, raw_input)
         elif T.is_token_dir(spec):
             ds = T.TokenDataset(spec)
-            n_codes = cfg.first_stage.quantizer.n_embed
+            n_codes = cfg.first_stage.quantizer.n_codes
             if ds.n_codes != n_codes:
                 raise VQForgeError(f"{ds.path}: tokens from a codebook of {ds.n_codes} codes, but the first stage "
                                    f"has {n_codes}")
@@ -84,7 +84,7 @@ class TransformerData:
             names = tuple(self.label_names) if self.label_names is not None else None
             self.facts = DataFacts(image_hw=self.image_size, label_names=names)
 
-    def _shards(self, spec: str, cfg: TransformerConfig, tc: TransformerTrainConfig, raw_input: str) -> None:
+    def _shards(self, spec: str, cfg: TransformerConfig, tc: TransformerSettings, raw_input: str) -> None:
         """Tar shards (``vqforge shard``) of a token dataset or of images (with their classes)."""
         from ..data.shards import DecodeImage, ShardStream, decode_tokens, expand, index_of, validation_samples
         from ..data.tokens import meta_facts
@@ -94,7 +94,7 @@ class TransformerData:
         index = index_of(shards)
         if index.get("kind") == "tokens":
             meta = index["meta"]
-            n_codes = cfg.first_stage.quantizer.n_embed
+            n_codes = cfg.first_stage.quantizer.n_codes
             if int(meta["n_codes"]) != n_codes:
                 raise VQForgeError(f"{spec}: tokens from a codebook of {meta['n_codes']} codes, but the first stage "
                                    f"has {n_codes}")

@@ -2,7 +2,7 @@
 
 The loop (:mod:`vqforge.train.loop`) owns everything a trainer shares; this module supplies the config,
 the datasets, the models and optimisers, one step, validation and the preview grid. A run directory holds
-``config.yaml`` (:class:`VQGANTrainConfig`), ``checkpoints/`` (``last.pt``, ``best.pt`` by validation L1),
+``config.yaml`` (:class:`VQGANRunConfig`), ``checkpoints/`` (``last.pt``, ``best.pt`` by validation L1),
 ``metrics.jsonl``, ``tb/`` and ``images/step_NNNNNNN.png`` (inputs over reconstructions);
 ``vqforge.load(RUN_DIR)`` returns the trained :class:`~vqforge.models.vqgan.VQGAN` (EMA weights if enabled).
 
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -33,96 +32,20 @@ from ..data.images import ImageDataset, find_images, split_files
 from ..data.shards import is_shard_spec
 from ..imageio import save_grid
 from ..io import VQForgeError
-from ..losses.vqgan_loss import VQGANLoss, VQGANLossConfig
+from ..losses.vqgan_loss import VQGANLoss
 from ..metrics import psnr, ssim
-from ..models.vqgan import VQGAN, VQGANConfig
+from ..models.vqgan import VQGAN
 from ..quantizers import perplexity
 from ..quantizers.usage import CodebookUsage
 from . import distributed as D
 from . import loop
 from .checkpoint import Checkpoint
 from .numerics import adam
-from .settings import OldValues, TrainSettings, config_from_data, load_run_config as _load_config
+from .settings import config_from_data, renamed_names
+from .vqgan_config import (OLD, PARTS, GumbelTemperatureConfig, VQGANRunConfig, VQGANSettings,  # noqa: F401
+                           load_config)
 
 KIND = "vqgan"
-#: the parts of a VQGAN that ``train.freeze`` may name
-PARTS = ("encoder", "quant_conv", "quantize", "post_quant_conv", "decoder")
-
-
-# ============================================================================================ config
-@dataclass(frozen=True)
-class VQGANSettings(TrainSettings):
-    """The ``train:`` section of a VQGAN run: :class:`~vqforge.train.settings.TrainSettings` plus
-
-    ``data`` may also be ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``: its train split trains, the
-    first ``max_val_images`` of its test split validate). ``max_val_images``: cap on validation images.
-    ``usage_window``: steps over which codebook usage is measured. ``channels_last``: NHWC convolutions on
-    CUDA. Adam's betas default to the original's (0.5, 0.9). ``init_from``: a VQGAN (a bundled model's name,
-    model directory, run directory or checkpoint; a transformer pipeline gives its first stage) whose weights
-    start a new run instead of random ones (fine-tuning; its architecture must equal ``model``'s). A resumed
-    run ignores it. ``freeze``: parts of the model kept as they are (any of :data:`PARTS`); frozen parts are
-    left out of the optimiser and always run in eval mode (a frozen ``quantize`` neither restarts codes nor
-    updates them). Freezing ``encoder``, ``quant_conv`` and ``quantize`` fine-tunes only the decoder and keeps
-    every image's codes, so token datasets and transformers trained on the first stage stay valid.
-    """
-
-    batch_size: int = 12
-    workers: int = 4
-    seed: int = 23
-    max_val_images: int = 256
-    usage_window: int = 100
-    channels_last: bool = True
-    init_from: str = ""
-    freeze: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GumbelTemperatureConfig:
-    """Temperature schedule for ``quantizer.kind: gumbel`` (the original's LambdaWarmUpCosineScheduler).
-
-    Linear from ``start`` to ``max`` over ``warm_up_steps``, then cosine from ``max`` down to ``min`` until
-    ``max_decay_steps``. Disabled: the quantizer keeps ``temp_init``.
-    """
-
-    enabled: bool = False
-    warm_up_steps: int = 0
-    max_decay_steps: int = 1_000_001
-    start: float = 0.9
-    max: float = 0.9
-    min: float = 1e-6
-
-
-@dataclass(frozen=True)
-class VQGANTrainConfig:
-    """Everything a VQGAN training run needs (the YAML files in ``configs/vqgan_*.yaml``)."""
-
-    #: the names VQGAN configs used before the one settings vocabulary (read with a notice)
-    renamed_keys: ClassVar[dict[str, str | None]] = {
-        "data.train": "train.data", "data.val": "train.val_data", "data.val_fraction": "train.val_fraction",
-        "data.size": "train.image_size", "data.resize": "train.resize", "data.resize_max": "train.resize_max",
-        "data.crop": "train.crop", "data.flip": "train.flip", "data.batch_size": "train.batch_size",
-        "data.workers": "train.workers", "data.max_val_images": "train.max_val_images",
-        "optim.lr": "train.learning_rate", "optim.base_lr": "train.base_learning_rate",
-        "optim.scale_lr": "train.scale_lr", "optim.betas": "train.betas", "optim.accumulation": "train.accumulation",
-        "schedule.max_steps": "train.max_steps", "schedule.log_every": "train.log_every",
-        "schedule.image_every": "train.preview_every", "schedule.ckpt_every": "train.checkpoint_every",
-        "schedule.keep_every": "train.keep_every", "schedule.val_every": "train.val_every",
-        "schedule.usage_window": "train.usage_window", "seed": "train.seed", "device": "train.device",
-        "channels_last": "train.channels_last"}
-
-    model: VQGANConfig = field(default_factory=VQGANConfig)
-    loss: VQGANLossConfig = field(default_factory=VQGANLossConfig)
-    train: VQGANSettings = field(default_factory=VQGANSettings)
-    gumbel: GumbelTemperatureConfig = field(default_factory=GumbelTemperatureConfig)
-
-
-#: older VQGAN keys whose values changed meaning (``optim.lr: null`` meant "derive", now 0)
-OLD = OldValues(precision_flags=("bf16", "cpu_bf16"), ema=("ema.enabled", "ema.decay"), null_is_zero=("optim.lr",))
-
-
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> VQGANTrainConfig:
-    """A VQGAN run config from YAML (older key names read with a notice) plus dotted overrides."""
-    return _load_config(VQGANTrainConfig, path, OLD, overrides)
 
 
 def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
@@ -206,7 +129,7 @@ def _stay_in_eval(module: nn.Module, args: tuple) -> None:
 
 
 # ============================================================================================ data
-def build_datasets(cfg: VQGANTrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+def build_datasets(cfg: VQGANRunConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Training and validation datasets from ``cfg.train`` (a held-out split when ``val_data`` is empty)."""
     s = cfg.train
     if not s.data:
@@ -291,7 +214,7 @@ class VQGANStage(loop.Stage):
     best_metric = ("val/l1", "min")
     shown = ("val/l1", "val/psnr", "val/ssim", "val/codebook_usage")
 
-    def __init__(self, cfg: VQGANTrainConfig):
+    def __init__(self, cfg: VQGANRunConfig):
         self.cfg = cfg
 
     def build(self, ctx: loop.Context, ckpt: Checkpoint | None) -> None:
@@ -389,7 +312,7 @@ class VQGANStage(loop.Stage):
 
 
 # ============================================================================================ entry points
-def load_run_config(run_dir: str | Path) -> VQGANTrainConfig:
+def config_of_run(run_dir: str | Path) -> VQGANRunConfig:
     """The config of the run in ``run_dir`` (from ``checkpoints/last.pt``, else ``config.yaml``)."""
     from .checkpoint import RunDir
 
@@ -398,13 +321,13 @@ def load_run_config(run_dir: str | Path) -> VQGANTrainConfig:
         ckpt = run.load()
         if ckpt.trainer != "vqgan":
             raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not a VQGAN training run")
-        return config_from_data(VQGANTrainConfig, ckpt.train_config, OLD, run.last)
+        return config_from_data(VQGANRunConfig, ckpt.train_config, OLD, run.last)
     if run.config_path.is_file():
         return load_config(run.config_path)
     raise VQForgeError(f"{run_dir}: not a vqforge run directory (no checkpoints/last.pt or config.yaml)")
 
 
-def train_vqgan(cfg: VQGANTrainConfig | None, out_dir: str | Path, resume: bool = False,
+def train_vqgan(cfg: VQGANRunConfig | None, out_dir: str | Path, resume: bool = False,
                 overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None,
                 **options: Any) -> loop.RunResult:
     """Train (or, with ``resume``, continue training) a VQGAN into the run directory ``out_dir``.
@@ -416,5 +339,9 @@ def train_vqgan(cfg: VQGANTrainConfig | None, out_dir: str | Path, resume: bool 
     (``stopped_by`` says why).
     """
     run, ckpt = loop.resume_checkpoint(out_dir, resume, "vqgan")
-    cfg = loop.configure(cfg, ckpt, VQGANTrainConfig, OLD, run.last, overrides, settings)
+    cfg = loop.configure(cfg, ckpt, VQGANRunConfig, OLD, run.last, overrides, settings)
     return loop.run(VQGANStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))
+
+
+_OLD_NAMES = {"VQGANTrainConfig": "VQGANRunConfig", "load_run_config": "config_of_run"}  # one release more, warned
+__getattr__ = renamed_names(__name__, globals(), _OLD_NAMES)

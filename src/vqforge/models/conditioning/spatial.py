@@ -203,7 +203,7 @@ class StageCondition(SpatialCondition):
 
     @property
     def codes(self) -> int:
-        return self.config.cond_stage.quantizer.n_embed
+        return self.config.cond_stage.quantizer.n_codes
 
     def build_stage(self) -> nn.Module:
         return frozen(VQGAN(self.config.cond_stage))

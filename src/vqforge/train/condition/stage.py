@@ -34,7 +34,7 @@ from ...models.vqgan import VQGAN, VQGANConfig
 from .. import loop
 from ..checkpoint import Checkpoint
 from ..numerics import adam
-from ..settings import OldValues, TrainSettings, load_run_config
+from ..settings import OldValues, TrainSettings, read_run_config
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ OLD = OldValues()
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ConditionRunConfig:
     """A condition-stage run config from YAML (older key names read with a notice) plus dotted overrides."""
-    return load_run_config(ConditionRunConfig, path, OLD, overrides)
+    return read_run_config(ConditionRunConfig, path, OLD, overrides)
 
 
 def stage_mode(cfg: ConditionRunConfig) -> StageCondition:
