@@ -25,7 +25,7 @@ demo: setup
 	$(PY) -m vqforge demo --out demo-out
 
 # Benchmarks against the original (never a dependency of vqforge): a separate venv with vqforge and
-# taming-transformers-rom1504 installed --no-deps (vqforge.bench.original supplies what it imports and lacks).
+# taming-transformers-rom1504 installed --no-deps (vqforge.benchmarks.original supplies what it imports and lacks).
 BENCH_VENV ?= .bench-venv
 ORIGINAL   := taming-transformers-rom1504==0.0.6
 

@@ -14,7 +14,7 @@ What it does, in this order, against a wall-clock deadline (``--deadline``, defa
 
 1. the machine: ``nvidia-smi``, torch/CUDA versions, and two ceilings measured on the card (device-to-device copy
    bandwidth; a bf16 8192³ matrix product) to read the rows against;
-2. the checks of :mod:`vqforge.bench.checks` (compiled decode step vs eager greedy tokens on a 16x16 grid; bf16 vs
+2. the checks of :mod:`vqforge.benchmarks.checks` (compiled decode step vs eager greedy tokens on a 16x16 grid; bf16 vs
    fp32 training losses; sliding window with the compiled step), ~1-2 min;
 3. the `gpu` suite's rows, most important first, each skipped when its estimated cost no longer fits;
 4. writes ``gpu.json`` (everything), ``gpu.md`` (the tables, as docs/benchmarks.md shows them), ``gpu.log``.
@@ -90,9 +90,9 @@ def main() -> int:
     ap.add_argument("--no-checks", action="store_true")
     args = ap.parse_args()
 
-    from vqforge.bench.checks import run_checks
-    from vqforge.bench.render import render
-    from vqforge.bench.runner import run_suite
+    from vqforge.benchmarks.checks import run_checks
+    from vqforge.benchmarks.render import render
+    from vqforge.benchmarks.runner import run_suite
     from vqforge.devices import resolve_device
 
     # One process compiles the decode step for several models and batch sizes (checks and rows): let dynamo keep

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import PYTHON, REPO, cli_env
-from vqforge.bench import original
-from vqforge.bench.measure import Contestant, interleave, tensor_bytes
-from vqforge.bench.render import combine, markers, render, render_into
-from vqforge.bench.rows import EXACT, FAST, ORIGINAL
-from vqforge.bench.runner import run_suite
+from vqforge.benchmarks import original
+from vqforge.benchmarks.measure import Contestant, interleave, tensor_bytes
+from vqforge.benchmarks.render import combine, markers, render, render_into
+from vqforge.benchmarks.rows import EXACT, FAST, ORIGINAL
+from vqforge.benchmarks.runner import run_suite
 from vqforge.io import VQForgeError
 
 BENCH_PYTHON = REPO / ".bench-venv" / "bin" / "python"

@@ -16,7 +16,7 @@ LAYERS = [
     {"sampling", "losses"},
     {"data", "api", "bundled", "compat", "hub", "quick"},
     {"train", "evaluate"},
-    {"bench", "serve", "demo"},
+    {"benchmarks", "serve", "demo"},
     {"commands", "cli"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -103,7 +103,7 @@ def test_exp4_sampling_toy(tmp_path):
 
 @pytest.mark.slow
 def test_exp5_original_toy(tmp_path):
-    from vqforge.bench.original import available
+    from vqforge.benchmarks.original import available
 
     why = available()
     if why:

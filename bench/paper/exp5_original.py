@@ -53,7 +53,7 @@ def shapes(toy: bool) -> dict:
 def original_vqgan(run: Path, x: torch.Tensor, steps: int, batch: int, disc_start: int, seed: int, toy: bool,
                    log: C.Log, save_every: int = 500, clock=time.perf_counter):
     """Train the original's VQGAN on images ``x`` (N, 1, 28, 28) its way; resumable from ``run/orig_vqgan.pt``."""
-    from vqforge.bench.original import OrigVQModel, load
+    from vqforge.benchmarks.original import OrigVQModel, load
 
     s = shapes(toy)
     m = load()
@@ -129,7 +129,7 @@ class OrigGPT(torch.nn.Module):
 
     def __init__(self, n_codes: int, n_tokens: int, toy: bool):
         super().__init__()
-        from vqforge.bench.original import load
+        from vqforge.benchmarks.original import load
 
         s = shapes(toy)
         self.n_tokens = n_tokens
@@ -144,7 +144,7 @@ class OrigGPT(torch.nn.Module):
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator, temperature: float = 1.0, top_k=None):
-        from vqforge.bench.original import load
+        from vqforge.benchmarks.original import load
 
         self.eval()
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # it samples from the global RNG
@@ -306,7 +306,7 @@ def sample_metrics(sample, vq, grid, fid: C.FID, seed: int) -> dict:
 
 
 def main() -> int:
-    from vqforge.bench.original import available
+    from vqforge.benchmarks.original import available
 
     ap = C.parser(__doc__, "exp5_original")
     ap.add_argument("--vqgan-steps", type=int, default=3000)

@@ -40,7 +40,7 @@ def _render(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..bench.render import combine, render, render_into
+    from ..benchmarks.render import combine, render, render_into
     from ..io import VQForgeError
 
     results = []
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..bench.render import render
-    from ..bench.runner import run_suite
+    from ..benchmarks.render import render
+    from ..benchmarks.runner import run_suite
     from ..devices import resolve_device
     from ..io import write_json
 

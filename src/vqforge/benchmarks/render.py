@@ -121,7 +121,7 @@ def render(result: dict, command: str | None = None) -> str:
     lines = _header(result, command)
     lines += ["", "| work | original | vqforge fp32 | ratio | vqforge fast | ratio | target |",
               "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
-    mem = ["", "Peak memory (MiB; held tensors + the run's peak rise, see `vqforge.bench.measure`):", "",
+    mem = ["", "Peak memory (MiB; held tensors + the run's peak rise, see `vqforge.benchmarks.measure`):", "",
            "| work | original | vqforge fp32 | vqforge fast | fast ÷ original |", "| --- | ---: | ---: | ---: | ---: |"]
     notes: dict[str, set[str]] = {}
     compile_lines, agree = [], []

@@ -1,4 +1,5 @@
-"""``vqforge bench``: vqforge timed side by side with the original Taming Transformers.
+"""``vqforge bench``: vqforge timed side by side with the original Taming Transformers (this package; the scripts
+run from a checkout, and their results, are in the repository's ``bench/`` folder).
 
 * :mod:`.original`: the original (``taming-transformers-rom1504==0.0.6``), imported with stand-ins for what
   it needs and does not get here; never a dependency of vqforge.
