@@ -34,7 +34,8 @@ def is_model_dir(path: str | Path) -> bool:
 def check_format_version(version: Any, source: str | Path) -> None:
     """A file's ``format_version`` is one this vqforge reads (missing counts as 1); VQForgeError naming ``source``."""
     if version is None or not isinstance(version, int) or version > FORMAT_VERSION:
-        raise VQForgeError(f"{source}: unsupported format_version {version!r} (this vqforge reads up to {FORMAT_VERSION})")
+        raise VQForgeError(f"{source}: unsupported format_version {version!r} "
+                           f"(this vqforge reads up to {FORMAT_VERSION})")
 
 
 def read_model_meta(path: str | Path) -> ModelMeta:
