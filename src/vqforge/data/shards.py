@@ -36,6 +36,8 @@ from ..io import VQForgeError, atomic_dir, write_json
 
 INDEX = "shards.json"
 FORMAT = "vqforge-shards"
+#: the index ``kind`` of shards that hold a token dataset (else they hold images)
+TOKEN_SHARDS = "tokens"
 INSTALL = "pip install 'vqforge[shards]' (or pip install webdataset)"
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "ppm")
 
@@ -168,7 +170,7 @@ def shard_dataset(data: str, out: str | Path, per_shard: int = 1000, labels: boo
         n = len(ds)
         sources = ds.sources()
         val_rows = set(T.held_out_rows(n, val_fraction, seed, sources).tolist()) if val_fraction > 0 else set()
-        index.update(kind="tokens", meta=ds.meta, label_names=ds.label_names)
+        index.update(kind=TOKEN_SHARDS, meta=ds.meta, label_names=ds.label_names)
 
         def rows(val: bool) -> Iterator[dict[str, Any]]:
             for i in range(n):

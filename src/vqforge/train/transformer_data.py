@@ -86,13 +86,14 @@ class TransformerData:
 
     def _shards(self, spec: str, cfg: TransformerConfig, tc: TransformerSettings, raw_input: str) -> None:
         """Tar shards (``vqforge shard``) of a token dataset or of images (with their classes)."""
-        from ..data.shards import DecodeImage, ShardStream, decode_tokens, expand, index_of, validation_samples
+        from ..data.shards import (TOKEN_SHARDS, DecodeImage, ShardStream, decode_tokens, expand, index_of,
+                                   validation_samples)
         from ..data.tokens import meta_facts
         from ..models.conditioning import DataFacts
 
         shards = expand(spec)
         index = index_of(shards)
-        if index.get("kind") == "tokens":
+        if index.get("kind") == TOKEN_SHARDS:
             meta = index["meta"]
             n_codes = cfg.first_stage.quantizer.n_codes
             if int(meta["n_codes"]) != n_codes:
@@ -121,7 +122,7 @@ class TransformerData:
         else:
             raise VQForgeError(f"{spec}: shards of an unknown kind {index.get('kind')!r}")
         self.train = ShardStream(shards, decode, seed=tc.seed, buffer=tc.shuffle_buffer, source=spec)
-        center = decode if index.get("kind") == "tokens" else DecodeImage(
+        center = decode if index.get("kind") == TOKEN_SHARDS else DecodeImage(
             tc.image_size, "center", False, labels=self.label_names is not None,
             channels=cfg.first_stage.ddconfig.in_channels)
         self.val = validation_samples(shards, center, 2000)
