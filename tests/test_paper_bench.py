@@ -183,3 +183,16 @@ def test_render_plots(tmp_path):
     png = tmp_path / "docs" / "paper" / "exp1_nll.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     assert "![held-out NLL](paper/exp1_nll.png)" in text
+
+
+@pytest.mark.slow
+def test_measure_writes_the_budget(tmp_path):
+    """--measure times a few steps of every arm (CPU seconds) and writes the budget the page's header shows."""
+    out = tmp_path / "exp2_vocab.json"
+    r = subprocess.run([sys.executable, str(PAPER / "exp2_vocab.py"), "--toy", "--data", "synthetic", "--factors", "4",
+                        "--measure", "2", "--work", str(tmp_path / "work"), "--json", str(out)],
+                       env=dict(cli_env(), OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not out.exists()  # no results, only the budget
+    b = json.loads((tmp_path / "exp2_vocab_budget.json").read_text())
+    assert b["experiment"] == "2" and b["arms"][0]["arm"].startswith("f4") and b["arms"][0]["hours"] > 0

@@ -513,23 +513,33 @@ def arm_row(name: str, runs: list[dict], seeds: list[int], **extra) -> dict:
 
 
 def measure_vqgan(spec: str, overrides: list[str], steps: int) -> float:
-    """CPU seconds per VQGAN training step with ``overrides`` (GAN steps included), in a throw-away run directory:
-    the median wall time per step after the first, times the CPU share this process had during the call (on a
-    loaded machine a process gets a fraction of a core)."""
+    """CPU seconds per VQGAN training step with ``overrides`` (GAN steps included; median after the first), in a
+    throw-away run directory: the process time of the trainer's ``train_step`` (forward and backward of both
+    halves; the optimiser steps after it are not counted)."""
     import tempfile
 
+    from vqforge.train import vqgan as V
     from vqforge.train.vqgan import load_config, train_vqgan
+
+    times: list[float] = []
+    plain = V.VQGANStage.train_step
+
+    def timed(self, ctx, step):
+        t = time.process_time()
+        out = plain(self, ctx, step)
+        times.append(time.process_time() - t)
+        return out
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(FASHION_VQGAN, [f"train.data={spec}", f"train.max_steps={steps + 1}", *overrides,
                                           "train.log_every=1", "train.val_every=0", "train.checkpoint_every=0",
                                           "loss.disc_start=0"])
-        wall, cpu = time.perf_counter(), time.process_time()
-        train_vqgan(cfg, Path(tmp) / "run", quiet=True)
-        share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9) / max(1, torch.get_num_threads())
-        rates = [json.loads(line).get("train/steps_per_s") for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
-    rates = [r for r in rates if r]
-    return float(np.median([1 / r for r in rates])) * min(1.0, share) if rates else float("nan")
+        V.VQGANStage.train_step = timed
+        try:
+            train_vqgan(cfg, Path(tmp) / "run", quiet=True)
+        finally:
+            V.VQGANStage.train_step = plain
+    return float(np.median(times[1:])) if len(times) > 1 else float("nan")
 
 
 def measure_pair(name: str, spec: str, overrides: list[str], vq_steps: int, budget: ARBudget, n_tokens: int,
