@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -111,6 +112,7 @@ def test_a_full_disk_is_one_clear_line_and_leaves_no_partial_file(tmp_path):
     err = [line for line in r.stderr.splitlines() if line.startswith("vqforge: error")]
     assert len(err) == 1 and f"{run / 'checkpoints' / 'last.pt'}: cannot write the checkpoint at step 1" in err[0]
     assert "no checkpoint was written" in err[0]
+    assert f"({os.strerror(errno.EFBIG)})" in err[0] and "OutputError" not in err[0]  # the system's reason
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == []  # no partial file, no temp file
 
 
@@ -143,6 +145,8 @@ def test_a_read_only_run_folder_is_one_clear_line_and_writes_nothing(tmp_path, m
         ro.chmod(0o755)
     err = capsys.readouterr().err
     assert code == 2 and "cannot write the config" in err and str(ro / "run") in err, err
+    reason = os.strerror(errno.EROFS) if os.geteuid() == 0 else os.strerror(errno.EACCES)
+    assert f"({reason})" in err and "OutputError" not in err, err  # the system's reason, not an exception name
     assert list(ro.iterdir()) == []
 
 
@@ -199,7 +203,8 @@ def test_a_nan_batch_never_reaches_the_weights_or_the_ema(tmp_path, monkeypatch,
 def test_the_run_stops_after_n_non_finite_steps_in_a_row(tmp_path, monkeypatch, one_thread):
     _nan_for(monkeypatch, {p.name for p in PHOTOS.iterdir()})
     with pytest.raises(VQForgeError, match=r"stopped at step 3: 3 steps in a row had non-finite losses.*"
-                                           r"train.grad_clip.*--resume"):
+                                           r"No checkpoint was followed by a finite step: start again with a lower "
+                                           r"learning rate \(train.learning_rate=.*train.grad_clip"):
         train_vqgan(_tiny("train.max_nonfinite=3", "train.checkpoint_every=0", "train.keep_every=0"), tmp_path / "run",
                     max_steps=10, quiet=True)
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
@@ -225,3 +230,97 @@ def test_step_guard_clips_and_skips_non_finite_gradients():
     applied, _, why = guard.apply({"loss": torch.tensor(1.0)}, 1)  # finite loss, infinite gradients
     assert not applied and "gradient norm" in why and guard.in_a_row == 1
     assert all(torch.equal(p, s) for p, s in zip(params, start)) and all(p.grad is None for p in params)
+
+
+# ------------------------------------------------------------------------------------------ divergence
+def _finite(ckpt: dict) -> bool:
+    return all(torch.isfinite(v).all() for part in ("model", "ema", "discriminator") if ckpt.get(part)
+               for v in ckpt[part].values() if v.is_floating_point())
+
+
+def test_a_diverging_run_never_poisons_its_checkpoints_and_its_advice_works(tmp_path, capsys, one_thread):
+    """The issue's run: `train.learning_rate=1e6` blew the weights up and last.pt / best.pt held them, best.pt
+    with a NaN validation that nothing could beat, and the advised resume went NaN again. Here: three good steps
+    at the usual rate, then the same run resumed at 1e6. No checkpoint ever holds non-finite weights or a
+    non-finite best, last_good.pt holds step 3 (the last whose next step was finite), the stop message names it
+    and a learning rate, and running exactly what it says trains on with finite losses."""
+    import shlex
+
+    from vqforge.cli import main
+
+    run = tmp_path / "run"
+    cfg = _tiny("train.val_fraction=0.1", "train.val_every=1", "train.keep_every=0", "train.max_nonfinite=3")
+    train_vqgan(cfg, run, max_steps=3, quiet=True)
+    assert (run / "checkpoints" / "last_good.pt").is_file()  # step 2's checkpoint, confirmed by step 3
+    with pytest.raises(VQForgeError) as stop:
+        train_vqgan(None, run, resume=True, overrides=["train.learning_rate=1e6"], max_steps=20, quiet=True)
+    msg = str(stop.value)
+    good = run / "checkpoints" / "last_good.pt"
+    assert f"--resume {good}" in msg and "step 3" in msg and "train.learning_rate=" in msg, msg
+    for f in (run / "checkpoints").glob("*.pt"):  # nothing blown up was written anywhere
+        ckpt = load_torch(f)
+        assert _finite(ckpt), f
+        assert ckpt.get("best") is None or math.isfinite(ckpt["best"]["value"]), (f, ckpt["best"])
+    assert load_torch(good)["step"] == 3
+    assert load_torch(run / "checkpoints" / "best.pt")["step"] <= 3
+    advice = msg[msg.index("vqforge train"):].split(" (")[0]
+    argv = shlex.split(advice)[1:] + ["--max-steps", "6", "--quiet"]
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "non-finite" not in capsys.readouterr().err
+    last = load_torch(run / "checkpoints" / "last.pt")
+    assert last["step"] == 6 and _finite(last)
+
+
+def test_best_compares_a_non_finite_validation_as_the_worst(tmp_path, monkeypatch, one_thread):
+    """A NaN validation is never 'the best' (it compares false with everything, so once recorded nothing could
+    replace it); a run resumed from such a record lets the next finite value take its place."""
+    from vqforge.train import vqgan as stage_mod
+
+    values = iter([5.0, float("nan"), float("inf"), 2.0, 1.0])  # steps 0 (the baseline) to 4
+    real = stage_mod.VQGANStage.validate
+
+    def validate(self, ctx, model):
+        out = dict(real(self, ctx, model))
+        key = self.best_metric[0].replace("val_ema/", "val/")
+        out[key] = next(values, 0.5)
+        return out
+
+    monkeypatch.setattr(stage_mod.VQGANStage, "validate", validate)
+    run = tmp_path / "run"
+    train_vqgan(_tiny("train.val_fraction=0.1", "train.val_every=1", "train.ema_decay=0", "train.keep_every=0"),
+                run, max_steps=4, quiet=True)
+    best = load_torch(run / "checkpoints" / "best.pt")
+    assert best["best"]["value"] == 1.0 and best["step"] == 4
+
+
+def test_commands_refuse_a_model_with_non_finite_weights(tmp_path, capsys):
+    """`sample` exited 0 writing images from such weights and `reconstruct` printed `PSNR nan dB`: every loader
+    now refuses them, naming the file."""
+    from safetensors.torch import load_file, save_file
+
+    from vqforge.api import save_model
+    from vqforge.cli import main
+    from vqforge.models.vqgan import VQGAN
+
+    from PIL import Image
+
+    from vqforge.models.conditioning import UnconditionalConfig
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_sampling import tiny_net, tiny_vq
+
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "red.png")
+    for name, model, cmd in (("vq", VQGAN(tiny_vq()), ["reconstruct", "--data", str(tmp_path / "red.png")]),
+                             ("gpt", tiny_net(UnconditionalConfig()), ["sample", "--num", "1"])):
+        save_model(model, tmp_path / name)
+        weights = tmp_path / name / "model.safetensors"
+        state = load_file(weights)
+        key = next(k for k, v in state.items() if v.is_floating_point())
+        state[key] = state[key].clone().fill_(float("nan"))
+        save_file(state, weights)
+        code = main(cmd + ["--model", str(tmp_path / name), "--out", str(tmp_path / f"out_{name}")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert str(weights) in err and "NaN or infinity" in err and key in err
+        assert not (tmp_path / f"out_{name}").exists()

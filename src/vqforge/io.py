@@ -51,7 +51,7 @@ def _output_error(path: Path, e: OSError, what: str = "") -> OutputError:
         if _disk_full(path):
             reason, code = f"{os.strerror(errno.ENOSPC)} ({reason})", errno.ENOSPC
     err = OutputError(f"{path}: cannot write{' the ' + what if what else ''}: {reason} (nothing was written)")
-    err.errno = code
+    err.errno, err.strerror = code, reason  # callers that name the system's reason read it from here
     return err
 
 
@@ -84,6 +84,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself survives a power cut
     except BaseException as e:
         err = _output_error(path, e) if isinstance(e, OSError) and not isinstance(e, OutputError) else None
         if tmp is not None:
@@ -114,19 +115,25 @@ def atomic_dir(path: str | Path, what: str = "output folder",
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_siblings(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; the output gets the usual permissions
     except OSError as e:
         raise _output_error(path, e, what) from None
     try:
         yield tmp
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if path.exists():  # swap: the old folder goes aside, the new one in, then the old one is deleted
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
             os.replace(path, old / path.name)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:  # interrupted between the two renames: the old folder goes back
+                os.replace(old / path.name, path)
+                shutil.rmtree(old, ignore_errors=True)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException as e:
         err = _output_error(path, e, what) if isinstance(e, OSError) and not isinstance(e, OutputError) else None
         shutil.rmtree(tmp, ignore_errors=True)
@@ -170,7 +177,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a folder's entries durable (best effort: not every platform can open folders)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -234,17 +241,34 @@ def save_image(path: str | Path, image) -> Path:
 TRUST_OPTION = "--trust-checkpoint"
 
 
-def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False) -> Any:
+#: The first bytes of files people pass where a checkpoint belongs -> what they are.
+_NOT_TORCH = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+              b"RIFF": "a WEBP image (or other RIFF file)", b"BM": "a BMP image", b"%PDF": "a PDF document"}
+
+
+def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False, offer_trust: bool = False) -> Any:
     """Load a ``torch.save`` file, by default without executing pickled code.
 
     ``trust=True`` (the ``--trust-checkpoint`` option) allows a file that holds pickled Python objects
     beyond tensors and plain data to be fully unpickled, which runs whatever code the file names: only
     for files from a trusted source. Raises :class:`VQForgeError` with a one-line message for a missing,
-    truncated or corrupt file, and (without ``trust``) for a file that would need arbitrary code to load.
+    truncated or corrupt file, for a file that is no PyTorch file at all (an image, a document: named as
+    such, not as "pickled objects"), and (without ``trust``) for a file that would need arbitrary code to load;
+    that message recommends ``--trust-checkpoint`` only with ``offer_trust`` (the caller's command has it).
     """
     path = Path(path)
     if not path.is_file():
         raise VQForgeError(f"{path}: {what} not found")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise VQForgeError(f"{path}: cannot read {what} ({e.strerror or type(e).__name__})") from None
+    kind = next((name for magic, name in _NOT_TORCH.items() if head.startswith(magic)), None)
+    if kind is None and head and not head.startswith((b"PK", b"\x80")):  # a zip archive or a pickle (protocol 2+)
+        kind = "not a PyTorch file (neither a zip archive nor a pickle)"
+    if kind is not None:
+        raise VQForgeError(f"{path}: {kind}, not a {what} (a PyTorch file written by torch.save)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - translated into one readable line
@@ -253,11 +277,12 @@ def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False) 
             first = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln or "global" in ln), "")
             if trust:
                 return _load_trusted(path, what)
+            allow = (f"if the file comes from a source you trust, pass {TRUST_OPTION} (trust=True in Python), or "
+                     if offer_trust else "")
             raise VQForgeError(
                 f"{path}: this {what} contains pickled Python objects beyond tensors and plain data "
-                f"({first or 'unsupported object'}); vqforge never runs pickled code unless told to: if the file "
-                f"comes from a source you trust, pass {TRUST_OPTION} (trust=True in Python), or re-save it with "
-                f"only tensors (torch.save({{'state_dict': sd}}, ...))"
+                f"({first or 'unsupported object'}); vqforge never runs pickled code unless told to: {allow}"
+                f"re-save it with only tensors (torch.save({{'state_dict': sd}}, ...))"
             ) from None
         first_line = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
         raise VQForgeError(f"{path}: cannot read {what}: truncated or corrupt file ({first_line})") from None
@@ -358,7 +383,19 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.
         problems.append(f"shape mismatch for {_short_list(shapes)}; the config does not match these weights")
     if problems:
         raise VQForgeError(f"{source}: " + "; ".join(problems))
+    check_finite(state_dict, source)
     module.load_state_dict(state_dict, strict=True)
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (what a diverged training run leaves): one line naming the file
+    and the first such tensor. Every model vqforge loads passes here, so no command samples or scores it."""
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise VQForgeError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinity (first: {bad[0]}): the "
+                           f"training run that wrote it diverged; use an earlier checkpoint (a run keeps "
+                           f"checkpoints/last_good.pt)")
 
 
 def _short_list(items: list[str], limit: int = 6) -> str:

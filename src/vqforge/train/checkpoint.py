@@ -4,14 +4,17 @@ A run directory::
 
     RUN_DIR/config.yaml                  the resolved run config (written at start)
     RUN_DIR/checkpoints/last.pt          the newest checkpoint (what --resume and vqforge.load read)
-    RUN_DIR/checkpoints/best.pt          the checkpoint with the best validation so far (when a stage has a
-                                         validation metric)
+    RUN_DIR/checkpoints/best.pt          the checkpoint with the best (finite) validation so far (when a stage
+                                         has a validation metric)
+    RUN_DIR/checkpoints/last_good.pt     the newest checkpoint whose next training step had finite losses: where
+                                         a diverged run resumes (``--resume RUN_DIR/checkpoints/last_good.pt``)
     RUN_DIR/checkpoints/step_NNNNNNN.pt  kept every ``train.keep_every`` steps
     RUN_DIR/metrics.jsonl, tb/, images/  logs and previews
 
 Every checkpoint is written whole to a temporary file beside its target and renamed over it
 (:mod:`vqforge.io`), so a process killed at any moment (even SIGKILL in the middle of a save) leaves the
-previous complete checkpoint in place; the temporary file it leaves behind is removed when the run is
+previous complete checkpoint in place (each rename followed by an fsync of the folder, so the new name survives a
+power cut too); the temporary file it leaves behind is removed when the run is
 resumed. A write that fails (full disk, read-only folder) is one line naming the file, and removes what
 it had written.
 """
@@ -27,9 +30,9 @@ from typing import Any
 import torch
 
 from ..config import dump_yaml, to_dict
-from ..io import FORMAT_VERSION, VQForgeError, load_torch, write_bytes, write_text
+from ..io import FORMAT_VERSION, VQForgeError, fsync_dir, load_torch, write_bytes, write_text
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, GOOD = "last.pt", "best.pt", "last_good.pt"
 
 #: Trainers that write checkpoints, and the model kind each one's checkpoint holds.
 TRAINERS = {"vqgan": "vqgan", "transformer": "transformer", "condition": "vqgan"}
@@ -104,7 +107,7 @@ class RunDir:
         self.last = self.checkpoint_dir / LAST
         self.best = self.checkpoint_dir / BEST
         self.images = self.path / "images"
-
+        self.resumed_from: Path | None = None  # the checkpoint a resumed run continues
     def has_checkpoint(self) -> bool:
         return self.last.is_file()
 
@@ -123,6 +126,13 @@ class RunDir:
         if best:
             self._copy(self.last, self.best, data, ckpt.step)
         return self.last
+
+    def keep_good(self, path: Path) -> None:
+        """``last_good.pt`` := ``path`` (a second name, no second write): called once the step after that
+        checkpoint ran with finite losses."""
+        good = self.checkpoint_dir / GOOD
+        if path.is_file() and path != good:
+            self._copy(path, good, None, None)
 
     def load(self, path: Path | None = None) -> Checkpoint:
         """Read ``last.pt`` (or ``path``) as a :class:`Checkpoint` (weights-only, one-line errors)."""
@@ -147,16 +157,17 @@ class RunDir:
         except OSError as e:
             raise VQForgeError(self._failure(path, what, e, step)) from None
 
-    def _copy(self, src: Path, dst: Path, data: bytes, step: int) -> None:
+    def _copy(self, src: Path, dst: Path, data: bytes | None, step: int | None) -> None:
         """``dst`` as a second name of ``src`` (a hard link: no second write), else a copy."""
         tmp = dst.with_name(f".{dst.name}.link.tmp")
         try:
             tmp.unlink(missing_ok=True)
             os.link(src, tmp)
             os.replace(tmp, dst)
+            fsync_dir(dst.parent)
         except OSError:
             tmp.unlink(missing_ok=True)
-            self._write(dst, data, "checkpoint", step)
+            self._write(dst, src.read_bytes() if data is None else data, "checkpoint", step)
 
     def _failure(self, path: Path, what: str, e: OSError, step: int | None) -> str:
         why = e.strerror or type(e).__name__

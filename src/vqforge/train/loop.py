@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..data.shards import ShardStream
 from ..devices import resolve_precision
 from ..io import VQForgeError
 from . import distributed as D
-from .checkpoint import Checkpoint, RunDir, append_debug_line, write_debug_text
+from .checkpoint import GOOD, LAST, Checkpoint, RunDir, append_debug_line, write_debug_text
 from .console import Console, MetricLogger, format_duration, format_metrics
 from .numerics import EMA, StepGuard
 from .stage import Context, RunOptions, RunResult, Stage, StepOutput
@@ -48,9 +49,18 @@ def resume_checkpoint(out: str | Path, resume: bool, trainer: str) -> tuple[RunD
             raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
                                f"--resume {run.path} or choose another --out")
         return run, None
+    path = Path(out)
+    if path.is_file() and path.parent.name == "checkpoints":  # --resume RUN/checkpoints/last_good.pt (or step_N.pt)
+        run = RunDir(path.parent.parent)
+        ckpt = run.load(path)
+        run.resumed_from = path
+        if ckpt.trainer != trainer:
+            raise VQForgeError(f"{path}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
+        return run, ckpt
     if not run.has_checkpoint():
         raise VQForgeError(f"{run.path}: not a vqforge run directory (no checkpoints/last.pt)")
     ckpt = run.load()
+    run.resumed_from = run.last
     if ckpt.trainer != trainer:
         raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
     return run, ckpt
@@ -122,6 +132,10 @@ class _Loop:
         self.ctx.next_batch = self._next_batch
         self.last_val: dict[str, float] = {}
         self.ema_model: nn.Module | None = None
+        self.unconfirmed: tuple[Path, int] | None = None  # a checkpoint (and its step) whose next step has not run
+        self.good_step: int | None = None  # the step checkpoints/last_good.pt holds
+        if ckpt is not None and run.resumed_from is not None:
+            self.unconfirmed = (run.resumed_from, int(ckpt.step))
 
     # ------------------------------------------------------------------------------------ set-up
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -129,7 +143,10 @@ class _Loop:
         try:
             st.model.load_state_dict(ckpt.model)
             for name, (opt, _) in st.optimizers.items():
+                configured = [g["lr"] for g in opt.param_groups]
                 opt.load_state_dict(ckpt.optimizers[name])
+                for g, lr in zip(opt.param_groups, configured):  # a resume with another learning rate uses it
+                    g["lr"] = lr
             if self.ema is not None and ckpt.ema:
                 self.ema.load_state_dict(ckpt.ema)
             st.load_extra(ckpt)
@@ -146,8 +163,8 @@ class _Loop:
             self.console.line(f"vqforge: {self.run_dir.last}: saved with {len(rng)} processes, resuming with "
                               f"{self.dist.world_size}; random streams restart from the seed", always=True)
         best = ckpt.extra.get("best")
-        if isinstance(best, dict) and "step" in best:
-            self.best = (int(best["step"]), float(best["value"]))
+        if isinstance(best, dict) and "step" in best and math.isfinite(float(best["value"])):
+            self.best = (int(best["step"]), float(best["value"]))  # a NaN "best" (older runs) is no best at all
 
     def _next_batch(self) -> dict[str, Any]:
         batch = next(self.stream)
@@ -212,6 +229,11 @@ class _Loop:
         out = stage.train_step(self.ctx, self.step)
         applied, norms, why = self.guard.apply(out.losses, self.step)
         self.step += 1
+        if self.unconfirmed is not None:  # this step's losses came from the weights that checkpoint holds
+            if applied and self.dist.is_main:
+                self.run_dir.keep_good(self.unconfirmed[0])
+                self.good_step = self.unconfirmed[1]
+            self.unconfirmed = None
         if applied:
             if self.ema is not None:
                 self.ema.update(stage.model)
@@ -219,7 +241,8 @@ class _Loop:
         else:
             self.console.line(f"vqforge: step {self.step}: non-finite {why}; step skipped, weights unchanged "
                               f"({self.guard.in_a_row} in a row, stop at {s.max_nonfinite})", always=True)
-            self.guard.check_limit(self.step, why)
+            if self.guard.in_a_row >= s.max_nonfinite:
+                raise VQForgeError(self._diverged(why))
         first = next(iter(out.losses.values()), None)
         self.console.advance({"loss": f"{float(first):.4f}"} if first is not None else None)
         if self.dist.is_main and s.log_every > 0 and self.step % s.log_every == 0:
@@ -276,14 +299,33 @@ class _Loop:
                 self.console.line(f"step {self.step}: validation {format_metrics(metrics, self.stage.shown)}")
         D.barrier(self.dist)
 
+    def _diverged(self, why: str) -> str:
+        """The run-ending message after ``max_nonfinite`` skipped steps in a row: which checkpoint to resume from
+        (the last one whose next step was finite) and what to change."""
+        run, trainer = self.run_dir, self.stage.trainer
+        lr = self._lr()
+        rule = resolve_lr(dataclasses.replace(self.s, learning_rate=0.0), self.dist.world_size)
+        change = f"train.learning_rate={rule if rule < lr else lr / 10:.3g}"  # the original's rule, or a tenth
+        head = (f"stopped at step {self.step}: {self.guard.in_a_row} steps in a row had non-finite losses or "
+                f"gradients (last: {why}); nothing from them was saved. ")
+        tips = f" (learning rate here {lr:.3g}; train.grad_clip=1.0 or train.precision=fp32 also help)"
+        good = run.checkpoint_dir / GOOD
+        if good.is_file():
+            step = self.good_step if self.good_step is not None else run.load(good).step  # kept by an earlier call
+            return (head + f"Resume from the last good checkpoint (step {step}) with a lower learning rate: "
+                    f"vqforge train {trainer} --resume {good} {change}{tips}")
+        return (head + f"No checkpoint was followed by a finite step: start again with a lower learning rate "
+                f"({change}){tips}")
+
     def _improved(self) -> bool:
-        """Whether the last validation is the best so far (agreed over ranks); warns on a worsening streak."""
+        """Whether the last validation is the best so far (agreed over ranks); warns on a worsening streak.
+        A non-finite value is never the best (it compares as worst), and any finite one beats none."""
         better = False
         key = self._best_key()
         if self.dist.is_main and key and key in self.last_val and self.step > 0:
             value = self.last_val[key]
             sign = 1.0 if self.stage.best_metric and self.stage.best_metric[1] == "min" else -1.0
-            better = self.best is None or sign * value < sign * self.best[1]
+            better = math.isfinite(value) and (self.best is None or sign * value < sign * self.best[1])
             if better:
                 self.best = (self.step, value)
             self._watch_trend(key, value, sign)
@@ -307,8 +349,27 @@ class _Loop:
             return None
         return bm[0].replace("val/", "val_ema/", 1) if self.ema is not None else bm[0]
 
+    def _unsafe(self) -> str:
+        """Why the current state must not become a checkpoint ("" when it may): weights or the averaged weights
+        holding NaN / infinity, or a non-finite validation. (Finite weights whose next step goes non-finite are
+        caught one step later: such a last.pt never becomes last_good.pt.)"""
+        bad_val = [k for k, v in self.last_val.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad_val:
+            return f"validation {bad_val[0]} = {self.last_val[bad_val[0]]}"
+        states = [self.stage.model.state_dict()] + ([self.ema.state_dict()] if self.ema is not None else [])
+        for state in states:
+            for k, v in state.items():
+                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    return f"weight {k} holds NaN or infinity"
+        return ""
+
     def _save(self, keep: bool = False, best: bool = False) -> None:
         st = self.stage
+        unsafe = self._unsafe()
+        if unsafe:  # the previous checkpoint (and best.pt) stay as they are
+            kept = f"checkpoints/{LAST} keeps the previous one" if self.run_dir.has_checkpoint() else "none written"
+            self.console.line(f"vqforge: step {self.step}: checkpoint not saved ({unsafe}); {kept}", always=True)
+            return
         ckpt = Checkpoint(
             kind=st.kind, trainer=st.trainer, model_config=st.model.config, step=self.step,
             model={k: v.detach().cpu() for k, v in st.model.state_dict().items()},
@@ -319,6 +380,7 @@ class _Loop:
             ckpt.extra["best"] = {"step": self.best[0], "value": self.best[1], "metric": self._best_key()}
         if self.dist.is_main:
             self.run_dir.save(ckpt, keep=keep, best=best)
+            self.unconfirmed = (self.run_dir.last, self.step)  # good once the next step's losses are finite
 
     # ------------------------------------------------------------------------------------ helpers
     def _fork_rng(self):

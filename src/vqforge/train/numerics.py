@@ -7,7 +7,7 @@
 * :class:`StepGuard` - one optimisation step's safety: every loss and every gradient norm must be finite,
   else nothing of the step is applied (no optimiser step, buffers such as BatchNorm statistics or EMA
   codebooks restored, no EMA update), a warning names the loss, and after ``max_nonfinite`` such steps in
-  a row the run stops with a clear message. Optional clipping of each optimiser's gradient norm.
+  a row the run stops (the loop's message names the checkpoint to resume from). Optional clipping of each optimiser's gradient norm.
 * :class:`EMA` - an exponential moving average of a model's weights.
 """
 
@@ -106,14 +106,6 @@ class StepGuard:
         with torch.no_grad():
             for b, saved in self._saved:
                 b.copy_(saved)
-
-    def check_limit(self, step: int, why: str) -> None:
-        """Raise the run-ending error once ``max_nonfinite`` steps in a row were skipped."""
-        if self.in_a_row >= self.max_nonfinite:
-            raise VQForgeError(
-                f"stopped at step {step}: {self.in_a_row} steps in a row had non-finite losses or gradients "
-                f"(last: {why}); the weights were not changed by them. Try a lower train.learning_rate, "
-                f"train.grad_clip=1.0 or train.precision=fp32, then --resume")
 
 
 class EMA:
