@@ -85,7 +85,8 @@ def sample_once(url: str, fields: dict) -> dict:
 
     t0 = time.perf_counter()
     with httpx.Client(base_url=url, timeout=600) as c:
-        r = c.post("/api/jobs/sample", data={k: str(v) for k, v in fields.items()})
+        token = c.get("/api/models").json()["token"]  # every POST carries the server's token (serve/guard.py)
+        r = c.post("/api/jobs/sample", data={k: str(v) for k, v in fields.items()}, headers={"X-VQForge-Token": token})
         if r.status_code != 202:
             return {"fields": fields, "error": f"{r.status_code} {r.text}"}
         job, last = r.json()["id"], None

@@ -28,6 +28,7 @@ LIMITS = ["--max-side", "256", "--max-count", "4", "--max-upload-mb", "1", "--ma
 def client(tmp_path_factory):
     paths = build_models(tmp_path_factory.mktemp("serve_models"))
     with Server(list(paths.values()), *LIMITS) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        c.headers["X-VQForge-Token"] = c.get("/api/models").json()["token"]  # what the page sends with each POST
         yield c
 
 
@@ -328,3 +329,39 @@ def test_other_requests_refused_cleanly(client):
     r = client.get("/api/models", headers={"Host": "evil.example"})  # DNS rebinding: only loopback names answer
     assert r.status_code == 400
     assert client.get("/api/models").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ other sites
+def test_a_cross_site_form_post_is_refused(client):
+    """The issue's case: a page on http://evil.example made the browser POST a form (no preflight) and got 202.
+    Now any POST needs this server's origin and its per-process token; nothing is queued otherwise."""
+    form = {"model": "tinyclass", "count": "1"}
+    bare = httpx.Client(base_url=str(client.base_url), timeout=60)  # no token: what another site's form sends
+    r = bare.post("/api/jobs/sample", data=form, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin request refused" in r.json()["error"], r.text
+    r = client.post("/api/jobs/sample", data=form, headers={"Origin": "http://evil.example"})  # even with the token
+    assert r.status_code == 403
+    r = client.post("/api/jobs/sample", data=form, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403 and "cross-site" in r.json()["error"]
+    r = bare.post("/api/jobs/sample", data=form)  # a script without the token
+    assert r.status_code == 403 and "X-VQForge-Token" in r.json()["error"] and "/api/models" in r.json()["error"]
+    r = bare.post("/api/jobs/sample", data=form, headers={"X-VQForge-Token": "guessed"})
+    assert r.status_code == 403
+    assert bare.post("/api/labels", data={"model": "tinyseg"}).status_code == 403
+    assert bare.post("/api/jobs/nope/cancel").status_code == 403
+    own = str(client.base_url).rstrip("/")
+    r = client.post("/api/jobs/sample", data=form, headers={"Origin": own, "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 202, r.text  # the page itself: same origin, with the token
+    wait_done(client, r.json()["id"])
+
+
+def test_every_response_forbids_framing_and_sniffing_and_sets_a_policy(client):
+    page = client.get("/")
+    token = client.headers["X-VQForge-Token"]
+    assert f'<meta name="vqforge-token" content="{token}">' in page.text  # the page carries the token
+    for r in (page, client.get("/api/models"), client.get("/static/app.js"), client.get("/api/jobs/nope"),
+              httpx.post(str(client.base_url).rstrip("/") + "/api/jobs/sample", headers={"Origin": "http://evil.example"})):
+        assert r.headers["x-frame-options"] == "DENY", r.url
+        assert r.headers["x-content-type-options"] == "nosniff"
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp

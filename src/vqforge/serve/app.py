@@ -14,7 +14,9 @@
 =========================================== ================================================================
 
 Every client error is ``{"error": "<one line>"}`` with a 4xx status (a request for a Host other than the
-loopback names gets the middleware's plain 400 "Invalid host header"); the server keeps serving.
+loopback names gets the middleware's plain 400 "Invalid host header"); the server keeps serving. Every POST needs
+the same origin and this process's token (header ``X-VQForge-Token``; in the page, and in ``GET /api/models`` as
+``token``), and every response carries the security headers: see :mod:`vqforge.serve.guard`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .. import __version__
 from .engine import Engine
 from .forms import TASKS, BadInput, Limits, parse_settings
+from .guard import Guard, new_token
 from .images import decode_labels, labels_png
 from .jobs import Job, JobQueue
 from .tasks import FILES, prepare
@@ -54,8 +57,10 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
     queue = queue or JobQueue(limits.max_queue, limits.keep_jobs)
     # No Swagger page: it loads scripts from a CDN. The schema is at /api/openapi.json.
     app = FastAPI(title="vqforge", version=__version__, openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
+    token = new_token()  # state-changing requests carry it (see serve/guard.py)
+    app.add_middleware(Guard, token=token)  # added first: runs after the Host check
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOOPBACK_HOSTS)
-    app.state.queue, app.state.engines, app.state.limits = queue, engines, limits
+    app.state.queue, app.state.engines, app.state.limits, app.state.token = queue, engines, limits, token
     static = resources.files("vqforge.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     _errors(app)
@@ -68,13 +73,15 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
-        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"), headers=NO_STORE)
+        html = (static / "index.html").read_text(encoding="utf-8")
+        meta = f'<meta name="vqforge-token" content="{token}">'  # the page sends it back with each POST
+        return HTMLResponse(html.replace("<head>", "<head>\n" + meta, 1), headers=NO_STORE)
 
     described = [e.describe(limits.max_side) for e in engines.values()]  # once: the offered sizes take checks
 
     @app.get("/api/models")
     def models() -> dict:
-        return {"version": __version__, "models": described,
+        return {"version": __version__, "models": described, "token": token,
                 "limits": {"max_side": limits.max_side, "max_count": limits.max_count,
                            "max_upload_mb": limits.max_upload_mb, "max_upload_pixels": limits.max_upload_pixels}}
 

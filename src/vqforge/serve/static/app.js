@@ -10,7 +10,11 @@ const state = { models: [], limits: {}, model: null, task: null, job: null, even
   running: false, jobTask: null, jobModel: null, mapTouched: false, untouchedOk: false };
 let seg, mask;
 
+// The server's per-process token: every POST carries it (another site's page cannot read it or send it).
+const TOKEN = (document.querySelector('meta[name="vqforge-token"]') || {}).content || "";
+
 async function api(path, options) {
+  if (options && options.method === "POST") options.headers = { ...(options.headers || {}), "X-VQForge-Token": TOKEN };
   const r = await fetch(path, options);
   const json = (r.headers.get("content-type") || "").includes("json") ? await r.json() : null;
   if (!r.ok) throw new Error((json && json.error) || `${r.status} ${r.statusText}`);
@@ -203,7 +207,7 @@ async function loadLabels(input) {
   form.append("model", state.model.name);
   form.append("labels", input.files[0]);
   try {
-    const r = await fetch("/api/labels", { method: "POST", body: form });
+    const r = await fetch("/api/labels", { method: "POST", body: form, headers: { "X-VQForge-Token": TOKEN } });
     if (!r.ok) throw new Error((await r.json()).error);
     const bitmap = await createImageBitmap(await r.blob());
     const c = document.createElement("canvas");
