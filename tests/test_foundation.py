@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,6 +154,52 @@ def test_convert_then_load_is_bit_identical(name, tmp_path):
     assert torch.equal(a.reconstruction, b.reconstruction)
     assert torch.equal(a.quantizer.indices, b.quantizer.indices)
     assert converted.config == original.config
+
+
+def test_convert_never_replaces_what_it_did_not_write_and_is_atomic(tmp_path, capsys, monkeypatch):
+    """`convert --out DIR` replaced an existing, different model, wrote into a folder of the user's own files, and a
+    kill between its two renames left new weights beside the old model.yaml. Now: the same conversion again
+    replaces itself; another model or other files are refused (one line, nothing changed) unless --overwrite; and
+    a failure at the last moment of the write leaves the old directory exactly as it was."""
+    import os
+
+    from vqforge.cli import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cfg_a, ckpt_a = write_original_pair(reference("vqgan_f4_legacy"), tmp_path / "a")
+    cfg_b, ckpt_b = write_original_pair(reference("gumbel_f4"), tmp_path / "b")
+    model = tmp_path / "model"
+    conv = ["convert", "--out", str(model)]
+    assert main(conv + ["--config", str(cfg_a), "--checkpoint", str(ckpt_a)]) == 0
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert main(conv + ["--config", str(cfg_a), "--checkpoint", str(ckpt_a)]) == 0  # the same conversion: fine
+    capsys.readouterr()
+    assert main(conv + ["--config", str(cfg_b), "--checkpoint", str(ckpt_b)]) == 2  # another model
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds another model" in err and "--overwrite" in err, err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file")
+    assert main(["convert", "--out", str(mine), "--config", str(cfg_a), "--checkpoint", str(ckpt_a)]) == 2
+    assert "files vqforge did not write" in capsys.readouterr().err and os.listdir(mine) == ["notes.txt"]
+
+    real_replace, calls = os.replace, []
+
+    def killed_at_the_swap(src, dst):  # Ctrl-C once, as the new folder takes the old one's place
+        calls.append(dst)
+        if Path(dst) == model and len([c for c in calls if Path(c) == model]) == 1:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_swap)
+    assert main(conv + ["--config", str(cfg_b), "--checkpoint", str(ckpt_b), "--overwrite"]) == 130  # interrupted
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before  # the old model, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # nothing left beside it
+    assert main(conv + ["--config", str(cfg_b), "--checkpoint", str(ckpt_b), "--overwrite"]) == 0
+    assert vqforge.load(model).config == vqforge.load_taming(cfg_b, ckpt_b).config
 
 
 def one_line_error(res):

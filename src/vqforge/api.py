@@ -12,12 +12,12 @@ Formats:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 from .config import ConfigError, dump_yaml, from_dict, to_dict
-from .io import (FORMAT_VERSION, VQForgeError, load_safetensors, load_state_dict_strict, load_torch,
+from .io import (FORMAT_VERSION, VQForgeError, atomic_dir, load_safetensors, load_state_dict_strict, load_torch,
                  save_safetensors, write_text)
 from .modeldir import MODEL_WEIGHTS, MODEL_YAML, check_format_version, is_model_dir, read_model_meta
 from .models.registry import MODEL_KINDS, kind_of
@@ -40,9 +40,13 @@ def build_model(kind: str, config: dict | Any, source: str | Path = "<config>", 
 
 
 def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None = None,
-               dtype: torch.dtype | None = None) -> Path:
-    """Write ``model`` as a model directory (config YAML + safetensors weights).
+               dtype: torch.dtype | None = None, replaceable: Callable[[Path], bool] | None = None) -> Path:
+    """Write ``model`` as a model directory (config YAML + safetensors weights), whole or not at all.
 
+    The two files are written into a temporary sibling folder that then takes the place of ``out_dir``
+    (:func:`vqforge.io.atomic_dir`, as the trainers' outputs): a kill at any moment leaves the old model or the new
+    one, never new weights beside an old ``model.yaml``. An existing ``out_dir`` is replaced only when it is
+    empty or ``replaceable(out_dir)`` (default: it is a model directory); a folder of other files is refused.
     ``dtype`` (e.g. ``torch.float16``) stores floating-point weights in that type (half the size); loading
     always returns a float32 model. Integer buffers are stored as they are.
     """
@@ -54,9 +58,15 @@ def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None =
     state = model.state_dict()
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    save_safetensors(out_dir / MODEL_WEIGHTS, state, metadata={"kind": kind})
-    write_text(out_dir / MODEL_YAML, dump_yaml(meta))
+    with atomic_dir(out_dir, "model directory", replaceable or is_model_dir) as tmp:
+        save_safetensors(tmp / MODEL_WEIGHTS, state, metadata={"kind": kind})
+        write_text(tmp / MODEL_YAML, dump_yaml(meta))
     return out_dir
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a vqforge model directory (it holds ``model.yaml``)."""
+    return (Path(path) / MODEL_YAML).is_file()
 
 
 def _load_model_dir(path: Path) -> torch.nn.Module:
@@ -245,4 +255,4 @@ def _load(path: Path, use_ema: bool, trust: bool) -> torch.nn.Module:
         raise VQForgeError(f"{path}: an original Taming Transformers checkpoint; use vqforge.load_taming(config, ckpt) "
                            f"or `vqforge convert --config ORIG.yaml --checkpoint {path} --out MODEL_DIR`")
     ckpt_path = resolve_checkpoint(path)
-    return model_from_checkpoint(load_torch(ckpt_path, trust=trust), ckpt_path, use_ema=use_ema)
+    return model_from_checkpoint(load_torch(ckpt_path, trust=trust, offer_trust=True), ckpt_path, use_ema=use_ema)
