@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.encode import encode_data, encoding_stages
     from ..data.tokens import is_token_dir
     from ..devices import resolve_device
-    from ..io import check_output_dir
+    from ..io import VQForgeError, check_output_dir
 
+    if args.batch_size < 1 or args.workers < 0:
+        raise VQForgeError(f"--batch-size must be >= 1 and --workers >= 0, got {args.batch_size} and {args.workers}")
     device = resolve_device(args.device)
     check_output_dir(args.out, "token dataset", is_token_dir)  # refused before any work, not after encoding
     model = load(args.model, trust=args.trust_checkpoint)

@@ -10,13 +10,15 @@ the second stage; :mod:`.load` maps each ``model.target`` to one of them (:func:
 
 from __future__ import annotations
 
+import pickle
+import types
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import ConfigError, from_dict, notice
-from ..io import VQForgeError, load_torch, read_yaml
+from ..io import TRUST_OPTION, VQForgeError, load_torch, read_yaml
 from ..models.vqgan import AutoencoderConfig, VQGANConfig
 from ..quantizers import QuantizerConfig
 
@@ -101,12 +103,21 @@ def read_lightning_state_dict(path: str | Path, trust: bool = False) -> dict[str
 
 #: Modules whose pickled classes may be stood in for by inert stubs when reading original checkpoints.
 _STUBBABLE_MODULE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.")
+#: Plain types that such bookkeeping names as values (OmegaConf's metadata: ``object_type=dict``,
+#: ``ref_type=typing.Any``); allowed as they are: constructing one runs no code from the file.
+_PLAIN_GLOBALS = {f"builtins.{t.__name__}": t for t in (dict, list, tuple, set, int, float, str, bool, object)}
+_PLAIN_GLOBALS.update({t.__name__: t for t in (dict, list, tuple, set, int, float, str, bool, object)})
+_PLAIN_GLOBALS["typing.Any"] = Any
 
 
-class _InertStub:
-    """Stands in for a bookkeeping class of Lightning/OmegaConf; stores what it is given, runs nothing."""
+class _InertStub(dict):
+    """Stands in for a bookkeeping class of Lightning/OmegaConf; stores what it is given, runs nothing.
+
+    A dict, so that dict-like containers (Lightning's ``AttributeDict`` of hyper-parameters) fill in as they
+    were pickled; other objects (OmegaConf's ``DictConfig`` and its nodes) keep their state in ``state``."""
 
     def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__()
         self.args, self.kwargs = args, kwargs
 
     def __setstate__(self, state: Any) -> None:
@@ -114,9 +125,13 @@ class _InertStub:
 
 
 def _load_with_lightning_stubs(path: Path, trust: bool = False) -> Any:
-    """``torch.load(weights_only=True)``, retried with inert stubs for Lightning's own globals."""
-    stubs: list[tuple[type, str]] = []
-    for _ in range(32):
+    """``torch.load(weights_only=True)``, retried with inert stubs for Lightning's and OmegaConf's own globals
+    (callback states, ``AttributeDict`` / ``DictConfig`` hyper-parameters). Anything else is refused, naming the
+    class that actually blocked the load (not one a stub already stands in for), unless ``trust``."""
+    stubs: list[Any] = []
+    stubbed: set[str] = set()
+    blocked = None
+    for _ in range(64):
         try:
             with torch.serialization.safe_globals(stubs):
                 return torch.load(path, map_location="cpu", weights_only=True)
@@ -124,11 +139,52 @@ def _load_with_lightning_stubs(path: Path, trust: bool = False) -> Any:
             raise VQForgeError(f"{path}: checkpoint not found") from None
         except Exception as e:  # noqa: BLE001
             name = _unsupported_global(str(e))
-            if name and name.startswith(_STUBBABLE_MODULE_PREFIXES) and name not in {n for _, n in stubs}:
-                stubs.append((type(name.rsplit(".", 1)[-1], (_InertStub,), {}), name))
+            if name and name in _PLAIN_GLOBALS and _PLAIN_GLOBALS[name] not in stubs:
+                stubs.append(_PLAIN_GLOBALS[name])
                 continue
+            if name and name.startswith(_STUBBABLE_MODULE_PREFIXES) and name not in stubbed:
+                stubs.append((type(name.rsplit(".", 1)[-1], (_InertStub,), {}), name))
+                stubbed.add(name)
+                continue
+            blocked = name
             break
-    return load_torch(path, trust=trust)  # the one-line error (pickled code, truncated or corrupt), or trusted
+    if blocked is None and stubbed and not trust:  # e.g. an AttributeDict: a dict subclass, which torch's
+        try:  # weights-only reader cannot fill; the same allowlist, read by an unpickler that can
+            return _restricted_load(path)
+        except pickle.UnpicklingError as e:
+            blocked = _unsupported_global(str(e))
+        except Exception:  # noqa: BLE001 - a damaged file: load_torch below says so in one line
+            pass
+    if trust or blocked is None:
+        return load_torch(path, trust=trust, offer_trust=True)  # trusted, or the one line for a corrupt file
+    raise VQForgeError(
+        f"{path}: this checkpoint contains pickled Python objects beyond tensors and plain data ({blocked}"
+        f"{'; Lightning/OmegaConf bookkeeping read with inert stand-ins' if stubbed else ''}); vqforge never runs "
+        f"pickled code unless told to: if the file comes from a source you trust, pass {TRUST_OPTION} (trust=True "
+        f"in Python)")
+
+
+def _restricted_load(path: Path) -> Any:
+    """``torch.load`` through an unpickler that resolves only torch's weights-only allowlist, the plain types above
+    and inert stand-ins for Lightning / OmegaConf classes; any other global is refused (nothing is imported or run
+    from the file). Unlike torch's weights-only reader it fills dict subclasses (``AttributeDict``)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed = {**_get_allowed_globals(), **_PLAIN_GLOBALS}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            full = f"{module}.{name}"
+            if full in allowed:
+                return allowed[full]
+            if full.startswith(_STUBBABLE_MODULE_PREFIXES):
+                return type(name, (_InertStub,), {"__module__": module})
+            raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {full}")
+
+    restricted = types.ModuleType("vqforge_restricted_pickle")
+    restricted.Unpickler, restricted.load, restricted.__dict__["UnpicklingError"] = (
+        Unpickler, lambda f, **kw: Unpickler(f, **kw).load(), pickle.UnpicklingError)
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted)
 
 
 def _unsupported_global(message: str) -> str | None:

@@ -6,6 +6,8 @@ top-p. Every function keeps fixed shapes (no data-dependent sizes), so a compile
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -28,14 +30,14 @@ class SamplingSettings:
     top_p_needs_top_k: bool = False
 
     def __post_init__(self):
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if not 0 <= self.cfg_scale < math.inf:  # inf / nan: logits of inf - inf, and settings.json not JSON
+            raise ValueError(f"cfg_scale must be a finite number >= 0, got {self.cfg_scale}")
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:

@@ -14,6 +14,7 @@ keys whose values changed meaning are read by :class:`OldValues` (``bf16``/``cpu
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,11 @@ class TrainSettings:
             ("batch_size", 1, self.batch_size), ("accumulation", 1, self.accumulation),
             ("image_size", 1, self.image_size), ("max_nonfinite", 1, self.max_nonfinite))
             if v < lo]
+        if not 0.0 <= self.learning_rate < math.inf:  # 0: the original's rule (resolve_lr); < 0 was silently that
+            problems.append(f"train.learning_rate must be a finite number >= 0 (0 = base_learning_rate scaled by the "
+                            f"batch), got {self.learning_rate}")
+        if not 0.0 < self.base_learning_rate < math.inf:
+            problems.append(f"train.base_learning_rate must be a finite number > 0, got {self.base_learning_rate}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
         if problems:
