@@ -64,11 +64,6 @@ def save_model(model: torch.nn.Module, out_dir: str | Path, extra: dict | None =
     return out_dir
 
 
-def is_model_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a vqforge model directory (it holds ``model.yaml``)."""
-    return (Path(path) / MODEL_YAML).is_file()
-
-
 def _load_model_dir(path: Path) -> torch.nn.Module:
     meta = read_model_meta(path)
     model = build_model(meta.kind, meta.config, meta.source, "config")

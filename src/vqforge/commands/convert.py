@@ -22,9 +22,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import is_model_dir, save_model
+    from ..api import save_model
     from ..compat.load import load_taming
     from ..io import VQForgeError, check_output_dir
+    from ..modeldir import is_model_dir
 
     source = {"config": str(args.config), "checkpoint": str(args.checkpoint)}
 
@@ -46,10 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _converted_from(path: Path) -> dict | None:
     """The ``converted_from`` record of the model directory ``path`` (None if it is not one `convert` wrote)."""
-    import yaml
+    from ..io import VQForgeError, read_yaml
 
     try:
-        meta = yaml.safe_load((path / "model.yaml").read_text())
-        return meta["extra"]["converted_from"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return read_yaml(path / "model.yaml")["extra"]["converted_from"]
+    except (VQForgeError, KeyError, TypeError):  # not a model directory, or not one `convert` wrote
         return None
