@@ -67,6 +67,8 @@ def test_tensor_bytes_counts_shared_storage_once():
 
 
 def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
+    """Every row runs, and its numbers are what the table says: each throughput is the row's items over its
+    median time, and the rendered table shows exactly those values (not only that the run did not crash)."""
     res = run_suite("cpu", torch.device("cpu"), repeat=1, quick=True, with_original=False, log=lambda s: None)
     assert [r["id"] for r in res["rows"]] == ["vqgan_train", "vqgan_reconstruct", "gpt_train", "gpt_sample_b1",
                                               "gpt_sample_b4", "fashion_e2e", "landscape_e2e"]
@@ -75,6 +77,7 @@ def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
         assert set(row["contestants"]) == ({FAST} if row["id"].endswith("e2e") else {EXACT, FAST})
         for c in row["contestants"].values():
             assert c["median_s"] > 0 and c["throughput"] > 0
+            assert c["throughput"] == pytest.approx(row["items"] / c["median_s"], rel=1e-3, abs=0.01), (row["id"], c)
     env = res["environment"]
     assert env["threads"] == 1 and env["torch"] == torch.__version__ and env["device"] == "cpu"
     json.dumps(res)  # JSON-ready
@@ -83,6 +86,12 @@ def test_quick_cpu_suite_runs_every_row_and_renders(one_thread):
     assert md.count("\n| VQGAN") == 4 and md.count("\n| GPT") == 6  # speed and memory tables
     assert "a 64x80 landscape from a map, end to end" in md
     assert "`--quick`" in md and "not measured" in md
+    for row in res["rows"]:  # the table shows the measured throughput of each contestant, in the row's unit
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {row['work']} |"))
+        for c in row["contestants"].values():
+            t = c["throughput"]
+            shown = f"{t:,.0f}" if t >= 100 else f"{t:.1f}" if t < 10 else f"{t:.0f}"  # rounded for reading
+            assert f"| {shown} {row['unit']}" in line, (line, c)
 
 
 def test_levers_suite_switches_one_lever_at_a_time(one_thread):

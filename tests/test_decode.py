@@ -166,18 +166,38 @@ def test_a_failed_compile_falls_back_for_that_model_only(monkeypatch):
     assert "decode_step:cpu" not in copy.deepcopy(b).scratch  # derived state is never copied
 
 
-def test_the_cache_is_written_only_through_update_and_owns_its_length():
+def test_the_cache_is_written_only_through_update_and_owns_its_length(monkeypatch):
+    """Every change to the cache's buffers is one that ``KVCache.update`` made: a shadow copy receives exactly the
+    writes ``update`` was asked for and must equal the buffers after each prefill (a write from anywhere else, e.g.
+    attention writing keys in place, would show); ``length`` follows the highest position written."""
+    from vqforge.nn.kv_cache import KVCache
+
     gpt, _, seq = _unmasked_case(0)
     cache = gpt.new_cache(2, 24)
+    shadow = {"k": cache.k.clone(), "v": cache.v.clone()}
+    real_update = KVCache.update
+
+    def update(self, layer, input_pos, k, v):
+        if self is cache:
+            shadow["k"][layer].index_copy_(2, input_pos, k.to(shadow["k"].dtype))
+            shadow["v"][layer].index_copy_(2, input_pos, v.to(shadow["v"].dtype))
+        return real_update(self, layer, input_pos, k, v)
+
+    monkeypatch.setattr(KVCache, "update", update)
+
+    def only_update_wrote() -> bool:
+        return torch.equal(cache.k, shadow["k"]) and torch.equal(cache.v, shadow["v"])
+
     with torch.inference_mode():
         fresh = G.prefill(gpt, seq[:, :6], cache)
-        assert cache.length == 6
+        assert cache.length == 6 and only_update_wrote()
         G.prefill(gpt, seq[:, 6:20], cache, start=6)
-        assert cache.length == 20
+        assert cache.length == 20 and only_update_wrote()
         cache.reset()  # stale slots 3..19 stay in the buffers but are never attended
         assert cache.length == 0
         G.prefill(gpt, seq[:, :3], cache)
         again = G.prefill(gpt, seq[:, 3:6], cache, start=3)
+        assert cache.length == 6 and only_update_wrote()
         torch.testing.assert_close(again, fresh, atol=1e-5, rtol=0)
         with pytest.raises(ValueError, match="exceed the cache"):
             G.prefill(gpt, seq[:, :4], cache, start=21)

@@ -99,12 +99,52 @@ def test_old_finished_jobs_are_forgotten_and_ids_unguessable():
     q.close()
 
 
-def test_previews_are_throttled():
+def test_previews_are_throttled(monkeypatch):
+    """At most one preview per ``preview_every`` seconds, on a clock the test sets (a loaded machine that takes
+    0.2 s for the loop below no longer decides the outcome)."""
+    from vqforge.serve import jobs
+
+    now = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: now[0])
     job = Job("sample", "m", {}, preview_every=0.2)
     calls = []
     for k in range(1, 50):
+        now[0] += 0.001  # 49 steps within 0.05 s
         job.progress(k, 100, lambda: calls.append(k) or [b"p"])
-    assert len(calls) == 1 and job.preview_version == 1  # one at the start, none within the next 0.2 s
-    time.sleep(0.25)
+    assert calls == [1] and job.preview_version == 1  # one at the start, none within the next 0.2 s
+    now[0] += 0.1  # 0.15 s after the first: still too soon
+    job.progress(50, 100, lambda: calls.append(50) or [b"p"])
+    now[0] += 0.06  # 0.21 s after the first
     job.progress(51, 100, lambda: calls.append(51) or [b"p"])
-    assert calls == [1, 51]
+    assert calls == [1, 51] and job.preview_version == 2
+
+
+def test_a_job_without_sampling_fields_samples_with_the_cards_settings(tmp_path, monkeypatch):
+    """What the sampler is given, not what the job record says: a sample job that leaves top_k / cfg out reaches
+    draw_batches with the model card's top_k 20 and guidance 1.5 (the page's defaults); given values win."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from vqforge.serve import engine as eng
+    from vqforge.serve.forms import Limits, parse_settings
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serve_support import build_models
+
+    path = build_models(tmp_path)["tinyclass"]
+    engine = eng.load_engines([str(path)], torch.device("cpu"))[path.name]
+    used = []
+    real = eng.draw_batches
+
+    def spy(net, lay, inputs, num, batch_size, settings, *args, **kwargs):
+        used.append(settings)
+        return real(net, lay, inputs, num, batch_size, settings, *args, **kwargs)
+
+    monkeypatch.setattr(eng, "draw_batches", spy)
+    for form, want in (({"height": "16", "width": "16"}, (20, 1.5)),
+                       ({"height": "16", "width": "16", "top_k": "5", "cfg": "0"}, (5, 0.0))):
+        s = parse_settings({"model": path.name, "count": "1", **form}, Limits(), defaults=engine.defaults)
+        engine.sample(s, lambda *a, **k: None)
+        assert (used[-1].top_k, used[-1].cfg_scale) == want, used[-1]
