@@ -47,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _converted_from(path: Path) -> dict | None:
     """The ``converted_from`` record of the model directory ``path`` (None if it is not one `convert` wrote)."""
-    from ..io import VQForgeError, read_yaml
+    from ..io import VQForgeError
+    from ..modeldir import is_model_dir, read_model_meta
 
-    try:
-        return read_yaml(path / "model.yaml")["extra"]["converted_from"]
-    except (VQForgeError, KeyError, TypeError):  # not a model directory, or not one `convert` wrote
+    if not is_model_dir(path):
         return None
+    try:
+        record = read_model_meta(path).card.get("converted_from")
+    except VQForgeError:  # a damaged model.yaml: not this conversion
+        return None
+    return record if isinstance(record, dict) else None
