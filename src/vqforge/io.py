@@ -241,9 +241,8 @@ def save_image(path: str | Path, image) -> Path:
 TRUST_OPTION = "--trust-checkpoint"
 
 
-#: The first bytes of files people pass where a checkpoint belongs -> what they are.
-_NOT_TORCH = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
-              b"RIFF": "a WEBP image (or other RIFF file)", b"BM": "a BMP image", b"%PDF": "a PDF document"}
+_NOT_TORCH = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+              b"RIFF": "a WEBP image (or other RIFF file)", b"%PDF": "a PDF document"}  # first bytes -> what it is
 
 
 def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False, offer_trust: bool = False) -> Any:
@@ -252,9 +251,8 @@ def load_torch(path: str | Path, what: str = "checkpoint", trust: bool = False, 
     ``trust=True`` (the ``--trust-checkpoint`` option) allows a file that holds pickled Python objects
     beyond tensors and plain data to be fully unpickled, which runs whatever code the file names: only
     for files from a trusted source. Raises :class:`VQForgeError` with a one-line message for a missing,
-    truncated or corrupt file, for a file that is no PyTorch file at all (an image, a document: named as
-    such, not as "pickled objects"), and (without ``trust``) for a file that would need arbitrary code to load;
-    that message recommends ``--trust-checkpoint`` only with ``offer_trust`` (the caller's command has it).
+    truncated or corrupt file, one that is no PyTorch file (an image: named as such), and (without ``trust``) one
+    that needs code to load, recommending ``--trust-checkpoint`` only with ``offer_trust`` (the command has it).
     """
     path = Path(path)
     if not path.is_file():
@@ -388,10 +386,9 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.
 
 
 def check_finite(state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Refuse weights holding NaN or infinity (what a diverged training run leaves): one line naming the file
-    and the first such tensor. Every model vqforge loads passes here, so no command samples or scores it."""
-    bad = [k for k, v in state_dict.items()
-           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    """Refuse weights holding NaN or infinity (a diverged run's): one line naming the file and the first such
+    tensor. Every model vqforge loads passes here, so no command samples or scores it."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise VQForgeError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinity (first: {bad[0]}): the "
                            f"training run that wrote it diverged; use an earlier checkpoint (a run keeps "

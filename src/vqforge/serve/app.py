@@ -38,7 +38,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .. import __version__
 from .engine import Engine
 from .forms import TASKS, BadInput, Limits, parse_settings
-from .guard import Guard, new_token
+from .guard import Guard, new_token, with_token
 from .images import decode_labels, labels_png
 from .jobs import Job, JobQueue
 from .tasks import FILES, prepare
@@ -57,8 +57,8 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
     queue = queue or JobQueue(limits.max_queue, limits.keep_jobs)
     # No Swagger page: it loads scripts from a CDN. The schema is at /api/openapi.json.
     app = FastAPI(title="vqforge", version=__version__, openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
-    token = new_token()  # state-changing requests carry it (see serve/guard.py)
-    app.add_middleware(Guard, token=token)  # added first: runs after the Host check
+    token = new_token()  # state-changing requests carry it; the Guard runs after the Host check (added first)
+    app.add_middleware(Guard, token=token)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOOPBACK_HOSTS)
     app.state.queue, app.state.engines, app.state.limits, app.state.token = queue, engines, limits, token
     static = resources.files("vqforge.serve") / "static"
@@ -73,9 +73,7 @@ def create_app(engines: dict[str, Engine], limits: Limits = Limits(), allowed_ho
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
-        html = (static / "index.html").read_text(encoding="utf-8")
-        meta = f'<meta name="vqforge-token" content="{token}">'  # the page sends it back with each POST
-        return HTMLResponse(html.replace("<head>", "<head>\n" + meta, 1), headers=NO_STORE)
+        return HTMLResponse(with_token((static / "index.html").read_text(encoding="utf-8"), token), headers=NO_STORE)
 
     described = [e.describe(limits.max_side) for e in engines.values()]  # once: the offered sizes take checks
 

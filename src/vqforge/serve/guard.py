@@ -35,6 +35,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def with_token(html: str, token: str) -> str:
+    """The page with the token in a ``<meta name="vqforge-token">`` tag (its script sends it back with each POST)."""
+    return html.replace("<head>", f'<head>\n<meta name="vqforge-token" content="{token}">', 1)
+
+
 def refusal(method: str, headers: dict[str, str], scheme: str, token: str) -> str:
     """Why a request must be refused ("" when it may go on); ``headers``: lower-case names."""
     if method in SAFE_METHODS:

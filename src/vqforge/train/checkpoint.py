@@ -178,6 +178,31 @@ class RunDir:
         return f"{path}: cannot write the {what}{at} ({why}){kept}"
 
 
+def resume_checkpoint(out: str | Path, resume: bool, trainer: str) -> tuple[RunDir, Checkpoint | None]:
+    """The run directory and, when resuming, its checkpoint (the resume guard: one-line errors)."""
+    run = RunDir(out)
+    if not resume:
+        if run.has_checkpoint():
+            raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
+                               f"--resume {run.path} or choose another --out")
+        return run, None
+    path = Path(out)
+    if path.is_file() and path.parent.name == "checkpoints":  # --resume RUN/checkpoints/last_good.pt (or step_N.pt)
+        run = RunDir(path.parent.parent)
+        ckpt = run.load(path)
+        run.resumed_from = path
+        if ckpt.trainer != trainer:
+            raise VQForgeError(f"{path}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
+        return run, ckpt
+    if not run.has_checkpoint():
+        raise VQForgeError(f"{run.path}: not a vqforge run directory (no checkpoints/last.pt)")
+    ckpt = run.load()
+    run.resumed_from = run.last
+    if ckpt.trainer != trainer:
+        raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
+    return run, ckpt
+
+
 def write_debug_text(run: RunDir, name: str, text: str) -> None:
     """A small text file under ``RUN_DIR/debug/`` (tests use it to compare DDP ranks)."""
     write_text(run.path / "debug" / name, text)

@@ -32,38 +32,14 @@ from ..data.shards import ShardStream
 from ..devices import resolve_precision
 from ..io import VQForgeError
 from . import distributed as D
-from .checkpoint import GOOD, LAST, Checkpoint, RunDir, append_debug_line, write_debug_text
+from .checkpoint import LAST, Checkpoint, RunDir, append_debug_line, resume_checkpoint, write_debug_text
+from .divergence import diverged_message, unsafe_to_save
 from .console import Console, MetricLogger, format_duration, format_metrics
 from .numerics import EMA, StepGuard
 from .stage import Context, RunOptions, RunResult, Stage, StepOutput
 from .settings import OldValues, TrainSettings, config_from_data, override, resolve_lr
 from .stream import (BatchStream, ResumableSampler, ShardBatchStream, gather_rng_states, seed_everything,
                      set_rng_state)
-
-
-def resume_checkpoint(out: str | Path, resume: bool, trainer: str) -> tuple[RunDir, Checkpoint | None]:
-    """The run directory and, when resuming, its checkpoint (the resume guard: one-line errors)."""
-    run = RunDir(out)
-    if not resume:
-        if run.has_checkpoint():
-            raise VQForgeError(f"{run.path}: already holds a run (checkpoints/last.pt); continue it with "
-                               f"--resume {run.path} or choose another --out")
-        return run, None
-    path = Path(out)
-    if path.is_file() and path.parent.name == "checkpoints":  # --resume RUN/checkpoints/last_good.pt (or step_N.pt)
-        run = RunDir(path.parent.parent)
-        ckpt = run.load(path)
-        run.resumed_from = path
-        if ckpt.trainer != trainer:
-            raise VQForgeError(f"{path}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
-        return run, ckpt
-    if not run.has_checkpoint():
-        raise VQForgeError(f"{run.path}: not a vqforge run directory (no checkpoints/last.pt)")
-    ckpt = run.load()
-    run.resumed_from = run.last
-    if ckpt.trainer != trainer:
-        raise VQForgeError(f"{run.last}: written by `vqforge train {ckpt.trainer}`, not `train {trainer}`")
-    return run, ckpt
 
 
 def configure(cfg: Any, ckpt: Checkpoint | None, cls: type, old: OldValues, source: Path,
@@ -300,22 +276,9 @@ class _Loop:
         D.barrier(self.dist)
 
     def _diverged(self, why: str) -> str:
-        """The run-ending message after ``max_nonfinite`` skipped steps in a row: which checkpoint to resume from
-        (the last one whose next step was finite) and what to change."""
-        run, trainer = self.run_dir, self.stage.trainer
-        lr = self._lr()
         rule = resolve_lr(dataclasses.replace(self.s, learning_rate=0.0), self.dist.world_size)
-        change = f"train.learning_rate={rule if rule < lr else lr / 10:.3g}"  # the original's rule, or a tenth
-        head = (f"stopped at step {self.step}: {self.guard.in_a_row} steps in a row had non-finite losses or "
-                f"gradients (last: {why}); nothing from them was saved. ")
-        tips = f" (learning rate here {lr:.3g}; train.grad_clip=1.0 or train.precision=fp32 also help)"
-        good = run.checkpoint_dir / GOOD
-        if good.is_file():
-            step = self.good_step if self.good_step is not None else run.load(good).step  # kept by an earlier call
-            return (head + f"Resume from the last good checkpoint (step {step}) with a lower learning rate: "
-                    f"vqforge train {trainer} --resume {good} {change}{tips}")
-        return (head + f"No checkpoint was followed by a finite step: start again with a lower learning rate "
-                f"({change}){tips}")
+        return diverged_message(self.run_dir, self.stage.trainer, self.step, self.guard.in_a_row, why, self._lr(),
+                                rule, self.good_step)
 
     def _improved(self) -> bool:
         """Whether the last validation is the best so far (agreed over ranks); warns on a worsening streak.
@@ -349,23 +312,9 @@ class _Loop:
             return None
         return bm[0].replace("val/", "val_ema/", 1) if self.ema is not None else bm[0]
 
-    def _unsafe(self) -> str:
-        """Why the current state must not become a checkpoint ("" when it may): weights or the averaged weights
-        holding NaN / infinity, or a non-finite validation. (Finite weights whose next step goes non-finite are
-        caught one step later: such a last.pt never becomes last_good.pt.)"""
-        bad_val = [k for k, v in self.last_val.items() if isinstance(v, float) and not math.isfinite(v)]
-        if bad_val:
-            return f"validation {bad_val[0]} = {self.last_val[bad_val[0]]}"
-        states = [self.stage.model.state_dict()] + ([self.ema.state_dict()] if self.ema is not None else [])
-        for state in states:
-            for k, v in state.items():
-                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                    return f"weight {k} holds NaN or infinity"
-        return ""
-
     def _save(self, keep: bool = False, best: bool = False) -> None:
         st = self.stage
-        unsafe = self._unsafe()
+        unsafe = unsafe_to_save(self.stage.model, self.ema, self.last_val)
         if unsafe:  # the previous checkpoint (and best.pt) stay as they are
             kept = f"checkpoints/{LAST} keeps the previous one" if self.run_dir.has_checkpoint() else "none written"
             self.console.line(f"vqforge: step {self.step}: checkpoint not saved ({unsafe}); {kept}", always=True)
