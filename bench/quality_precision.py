@@ -8,7 +8,7 @@ too; the sampler itself multiplies inputs of more than 16 rows by the fp32 weigh
 * **held-out NLL** (nats per image token) of both bundled models, the transformer run as that precision's
   inference copy (the packed bf16 or quantised layers; a full forward per row): ``fashion`` on the first
   ``--n-nll`` Fashion-MNIST test images (class token + 49 image tokens), ``landscapes`` on 64 px crops (stride 16,
-  and mirrored) of the four held-out photo/map pairs in ``src/vqforge/demo_assets`` (their condition tokens as the
+  of the pairs scaled to 128 px, and mirrored) of the four held-out photo/map pairs in ``src/vqforge/demo_assets`` (their condition tokens as the
   sampler encodes a window: each crop alone);
 * **teacher-forced top-1 agreement** with fp32 on the same rows, and **greedy agreement**: fashion sequences drawn
   greedily from each class token (``--n-greedy`` per class; equal tokens per position, and whole sequences equal);
@@ -110,8 +110,8 @@ def fashion_rows(model, n: int) -> tuple[torch.Tensor, int]:
 
 
 def landscape_rows(model) -> tuple[torch.Tensor, int]:
-    """Rows of the held-out landscape pairs: 64 px crops at stride 16 of each pair scaled to 64 px on its short
-    side, and their mirrors; condition tokens of each crop's map alone."""
+    """Rows of the held-out landscape pairs: 64 px crops at stride 16 of each pair scaled to 128 px on its short
+    side (training scaled photos to 64-192 px), and their mirrors; condition tokens of each crop's map alone."""
     from vqforge.imageio import pil_to_tensor, read_image
 
     assets = REPO / "src" / "vqforge" / "demo_assets"
@@ -123,7 +123,7 @@ def landscape_rows(model) -> tuple[torch.Tensor, int]:
             continue
         c_full, image_hw = cond.read_condition(mp, None)
         h, w = image_hw
-        s = 64 / min(h, w)
+        s = 128 / min(h, w)
         hw = (max(64, round(h * s / 16) * 16), max(64, round(w * s / 16) * 16))
         c_in, _ = cond.read_condition(mp, hw)  # (1, ...) at hw
         img = pil_to_tensor(read_image(photo).resize((hw[1], hw[0])))[None]  # (1, 3, H, W)
@@ -140,6 +140,41 @@ def landscape_rows(model) -> tuple[torch.Tensor, int]:
     return seq, seq.shape[1] - model.latent_hw((64, 64))[0] * model.latent_hw((64, 64))[1]
 
 
+def render(res: dict) -> str:
+    """The quality table (markdown) of a result of this script."""
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    fash, land = res["models"]["fashion"], res["models"]["landscapes"]
+    lines = [f"- CPU: {res['cpu']}; torch {res['torch']}, {res['threads']} thread(s); {res['date']}.",
+             f"- Held-out rows: fashion {fash['rows']} test images x {fash['image_tokens_per_row']} tokens; landscapes "
+             f"{land['rows']} crops x {land['image_tokens_per_row']} tokens. Every product quantised.", "",
+             "| precision | weight error (rel. RMS) | fashion NLL (− fp32, paired ± s.e.) | landscapes NLL (same) | top-1 = fp32 (fashion / landscapes) "
+             "| greedy tokens = fp32 | FID | class match |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    names = list(fash["precisions"])
+    for name in names:
+        a, b = fash["precisions"][name], land["precisions"].get(name, {})
+        def nll(r):
+            if "nll" not in r:
+                return "—"
+            if "nll_minus_fp32" not in r or name == "fp32":
+                return f"{r['nll']:.4f}"
+            return f"{r['nll']:.4f} ({r['nll_minus_fp32']:+.4f} ± {r['nll_minus_fp32_sem']:.4f})"
+        nll_b = nll(b)
+        agree = f"{a['top1_agreement']:.3f} / {b['top1_agreement']:.3f}" if "top1_agreement" in a else "—"
+        lines.append(f"| {name} | {f(a.get('weight_rel_rms_error'), '.4f')} | "
+                     f"{nll(a)} | {nll_b} | {agree} | "
+                     f"{f(a.get('greedy_token_agreement'), '.3f')} | "
+                     f"{f(a.get('fid'), '.2f')} | {f(a.get('class_match'), '.1%')} |")
+    n = next((a["fid_n"] for a in fash["precisions"].values() if "fid_n" in a), None)
+    if n:
+        lines.append("")
+        lines.append(f"FID: {n} samples (guidance 2, top-k 100, seed 0) against the first {n} Fashion-MNIST test images; "
+                     f"'fp32 (seed 1)' is fp32 again with another seed: the noise of this FID.")
+    return "\n".join(lines)
+
+
 def main() -> int:
     from gemv_bandwidth import cpu_name
 
@@ -152,7 +187,13 @@ def main() -> int:
     ap.add_argument("--n-fid", type=int, default=1000, help="0: no FID")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "quality_precision.json"))
+    ap.add_argument("--render", default=None, metavar="RESULT.json", help="print the table of a result and stop")
     args = ap.parse_args()
+    if args.render:
+        import json
+
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     names = [p for p in PRECISIONS if p != "bf16" or cpu_bf16_supported()]
     out = {"cpu": cpu_name(), "torch": torch.__version__, "threads": args.threads,
@@ -162,11 +203,15 @@ def main() -> int:
         gpt = model.transformer
         seq, n_cond = fashion_rows(model, args.n_nll) if model_name == "fashion" else landscape_rows(model)
         res = {"rows": seq.shape[0], "image_tokens_per_row": seq.shape[1] - n_cond, "precisions": {}}
-        ref_pred = None
+        ref_pred = ref_loss = None
         for name in names:
             loss, pred = nll_rows(inference_net(gpt, name), seq, n_cond)
             ref_pred = pred if ref_pred is None else ref_pred
+            ref_loss = loss if ref_loss is None else ref_loss
+            delta = loss.mean(1) - ref_loss.mean(1)  # (rows,): paired with fp32, row by row
             res["precisions"][name] = {"nll": float(loss.mean()), "nll_sem": float(loss.mean(1).std() / loss.shape[0] ** .5),
+                                       "nll_minus_fp32": float(delta.mean()),
+                                       "nll_minus_fp32_sem": float(delta.std() / delta.shape[0] ** .5),
                                        "top1_agreement": float((pred == ref_pred).float().mean()),
                                        "weight_rel_rms_error": weight_error(gpt, name)}
             print(f"{model_name} {name}: NLL {loss.mean():.4f} nats/token, top-1 agreement with fp32 "
@@ -227,6 +272,7 @@ def main() -> int:
             print(f"fashion {key}: FID {fid:.2f} (n={n}), class match {match:.1%} ({time.time() - t:.0f} s)",
                   flush=True)
     write_json(Path(args.json), out)
+    print(render(out))
     print(f"wrote {args.json}")
     return 0
 
