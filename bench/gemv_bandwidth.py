@@ -6,6 +6,9 @@ Two measurements, both at 1 and 2 threads:
   stays in L2/L3): packed bf16 (oneDNN, vqforge's bf16 CPU path), plain bf16 and fp32 ``F.linear``, int8
   weight-only (``torch.ops.aten._weight_int8pack_mm``) and int4 weight-only
   (``torch.ops.aten._weight_int4pack_mm_for_cpu``, group 32);
+* **by rows** (``--rows``): the fastest of 200 calls of fp32, packed bf16, int8 and int4 products for the
+  fashion and 26M GPT shapes at 1, 4, 16 and 64 input rows (a markdown table: where the quantised kernels stop
+  paying, ``vqforge.sampling.quantized.DENSE_ROWS``);
 * **streamed** (``--stream``): 64 matrices of 512x2048 (fc2's shape) called one after the other, as a decode
   step reads its layers. In bf16 they are 134 MB, beyond any L3 of the project's CPUs, so each call reads its
   weight from memory; the per-matrix time and the bytes it read give the bandwidth each kernel reaches. Adds
@@ -15,7 +18,7 @@ docs/benchmarks.md uses these to put the physical limit of a decode step (weight
 beside the measured sampling rates. Always name the CPU (the script prints it): the fastest format differs
 between CPU kinds (AMX, AVX512-BF16, plain AVX-512).
 
-    PYTHONPATH=src python bench/gemv_bandwidth.py [--stream] [--batch 1]
+    PYTHONPATH=src python bench/gemv_bandwidth.py [--rows] [--stream] [--batch 1]
 """
 
 import argparse
@@ -125,12 +128,47 @@ def streamed(batch: int, n: int = 64) -> None:
                   f"({nbytes / us / 1e3:5.1f} GB/s of weights)")
 
 
+def fastest_us(f, n: int = 200) -> float:
+    for _ in range(5):
+        f()
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e6
+
+
+def by_rows() -> None:
+    torch.set_num_threads(1)
+    print("| weight (out x in) | rows | fp32 | packed bf16 | int8 | int4 g32 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for n_out, n_in in ((768, 256), (1536, 512), (2048, 512), (512, 2048)):
+        w = torch.randn(n_out, n_in) * 0.02
+        wi, s8 = int8_weights(w)
+        p4, sz = int4_weights(w, 32)
+        s8b, szb = s8.bfloat16(), sz.bfloat16()
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.bfloat16().contiguous(), 1)
+        for rows in (1, 4, 16, 64):
+            x = torch.randn(rows, n_in)
+            xb = x.bfloat16()
+            us = [fastest_us(lambda: F.linear(x, w)),
+                  fastest_us(lambda: torch.ops.mkldnn._linear_pointwise(xb, packed, None, "none", [], "")),
+                  fastest_us(lambda: torch.ops.aten._weight_int8pack_mm(xb, wi, s8b)),
+                  fastest_us(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(xb, p4, 32, szb))]
+            print(f"| {n_out} x {n_in} | {rows} | " + " | ".join(f"{u:.0f}" for u in us) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stream", action="store_true", help="also stream 64 matrices from memory")
+    ap.add_argument("--rows", action="store_true", help="only the by-rows table (1 thread)")
     ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
     print(f"CPU: {cpu_name()}; torch {torch.__version__}")
+    if args.rows:
+        by_rows()
+        return
     in_cache(args.batch)
     if args.stream:
         streamed(args.batch)
