@@ -21,7 +21,8 @@ def write_taming_pair(out: Path, seed: int | None = None) -> tuple[Path, Path]:
     gpt = torch.load(FIX / "gpt_small.pt", weights_only=True)
     vq = torch.load(FIX / "vqgan_f4_legacy.pt", weights_only=True)
     vq_params = {"embed_dim": vq["config"]["embed_dim"], "n_embed": vq["config"]["n_embed"],
-                 "ddconfig": dict(vq["config"]["ddconfig"]), "lossconfig": {"target": "taming.modules.losses.DummyLoss"}}
+                 "ddconfig": dict(vq["config"]["ddconfig"]),
+                 "lossconfig": {"target": "taming.modules.losses.DummyLoss"}}
     params = {"transformer_config": {"target": "taming.modules.transformer.mingpt.GPT", "params": dict(gpt["config"])},
               "first_stage_config": {"target": "taming.models.vqgan.VQModel", "params": vq_params},
               "cond_stage_config": "__is_unconditional__", "sos_token": 64}

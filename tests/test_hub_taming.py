@@ -185,7 +185,8 @@ def test_an_unreachable_server_and_an_unknown_name(home, capsys):
 def test_the_packaged_catalogue_has_the_originals_models():
     from vqforge.hub.catalogue import CATALOGUE
 
-    for name in ("vqgan_imagenet_f16_1024", "vqgan_imagenet_f16_16384", "vqgan_gumbel_f8", "sflckr", "faceshq_transformer",
+    for name in ("vqgan_imagenet_f16_1024", "vqgan_imagenet_f16_16384", "vqgan_gumbel_f8", "sflckr",
+                 "faceshq_transformer",
                  "drin_transformer", "coco_transformer", "ade20k_transformer", "cin_transformer"):
         m = CATALOGUE[name]
         assert m.page.startswith("https://") and m.summary

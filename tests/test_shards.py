@@ -40,7 +40,8 @@ def images(tmp_path_factory) -> Path:
         cls = "cats" if i % 2 else "dogs"
         (root / "photos" / cls).mkdir(parents=True, exist_ok=True)
         (root / "maps" / cls).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "photos" / cls / f"im{i:02d}.png")
+        photo = Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8))
+        photo.save(root / "photos" / cls / f"im{i:02d}.png")
         Image.fromarray(rng.integers(0, 5, (20, 24), dtype=np.uint8)).save(root / "maps" / cls / f"im{i:02d}.png")
     return root
 
@@ -171,8 +172,8 @@ def _torchrun(run: Path, shards: Path, *extra: str, max_steps: int, resume: bool
     with socket.socket() as sock:  # a free port, so parallel test runs do not collide
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    where = ["--resume", str(run)] if resume else ["--config", str(TINY), "--data", str(shards / "shard-{000000..000005}.tar"),
-                                                   "--out", str(run)]
+    pattern = str(shards / "shard-{000000..000005}.tar")
+    where = ["--resume", str(run)] if resume else ["--config", str(TINY), "--data", pattern, "--out", str(run)]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
             "-m", "vqforge", "train", "vqgan", *where, "--max-steps", str(max_steps), "--quiet", "--device", "cpu",
             *([] if resume else ["train.batch_size=4", "train.image_size=16", "model.ddconfig.resolution=16",

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'':<{width}}  sampling defaults (sample, complete, serve): {settings}")
     print(f"\nuse a name wherever a model is expected: vqforge sample --model {models[0].name} ...; "
           f"vqforge.load({models[0].name!r})")
+    print("the original's released models: vqforge models --available (then --model taming/NAME)")
     return 0
 
 

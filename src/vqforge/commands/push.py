@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
                                    "generated from what the run recorded (data, steps, metrics). Needs "
                                    "huggingface_hub (pip install 'vqforge[hub]') and a login (`hf auth login`). "
                                    "Load it anywhere with --model hf://ORG/NAME.")
-    p.add_argument("model", metavar="MODEL_DIR_OR_RUN", help="model directory, run directory, checkpoint or bundled name")
+    p.add_argument("model", metavar="MODEL_DIR_OR_RUN",
+                   help="model directory, run directory, checkpoint or bundled name")
     p.add_argument("target", metavar="hf://ORG/NAME", help="the Hub repository (created if absent)")
     p.add_argument("--dry-run", action="store_true", help="only show what would be uploaded (files and model card)")
     p.add_argument("--stage", metavar="DIR", default=None,

@@ -387,7 +387,8 @@ class DecodeMap:
 
 
 def decode_tokens(raw: dict[str, Any], rng: random.Random) -> dict[str, Any]:  # noqa: ARG001 - no augmentation
-    """A token shard sample -> ``{"tokens": (N,) int64[, "label"][, "cond": (Tc,) int64]}`` (as :class:`TokenDataset`)."""
+    """A token shard sample -> ``{"tokens": (N,) int64[, "label"][, "cond": (Tc,) int64]}`` (as
+    :class:`~vqforge.data.tokens.TokenDataset`)."""
     item = {"tokens": torch.from_numpy(np.load(io.BytesIO(raw["tokens.npy"])).astype(np.int64))}
     if "cls" in raw:
         item["label"] = torch.tensor(int(raw["cls"]))

@@ -212,8 +212,9 @@ class ShardBatchStream:
         mine = ranks[rank]
         consumed = [int(c) for c in mine["consumed"]]
         if len(consumed) != len(self.consumed):
-            raise VQForgeError(f"{self.name}: saved with {len(consumed)} data worker(s) per process, now "
-                               f"{len(self.consumed)}; resume with train.workers={max(len(consumed), 1) if consumed else 0}")
+            raise VQForgeError(f"{self.name}: the checkpoint kept the place of {len(consumed)} data worker(s) per "
+                               f"process, this run has {len(self.consumed)}; resume with the train.workers it was "
+                               f"saved with")
         self.epoch, self.consumed = int(mine["epoch"]), consumed
         self._it = None
 
