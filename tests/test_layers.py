@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vqforge"
 
 #: lowest first; a module may import from its own layer and the layers below it, never from one above
 LAYERS = [
-    {"io", "config", "devices", "imageio", "metrics", "labels", "modeldir"},  # utilities every layer uses
+    {"io", "config", "devices", "imageio", "metrics", "labels", "modeldir", "memory"},  # utilities every layer uses
     {"nn"},
     {"quantizers"},
     {"models"},

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..data.conditions import condition_inputs
+    from ..data.conditions import condition_files, condition_inputs
     from ..data.images import read_pair
     from ..devices import resolve_device
     from ..imageio import GRID_NAME, SETTINGS_NAME, save_grid, save_tensor_image
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, batch_size_for, check_label_sets, check_trained_size, classes_used,
+    from .sample import (OUTPUT_KIND, batch_size_for, check_label_sets, check_trained_size, classes_used, fit_batch,
                          decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
                          settings_from_args, write_samples)
 
@@ -56,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
     size = parse_hw(args.size, "--size", model.trained_hw) or model.trained_hw
+    n_files = len(condition_files(args.cond)) if args.cond else 1
+    lay = plan(model, args, tuple(size), num=args.num, completing=True, n_inputs=n_files)  # before reading at size
     image, mask = read_pair(args.data, args.mask, size, exact=args.size is not None,  # (C, H, W), (H, W) bool
                             channels=model.first_stage.config.ddconfig.in_channels)
     if not mask.any():
         raise VQForgeError(f"{args.mask}: the mask is empty (nothing to complete)")
-    lay = plan(model, args, tuple(image.shape[1:]))
+    if tuple(image.shape[1:]) != lay.image_hw:
+        lay = plan(model, args, tuple(image.shape[1:]), num=args.num, completing=True, n_inputs=n_files)
     H, W = lay.image_hw
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     check_label_sets(model, args, inputs, sources)
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
     batch_size = batch_size_for(args, model, lay, args.num, settings.cfg_scale > 0)
+    lay, batch_size = fit_batch(model, args, lay, batch_size, args.num, n_files, completing=True)
     batches = draw_batches(model, lay, inputs, args.num, batch_size, settings, generator, image=image, mask=mask,
                            decoding=decoding, callback=lambda _done, _total, z: bar.update(z.shape[0]),
                            feather=None if args.paste_back else -1)
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "complete", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "input": str(args.data), "mask": str(args.mask), "num": args.num, "batch_size": batch_size,
             "size": [H, W], "token_grid": list(lay.grid_hw), "window": list(lay.window_hw),
-            "cond_encoding": lay.cond_encoding,
+            "cond_encoding": lay.cond_encoding, "decode_tile": list(lay.decode_tile) if lay.decode_tile else None,
             "masked_tokens": n_masked, "paste_back": args.paste_back, "cond": args.cond,
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,

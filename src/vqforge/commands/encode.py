@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, size_multiple
+from .options import (add_device, add_max_memory, add_out, add_quiet, add_seed, add_trust_option, budget_from_args,
+                      size_multiple)
 
 
 def add_parser(sub) -> None:
@@ -48,6 +49,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes decoding images in parallel")
     add_device(p)
     add_quiet(p, "no progress bar")
+    add_max_memory(p)
     add_trust_option(p)
     p.set_defaults(func=run)
 
@@ -73,6 +75,27 @@ def _pixels(text: str, size: int, what: str) -> int:
     return value
 
 
+def check_memory(model, condition, size: int, resize_max: int, batch: int, budget) -> None:
+    """Refuse in one line (:class:`vqforge.memory.OverBudget`), before any image is read, an encoding whose
+    batches of ``size`` crops (and photos resized to ``resize_max``) would not fit ``budget``; the refusal names
+    the largest --size that fits."""
+    from ..memory import largest_fitting, refusal
+    from ..models.footprint import vqgan_encode_job_bytes
+
+    stage = getattr(condition, "stage", None)
+    cond = stage.config if stage is not None else None
+
+    def need(side: int, rmax: int) -> int:
+        return vqgan_encode_job_bytes(model.config, side, batch, rmax, cond)
+
+    if need(size, resize_max) <= budget.bytes:
+        return
+    f = model.downsample_factor
+    fit = largest_fitting(lambda t: need(t * f, 0), budget.bytes, 1, max(1, size // f))
+    what = f"--size {size}" + (f" --resize-max {resize_max}" if resize_max > size else "") + f" (--batch-size {batch})"
+    raise refusal(what, need(size, resize_max), budget, None if fit is None else f"--size {fit * f}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..api import load
     from ..data.encode import encode_data, encoding_stages
@@ -90,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     model, condition, cond_source, size = encoding_stages(model, args.model, stage, args.cond_stage or "", args.cond,
                                                           args.size, **settings)
     resize_max = _pixels(args.resize_max, size, "--resize-max")
+    check_memory(model, condition, size, resize_max, args.batch_size, budget_from_args(args, device))
     out, n = encode_data(model, args.data, args.out, size=size, condition=condition, cond_data=args.cond_data,
                          labels=args.labels, crops=args.crops, resize_max=resize_max, seed=args.seed,
                          limit=args.limit, source_model=args.model, cond_source=cond_source,

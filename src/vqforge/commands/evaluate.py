@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_quiet, add_seed, add_trust_option, notice
+from .options import add_device, add_max_memory, add_quiet, add_seed, add_trust_option, notice
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     r.add_argument("--lpips-vgg", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
     r.add_argument("--lpips-heads", default=None, help="LPIPS v0.1 heads (lpips/weights/v0.1/vgg.pth)")
     add_trust_option(r)
+    add_max_memory(r)
     _common(r)
     r.set_defaults(func=run_recon)
 
@@ -125,6 +126,7 @@ def run_recon(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_vqgan(args.model, "evaluate recon", trust=args.trust_checkpoint).to(device).eval()
     paths = list_image_files(args.data, args.limit)
+    _check_recon_memory(args, model, paths, device)
     inception = None
     if not args.no_fid:
         from ..nn.inception import load_fid_inception
@@ -153,6 +155,32 @@ def run_recon(args: argparse.Namespace) -> int:
     for text in res["warnings"]:
         notice(f"warning: {text}")
     return _finish(args, result, f"reconstruction of {args.data} by {args.model}", rows)
+
+
+def _check_recon_memory(args, model, paths, device) -> None:
+    """Refuse in one line, before any image is read, an ``evaluate recon`` whose batch at ``--size`` would not fit
+    the memory budget (``--max-memory``): encoder and decoder, the LPIPS network's features, the batch."""
+    from ..memory import largest_fitting, refusal
+    from ..models.footprint import F32, vqgan_roundtrip_bytes
+    from .options import budget_from_args, check_images_fit
+
+    size = model.trained_hw[0] if args.size is None else args.size
+    b = max(1, min(args.batch_size, len(paths)))
+
+    def need(hw):  # a square crop of `size`, or each image at its own size (--size 0)
+        return vqgan_roundtrip_bytes(model.config, hw, b) + 6 * b * hw[0] * hw[1] * 64 * F32
+
+    budget = budget_from_args(args, device)
+    if not paths:
+        return
+    if not size:
+        check_images_fit(paths, None, model.downsample_factor, need, budget)
+        return
+    if need((size, size)) > budget.bytes:
+        f = model.downsample_factor
+        fit = largest_fitting(lambda t: need((t * f, t * f)), budget.bytes, 1, max(1, size // f))
+        raise refusal(f"{args.data}: --size {size} ({b} images a batch)", need((size, size)), budget,
+                      None if fit is None else f"--size {fit * f}")
 
 
 def run_samples(args: argparse.Namespace) -> int:

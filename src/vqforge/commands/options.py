@@ -82,3 +82,58 @@ def add_trust_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(TRUST_OPTION, dest="trust_checkpoint", action="store_true",
                    help="allow a checkpoint that holds pickled Python objects beyond tensors (unpickling it runs code "
                         "from the file: only for files from a source you trust)")
+
+
+def add_max_memory(p: argparse.ArgumentParser) -> None:
+    """``--max-memory``: the memory budget of one job (:class:`vqforge.memory.Budget`)."""
+    from ..memory import DEFAULT_FRACTION
+
+    p.add_argument("--max-memory", default=None, metavar="BYTES",
+                   help=f"refuse work whose estimated peak memory exceeds this, e.g. 4GiB or 512MiB (default: "
+                        f"{DEFAULT_FRACTION:.0%} of the memory available when the command starts); the refusal names "
+                        f"the largest size that fits")
+
+
+def budget_from_args(args: argparse.Namespace, device=None):
+    """The job's :class:`vqforge.memory.Budget` from ``--max-memory`` (default: a share of what is available)."""
+    from ..memory import Budget
+
+    return Budget.from_option(getattr(args, "max_memory", None), device)
+
+
+def pixels_after(path, size: int | None, multiple_of: int = 1) -> tuple[int, int]:
+    """The (H, W) an image file becomes with its smallest side resized to ``size`` (None: kept) and cropped to a
+    multiple of ``multiple_of``, from its header alone (nothing decoded; a file PIL cannot open counts as a
+    ``size`` square: its own error comes when it is read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - reported by the reader, in its words
+        w = h = size or multiple_of
+    if size:
+        s = size / min(w, h)
+        h, w = max(size, round(h * s)), max(size, round(w * s))
+    return max(multiple_of, h - h % multiple_of), max(multiple_of, w - w % multiple_of)
+
+
+def check_images_fit(files, size: int | None, multiple_of: int, need, budget, option: str = "--size") -> None:
+    """Refuse (one line, :class:`vqforge.memory.OverBudget`) a job on image ``files`` whose largest image, at
+    ``size`` (the smallest side; None: each file's own), needs more than ``budget``: ``need((H, W))`` bytes each;
+    the refusal names the file, its size and the largest ``option`` that fits."""
+    from ..memory import largest_fitting, refusal
+
+    sized = [(pixels_after(p, size, multiple_of), p) for p in files]
+    (hw, path) = max(sized, key=lambda item: item[0][0] * item[0][1])
+    if need(hw) <= budget.bytes:
+        return
+    short = min(hw)
+
+    def at(side: int) -> float:
+        s = side * multiple_of / short
+        return need((max(multiple_of, round(hw[0] * s)), max(multiple_of, round(hw[1] * s))))
+
+    fit = largest_fitting(at, budget.bytes, 1, max(1, short // multiple_of))
+    what = f"{path}: {hw[0]}x{hw[1]} px" + (f" ({option} {size})" if size else "")
+    raise refusal(what, need(hw), budget, None if fit is None else f"{option} {fit * multiple_of}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data, add_device, add_out, add_quiet, add_trust_option
+from .options import (add_data, add_device, add_max_memory, add_out, add_quiet, add_trust_option, budget_from_args,
+                      check_images_fit)
 
 
 def add_parser(sub) -> None:
@@ -24,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder (pays off on many "
                                                           "images of one size)")
     add_quiet(p, "no progress bar and no per-image lines")
+    add_max_memory(p)
     add_trust_option(p)
     p.set_defaults(func=run)
 
@@ -47,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     files = list_images(args.data)
     if not files:
         raise VQForgeError(f"{args.data}: no images found")
+    from ..models.footprint import F32, vqgan_roundtrip_bytes
+
+    cfg, f = model.config, model.downsample_factor
+    held = len(files) * cfg.ddconfig.in_channels * F32  # every input is read first (bounded by the largest's size)
+    check_images_fit(files, args.size, f, lambda hw: held * hw[0] * hw[1] + vqgan_roundtrip_bytes(cfg, hw),
+                     budget_from_args(args, device))  # before any image is read at its size
     # Read every input before writing anything: a bad file fails the run with no partial output.
     channels = model.config.ddconfig.in_channels  # read as the model was trained (1: gray, 3: RGB)
     inputs = [load_image_tensor(p, size=args.size, multiple_of=model.downsample_factor, channels=channels)

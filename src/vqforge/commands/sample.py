@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out, add_quiet, add_seed, add_trust_option, notice, size_multiple
+from .options import (add_device, add_max_memory, add_out, add_quiet, add_seed, add_trust_option, budget_from_args,
+                      notice, size_multiple)
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=batch_size_arg, default="auto",
                    help="samples per batch, or auto (default): as many as fit half the free memory by a simple "
                         "estimate (vqforge.sampling.pipeline.auto_batch_size), at most 32")
+    add_max_memory(p)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8", "int4"), default="auto",
                    help="arithmetic of the transformer: fp32 = the exact path; bf16 (CUDA; CPUs with AVX512-BF16/AMX: "
                         "prepacked bf16 weights); int8 / int4 = weight-only quantised linear layers (per channel / "
@@ -137,6 +139,25 @@ def batch_size_arg(text: str):
         raise argparse.ArgumentTypeError(f"{text!r}: a number of samples or auto") from None
 
 
+def fit_batch(model, args, lay, batch_size: int, num: int, n_inputs: int = 1, completing: bool = False):
+    """(``lay`` fitted to the memory budget (:func:`vqforge.sampling.memory.fit_budget`) for batches of
+    ``batch_size``: whole or tiled decode, the batch size): a batch --batch-size auto chose is first halved until
+    it fits, an explicit one is refused in one line when it does not."""
+    from ..io import VQForgeError
+    from ..sampling.memory import fit_budget
+
+    budget = budget_from_args(args, model.transformer.pos_emb.device)
+    while True:
+        try:
+            return fit_budget(model, lay, budget, batch=batch_size, num=num, guided=args.cfg > 0,
+                              completing=completing, n_inputs=n_inputs), batch_size
+        except ValueError as e:
+            if args.batch_size == "auto" and batch_size > 1:
+                batch_size //= 2
+                continue
+            raise VQForgeError(f"{args.model}: {e}") from None
+
+
 def batch_size_for(args, model, lay, n: int, guided: bool) -> int:
     """The batch size of a job: --batch-size, or with auto :func:`~vqforge.sampling.pipeline.auto_batch_size`
     (settings.json records the number: with it, a seed gives the same samples on any machine)."""
@@ -172,16 +193,24 @@ def settings_from_args(args):
         raise VQForgeError(f"sampling settings: {e}") from None
 
 
-def plan(model, args, image_hw=None):
+def plan(model, args, image_hw=None, num: int = 1, completing: bool = False, n_inputs: int = 1):
     """The job's :class:`~vqforge.sampling.pipeline.Layout` (``image_hw``, else ``--size``, else the trained size;
-    ``--window``), checked before anything is drawn (guidance included)."""
+    ``--window``), checked before anything is drawn (guidance included) and fitted to the memory budget
+    (``--max-memory``; :func:`vqforge.sampling.memory.fit_budget`: ``num`` images in batches of ``--batch-size``,
+    ``n_inputs`` condition files, ``completing``: an input image is encoded): decoded whole or in tiles, or
+    refused in one line naming the largest size that fits, before anything of that size is allocated."""
     from ..io import VQForgeError
+    from ..sampling.memory import fit_budget
     from ..sampling.pipeline import layout
 
+    budget = budget_from_args(args, model.transformer.pos_emb.device)
     try:
-        return layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
-                      parse_hw(args.window, "--window"),
-                      cfg_scale=args.cfg, cond_encoding=args.cond_encoding)
+        lay = layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
+                     parse_hw(args.window, "--window"),
+                     cfg_scale=args.cfg, cond_encoding=args.cond_encoding)
+        batch = args.batch_size if isinstance(args.batch_size, int) else 1  # auto: refitted by fit_batch
+        return fit_budget(model, lay, budget, batch=batch, num=num, guided=args.cfg > 0,
+                          completing=completing, n_inputs=n_inputs)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
 
@@ -226,6 +255,15 @@ def check_label_sets(model, args, inputs, sources) -> None:
         notice(f"warning: {line}")
     if len(flagged) > 3:
         notice(f"warning: {len(flagged) - 3} more condition map(s) with the same kind of problem")
+
+
+def job_count(args) -> tuple[int, int]:
+    """(samples to draw, condition files to read) for ``sample``, known before any file is read: ``--num``, else one
+    per ``--cond`` file, else 8."""
+    from ..data.conditions import condition_files
+
+    n_files = len(condition_files(args.cond)) if args.cond else 1
+    return (args.num or (n_files if args.cond else 8)), n_files
 
 
 OUTPUT_KIND = "sample folder"
@@ -333,14 +371,16 @@ def run(args: argparse.Namespace) -> int:
         raise VQForgeError("--num must be >= 1")
     out_dir = check_output_dir(args.out, OUTPUT_KIND, is_sample_folder)
     model = load_transformer(args.model, device, args.trust_checkpoint)
-    lay = plan(model, args)
+    n, n_files = job_count(args)
+    lay = plan(model, args, num=n, n_inputs=n_files)  # sizes and memory checked before anything of that size
     inputs, sources = condition_inputs(model.condition, lay.image_hw, args.classes, args.cond)
     check_label_sets(model, args, inputs, sources)
     check_trained_size(model, args, lay)
-    n = args.num or (len(inputs) if args.cond else 8)
     reject, score = rejection(args, inputs, n)
     batch_size = batch_size_for(args, model, lay, reject.n_candidates if reject is not None else n,
                                 settings.cfg_scale > 0)
+    lay, batch_size = fit_batch(model, args, lay, batch_size, reject.n_candidates if reject is not None else n,
+                                n_files)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -363,6 +403,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "sample", "vqforge_version": __version__, "model": str(args.model), "mode": model.mode,
             "num": n, "batch_size": batch_size, "size": list(lay.image_hw), "token_grid": list(lay.grid_hw),
             "window": list(lay.window_hw), "sliding_window": lay.sliding, "cond": args.cond,
+            "decode_tile": list(lay.decode_tile) if lay.decode_tile else None,
             "cond_encoding": lay.cond_encoding,
             "classes": classes_used(per_sample),
             "top_k": settings.top_k, "top_p": settings.top_p, "temperature": settings.temperature,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_max_memory, budget_from_args
+
 
 def add_parser(sub) -> None:
     from ..serve.forms import Limits
@@ -29,6 +31,7 @@ def add_parser(sub) -> None:
                    help=f"request body size in MB (default {d.max_upload_mb:g})")
     p.add_argument("--max-upload-pixels", type=int, default=d.max_upload_pixels,
                    help=f"pixels of an uploaded image, checked before decoding (default {d.max_upload_pixels})")
+    add_max_memory(p)
     p.set_defaults(func=run)
 
 
@@ -50,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
         raise VQForgeError("no bundled models are installed; give one with --model MODEL_OR_RUN_DIR")
     limits = Limits(max_side=args.max_side, max_count=args.max_count, max_queue=args.max_queue,
                     max_upload_mb=args.max_upload_mb, max_upload_pixels=args.max_upload_pixels)
-    serve(models, host=args.host, port=args.port, device=args.device, limits=limits)
+    budget = budget_from_args(args) if args.max_memory else None  # None: each model's default, on its device
+    serve(models, host=args.host, port=args.port, device=args.device, limits=limits, budget=budget)
     return 0

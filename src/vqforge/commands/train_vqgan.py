@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from . import train_common
+from .options import add_max_memory, budget_from_args
 
 
 def add_parser(sub) -> None:
@@ -26,10 +27,12 @@ def add_parser(sub) -> None:
                "  vqforge train vqgan --resume runs/mine --max-steps 300000")
     train_common.add_arguments(p, "training images: a folder (recursive), a .txt file list, a glob, or fashion-mnist",
                                "training config YAML (see configs/vqgan_*.yaml)")
+    add_max_memory(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.vqgan import load_config, train_vqgan
 
-    return train_common.run_trainer(args, "vqgan", load_config, train_vqgan)
+    budget = budget_from_args(args) if args.max_memory else None  # None: the default, taken on the run's device
+    return train_common.run_trainer(args, "vqgan", load_config, train_vqgan, budget=budget)

@@ -9,8 +9,9 @@
 
 from .complete import complete_tokens, token_mask
 from .generate import DecodeOptions, DecodeSession, decode_step, prefill, sample_tokens
-from .pipeline import (Layout, complete_image, condition_tokens, draw_batches, layout, sample_image_tokens,
-                       sample_images)
+from .memory import fit_budget, job_bytes, size_fits
+from .pipeline import (Layout, complete_image, condition_tokens, decode_tokens, draw_batches, layout,
+                       sample_image_tokens, sample_images)
 from .processors import SamplingSettings, process_logits
 from .progress import Progress
 from .sliding import sample_sliding, window_bounds, window_offset
@@ -20,4 +21,5 @@ __all__ = [
     "sample_tokens",
     "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
     "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image", "draw_batches",
+    "decode_tokens", "fit_budget", "job_bytes", "size_fits",
 ]

@@ -19,6 +19,7 @@ from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
 from .sliding import WindowedCondition, check_windows, cond_tokens_per_window, sample_sliding
+from .tiles import decode_tiled, tile_overlap
 
 #: how a spatial condition larger than the window is encoded: "window" (each window's own crop, as training
 #: encoded its crops) or "whole" (the whole input at once, then cut into windows: the original's way)
@@ -27,14 +28,17 @@ COND_ENCODINGS = ("window", "whole")
 
 @dataclass(frozen=True)
 class Layout:
-    """Sizes of one sampling job: image pixels, image-token grid, window, condition-token grid (or None), and how
-    a spatial condition is encoded when the window slides (one of :data:`COND_ENCODINGS`)."""
+    """Sizes of one sampling job: image pixels, image-token grid, window, condition-token grid (or None), how
+    a spatial condition is encoded when the window slides (one of :data:`COND_ENCODINGS`), and the tiles (tokens)
+    the grid is decoded in (None: the whole grid at once; set by :func:`vqforge.sampling.memory.fit_budget` when
+    the whole decode does not fit the memory budget)."""
 
     image_hw: tuple[int, int]
     grid_hw: tuple[int, int]
     window_hw: tuple[int, int]
     cond_hw: tuple[int, int] | None
     cond_encoding: str = "window"
+    decode_tile: tuple[int, int] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -78,7 +82,8 @@ def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
     n_cond = model.n_cond_tokens(image_hw)
     if lay.cond_hw is not None:  # a spatial condition: the windows' share of it, on whole condition tokens
         check_windows(grid, window, lay.cond_hw)
-        n_cond = cond_tokens_per_window(torch.zeros(1, *lay.cond_hw), grid, window)
+        # an empty stand-in of the condition grid's shape (a view of one element: never the grid's size)
+        n_cond = cond_tokens_per_window(torch.zeros(1, 1, 1).expand(1, *lay.cond_hw), grid, window)
     what = f" (a {window[0]}x{window[1]} window)" if lay.sliding else f" ({H}x{W} px)"
     problem = fit_problem(n_cond, window[0] * window[1], model.config.gpt.block_size, what)
     if problem:
@@ -138,6 +143,16 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
 
 
 @torch.inference_mode()
+def decode_tokens(model: Net2NetTransformer, z: torch.Tensor, lay: Layout) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] from tokens ``z`` (B, h, w) or (B, h*w): the whole grid at once, or in the
+    tiles ``lay.decode_tile`` names (:func:`.tiles.decode_tiled`)."""
+    z = z.reshape(z.shape[0], *lay.grid_hw)
+    if lay.decode_tile is None:
+        return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1)
+    return decode_tiled(model.first_stage, z, lay.decode_tile, tile_overlap(lay.decode_tile)).clamp(-1, 1)
+
+
+@torch.inference_mode()
 def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor | WindowedCondition,
                   settings: SamplingSettings,
                   generator: torch.Generator | None = None, uncond: torch.Tensor | None = None,
@@ -145,7 +160,7 @@ def sample_images(model: Net2NetTransformer, lay: Layout, cond: torch.Tensor | W
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (B, 3, H, W) in [-1, 1], tokens (B, h, w)) for one batch of condition tokens."""
     z = sample_image_tokens(model, lay, cond, settings, generator, uncond, decoding, callback)
-    return model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1), z
+    return decode_tokens(model, z, lay), z
 
 
 @torch.inference_mode()
@@ -167,7 +182,7 @@ def complete_image(model: Net2NetTransformer, image: torch.Tensor, mask: torch.T
     tmask = token_mask(mask, model.first_stage.downsample_factor).to(tokens.device).expand(B, *lay.grid_hw)
     z = complete_tokens(model.transformer, cond, tokens, tmask, lay.window_hw, settings, generator, uncond,
                         n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
-    out = model.decode_to_img(z.flatten(1), lay.grid_hw).clamp(-1, 1)
+    out = decode_tokens(model, z, lay)
     f = model.first_stage.downsample_factor
     feather = f // 2 if feather is None else feather
     if feather >= 0:

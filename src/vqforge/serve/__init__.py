@@ -16,8 +16,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def run(models: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-        limits: Limits = Limits(), log=print) -> None:
-    """Load ``models`` once (bundled names or paths) and serve the app until interrupted."""
+        limits: Limits = Limits(), log=print, budget=None) -> None:
+    """Load ``models`` once (bundled names or paths) and serve the app until interrupted. ``budget``
+    (:class:`vqforge.memory.Budget`): the memory one job may take (default: a share of what is available)."""
     import uvicorn
 
     from ..devices import resolve_device
@@ -25,6 +26,8 @@ def run(models: list[str], host: str = "127.0.0.1", port: int = 8000, device: st
     from .engine import load_engines
 
     engines = load_engines(models, resolve_device(device))
+    for engine in engines.values():
+        engine.budget = budget
     hosts = LOOPBACK_HOSTS if host in LOOPBACK else ["*"]
     app = create_app(engines, limits, allowed_hosts=hosts)
     if host not in LOOPBACK:

@@ -21,7 +21,9 @@ from ..labels import label_colours
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
 from ..models.vqgan import VQGAN
-from ..sampling import SamplingSettings, draw_batches, layout, token_mask
+from ..memory import Budget
+from ..models.footprint import vqgan_roundtrip_bytes
+from ..sampling import SamplingSettings, decode_tokens, draw_batches, fit_budget, layout, token_mask
 from .forms import BadInput, JobSettings
 from .images import indices_picture
 
@@ -72,6 +74,29 @@ def _card_of(path: Path) -> dict:
 
 #: Output sides offered on the page, as ratios of the trained side (then whole multiples up to --max-side).
 SIDE_RATIOS = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5)
+#: the largest side offered, in trained sides, whatever the memory allows (time grows with the token count)
+MAX_SIDE_TIMES = 8
+
+
+def offered_sides(trained_hw: tuple[int, int], factor: int, max_side: int, fits,
+                  max_hw: tuple[int, int] | None = None) -> dict[str, list[int]]:
+    """The output heights and widths a page offers for a model trained at ``trained_hw`` (downsampling ``factor``):
+    simple ratios of the trained side (whole multiples above 3.5x), on the downsampling grid, up to ``max_side`` and
+    ``max_hw`` (the model's own limit, e.g. its card's; without one :data:`MAX_SIDE_TIMES` trained sides), for which
+    ``fits((H, W))`` (with the other side at its trained value: the checks are per axis) says a job can be planned
+    within the memory budget."""
+    def offered(axis: int) -> list[int]:
+        trained, out = trained_hw[axis], []
+        cap = min(max_side, max_hw[axis] if max_hw is not None else MAX_SIDE_TIMES * trained)
+        ratios = list(SIDE_RATIOS) + list(range(4, cap // max(trained, 1) + 1))
+        for side in sorted({max(1, round(trained * r / factor)) * factor for r in ratios}):
+            hw = list(trained_hw)
+            hw[axis] = side
+            if side <= cap and fits(tuple(hw)):
+                out.append(side)
+        return out
+
+    return {"height": offered(0), "width": offered(1)}
 
 
 class Engine:
@@ -155,29 +180,40 @@ class Engine:
         return tuple(max(self.factor, int(t * scale) // self.factor * self.factor) for t in self.trained_hw)
 
     def sides(self, max_side: int) -> dict[str, list[int]]:
-        """The output heights and widths the page offers: simple ratios of the trained side (whole multiples
-        above 3.5x), on the downsampling grid, up to ``max_side`` and the size the model was trained for
-        (:attr:`max_hw`), that the model can sample at (with the other side at its trained value: the checks are
-        per axis)."""
-        def offered(axis: int) -> list[int]:
-            trained, out = self.trained_hw[axis], []
-            cap = min(max_side, self.max_hw[axis]) if self.max_hw is not None else max_side
-            ratios = list(SIDE_RATIOS) + list(range(4, max_side // max(trained, 1) + 1))
-            for side in sorted({max(1, round(trained * r / self.factor)) * self.factor for r in ratios}):
-                hw = list(self.trained_hw)
-                hw[axis] = side
-                if side <= cap and (self.net is None or self._fits(tuple(hw))):
-                    out.append(side)
-            return out
+        """The output heights and widths the page offers (:func:`offered_sides`): up to ``max_side`` and the size
+        the model was trained for (:attr:`max_hw`), those a one-image job can be planned at within the memory
+        budget (:attr:`budget`)."""
+        return offered_sides(self.trained_hw, self.factor, max_side, self._fits, self.max_hw)
 
-        return {"height": offered(0), "width": offered(1)}
+    @property
+    def budget(self) -> Budget:
+        """The memory budget of one job: ``vqforge serve --max-memory``, else a share of the memory available
+        when first asked (:meth:`vqforge.memory.Budget.default`)."""
+        if getattr(self, "_budget", None) is None:
+            self._budget = Budget.default(self.device)
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: Budget | None) -> None:
+        self._budget = value
 
     def _fits(self, hw: tuple[int, int]) -> bool:
         try:
-            layout(self.net, hw)
+            if self.net is None:
+                return vqgan_roundtrip_bytes(self.vqgan.config, hw) <= self.budget.bytes
+            fit_budget(self.net, layout(self.net, hw), self.budget)
         except ValueError:
             return False
         return True
+
+    def _plan(self, task: str, s: JobSettings, hw: tuple[int, int]):
+        """The job's layout, fitted to the memory budget (whole or tiled decode); BadInput (one line naming the
+        largest size that fits) when it cannot be."""
+        try:
+            return fit_budget(self.net, layout(self.net, hw, cfg_scale=s.cfg), self.budget, batch=s.count,
+                              num=s.count, guided=s.cfg > 0, completing=task == "complete")
+        except ValueError as e:
+            raise BadInput(str(e)) from None
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, task: str, s: JobSettings, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -189,6 +225,12 @@ class Engine:
         if hw[0] % self.factor or hw[1] % self.factor:
             raise BadInput(f"size {hw[0]}x{hw[1]}: not a multiple of the model's downsampling factor {self.factor}")
         if task == "reconstruct":
+            need = vqgan_roundtrip_bytes(self.vqgan.config, hw)
+            if need > self.budget.bytes:
+                from ..memory import format_bytes
+
+                raise BadInput(f"size {hw[0]}x{hw[1]}: a reconstruction needs about {format_bytes(need)} of memory, "
+                               f"more than the budget of {self.budget}")
             return hw
         top = self.max_hw
         if top is not None and (hw[0] > top[0] or hw[1] > top[1]):
@@ -198,28 +240,28 @@ class Engine:
             raise BadInput(f"class_label: {s.class_label} is out of range: this model has "
                            + (f"classes {self.classes[0][0]}..{self.classes[-1][0]}" if self.classes else "no classes"))
         try:
-            layout(self.net, hw, cfg_scale=s.cfg)
             _settings(s)
         except ValueError as e:
             raise BadInput(str(e)) from None
+        self._plan(task, s, hw)
         return hw
 
     # ------------------------------------------------------------------------------------------- tasks
     def sample(self, s: JobSettings, progress: Progress) -> Output:
         """``s.count`` samples of a model that needs no map, at ``s``'s size (sliding window if larger)."""
-        lay = layout(self.net, self.check("sample", s), cfg_scale=s.cfg)
+        lay = self._plan("sample", s, self.check("sample", s))
         return self._draw("sample", s, lay, self._inputs(s), progress)
 
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
         """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
-        lay = layout(self.net, self.check("synthesize", s, tuple(ids.shape)), cfg_scale=s.cfg)
+        lay = self._plan("synthesize", s, self.check("synthesize", s, tuple(ids.shape)))
         return self._draw("synthesize", s, lay, [self._map_input(ids)], progress)
 
     def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress,
                  ids: np.ndarray | None = None) -> Output:
         """``s.count`` completions of ``image`` (C, H, W) where ``mask`` (H, W) is True; a segmentation model
         completes under the label map ``ids`` (H, W)."""
-        lay = layout(self.net, self.check("complete", s, tuple(image.shape[1:])), cfg_scale=s.cfg)
+        lay = self._plan("complete", s, self.check("complete", s, tuple(image.shape[1:])))
         inputs = [self._map_input(ids)] if ids is not None else self._inputs(s)
         out = self._draw("complete", s, lay, inputs, progress, image, mask)
         out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
@@ -301,7 +343,7 @@ class Engine:
                 if rows:
                     z[:, done:] = 0  # not yet sampled: any valid code (hidden below)
                 with torch.inference_mode():
-                    x = self.net.decode_to_img(z, lay.grid_hw).clamp(-1, 1).cpu()
+                    x = decode_tokens(self.net, z, lay).cpu()
                 x[:, :, full * self.factor:] = 0.0  # mid-grey where no row is finished yet
                 return list(x)
 

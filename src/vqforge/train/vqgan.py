@@ -48,6 +48,37 @@ from .vqgan_config import (OLD, PARTS, GumbelTemperatureConfig, VQGANRunConfig, 
 KIND = "vqgan"
 
 
+def train_step_bytes(cfg: VQGANRunConfig, image_size: int | None = None) -> int:
+    """Estimated peak memory of one training step at crops of ``image_size`` (default the config's): the model's
+    step (:func:`vqforge.models.footprint.vqgan_train_bytes`) and the photos being resized for the crops."""
+    from ..models.footprint import vqgan_train_bytes
+
+    t = cfg.train
+    side = image_size or t.image_size
+    r = max(side, t.resize if image_size is None else 0, t.resize_max if image_size is None else 0)
+    return vqgan_train_bytes(cfg.model, (side, side), t.batch_size) + 2 * t.batch_size * r * r * 3 * (1 + 4)
+
+
+def check_memory(cfg: VQGANRunConfig, budget=None) -> None:
+    """Refuse (one line: :class:`vqforge.memory.OverBudget`) a run whose training step would not fit the memory
+    budget (default: a share of what is available), naming the largest ``train.image_size`` that fits."""
+    from ..devices import resolve_device
+    from ..memory import Budget, largest_fitting, refusal
+
+    try:
+        device = resolve_device(cfg.train.device)
+    except Exception:  # noqa: BLE001 - the device's own error comes later, from the trainer, in its words
+        device = None
+    budget = budget or Budget.default(device if device is not None and device.type == "cuda" else None)
+    need = train_step_bytes(cfg)
+    if need <= budget.bytes:
+        return
+    f = cfg.model.ddconfig.downsample_factor
+    side = largest_fitting(lambda s: train_step_bytes(cfg, s * f), budget.bytes, 1, max(1, cfg.train.image_size // f))
+    raise refusal(f"train.image_size={cfg.train.image_size} (train.batch_size={cfg.train.batch_size})", need, budget,
+                  None if side is None else f"train.image_size={side * f}", "activations kept for the backward pass")
+
+
 def gumbel_temperature(cfg: GumbelTemperatureConfig, step: int) -> float:
     """The gumbel temperature at ``step`` (warm-up then cosine decay)."""
     if step < cfg.warm_up_steps:
@@ -340,6 +371,7 @@ def train_vqgan(cfg: VQGANRunConfig | None, out_dir: str | Path, resume: bool = 
     """
     run, ckpt = loop.resume_checkpoint(out_dir, resume, "vqgan")
     cfg = loop.configure(cfg, ckpt, VQGANRunConfig, OLD, run.last, overrides, settings)
+    check_memory(cfg, options.pop("budget", None))
     return loop.run(VQGANStage(cfg), cfg, run, ckpt, loop.RunOptions(**options))
 
 
