@@ -196,27 +196,31 @@ def test_max_memory_is_parsed_and_a_bad_value_is_one_line():
 
 
 def test_the_app_offers_only_sizes_that_fit():
-    """The web app listed sides up to 1008 for fashion (its decoder's attention at 252x252 positions wants over
-    100 GB): now each offered side fits a one-image job in the budget, none passes 8 trained sides, and a job
-    over the budget is one BadInput line naming the largest size."""
+    """The web app listed sides up to 1008 for fashion and then failed the job (its decoder's attention at 252x252
+    positions wants over 100 GB): each offered side now fits a one-image job in the budget (a smaller budget
+    offers fewer), none passes the model's own limit (its card's, else 8 trained sides), and a job over the budget
+    (more images) is one BadInput line naming the largest size that fits."""
     import torch
 
     pytest.importorskip("fastapi", reason="the web app's dependencies (pip install -e '.[serve]')")
     from vqforge.api import load
     from vqforge.memory import Budget, parse_bytes
     from vqforge.sampling import fit_budget, layout
-    from vqforge.serve.engine import MAX_SIDE_TIMES, Engine
+    from vqforge.serve.engine import MAX_SIDE_TIMES, Engine, offered_sides
     from vqforge.serve.forms import BadInput, JobSettings
 
-    engine = Engine("fashion", load("fashion"), torch.device("cpu"))
-    engine.budget = Budget(parse_bytes("256MiB"), "test")
+    engine = Engine("landscapes", load("landscapes"), torch.device("cpu"))
+    engine.budget = Budget(parse_bytes("1GiB"), "test")
     sides = engine.sides(1024)
-    assert max(sides["height"]) <= MAX_SIDE_TIMES * 28 and max(sides["width"]) <= MAX_SIDE_TIMES * 28
     for h in sides["height"]:
-        fit_budget(engine.net, layout(engine.net, (h, 28)), engine.budget)  # raises when it does not fit
-    engine.budget = Budget(parse_bytes("8MiB"), "test")
+        fit_budget(engine.net, layout(engine.net, (h, 64)), engine.budget)  # raises when it does not fit
+    engine.budget = Budget(parse_bytes("64MiB"), "test")
     small = engine.sides(1024)
-    assert max(small["height"]) < max(sides["height"])
+    assert 64 in small["height"] and max(small["height"]) < max(sides["height"])
     with pytest.raises(BadInput, match=r"needs about .* the largest that fits is \d+x\d+") as e:
-        engine.check("sample", JobSettings(height=224, width=224, count=8))
+        engine.check("synthesize", JobSettings(model="landscapes", height=128, width=128, count=8), (128, 128))
     assert "\n" not in str(e.value)
+    fashion = load("fashion")
+    offered = offered_sides((28, 28), 4, 1024, lambda hw: fit_budget(fashion, layout(fashion, hw),
+                                                                      Budget(parse_bytes("16GiB"), "test")) and True)
+    assert max(offered["height"]) <= MAX_SIDE_TIMES * 28  # without a card's limit: 8 trained sides, not 1008

@@ -5,9 +5,10 @@ float32 activations under ``torch.inference_mode`` (each temporary is freed as s
 
 * :func:`autoencoder_bytes`: a VQGAN encoder or decoder (:class:`~vqforge.models.vqgan.Encoder` /
   :class:`~vqforge.models.vqgan.Decoder`) on one size: per ResNet block its input, the normalised and activated
-  copies and both convolutions' outputs; per up/downsampling the input and the resampled tensor twice; per attention block
-  (``AttnBlock``, the decoder's ``mid.attn_1`` and every level whose resolution is in ``attn_resolutions``) the
-  normalised input, q, k, v and the positions x positions score matrix, which is what grows fastest;
+  copies and both convolutions' outputs; per up/downsampling the input and the resampled tensor twice; per
+  attention block (``AttnBlock``, the decoder's ``mid.attn_1`` and every level whose resolution is in
+  ``attn_resolutions``) the normalised input, q, k, v and the positions x positions score matrix, which is what
+  grows fastest;
 * :func:`gpt_bytes`: the key/value cache of a sampling session, a prefill's activations and scores, the logits;
 * :func:`vqgan_train_bytes`: a VQGAN training step (every activation kept for the backward pass, the
   discriminator, the gradients).
