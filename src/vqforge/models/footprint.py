@@ -14,12 +14,14 @@ float32 activations under ``torch.inference_mode`` (each temporary is freed as s
   discriminator, the gradients).
 
 Calibration. The per-op counts are multiplied by :data:`SAFETY` after comparing them with the peak resident set
-(``ru_maxrss``) measured around the same work, one process per size, 1 thread, torch 2.13 CPU, on the two bundled
-models (``python bench/memory_calibration.py`` repeats it; ``tests/test_memory.py`` checks the bound on small
-sizes under an address-space limit): the measured peak stayed below the estimate at every size, and above half of
-it where the size-dependent part dominates. Torch's CPU attention takes the math path here (the transposed q/k/v
-are not contiguous), whose scores cost about 2.3 x positions^2 x 4 bytes; that is the term that makes a decoder
-(f4, attention at the latent resolution) infeasible long before its convolutions are.
+(``ru_maxrss``) measured around the same work, one fresh process per size, 1 thread, torch 2.13 CPU, on the two
+bundled models (``OMP_NUM_THREADS=1 python bench/memory_calibration.py`` repeats it; it prints measured, estimate and
+their ratio). Measured / estimated on 2026-12-07 (2-core x86_64): fashion's decoder at 32-96 tokens a side
+0.50-0.85, its encoder at 128-384 px 0.38-0.59; landscapes' decoder at 16-64 tokens 0.57-0.85, its encoder at
+128-512 px 0.35-0.69: never above 1, never below a third. ``tests/test_memory_budget.py`` checks the bound again
+on two small sizes. Torch's CPU attention takes the math path here (the transposed q/k/v are not contiguous), whose
+scores cost about 2.3 x positions^2 x 4 bytes: the term that makes a decoder with attention at its latent
+resolution (fashion's, f4) infeasible long before its convolutions are.
 """
 
 from __future__ import annotations
