@@ -21,7 +21,7 @@ from ..labels import label_colours
 from ..metrics import psnr
 from ..models.transformer import Net2NetTransformer
 from ..models.vqgan import VQGAN
-from ..memory import Budget
+from ..memory import Budget, largest_fitting, refusal
 from ..models.footprint import vqgan_roundtrip_bytes
 from ..sampling import SamplingSettings, decode_tokens, draw_batches, fit_budget, layout, token_mask
 from .forms import BadInput, JobSettings
@@ -226,11 +226,16 @@ class Engine:
             raise BadInput(f"size {hw[0]}x{hw[1]}: not a multiple of the model's downsampling factor {self.factor}")
         if task == "reconstruct":
             need = vqgan_roundtrip_bytes(self.vqgan.config, hw)
-            if need > self.budget.bytes:
-                from ..memory import format_bytes
+            if need > self.budget.bytes:  # the largest size of this aspect that fits, on the grid
+                f, long = self.factor, max(hw) // self.factor
 
-                raise BadInput(f"size {hw[0]}x{hw[1]}: a reconstruction needs about {format_bytes(need)} of memory, "
-                               f"more than the budget of {self.budget}")
+                def at(t: int) -> tuple[int, int]:
+                    return max(1, round(hw[0] * t / max(hw))) * f, max(1, round(hw[1] * t / max(hw))) * f
+
+                t = largest_fitting(lambda t: vqgan_roundtrip_bytes(self.vqgan.config, at(t)), self.budget.bytes, 1,
+                                    long)
+                raise BadInput(str(refusal(f"size {hw[0]}x{hw[1]}", need, self.budget,
+                                           None if t is None else "x".join(map(str, at(t))), "a reconstruction")))
             return hw
         top = self.max_hw
         if top is not None and (hw[0] > top[0] or hw[1] > top[1]):
