@@ -90,8 +90,8 @@ def add_max_memory(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--max-memory", default=None, metavar="BYTES",
                    help=f"refuse work whose estimated peak memory exceeds this, e.g. 4GiB or 512MiB (default: "
-                        f"{DEFAULT_FRACTION:.0%} of the memory available when the command starts); the refusal names "
-                        f"the largest size that fits")
+                        f"{DEFAULT_FRACTION * 100:.0f}%% of the memory available when the command starts); the refusal "
+                        f"names the largest size that fits")
 
 
 def budget_from_args(args: argparse.Namespace, device=None):
