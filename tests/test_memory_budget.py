@@ -198,7 +198,7 @@ def test_max_memory_is_parsed_and_a_bad_value_is_one_line():
 def test_the_app_offers_only_sizes_that_fit():
     """The web app listed sides up to 1008 for fashion and then failed the job (its decoder's attention at 252x252
     positions wants over 100 GB): each offered side now fits a one-image job in the budget (a smaller budget
-    offers fewer), none passes the model's own limit (its card's, else 8 trained sides), and a job over the budget
+    offers fewer), none passes the model's own limit (its card's, else 16 trained sides), and a job over the budget
     (more images) is one BadInput line naming the largest size that fits."""
     import torch
 
@@ -223,4 +223,4 @@ def test_the_app_offers_only_sizes_that_fit():
     fashion = load("fashion")
     offered = offered_sides((28, 28), 4, 1024, lambda hw: fit_budget(fashion, layout(fashion, hw),
                                                                       Budget(parse_bytes("16GiB"), "test")) and True)
-    assert max(offered["height"]) <= MAX_SIDE_TIMES * 28  # without a card's limit: 8 trained sides, not 1008
+    assert max(offered["height"]) <= MAX_SIDE_TIMES * 28  # without a card's limit: 16 trained sides, not 1008

@@ -227,8 +227,7 @@ def test_sizes_offered_are_the_ones_the_model_can_sample_at():
     # f4 image tokens under an f8 segmentation stage: only multiples of 8 px have whole condition tokens.
     coarse = tiny_net(SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5, ch_mult=(1, 2, 2, 2))), block=128)
     sides = Engine("coarse", coarse, torch.device("cpu")).sides(256)
-    assert sides["height"] == sides["width"] and {16, 24, 32, 64, 128} <= set(sides["height"])
-    assert max(sides["height"]) == 128  # a model without a card's limit: 8 trained sides (engine.MAX_SIDE_TIMES)
+    assert sides["height"] == sides["width"] and {16, 24, 32, 64, 256} <= set(sides["height"])
     assert all(side % 8 == 0 for side in sides["height"]) and 20 not in sides["height"]
     fine = Engine("fine", tiny_net(SegmentationConfig(n_labels=5, cond_stage=tiny_vq(5))), torch.device("cpu"))
     assert 20 in fine.sides(256)["height"] and max(fine.sides(100)["width"]) == 96

@@ -74,8 +74,8 @@ def _card_of(path: Path) -> dict:
 
 #: Output sides offered on the page, as ratios of the trained side (then whole multiples up to --max-side).
 SIDE_RATIOS = (0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5)
-#: the largest side offered, in trained sides, whatever the memory allows (time grows with the token count)
-MAX_SIDE_TIMES = 8
+#: the largest side offered, in trained sides, to a model whose card sets no limit (time grows with the token count)
+MAX_SIDE_TIMES = 16
 
 
 def offered_sides(trained_hw: tuple[int, int], factor: int, max_side: int, fits,
