@@ -3,7 +3,8 @@
 * :func:`compiled_decode_check`: greedy decoding on a trained-size grid (16 x 16 tokens), the compiled decode
   step (CUDA graphs, bf16) in lockstep with the eager path at bf16: the logits agree within bf16 rounding and
   the argmax agrees at every step but near-ties (top-2 margin within the logits' difference), so the compiled
-  path's greedy tokens are the eager path's.
+  path's greedy tokens are the eager path's. Where the fast path is weight-only int8 / int4 (a CPU's ``auto``),
+  the eager path runs the same rounded weights dequantised, so the two differ by the kernels' bf16 inputs only.
 * :func:`bf16_training_check`: the same model, data and steps trained in fp32 and with the bf16 levers; the
   losses must stay close (difference per step within 5% of the first loss) and both runs must learn (final
   under half the first).
@@ -26,6 +27,7 @@ from ..devices import autocast, resolve_precision
 from ..models.gpt import GPT
 from ..sampling.generate import DecodeOptions, DecodeSession
 from ..sampling.processors import SamplingSettings
+from ..sampling.quantized import QUANTISED, dequantised
 from ..sampling.sliding import sample_sliding
 from ..train.transformer import param_groups
 from .gpt_rows import build_gpts
@@ -44,8 +46,12 @@ def _lockstep(model: GPT, cond: torch.Tensor, steps: int, dtype: torch.dtype) ->
     eager top-2 margin is within twice the logits' largest difference is a near-tie (rounding may go either way).
     If every step agrees, the fast path's own greedy run makes exactly the eager tokens."""
     B, Tc = cond.shape
-    eager = DecodeSession(model, B, Tc + steps - 1, DecodeOptions(precision="fp32"))
     fast = DecodeSession(model, B, Tc + steps - 1, DecodeOptions(precision="auto"))
+    # a weight-only quantised fast path is held against its own rounded weights in fp32 (same precision), not
+    # against the fp32 model: the quantisation error is its own test's (tests/test_quantized.py)
+    precision = fast.mode.rsplit("-", 1)[1]
+    reference = dequantised(model, precision) if precision in QUANTISED else model
+    eager = DecodeSession(reference, B, Tc + steps - 1, DecodeOptions(precision="fp32"))
     with autocast(cond.device, dtype):  # the eager path at the fast one's precision
         le = eager.prefill(cond)
     lf = fast.prefill(cond)
@@ -66,7 +72,8 @@ def _lockstep(model: GPT, cond: torch.Tensor, steps: int, dtype: torch.dtype) ->
             with autocast(cond.device, dtype):
                 le = eager.step(tok, Tc + n)
             lf = fast.step(tok, Tc + n)
-    return {"eager_mode": eager.mode + (" + bf16 autocast" if dtype == torch.bfloat16 else ""),
+    return {"eager_mode": eager.mode + (f" on the {precision} weights dequantised" if reference is not model else "")
+            + (" + bf16 autocast" if dtype == torch.bfloat16 else ""),
             "fast_mode": fast.mode, "max_rel_logit_diff": round(max(rel), 5), "near_ties": ties,
             "steps_disagreeing": disagree, "identical_greedy": identical}
 

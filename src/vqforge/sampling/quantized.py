@@ -114,11 +114,11 @@ class Int8Linear(_Quantised):
     """Weight-only int8 linear layer for inference: (..., in) -> (..., out) fp32 on a CPU (ATen's int8 kernel on
     the input in bf16) or the input's dtype (elsewhere: dequantised in the step). ``act="gelu"`` applies the exact GELU after it."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, act: str = "none"):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, act: str = "none", kernel: bool | None = None):
         super().__init__()
         q, scale = quantize_int8(weight)
         self.out_features, self.in_features = q.shape
-        self.kernel = weight.device.type == "cpu"
+        self.kernel = weight.device.type == "cpu" if kernel is None else kernel
         self.register_buffer("q", q)  # (out, in) int8
         self.register_buffer("scale", scale.to(torch.bfloat16) if self.kernel else scale)  # (out,)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
@@ -191,7 +191,7 @@ def quantized_layer(precision: str, group: int = INT4_GROUP, kernel: bool | None
     def make(weight: torch.Tensor, bias: torch.Tensor | None, act: str = "none") -> nn.Module:
         if precision == "int4" and int4_fits(*weight.shape, group):
             return Int4Linear(weight, bias, act, group, kernel)
-        return Int8Linear(weight, bias, act)
+        return Int8Linear(weight, bias, act, kernel)
     return make
 
 
@@ -205,6 +205,14 @@ def quantized(gpt: GPT, precision: str, group: int = INT4_GROUP) -> GPT:
         with torch.no_grad():
             hit = gpt.scratch[key] = (signature, swap_linears(gpt, quantized_layer(precision, group)))
     return hit[1]
+
+
+def dequantised(gpt: GPT, precision: str, group: int = INT4_GROUP) -> GPT:
+    """A copy of ``gpt`` computing in fp32 with the weights of its ``precision`` copy, dequantised (the same
+    rounded weights, none of the kernels' bf16 input rounding): the reference a quantised decode path is
+    checked against at its own precision."""
+    with torch.no_grad():
+        return swap_linears(gpt, quantized_layer(precision, group, kernel=False))
 
 
 def set_dense_rows(net: nn.Module, rows: int | None) -> None:
