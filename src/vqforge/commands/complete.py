@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sampling.complete import token_mask
     from ..sampling.generate import decode_path
     from ..sampling.pipeline import draw_batches
-    from .sample import (OUTPUT_KIND, batch_size_for, check_label_sets, check_trained_size, classes_used, fit_batch,
+    from .sample import (OUTPUT_KIND, check_label_sets, check_trained_size, classes_used, fit_batch,
                          decode_options_from_args, is_sample_folder, load_transformer, parse_hw, plan,
                          settings_from_args, write_samples)
 
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     n_masked = int(token_mask(mask, model.first_stage.downsample_factor).sum())
     bar = tqdm(total=args.num * n_masked, desc="complete", unit="tok", unit_scale=True, disable=args.quiet)
-    batch_size = batch_size_for(args, model, lay, args.num, settings.cfg_scale > 0)
-    lay, batch_size = fit_batch(model, args, lay, batch_size, args.num, n_files, completing=True)
+    lay, batch_size = fit_batch(model, args, lay, args.num, n_files, completing=True)
     batches = draw_batches(model, lay, inputs, args.num, batch_size, settings, generator, image=image, mask=mask,
                            decoding=decoding, callback=lambda _done, _total, z: bar.update(z.shape[0]),
                            feather=None if args.paste_back else -1)

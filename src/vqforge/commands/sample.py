@@ -139,40 +139,21 @@ def batch_size_arg(text: str):
         raise argparse.ArgumentTypeError(f"{text!r}: a number of samples or auto") from None
 
 
-def fit_batch(model, args, lay, batch_size: int, num: int, n_inputs: int = 1, completing: bool = False):
-    """(``lay`` fitted to the memory budget (:func:`vqforge.sampling.memory.fit_budget`) for batches of
-    ``batch_size``: whole or tiled decode, the batch size): a batch --batch-size auto chose is first halved until
-    it fits, an explicit one is refused in one line when it does not."""
+def fit_batch(model, args, lay, num: int, n_inputs: int = 1, completing: bool = False):
+    """(``lay`` fitted to the budget of ``--max-memory`` for ``num`` samples, the batch size of ``--batch-size``):
+    :func:`vqforge.sampling.memory.fit_batches` (settings.json records the batch: with it, a seed gives the same
+    samples on any machine)."""
     from ..io import VQForgeError
-    from ..sampling.memory import fit_budget
+    from ..sampling.memory import fit_batches
 
-    budget = budget_from_args(args, model.transformer.pos_emb.device)
-    while True:
-        try:
-            return fit_budget(model, lay, budget, batch=batch_size, num=num, guided=args.cfg > 0,
-                              completing=completing, n_inputs=n_inputs), batch_size
-        except ValueError as e:
-            if args.batch_size == "auto" and batch_size > 1:
-                batch_size //= 2
-                continue
-            raise VQForgeError(f"{args.model}: {e}") from None
-
-
-def batch_size_for(args, model, lay, n: int, guided: bool) -> int:
-    """The batch size of a job: --batch-size, or with auto :func:`~vqforge.sampling.pipeline.auto_batch_size`
-    (settings.json records the number: with it, a seed gives the same samples on any machine)."""
-    from ..io import VQForgeError
-    from ..sampling.pipeline import auto_batch_size
-
-    if args.batch_size == "auto":
-        return auto_batch_size(model, lay, n, guided)
-    if args.batch_size < 1:
+    batch = None if args.batch_size == "auto" else args.batch_size
+    if batch is not None and batch < 1:
         raise VQForgeError("--batch-size must be >= 1")
-    return args.batch_size
-
-
-#: sampling options left unset: the model card's suggestion, else these
-SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
+    try:
+        return fit_batches(model, lay, budget_from_args(args, model.transformer.pos_emb.device), batch, num,
+                           guided=args.cfg > 0, completing=completing, n_inputs=n_inputs)
+    except ValueError as e:
+        raise VQForgeError(f"{args.model}: {e}") from None
 
 
 def settings_from_args(args):
@@ -196,23 +177,18 @@ def settings_from_args(args):
 def plan(model, args, image_hw=None, num: int = 1, completing: bool = False, n_inputs: int = 1):
     """The job's :class:`~vqforge.sampling.pipeline.Layout` (``image_hw``, else ``--size``, else the trained size;
     ``--window``), checked before anything is drawn (guidance included) and fitted to the memory budget
-    (``--max-memory``; :func:`vqforge.sampling.memory.fit_budget`: ``num`` images in batches of ``--batch-size``,
+    (``--max-memory``; :func:`fit_batch`: ``num`` images in batches of ``--batch-size``,
     ``n_inputs`` condition files, ``completing``: an input image is encoded): decoded whole or in tiles, or
     refused in one line naming the largest size that fits, before anything of that size is allocated."""
     from ..io import VQForgeError
-    from ..sampling.memory import fit_budget
     from ..sampling.pipeline import layout
 
-    budget = budget_from_args(args, model.transformer.pos_emb.device)
     try:
         lay = layout(model, image_hw or parse_hw(args.size, "--size", model.trained_hw),
-                     parse_hw(args.window, "--window"),
-                     cfg_scale=args.cfg, cond_encoding=args.cond_encoding)
-        batch = args.batch_size if isinstance(args.batch_size, int) else 1  # auto: refitted by fit_batch
-        return fit_budget(model, lay, budget, batch=batch, num=num, guided=args.cfg > 0,
-                          completing=completing, n_inputs=n_inputs)
+                     parse_hw(args.window, "--window"), cfg_scale=args.cfg, cond_encoding=args.cond_encoding)
     except ValueError as e:
         raise VQForgeError(f"{args.model}: {e}") from None
+    return fit_batch(model, args, lay, num, n_inputs, completing)[0]
 
 
 def check_trained_size(model, args, lay) -> None:
@@ -377,10 +353,7 @@ def run(args: argparse.Namespace) -> int:
     check_label_sets(model, args, inputs, sources)
     check_trained_size(model, args, lay)
     reject, score = rejection(args, inputs, n)
-    batch_size = batch_size_for(args, model, lay, reject.n_candidates if reject is not None else n,
-                                settings.cfg_scale > 0)
-    lay, batch_size = fit_batch(model, args, lay, batch_size, reject.n_candidates if reject is not None else n,
-                                n_files)
+    lay, batch_size = fit_batch(model, args, lay, reject.n_candidates if reject is not None else n, n_files)
 
     generator = torch.Generator(device=device).manual_seed(args.seed)
     t0 = time.perf_counter()

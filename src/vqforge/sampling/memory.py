@@ -20,7 +20,7 @@ import torch
 from ..memory import Budget, OverBudget, format_bytes, largest_fitting, refusal
 from ..models.footprint import F32, gpt_bytes, vqgan_decode_bytes, vqgan_encode_bytes
 from ..models.transformer import Net2NetTransformer
-from .pipeline import Layout, layout
+from .pipeline import Layout, auto_batch_size, layout
 from .sliding import cond_tokens_per_window
 
 def _cond_channels(model: Net2NetTransformer) -> int:
@@ -112,6 +112,24 @@ def fit_budget(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: in
     raise refusal(f"size {H}x{W}" + (f" x {num} images" if num > 1 else ""), peak(least), budget,
                   None if largest is None else f"{largest[0]}x{largest[1]}",
                   "mostly " + " and ".join(f"{k} {format_bytes(v)}" for v, k in big))
+
+
+def fit_batches(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int | None, num: int,
+                guided: bool = False, completing: bool = False, n_inputs: int = 1) -> tuple[Layout, int]:
+    """(``lay`` fitted to ``budget`` by :func:`fit_budget` for ``num`` samples in batches, the batch size).
+    ``batch=None`` (auto) starts from :func:`~vqforge.sampling.pipeline.auto_batch_size` and halves until the job
+    fits; an explicit batch that does not fit is refused (:class:`~vqforge.memory.OverBudget`)."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch size {batch}: must be >= 1")
+    size = auto_batch_size(model, lay, num, guided) if batch is None else batch
+    while True:
+        try:
+            return fit_budget(model, lay, budget, batch=size, num=num, guided=guided, completing=completing,
+                              n_inputs=n_inputs), size
+        except OverBudget:
+            if batch is not None or size == 1:
+                raise
+            size //= 2
 
 
 def _tiled(model, whole: Layout, budget: Budget, b: int, parts: dict[str, int]) -> Layout | None:
