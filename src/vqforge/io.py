@@ -36,7 +36,10 @@ class VQForgeError(Exception):
 
 
 class OutputError(VQForgeError, OSError):
-    """An output could not be written (full disk, read-only folder, ...); also an :class:`OSError`."""
+    """An output could not be written (full disk, read-only, ...): an OSError with the system's errno/strerror."""
+
+    def __str__(self) -> str:  # the one line (an OSError with errno and strerror set would print only those)
+        return str(self.args[0]) if self.args else ""
 
 
 def _output_error(path: Path, e: OSError, what: str = "") -> OutputError:
@@ -179,16 +182,12 @@ def _pid_alive(pid: int) -> bool:
 
 def fsync_dir(path: Path) -> None:
     """Make a folder's entries durable (best effort: not every platform can open folders)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:
