@@ -124,6 +124,7 @@ def test_a_mode_written_in_one_file_trains_samples_and_serves(toy_mode, tmp_path
     engine = Engine("toy", model, torch.device("cpu"))
     assert "sample" in engine.tasks
     with TestClient(create_app({"toy": engine}), base_url="http://localhost") as client:
+        client.headers["X-VQForge-Token"] = client.get("/api/models").json()["token"]  # as the page sends it
         r = client.post("/api/jobs/sample", data={"model": "toy", "count": "1", "seed": "3"})
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 60
