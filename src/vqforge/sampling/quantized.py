@@ -99,8 +99,26 @@ class _Quantised(nn.Module):
 
     dense_rows: int | None = DENSE_ROWS
 
-    def _keep_dense(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def _finish(self, weight: torch.Tensor, bias: torch.Tensor | None, act: str) -> None:
+        """The bias (bf16 beside a CPU kernel), the activation, and the fp32 weight kept for tall inputs."""
+        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
+                                                                                  else torch.float32))
+        self.act = act
         self._dense = (weight.detach(), None if bias is None else bias.detach()) if self.kernel else None
+
+    def _product(self, flat: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, out) through the quantised weight, without the bias."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        y = self._dense_product(flat)
+        if y is None:
+            y = self._product(flat)
+            if self.bias is not None:
+                y = y + self.bias.to(y.dtype)
+            y = _gelu(y, self.act)
+        return y.view(*x.shape[:-1], self.out_features)
 
     def _dense_product(self, flat: torch.Tensor) -> torch.Tensor | None:
         """fp32 product (N, out) for a tall input; None when the quantised kernel should run."""
@@ -121,23 +139,12 @@ class Int8Linear(_Quantised):
         self.kernel = weight.device.type == "cpu" if kernel is None else kernel
         self.register_buffer("q", q)  # (out, in) int8
         self.register_buffer("scale", scale.to(torch.bfloat16) if self.kernel else scale)  # (out,)
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
-                                                                                  else torch.float32))
-        self.act = act
-        self._keep_dense(weight, bias)
+        self._finish(weight, bias, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        dense = self._dense_product(flat)
-        if dense is not None:
-            return dense.view(*x.shape[:-1], self.out_features)
+    def _product(self, flat: torch.Tensor) -> torch.Tensor:
         if self.kernel:
-            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.q, self.scale).float()  # (N, out)
-        else:  # dequantised inside the (compiled) step
-            y = F.linear(flat, (self.q.to(flat.dtype) * self.scale.to(flat.dtype)[:, None]))
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)
-        return _gelu(y, self.act).view(*x.shape[:-1], self.out_features)
+            return torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.q, self.scale).float()  # (N, out)
+        return F.linear(flat, (self.q.to(flat.dtype) * self.scale.to(flat.dtype)[:, None]))  # dequantised in the step
 
 
 class Int4Linear(_Quantised):
@@ -159,28 +166,17 @@ class Int4Linear(_Quantised):
         else:
             self.register_buffer("packed", (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8))  # (out, in/2)
             self.register_buffer("scales_zeros", torch.stack((scale, zero), -1))  # (out, in/g, 2) fp32
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16 if self.kernel
-                                                                                  else torch.float32))
-        self.act = act
-        self._keep_dense(weight, bias)
+        self._finish(weight, bias, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        dense = self._dense_product(flat)
-        if dense is not None:
-            return dense.view(*x.shape[:-1], self.out_features)
+    def _product(self, flat: torch.Tensor) -> torch.Tensor:
         if self.kernel:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16), self.packed, self.group,
-                                                           self.scales_zeros).float()  # (N, out)
-        else:
-            p = self.packed
-            q = torch.stack((p >> 4, p & 15), -1).reshape(self.out_features, self.in_features).to(flat.dtype)
-            s, z = self.scales_zeros[..., 0].to(flat.dtype), self.scales_zeros[..., 1].to(flat.dtype)
-            w = (q.view(self.out_features, -1, self.group) - 8) * s[..., None] + z[..., None]
-            y = F.linear(flat, w.view(self.out_features, self.in_features))
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)
-        return _gelu(y, self.act).view(*x.shape[:-1], self.out_features)
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16), self.packed, self.group,
+                                                              self.scales_zeros).float()  # (N, out)
+        p = self.packed  # dequantised in the step
+        q = torch.stack((p >> 4, p & 15), -1).reshape(self.out_features, self.in_features).to(flat.dtype)
+        s, z = self.scales_zeros[..., 0].to(flat.dtype), self.scales_zeros[..., 1].to(flat.dtype)
+        w = (q.view(self.out_features, -1, self.group) - 8) * s[..., None] + z[..., None]
+        return F.linear(flat, w.view(self.out_features, self.in_features))
 
 
 def quantized_layer(precision: str, group: int = INT4_GROUP, kernel: bool | None = None):
