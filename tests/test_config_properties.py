@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -102,6 +103,10 @@ def as_text(value: Any, tp: Any, draw) -> str:
         return draw(st.sampled_from([repr(value), f"{value:.17e}", _exponent_text(value)]))
     if isinstance(value, tuple):
         items = [as_text(v, Any, draw) for v in value]
+        # a text item that YAML reads as something else ("0", "true") is typed quoted, as a user would type it
+        quoted = [json.dumps(v) if isinstance(v, str) and yaml.safe_load(t) != v else t for v, t in zip(value, items)]
+        if quoted != items:
+            return f"[{', '.join(quoted)}]"
         return draw(st.sampled_from([f"[{', '.join(items)}]", ",".join(items)] if len(items) > 1
                                     else [f"[{', '.join(items)}]"]))
     return str(value)
