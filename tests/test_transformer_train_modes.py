@@ -289,3 +289,45 @@ def test_coordinate_crops_of_large_images(stages, tmp_path):
                                      val_fraction=0.25, val_every=0, preview_every=0, checkpoint_every=0))
     m = train_transformer(cfg, str(PHOTOS), tmp_path / "run", first_stage=str(stages / "vq"), max_steps=2, quiet=True)
     assert m.step == 2
+
+
+def test_init_from_starts_at_another_runs_gpt(stages, tmp_path):
+    """train.init_from: a new run's GPT starts at another transformer's weights (fine-tuning on tokens of a
+    retrained first stage, as the bundled landscapes were), its stages still from --first-stage; a model that
+    is no transformer, or a GPT of another shape, is refused in one line before any step."""
+    from vqforge.io import VQForgeError
+
+    def cfg(n_embd: int = 32, init_from: str = "") -> TransformerRunConfig:
+        return TransformerRunConfig(
+            model=TransformerConfig(gpt=GPTConfig(vocab_size=65, block_size=128, n_layer=1, n_head=2, n_embd=n_embd),
+                                    cond=UnconditionalConfig()),
+            train=TransformerSettings(batch_size=3, learning_rate=1e-3, image_size=32, crop="center", val_fraction=0.25,
+                                      val_every=0, preview_every=0, checkpoint_every=0, init_from=init_from))
+
+    def run(c: TransformerRunConfig, out: str, steps: int):
+        return _fed_to_the_gpt(lambda: train_transformer(c, str(PHOTOS), tmp_path / out, first_stage=str(stages / "vq"),
+                                                         max_steps=steps, quiet=True))[0]
+
+    from vqforge.models.gpt import GPT
+
+    first: dict = {}
+
+    def keep_first(module, args) -> None:  # the GPT's weights at its first training forward
+        if isinstance(module, GPT) and module.training and "w" not in first:
+            first["w"] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(keep_first)
+    try:
+        run(cfg(), "base", 3)
+        base = vqforge.load(tmp_path / "base")
+        first.clear()
+        run(cfg(init_from=str(tmp_path / "base")), "tuned", 1)
+    finally:
+        hook.remove()
+    for k, v in base.transformer.state_dict().items():  # the tuned run's GPT before its first step
+        torch.testing.assert_close(first["w"][k], v, rtol=0, atol=0, msg=k)
+    with pytest.raises(VQForgeError, match="another GPT") as e:
+        run(cfg(n_embd=16, init_from=str(tmp_path / "base")), "wide", 1)
+    assert "\n" not in str(e.value)
+    with pytest.raises(VQForgeError, match="not a transformer"):
+        run(cfg(init_from=str(stages / "vq")), "vq", 1)

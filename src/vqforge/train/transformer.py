@@ -122,6 +122,21 @@ def _load_stage(path: str | None, what: str) -> VQGAN | None:
     return model
 
 
+def init_gpt(model: Net2NetTransformer, source: str) -> None:
+    """Copy the GPT weights of the transformer model at ``source`` (see ``TransformerSettings.init_from``) into
+    ``model``'s GPT; another kind of model, or a GPT of another shape, is one error naming ``source``."""
+    from ..api import load
+
+    src = load(source)
+    if not isinstance(src, Net2NetTransformer):
+        raise VQForgeError(f"{source}: train.init_from is not a transformer model (a {type(src).__name__})")
+    try:
+        model.transformer.load_state_dict(src.transformer.state_dict())
+    except RuntimeError:
+        raise VQForgeError(f"{source}: train.init_from has another GPT than this run's model "
+                           f"(vocabulary, block size, layers or width differ)") from None
+
+
 # ============================================================================================ the stage
 class TransformerStage(loop.Stage):
     """The transformer's part of the loop: the GPT over frozen stages, AdamW, cross-entropy on image tokens."""
@@ -149,6 +164,8 @@ class TransformerStage(loop.Stage):
             model.first_stage.load_state_dict(self.first_stage.state_dict())
         if self.cond_stage is not None:
             model.cond_stage.load_state_dict(self.cond_stage.state_dict())
+        if s.init_from and ckpt is None:
+            init_gpt(model, s.init_from)
         self.model = model.to(ctx.device)
         if self.data.pre_tokenized and self.first_stage_path and ctx.dist.is_main:
             src = (getattr(self.data.train, "meta", None) or {}).get("source_model") or ""  # shards: no meta
@@ -275,7 +292,7 @@ def train_transformer(cfg: TransformerRunConfig | None, data: str | None, out: s
 
 
 __all__ = ["TransformerSettings", "TransformerRunConfig", "TransformerData", "CoordCrops", "TransformerStage",
-           "train_transformer", "sample_tokens", "param_groups", "lr_at", "load_config",
+           "train_transformer", "sample_tokens", "param_groups", "lr_at", "load_config", "init_gpt",
            "enable_activation_checkpointing"]
 
 #: the names before the one vocabulary: one release more, with a DeprecationWarning

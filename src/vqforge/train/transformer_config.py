@@ -21,7 +21,10 @@ class TransformerSettings(TrainSettings):
     the coordinate map of the whole resized image is cropped with it (0 = the crop is the whole image, as
     FacesHQ). val_batches: validation batches per evaluation. n_samples / sample_top_k: the preview's
     sample count and top-k. activation_checkpointing: recompute each block's activations in the backward
-    pass (less memory). ``grad_clip`` defaults to 0 (the original does not clip).
+    pass (less memory). ``grad_clip`` defaults to 0 (the original does not clip). ``init_from``: a transformer
+    model (a bundled model's name, model directory, run directory or checkpoint) whose GPT weights start a new
+    run instead of random ones (fine-tuning, e.g. on tokens of a fine-tuned first stage; its GPT must have this
+    run's shape). The stages still come from ``--first-stage`` / ``--cond-stage``; a resumed run ignores it.
     """
 
     batch_size: int = 8
@@ -35,6 +38,7 @@ class TransformerSettings(TrainSettings):
     n_samples: int = 8
     sample_top_k: int = 100
     activation_checkpointing: bool = False
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
