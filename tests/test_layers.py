@@ -218,7 +218,7 @@ def test_one_naming_scheme_and_the_old_names_for_one_release():
 #: commands for the sampling job; the sliding-window loop, the Hub download and the shard reader for their owners'
 #: next pass; argparse set-up
 LARGE_MODULES = {"data/shards.py"}
-LONG_FUNCTIONS = {"commands/complete.py:run", "commands/sample.py:run", "commands/evaluate.py:add_parser",
+LONG_FUNCTIONS = {"commands/evaluate.py:add_parser",
                   "sampling/sliding.py:sample_sliding", "hub/download.py:download", "data/encode.py:encode_data",
                   "data/shards.py:shard_dataset"}
 

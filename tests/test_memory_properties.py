@@ -1,4 +1,4 @@
-"""Property-based (hypothesis): any size, absurd ones included, through ``vqforge sample``'s planning either plans a
+"""Property-based (hypothesis): any size, absurd ones included, through the sampling job's planning either plans a
 job whose estimated peak fits the budget or is refused in one line; planning itself allocates nothing of the size.
 
 The examples run in a child process under an address-space limit (``RLIMIT_AS``): planning that allocated at the
@@ -19,15 +19,17 @@ pytest.importorskip("hypothesis", reason="hypothesis is a dev dependency (pip in
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent(r"""
-    import argparse, resource, sys
+    import resource, sys
     resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
     from hypothesis import given, settings, HealthCheck
     from hypothesis import strategies as st
     from vqforge.api import load
-    from vqforge.commands.sample import plan
+    from vqforge.commands.sampling_options import parse_hw
     from vqforge.io import VQForgeError
-    from vqforge.memory import parse_bytes
+    from vqforge.memory import Budget, parse_bytes
+    from vqforge.sampling.job import plan_job
     from vqforge.sampling.memory import job_bytes, peak
+    from vqforge.sampling.request import SampleRequest
 
     models = {name: load(name).eval() for name in ("fashion", "landscapes")}
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -43,10 +45,11 @@ CHILD = textwrap.dedent(r"""
            window=st.sampled_from(["window", "whole"]))
     def check(name, size, budget, batch, num, cfg, window):
         model = models[name]
-        args = argparse.Namespace(model=name, size=size, window=None, cfg=cfg, cond_encoding=window,
-                                  batch_size=batch, max_memory=budget)
+        request = SampleRequest(model, count=num, inputs=(None,), size=parse_hw(size, "--size", relative=True),
+                                cfg=cfg, cond_encoding=window, batch_size=batch,
+                                budget=Budget(parse_bytes(budget), f"--max-memory {budget}"), name=name)
         try:
-            lay = plan(model, args, num=num)
+            lay = plan_job(request).layout
         except VQForgeError as e:  # refused: one line
             assert "\n" not in str(e) and str(e).startswith(f"{name}: "), str(e)
             seen["refused"] += 1

@@ -172,17 +172,22 @@ def test_sample_cli_int_precisions_and_auto_batch(tmp_path):
 
 
 def test_auto_batch_size_follows_the_budget():
+    """--batch-size auto is the one memory estimate's (sampling.memory.job_bytes): the largest batch, at most 32,
+    halved until the job fits the budget."""
     from vqforge import load
-    from vqforge.sampling.pipeline import auto_batch_size, layout, sample_bytes
+    from vqforge.memory import Budget
+    from vqforge.sampling.memory import auto_batch_size, fit_batches, job_bytes, peak
+    from vqforge.sampling.pipeline import layout
 
     model = load("fashion")
     lay = layout(model)
-    one = sample_bytes(model, lay)
-    assert sample_bytes(model, lay, guided=True) > one
-    assert auto_batch_size(model, lay, 64, budget=2 * 10 * one) == 10
-    assert auto_batch_size(model, lay, 64, budget=0) == 1
-    assert auto_batch_size(model, lay, 3, budget=1 << 40) == 3
-    assert auto_batch_size(model, lay, 1000, budget=1 << 40) == 32
+    assert peak(job_bytes(model, lay, 8, 64, guided=True)) > peak(job_bytes(model, lay, 8, 64))
+    between = Budget((peak(job_bytes(model, lay, 8, 64)) + peak(job_bytes(model, lay, 16, 64))) // 2, "test")
+    assert auto_batch_size(model, lay, 64, between) == 8
+    assert fit_batches(model, lay, between, None, 64)[1] == 8  # the command line's auto
+    assert auto_batch_size(model, lay, 64, Budget(0, "test")) == 1
+    huge = Budget(1 << 40, "test")
+    assert auto_batch_size(model, lay, 3, huge) == 3 and auto_batch_size(model, lay, 1000, huge) == 32
 
 
 def test_auto_on_a_cpu_is_measured_once_per_machine(tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ from .io import (FORMAT_VERSION, VQForgeError, atomic_dir, load_safetensors, loa
                  save_safetensors, write_text)
 from .modeldir import MODEL_WEIGHTS, MODEL_YAML, check_format_version, is_model_dir, read_model_meta
 from .models.registry import MODEL_KINDS, kind_of
+from .sampling.defaults import (CARD_SAMPLING_KEYS, SAMPLING_DEFAULTS, card_max_scale,  # noqa: F401 (the API's names)
+                                card_sampling, sampling_defaults)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -161,11 +163,6 @@ def push(src: str | Path, spec: str, out: str | Path | None = None, dry_run: boo
         return PushResult([(f.name, f.stat().st_size) for f in files], (staged / hf.CARD).read_text(), url)
 
 
-#: model card ``sampling`` keys (``model.yaml`` ``extra``) -> the names `vqforge sample` and the web app use
-CARD_SAMPLING_KEYS = {"top_k": "top_k", "top_p": "top_p", "temperature": "temperature", "cfg": "cfg",
-                      "cfg_scale": "cfg"}
-
-
 def model_card(name_or_path: str | Path) -> dict:
     """The card a model directory's model.yaml records under ``extra`` (the bundled models': summary, use,
     sampling, ...); {} for a run directory, a checkpoint file, a model without a card or a path that does not
@@ -175,37 +172,6 @@ def model_card(name_or_path: str | Path) -> dict:
         return read_model_meta(path).card if is_model_dir(path) else {}
     except VQForgeError:
         return {}
-
-
-def card_sampling(card: dict) -> dict[str, float]:
-    """The sampling settings a model card (:func:`model_card`) suggests under ``sampling``: ``top_k``, ``top_p``,
-    ``temperature``, ``cfg`` (``cfg_scale`` too), numbers only."""
-    sampling = card.get("sampling")
-    if not isinstance(sampling, dict):
-        return {}
-    return {CARD_SAMPLING_KEYS[k]: v for k, v in sampling.items()
-            if k in CARD_SAMPLING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-#: sampling settings a model card does not suggest: top-k 100, no nucleus filter, temperature 1, no guidance
-SAMPLING_DEFAULTS = {"top_k": 100, "top_p": None, "temperature": 1.0, "cfg": 0.0}
-
-
-def sampling_defaults(card: dict) -> dict:
-    """Every sampling setting a job on a model with this card starts from: the card's suggestion
-    (:func:`card_sampling`), else :data:`SAMPLING_DEFAULTS`; the command line, the web app (page and API) and
-    :func:`vqforge.sample` all take these."""
-    return {**SAMPLING_DEFAULTS, **card_sampling(card)}
-
-
-def card_max_scale(card: dict) -> tuple[float, str] | None:
-    """(the largest output side as a multiple of the trained side that a model was trained for, why) from its
-    card's ``max_scale`` and ``max_scale_why`` (e.g. ``1`` and "trained on whole 28x28 images, never on crops of
-    larger ones": the sliding window has nothing to slide over), or None when the card does not say."""
-    scale = card.get("max_scale")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
-        return None
-    return float(scale), str(card.get("max_scale_why") or "its training data")
 
 
 def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.Module:

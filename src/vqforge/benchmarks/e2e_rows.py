@@ -133,7 +133,8 @@ def landscape_e2e_row(device: torch.device, with_original: bool, target: str = "
 
 def fashion_e2e_row(device: torch.device, with_original: bool, target: str = "", n: int = 64) -> Row:
     from .. import load
-    from ..sampling.pipeline import auto_batch_size, draw_batches, layout
+    from ..sampling.memory import auto_batch_size
+    from ..sampling.pipeline import draw_batches, layout
 
     model = load("fashion").eval().to(device)
     lay = layout(model, cfg_scale=2.0)

@@ -9,7 +9,6 @@ images were embedded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,14 @@ def sample_files(root: str | Path, recursive: bool = False, limit: int | None = 
     listed file is missing.
     """
     from ..imageio import GRID_NAME, IMAGE_SUFFIXES, SETTINGS_NAME
+    from ..sampling.record import listed_files
 
     root = Path(root)
     record = root / SETTINGS_NAME
     if recursive or not root.is_dir():
         paths, how = list_image_files(root), "every image under the folder"
-    elif record.is_file() and _listed(record) is not None:
-        paths, how = [root / name for name in _listed(record)], f"the files its {SETTINGS_NAME} lists"
+    elif listed_files(root) is not None:
+        paths, how = [root / name for name in listed_files(root)], f"the files its {SETTINGS_NAME} lists"
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise VQForgeError(f"{record}: lists {missing[0].name}, which is not in {root} "
@@ -53,18 +53,6 @@ def sample_files(root: str | Path, recursive: bool = False, limit: int | None = 
     if not paths:
         raise VQForgeError(f"{root}: no images found" + ("" if recursive else " (--recursive searches sub-folders)"))
     return (paths[:limit] if limit is not None else paths), how
-
-
-def _listed(record: Path) -> list[str] | None:
-    """File names under ``samples`` in a sampling command's settings record (None when it has no such list)."""
-    try:
-        samples = json.loads(record.read_text()).get("samples")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(samples, list):
-        return None
-    names = [s.get("file") if isinstance(s, dict) else None for s in samples]
-    return names if names and all(isinstance(n, str) for n in names) else None
 
 
 def reference_stats(model, reference: str | Path, batch_size: int = 50, limit: int | None = None,

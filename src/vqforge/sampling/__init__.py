@@ -1,4 +1,11 @@
-"""Sampling from the second stage: cached decoding, logits processors, sliding windows, completion.
+"""Sampling from the second stage: cached decoding, logits processors, sliding windows, completion, and the one
+sampling job that every front runs (:mod:`.job`: a :class:`SampleRequest` in, images and their record out).
+
+>>> from vqforge.sampling import SampleRequest, run_job                                     # doctest: +SKIP
+>>> result = run_job(SampleRequest(model, count=4, classes=("dress",), size=(256, 512), cfg=2.0, seed=0))
+>>> result.images.shape, result.plan.layout.sliding, result.samples[0]       # (4, 3, 256, 512), True, {...}
+
+The steps it takes, one by one:
 
 >>> from vqforge.sampling import SamplingSettings, layout, condition_tokens, sample_images   # doctest: +SKIP
 >>> lay = layout(model, (256, 1024), cfg_scale=2.0)         # checked before anything is drawn
@@ -9,11 +16,13 @@
 
 from .complete import complete_tokens, token_mask
 from .generate import DecodeOptions, DecodeSession, decode_step, prefill, sample_tokens
+from .job import JobPlan, SampleResult, plan_job, run_job
 from .memory import fit_budget, job_bytes, size_fits
 from .pipeline import (Layout, complete_image, condition_tokens, decode_tokens, draw_batches, layout,
                        sample_image_tokens, sample_images)
 from .processors import SamplingSettings, process_logits
 from .progress import Progress
+from .request import Completion, JobStep, Rejection, SampleRequest
 from .sliding import sample_sliding, window_bounds, window_offset
 
 __all__ = [
@@ -22,4 +31,5 @@ __all__ = [
     "sample_sliding", "window_offset", "window_bounds", "token_mask", "complete_tokens",
     "Layout", "layout", "condition_tokens", "sample_image_tokens", "sample_images", "complete_image", "draw_batches",
     "decode_tokens", "fit_budget", "job_bytes", "size_fits",
+    "SampleRequest", "Completion", "Rejection", "JobStep", "JobPlan", "SampleResult", "plan_job", "run_job",
 ]

@@ -6,7 +6,9 @@ token grids, the images kept until they are written, and the largest of the tran
 stage's encoding of the whole map, the GPT's cache and prefill, the image encoding of a completion, the decoder).
 :func:`fit_budget` returns the layout that fits a :class:`~vqforge.memory.Budget`: the whole decode when it fits,
 else a tiled decode (:mod:`.tiles`) when that fits, else an :class:`~vqforge.memory.OverBudget` line naming the
-size, the estimate and the largest size (same aspect) that fits. :func:`decode_tokens` decodes as the layout says.
+size, the estimate and the largest size (same aspect) that fits. :func:`fit_batches` picks a job's batch size by the same estimate (the one
+estimator of a sampling job's memory: the command line's ``--batch-size auto``, :func:`vqforge.sample`, the web
+app and the benchmarks all come here).
 
 The web app offers only sizes that pass :func:`fit_budget` (:func:`size_fits`).
 """
@@ -20,7 +22,7 @@ import torch
 from ..memory import Budget, OverBudget, format_bytes, largest_fitting, refusal
 from ..models.footprint import F32, gpt_bytes, vqgan_decode_bytes, vqgan_encode_bytes
 from ..models.transformer import Net2NetTransformer
-from .pipeline import Layout, auto_batch_size, layout
+from .pipeline import Layout, layout
 from .sliding import cond_tokens_per_window
 
 def _cond_channels(model: Net2NetTransformer) -> int:
@@ -91,18 +93,25 @@ def _largest_tile(model: Net2NetTransformer, lay: Layout, batch: int, room: int)
     return None if side is None else (side, side)
 
 
+def fitted(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int = 1, num: int = 1,
+           guided: bool = False, completing: bool = False, n_inputs: int = 1) -> Layout | None:
+    """``lay`` with the decode that fits ``budget`` (whole, else tiled), or None when neither fits."""
+    whole = replace(lay, decode_tile=None)
+    parts = job_bytes(model, whole, batch=batch, num=num, guided=guided, completing=completing, n_inputs=n_inputs)
+    if peak(parts) <= budget.bytes:
+        return whole
+    return _tiled(model, whole, budget, max(1, min(batch, num)), parts)
+
+
 def fit_budget(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int = 1, num: int = 1,
                guided: bool = False, completing: bool = False, n_inputs: int = 1) -> Layout:
     """``lay`` with the decode that fits ``budget`` (whole, else tiled), or :class:`~vqforge.memory.OverBudget`:
     one line naming the size, the estimate, the budget and the largest size of the same aspect that fits."""
     args = dict(batch=batch, num=num, guided=guided, completing=completing, n_inputs=n_inputs)
-    whole = replace(lay, decode_tile=None)
-    parts = job_bytes(model, whole, **args)
-    if peak(parts) <= budget.bytes:
-        return whole
-    tiled = _tiled(model, whole, budget, max(1, min(batch, num)), parts)
-    if tiled is not None:
-        return tiled
+    found = fitted(model, lay, budget, **args)
+    if found is not None:
+        return found
+    parts = job_bytes(model, replace(lay, decode_tile=None), **args)
     largest = largest_size(model, lay, budget, **args)
     least = job_bytes(model, replace(lay, decode_tile=model.latent_hw(model.trained_hw)), **args)
     if peak(least) > peak(parts):  # a grid no larger than a tile
@@ -114,22 +123,31 @@ def fit_budget(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: in
                   "mostly " + " and ".join(f"{k} {format_bytes(v)}" for v, k in big))
 
 
+#: the largest batch :func:`auto_batch_size` picks: beyond it a CPU decode step gains little per token
+MAX_AUTO_BATCH = 32
+
+
+def auto_batch_size(model: Net2NetTransformer, lay: Layout, num: int, budget: Budget | None = None,
+                    guided: bool = False, completing: bool = False, n_inputs: int = 1) -> int:
+    """How many of ``num`` samples to draw at once: at most :data:`MAX_AUTO_BATCH`, halved until the job fits
+    ``budget`` (default: :meth:`~vqforge.memory.Budget.default`) by :func:`job_bytes`, whole or tiled; at least 1."""
+    budget = Budget.default(model.transformer.pos_emb.device) if budget is None else budget
+    size = max(1, min(num, MAX_AUTO_BATCH))
+    while size > 1 and fitted(model, lay, budget, size, num, guided, completing, n_inputs) is None:
+        size //= 2
+    return size
+
+
 def fit_batches(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int | None, num: int,
                 guided: bool = False, completing: bool = False, n_inputs: int = 1) -> tuple[Layout, int]:
     """(``lay`` fitted to ``budget`` by :func:`fit_budget` for ``num`` samples in batches, the batch size).
-    ``batch=None`` (auto) starts from :func:`~vqforge.sampling.pipeline.auto_batch_size` and halves until the job
-    fits; an explicit batch that does not fit is refused (:class:`~vqforge.memory.OverBudget`)."""
+    ``batch=None`` (auto): :func:`auto_batch_size`; an explicit batch that does not fit is refused
+    (:class:`~vqforge.memory.OverBudget`), as is a job whose batch of one does not fit."""
     if batch is not None and batch < 1:
         raise ValueError(f"batch size {batch}: must be >= 1")
-    size = auto_batch_size(model, lay, num, guided) if batch is None else batch
-    while True:
-        try:
-            return fit_budget(model, lay, budget, batch=size, num=num, guided=guided, completing=completing,
-                              n_inputs=n_inputs), size
-        except OverBudget:
-            if batch is not None or size == 1:
-                raise
-            size //= 2
+    job = dict(guided=guided, completing=completing, n_inputs=n_inputs)
+    size = auto_batch_size(model, lay, num, budget, **job) if batch is None else batch
+    return fit_budget(model, lay, budget, batch=size, num=num, **job), size
 
 
 def _tiled(model, whole: Layout, budget: Budget, b: int, parts: dict[str, int]) -> Layout | None:

@@ -199,7 +199,7 @@ def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tens
     ``batch_size``: yields (which of ``inputs`` each sample used, images (B, 3, H, W) in [-1, 1]).
 
     ``inputs``: per-sample model inputs (1, ...) used in turn (``[None]``: the mode's default input), e.g. from
-    :func:`vqforge.data.conditions.condition_inputs`. Guidance follows ``settings.cfg_scale``. ``feather``: a
+    :func:`vqforge.sampling.conditions.condition_inputs`. Guidance follows ``settings.cfg_scale``. ``feather``: a
     completion's paste-back seam (:func:`complete_image`; negative: the raw decode).
     """
     device = model.transformer.pos_emb.device
@@ -215,45 +215,3 @@ def draw_batches(model: Net2NetTransformer, lay: Layout, inputs: list[torch.Tens
             x, _, _ = complete_image(model, x, mask.to(device), cond, lay, settings, generator, uncond, decoding,
                                      callback, feather)
         yield picks, x
-
-
-#: the largest batch :func:`auto_batch_size` picks: beyond it a CPU decode step gains little per token
-MAX_AUTO_BATCH = 32
-
-
-def available_memory() -> int:
-    """Bytes of memory a job may still take: the CUDA device's free memory, else the system's MemAvailable
-    (``/proc/meminfo``; 4 GiB where it cannot be read)."""
-    if torch.cuda.is_available():
-        return torch.cuda.mem_get_info()[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
-
-
-def sample_bytes(model: Net2NetTransformer, lay: Layout, guided: bool = False) -> int:
-    """A simple upper estimate of the memory one sample of a batch takes: its key/value cache (fp32, both
-    guidance halves), the logits of a window's prefill, and the first stage's decoder at full resolution (about
-    eight live activations of its widest full-resolution width, fp32)."""
-    g = model.config.gpt
-    rows = 2 if guided else 1
-    kv = rows * 2 * g.n_layer * g.block_size * g.n_embd * 4
-    logits = rows * g.block_size * g.vocab_size * 4
-    dd = model.config.first_stage.ddconfig
-    H, W = lay.image_hw
-    decoder = 8 * dd.ch * max(dd.ch_mult[:2]) * H * W * 4
-    return kv + logits + decoder
-
-
-def auto_batch_size(model: Net2NetTransformer, lay: Layout, n: int, guided: bool = False,
-                    budget: int | None = None) -> int:
-    """How many of ``n`` samples to draw at once: as many as half of ``budget`` (default: the memory available
-    now) holds by :func:`sample_bytes`, at most :data:`MAX_AUTO_BATCH` and at least 1."""
-    budget = available_memory() if budget is None else budget
-    fits = int(budget // 2 // max(1, sample_bytes(model, lay, guided)))
-    return max(1, min(n, MAX_AUTO_BATCH, fits))
