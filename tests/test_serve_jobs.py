@@ -127,6 +127,7 @@ def test_a_job_without_sampling_fields_samples_with_the_cards_settings(tmp_path,
 
     import torch
 
+    from vqforge.sampling import job
     from vqforge.serve import engine as eng
     from vqforge.serve.forms import Limits, parse_settings
 
@@ -136,13 +137,13 @@ def test_a_job_without_sampling_fields_samples_with_the_cards_settings(tmp_path,
     path = build_models(tmp_path)["tinyclass"]
     engine = eng.load_engines([str(path)], torch.device("cpu"))[path.name]
     used = []
-    real = eng.draw_batches
+    real = job.draw_batches  # the sampling job's batches: what reaches the sampler
 
     def spy(net, lay, inputs, num, batch_size, settings, *args, **kwargs):
         used.append(settings)
         return real(net, lay, inputs, num, batch_size, settings, *args, **kwargs)
 
-    monkeypatch.setattr(eng, "draw_batches", spy)
+    monkeypatch.setattr(job, "draw_batches", spy)
     for form, want in (({"height": "16", "width": "16"}, (20, 1.5)),
                        ({"height": "16", "width": "16", "top_k": "5", "cfg": "0"}, (5, 0.0))):
         s = parse_settings({"model": path.name, "count": "1", **form}, Limits(), defaults=engine.defaults)

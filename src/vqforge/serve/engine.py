@@ -23,7 +23,10 @@ from ..models.transformer import Net2NetTransformer
 from ..models.vqgan import VQGAN
 from ..memory import Budget, largest_fitting, refusal
 from ..models.footprint import vqgan_roundtrip_bytes
-from ..sampling import SamplingSettings, decode_tokens, draw_batches, fit_budget, layout, token_mask
+from ..sampling import decode_tokens, fit_budget, layout
+from ..sampling.defaults import settings_for
+from ..sampling.job import run_job
+from ..sampling.request import Completion, JobStep, SampleRequest
 from .forms import BadInput, JobSettings
 from .images import indices_picture
 
@@ -206,15 +209,6 @@ class Engine:
             return False
         return True
 
-    def _plan(self, task: str, s: JobSettings, hw: tuple[int, int]):
-        """The job's layout, fitted to the memory budget (whole or tiled decode); BadInput (one line naming the
-        largest size that fits) when it cannot be."""
-        try:
-            return fit_budget(self.net, layout(self.net, hw, cfg_scale=s.cfg), self.budget, batch=s.count,
-                              num=s.count, guided=s.cfg > 0, completing=task == "complete")
-        except ValueError as e:
-            raise BadInput(str(e)) from None
-
     # ------------------------------------------------------------------------------------------- checking
     def check(self, task: str, s: JobSettings, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
         """Raise :class:`BadInput` when ``task`` cannot run with ``s``; return the output size (H, W)."""
@@ -245,32 +239,30 @@ class Engine:
             raise BadInput(f"class_label: {s.class_label} is out of range: this model has "
                            + (f"classes {self.classes[0][0]}..{self.classes[-1][0]}" if self.classes else "no classes"))
         try:
-            _settings(s)
-        except ValueError as e:
+            settings_for({}, s.top_k, s.top_p, s.temperature, s.cfg)
+            fit_budget(self.net, layout(self.net, hw, cfg_scale=s.cfg), self.budget, batch=s.count, num=s.count,
+                       guided=s.cfg > 0, completing=task == "complete")
+        except ValueError as e:  # the sampling job's own checks, before the job is queued
             raise BadInput(str(e)) from None
-        self._plan(task, s, hw)
         return hw
 
     # ------------------------------------------------------------------------------------------- tasks
     def sample(self, s: JobSettings, progress: Progress) -> Output:
         """``s.count`` samples of a model that needs no map, at ``s``'s size (sliding window if larger)."""
-        lay = self._plan("sample", s, self.check("sample", s))
-        return self._draw("sample", s, lay, self._inputs(s), progress)
+        return self._draw("sample", s, self.check("sample", s), self._inputs(s), progress)
 
     def synthesize(self, s: JobSettings, ids: np.ndarray, progress: Progress) -> Output:
         """``s.count`` images that follow the label map ``ids`` (H, W), at the map's size."""
-        lay = self._plan("synthesize", s, self.check("synthesize", s, tuple(ids.shape)))
-        return self._draw("synthesize", s, lay, [self._map_input(ids)], progress)
+        return self._draw("synthesize", s, self.check("synthesize", s, tuple(ids.shape)), [self._map_input(ids)],
+                          progress)
 
     def complete(self, s: JobSettings, image: torch.Tensor, mask: torch.Tensor, progress: Progress,
                  ids: np.ndarray | None = None) -> Output:
         """``s.count`` completions of ``image`` (C, H, W) where ``mask`` (H, W) is True; a segmentation model
         completes under the label map ``ids`` (H, W)."""
-        lay = self._plan("complete", s, self.check("complete", s, tuple(image.shape[1:])))
+        hw = self.check("complete", s, tuple(image.shape[1:]))
         inputs = [self._map_input(ids)] if ids is not None else self._inputs(s)
-        out = self._draw("complete", s, lay, inputs, progress, image, mask)
-        out.settings["masked_tokens"] = int(token_mask(mask, self.factor).sum())
-        return out
+        return self._draw("complete", s, hw, inputs, progress, Completion.of(image, mask, s.paste_back))
 
     def reconstruct(self, s: JobSettings, image: torch.Tensor) -> Output:
         """The VQGAN's reconstruction of ``image`` (3, H, W), its PSNR, and its codebook indices as a picture."""
@@ -312,20 +304,22 @@ class Engine:
         ids = [s.class_label] if s.class_label is not None else [i for i, _ in self.classes]
         return self.condition.label_inputs([str(i) for i in ids])
 
-    def _draw(self, task: str, s: JobSettings, lay, inputs: list, progress: Progress,
-              image: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Output:
-        """The library's job loop (one batch of ``s.count``), captioned by what each sample's input was."""
-        batches = draw_batches(self.net, lay, inputs, s.count, s.count, _settings(s), self._generator(s), image, mask,
-                               callback=self._progress(lay, progress, rows=image is None),
-                               feather=None if s.paste_back else -1)
-        images, captions = [], []
-        for picks, x in batches:
-            images += list(x.cpu())
-            captions += [self._caption(inputs[j]) if self.classes else "" for j in picks]
-        return Output(images, captions, self._record(task, s, lay))
-
-    def _generator(self, s: JobSettings) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(s.seed)
+    def _draw(self, task: str, s: JobSettings, hw: tuple[int, int], inputs: list, progress: Progress,
+              completion: Completion | None = None) -> Output:
+        """The sampling job (one batch of ``s.count``), captioned by what each sample's input was."""
+        request = SampleRequest(self.net, count=s.count, inputs=tuple(inputs), size=hw, top_k=s.top_k,
+                                top_p=s.top_p, temperature=s.temperature, cfg=s.cfg, seed=s.seed, batch_size=s.count,
+                                budget=self.budget, completion=completion)
+        try:
+            result = run_job(request, self._progress(progress, rows=completion is None))
+        except VQForgeError as e:
+            raise BadInput(str(e)) from None
+        picks = [k % len(inputs) for k in range(s.count)]
+        captions = [self._caption(inputs[j]) if self.classes else "" for j in picks]
+        record = self._record(task, s, result.plan.layout)
+        if completion is not None:
+            record["masked_tokens"] = result.plan.n_steps
+        return Output(list(result.images), captions, record)
 
     def _record(self, task: str, s: JobSettings, lay) -> dict:
         given = {k: v for k, v in s.to_dict().items() if k not in ("height", "width")}  # "size" is what ran
@@ -334,14 +328,17 @@ class Engine:
         return {"task": task, **given, "mode": self.condition.name, "size": list(lay.image_hw),
                 "token_grid": list(lay.grid_hw), "window": list(lay.window_hw), "sliding_window": lay.sliding}
 
-    def _progress(self, lay, progress: Progress, rows: bool):
-        """The library's per-token callback -> ``progress(done, total, preview)``.
+    def _progress(self, progress: Progress, rows: bool):
+        """The job's per-token progress (:class:`~vqforge.sampling.request.JobStep`) -> ``progress(done, total,
+        preview)`` over the batch.
 
         ``rows``: tokens arrive in raster order from an empty grid; the preview shows the rows done and grey below.
         """
-        h, w = lay.grid_hw
 
-        def callback(done: int, total: int, tokens: torch.Tensor) -> None:
+        def callback(step: JobStep) -> None:
+            lay, done, tokens = step.layout, step.batch_done, step.tokens
+            h, w = lay.grid_hw
+
             def preview() -> list[torch.Tensor]:
                 z = tokens.reshape(tokens.shape[0], -1).clone()
                 full = done // w if rows else h
@@ -352,11 +349,6 @@ class Engine:
                 x[:, :, full * self.factor:] = 0.0  # mid-grey where no row is finished yet
                 return list(x)
 
-            progress(done, total, preview)
+            progress(done, step.batch_total, preview)
 
         return callback
-
-
-def _settings(s: JobSettings) -> SamplingSettings:
-    return SamplingSettings(temperature=s.temperature, top_k=s.top_k or None,
-                            top_p=s.top_p if s.top_p < 1.0 else None, cfg_scale=s.cfg)

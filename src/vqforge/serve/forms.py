@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
 from ..io import VQForgeError
+from ..sampling.defaults import SAMPLING_DEFAULTS
 
 TASKS = ("sample", "synthesize", "complete", "reconstruct")
 
@@ -65,10 +66,10 @@ class JobSettings:
     height: int | None = None
     width: int | None = None
     class_label: int | None = None
-    top_k: int = 100
+    top_k: int = SAMPLING_DEFAULTS["top_k"]  # the one table (vqforge.sampling.defaults); the page sends the card's
     top_p: float = 1.0
-    temperature: float = 1.0
-    cfg: float = 0.0
+    temperature: float = SAMPLING_DEFAULTS["temperature"]
+    cfg: float = SAMPLING_DEFAULTS["cfg"]
     seed: int = 0
     paste_back: bool = True
 
