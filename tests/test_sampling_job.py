@@ -26,7 +26,7 @@ from vqforge.sampling.record import (is_sample_folder, listed_files, read_settin
 from vqforge.sampling.request import Completion, SampleRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_sampling import tiny_net  # noqa: E402
+from test_sampling import MODES, model_input, tiny_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,14 @@ def test_progress_sees_every_token_of_every_batch(carded, one_thread):
     assert all(s.total == 3 * n for s in steps) and steps[-1].done == steps[-1].total
     assert [s.batch_done for s in steps] == list(range(1, n + 1)) * 2
     assert [s.tokens.shape[0] for s in steps] == [2] * n + [1] * n
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_every_mode_samples_through_the_job_at_any_size(mode, one_thread):
+    """Planning (its memory estimate included: the coordinate stage is no VQGAN) and sampling, sliding too."""
+    m = tiny_net(MODES[mode])
+    result = run_job(SampleRequest(m, count=2, inputs=(model_input(m, 1, 16, 24),), size=(16, 24), top_k=10))
+    assert result.images.shape == (2, 3, 16, 24) and result.plan.layout.sliding
 
 
 class Cancel(Exception):

@@ -28,8 +28,8 @@ from .sliding import cond_tokens_per_window
 def _cond_channels(model: Net2NetTransformer) -> int:
     """Channels of a spatial condition's model input (a segmentation's one-hot labels, a depth map, ...); 0 for
     conditions that are not maps."""
-    stage = getattr(model, "cond_stage", None)
-    return stage.config.ddconfig.in_channels if stage is not None else 0
+    dd = getattr(getattr(getattr(model, "cond_stage", None), "config", None), "ddconfig", None)
+    return dd.in_channels if dd is not None else 0  # NOTE: the coordinate stage is no VQGAN: no maps
 
 
 def job_bytes(model: Net2NetTransformer, lay: Layout, batch: int, num: int, guided: bool = False,
