@@ -7,6 +7,7 @@ sampling defaults live in one table."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,13 +21,16 @@ from vqforge.api import save_model
 from vqforge.cli import main
 from vqforge.imageio import pil_to_tensor, tensor_to_pil
 from vqforge.models.conditioning import ClassConfig
-from vqforge.sampling.job import run_job
+from vqforge.sampling.defaults import SAMPLING_DEFAULTS, settings_for
+from vqforge.sampling.job import plan_job, run_job
 from vqforge.sampling.record import (is_sample_folder, listed_files, read_settings, sample_to_folder,
                                      settings_record)
 from vqforge.sampling.request import Completion, SampleRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sampling import MODES, model_input, tiny_net  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "vqforge"
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +147,23 @@ def test_cancel_stops_the_job_and_leaves_no_folder(carded, tmp_path, one_thread)
     with pytest.raises(Cancel):
         sample_to_folder(SampleRequest(model, count=4, seed=1), tmp_path / "new", progress=cancel_after_five)
     assert not (tmp_path / "new").exists()
+
+
+def test_sampling_defaults_live_in_one_table(carded):
+    """Every front asks the job, and the job the card, then the one table: a request that gives nothing samples
+    with the card's settings; no front builds its own SamplingSettings or names a default top-k."""
+    model = vqforge.load(carded)
+    plan = plan_job(SampleRequest(model))
+    assert plan.settings == settings_for(model.card) and (plan.settings.top_k, plan.settings.cfg_scale) == (7, 1.5)
+    assert plan.count == 8 and plan_job(SampleRequest(model, top_k=0, cfg=0)).settings.top_k is None
+    bare = settings_for({})
+    assert (bare.top_k, bare.top_p, bare.temperature, bare.cfg_scale) == tuple(SAMPLING_DEFAULTS.values())
+    fronts = [SRC / "quick.py", SRC / "api.py", *sorted((SRC / "commands").glob("*.py")),
+              *sorted((SRC / "serve").glob("*.py")), *sorted((SRC / "demo").glob("*.py")),
+              SRC / "train" / "transformer.py"]
+    offenders = [f"{p.relative_to(SRC)}: {m.group(0)}" for p in fronts
+                 for m in re.finditer(r"SamplingSettings\(|top_k\"?\s*[:=]\s*100\b", p.read_text())]
+    assert not offenders, offenders
 
 
 def test_the_api_takes_a_memory_budget_as_the_command_line_does(carded):

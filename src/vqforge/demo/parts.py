@@ -17,8 +17,9 @@ from ..data.images import Crop, load_image_tensor, plan_crop
 from ..imageio import pil_to_tensor, read_image, save_grid
 from ..labels import label_colours
 from ..metrics import psnr, ssim
-from ..sampling.pipeline import complete_image, condition_tokens, layout, sample_images
-from ..sampling.processors import SamplingSettings
+from ..sampling.defaults import settings_for
+from ..sampling.job import SampleResult, run_job
+from ..sampling.request import Completion, SampleRequest
 from .page import Figure, Section
 
 
@@ -41,33 +42,31 @@ class Context:
         path = save_grid(self.out / "images" / name, images, nrow=nrow)
         return path.relative_to(self.out).as_posix(), Image.open(path).size[0]
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + offset)
-
     def bar(self, desc: str):
-        """A progress hook for the sampling loops (a tqdm bar over tokens), or None."""
+        """A sampling job's progress callback (a tqdm bar over its tokens), or None."""
         if not self.progress:
             return None
         from tqdm.auto import tqdm
 
         state: dict = {}
 
-        def hook(done: int, total: int, _tokens: torch.Tensor) -> None:
+        def hook(step) -> None:
             if "bar" not in state:
-                state["bar"] = tqdm(total=total, desc=f"  {desc}", unit="tok", leave=False, file=sys.stderr)
-            state["bar"].update(done - state["bar"].n)
-            if done == total:
+                state["bar"] = tqdm(total=step.total, desc=f"  {desc}", unit="tok", leave=False, file=sys.stderr)
+            state["bar"].update(step.done - state["bar"].n)
+            if step.done == step.total:
                 state["bar"].close()
 
         return hook
 
-
-def _settings(model, **overrides) -> SamplingSettings:
-    """The model card's suggested sampling settings (top-k, temperature), with ``overrides``."""
-    card = getattr(model, "card", None) or {}
-    base = {"top_k": 100, "temperature": 1.0, **card.get("sampling", {}), **overrides}
-    return SamplingSettings(top_k=base["top_k"], temperature=base["temperature"],
-                            cfg_scale=float(base.get("cfg_scale", base.get("cfg", 0.0))))
+    def sample(self, desc: str, model, inputs, count: int, offset: int, **request) -> tuple[SampleResult, float]:
+        """The sampling job of ``count`` images from ``inputs`` (model inputs (1, ...), in turn) in one batch, seeded
+        by the demo's seed + ``offset``, the model card's settings unless ``request`` says otherwise; and its
+        seconds."""
+        t = time.perf_counter()
+        result = run_job(SampleRequest(model, count=count, inputs=tuple(inputs), seed=self.seed + offset,
+                                       batch_size=count, **request), self.bar(desc))
+        return result, time.perf_counter() - t
 
 
 def _fashion_test(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,13 +182,8 @@ def class_samples(ctx: Context, fashion) -> Section:
                   f"class-match rate is how often a small CNN classifier (test accuracy {card.get('test_accuracy', '?')}) "
                   "sees the requested class in a sample.")
     for i, cfg in enumerate(ctx.sizes.cfg_scales):
-        settings = _settings(fashion, cfg_scale=cfg)
-        lay = layout(fashion, cfg_scale=cfg)
-        cond, uncond = condition_tokens(fashion, lay, len(labels), cond=labels, cfg_scale=cfg)
-        t = time.perf_counter()
-        images, _ = sample_images(fashion, lay, cond, settings, ctx.generator(i), uncond,
-                                  callback=ctx.bar(f"fashion cfg {cfg:g}"))
-        dt = time.perf_counter() - t
+        result, dt = ctx.sample(f"fashion cfg {cfg:g}", fashion, labels.view(-1, 1), len(labels), i, cfg=cfg)
+        images, lay, settings = result.images, result.plan.layout, result.plan.settings
         rate = class_match_rate(classifier, images, labels)
         src, w = ctx.png(f"fashion_cfg{cfg:g}.png", images, nrow=k)
         sec.figures.append(Figure(src, f"guidance scale {cfg:g}", width=w, scale=2,
@@ -236,15 +230,11 @@ def _legend(labels: torch.Tensor, model) -> list[tuple[str, str]]:
             for i in order]
 
 
-@torch.inference_mode()
 def _synthesise(ctx: Context, model, labels: torch.Tensor, n: int, offset: int, desc: str):
-    hw = tuple(labels.shape)
-    lay = layout(model, hw)
-    c = model.condition.build_input(raw=labels[None].expand(n, -1, -1))
-    cond, _ = condition_tokens(model, lay, n, cond=c)
-    t = time.perf_counter()
-    images, _ = sample_images(model, lay, cond, _settings(model), ctx.generator(offset), callback=ctx.bar(desc))
-    return images, lay, time.perf_counter() - t
+    """``n`` images from the label map ``labels`` (H, W) at its size: (images, layout, seconds)."""
+    c = model.condition.build_input(raw=labels[None])  # (1, labels, H, W)
+    result, dt = ctx.sample(desc, model, [c], n, offset, size=tuple(labels.shape))
+    return result.images, result.plan.layout, dt
 
 
 def landscapes(ctx: Context, model) -> Section:
@@ -267,7 +257,7 @@ def landscapes(ctx: Context, model) -> Section:
         sec.figures.append(Figure(src, f"{mp.stem}: map, photo, 2 samples at {trained[1]}x{trained[0]}", width=w,
                                   scale=2, numbers={"time": f"{dt:.1f} s"}, legend=_legend(small, model),
                                   settings={"size": f"{lay.image_hw[1]}x{lay.image_hw[0]}", "seed": ctx.seed + 100 + i,
-                                            "top-k": _settings(model).top_k}))
+                                            "top-k": settings_for(model.card).top_k}))
         for j, side in enumerate(ctx.sizes.large_sides):
             big, crop = _map_crop(mp, side, f)
             images, lay, dt = _synthesise(ctx, model, big, 1, 200 + 10 * i + j, f"{mp.stem[:16]} {side}px")
@@ -294,14 +284,9 @@ def completion(ctx: Context, model) -> Section:
     x = _photo_crop(ctx.assets / "photos" / (mp.stem + ".jpg"), crop)
     mask = torch.zeros(1, 1, side, side)
     mask[..., side // 4: side, side // 2:] = 1.0  # resample the lower right: the map says what goes there
-    lay = layout(model, (side, side))
-    n = 2
-    c = model.condition.build_input(raw=labels[None].expand(n, -1, -1))
-    cond, _ = condition_tokens(model, lay, n, cond=c)
-    t = time.perf_counter()
-    done, _, tmask = complete_image(model, x.expand(n, -1, -1, -1), mask, cond, lay, _settings(model),
-                                    ctx.generator(300), callback=ctx.bar("completion"))
-    dt = time.perf_counter() - t
+    c = model.condition.build_input(raw=labels[None])  # (1, labels, H, W)
+    result, dt = ctx.sample("completion", model, [c], 2, 300, completion=Completion.of(x[0], mask[0, 0]))
+    done = result.images
     shown = x.clone()
     shown[:, :, mask[0, 0] > 0] = shown[:, :, mask[0, 0] > 0] * 0.3 - 0.5  # darken the masked part
     src, w = ctx.png("completion.png", torch.cat([_colorize(labels, model), x, shown, done]), nrow=5)
@@ -312,8 +297,8 @@ def completion(ctx: Context, model) -> Section:
                   "whose kept part is the first stage's reconstruction). "
                   "Left to right: the map, photo, masked input, completions.")
     sec.figures.append(Figure(src, f"{mp.stem}, {side}x{side}", width=w, scale=2, legend=_legend(labels, model),
-                              numbers={"time": f"{dt:.1f} s", "tokens resampled": int(tmask[0].sum())},
-                              settings={"seed": ctx.seed + 300, "top-k": _settings(model).top_k,
+                              numbers={"time": f"{dt:.1f} s", "tokens resampled": result.plan.n_steps},
+                              settings={"seed": ctx.seed + 300, "top-k": result.plan.settings.top_k,
                                         "paste-back seam": f"{f // 2} px"}))
     return sec
 
@@ -338,14 +323,9 @@ def sample_quality(ctx: Context, fashion) -> Section:
         return sec
     real, _ = _fashion_test(n)
     labels = torch.arange(n) % fashion.config.cond.n_classes
-    lay = layout(fashion, cfg_scale=cfg)
-    fake = []
-    for i, b in enumerate(labels.split(250)):
-        cond, uncond = condition_tokens(fashion, lay, len(b), cond=b, cfg_scale=cfg)
-        fake.append(sample_images(fashion, lay, cond, _settings(fashion, cfg_scale=cfg), ctx.generator(400 + i),
-                                  uncond, callback=ctx.bar("fid samples"))[0])
+    fake, _ = ctx.sample("fid samples", fashion, labels.view(-1, 1), n, 400, cfg=cfg)
     fr = extract_features(inception, real.expand(-1, 3, -1, -1), progress=ctx.progress, desc="  inception (test)")
-    ff = extract_features(inception, torch.cat(fake).expand(-1, 3, -1, -1), progress=ctx.progress,
+    ff = extract_features(inception, fake.images.expand(-1, 3, -1, -1), progress=ctx.progress,
                           desc="  inception (samples)")
     k_mean, k_std, m = kid(fr, ff, subset_size=min(1000, n))
     # the spread over subsets exists only when a subset is smaller than the sets (else every subset is all of them)

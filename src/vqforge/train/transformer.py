@@ -83,13 +83,26 @@ def sample_tokens(model: Net2NetTransformer, c_indices: torch.Tensor, n_tokens: 
     A thin wrapper over :func:`vqforge.sampling.generate.sample_tokens` (exact fp32 path) with logits
     restricted to the image codebook, used for the sample grids logged during training.
     """
+    from ..sampling.defaults import settings_for
     from ..sampling.generate import EXACT
     from ..sampling.generate import sample_tokens as _sample
-    from ..sampling.processors import SamplingSettings
 
-    settings = SamplingSettings(temperature=temperature, top_k=top_k or None, greedy=greedy)
+    settings = settings_for({}, top_k=top_k or 0, temperature=temperature, cfg=0.0, greedy=greedy)
     return _sample(model.transformer, c_indices, n_tokens, settings, generator=generator,
                    n_vocab=model.n_image_codes, decoding=EXACT)
+
+
+def _preview_samples(model: Net2NetTransformer, cond: torch.Tensor, ds: TransformerData, top_k: int | None
+                     ) -> torch.Tensor:
+    """Images (B, C, H, W) for the sample grids: the sampling job on the condition tokens ``cond`` (B, Tc) of a
+    validation batch, at the data's size in one window, on the exact path and torch's global generator."""
+    from ..sampling.generate import EXACT
+    from ..sampling.job import run_job
+    from ..sampling.request import SampleRequest
+
+    request = SampleRequest(model, cond_tokens=cond, size=tuple(ds.image_size), window=tuple(ds.grid), top_k=top_k,
+                            temperature=1.0, cfg=0.0, seed=None, batch_size=len(cond), decoding=EXACT)
+    return run_job(request).images
 
 
 # ============================================================================================ config
@@ -247,8 +260,7 @@ class TransformerStage(loop.Stage):
                                                       batch_size=s.n_samples)))
         z, c = ds.to_tokens(model, batch, ctx.device)
         c = model.condition.sample_tokens(c)
-        idx = sample_tokens(model, c, z.shape[1], top_k=s.sample_top_k)
-        imgs = model.decode_to_img(idx, ds.grid)
+        imgs = _preview_samples(model, c, ds, s.sample_top_k).to(z.device)
         rows = [imgs, model.decode_to_img(z, ds.grid)]
         cond_img = model.condition.preview(c, ds.image_size, imgs.shape[1])
         if cond_img is not None:
