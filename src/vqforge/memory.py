@@ -12,7 +12,8 @@ app's sizes) estimates the job's peak memory before allocating anything of that 
 * ``--max-memory 4GiB`` (:func:`parse_bytes`) sets it outright.
 
 A job over budget is refused by :func:`refusal`: one line naming the size asked for, the estimate, the budget and
-the largest size that fits (:func:`largest_fitting` finds it without allocating).
+the largest size that fits (:func:`largest_fitting` finds it without allocating). :func:`check_images_fit` does all
+of that for a job on image files, from their headers alone.
 """
 
 from __future__ import annotations
@@ -151,3 +152,39 @@ def refusal(what: str, need: float, budget: Budget, largest: str | None, parts: 
     fit = f"the largest that fits is {largest}" if largest else "no size fits"
     return OverBudget(f"{what} needs about {format_bytes(need)} of memory{counted}, more than the budget of "
                       f"{budget}; {fit}")
+
+
+def pixels_after(path, size: int | None, multiple_of: int = 1) -> tuple[int, int]:
+    """The (H, W) an image file becomes with its smallest side resized to ``size`` (None: kept) and cropped to a
+    multiple of ``multiple_of``, from its header alone (nothing decoded; a file PIL cannot open counts as a
+    ``size`` square: its own error comes when it is read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - reported by the reader, in its words
+        w = h = size or multiple_of
+    if size:
+        s = size / min(w, h)
+        h, w = max(size, round(h * s)), max(size, round(w * s))
+    return max(multiple_of, h - h % multiple_of), max(multiple_of, w - w % multiple_of)
+
+
+def check_images_fit(files, size: int | None, multiple_of: int, need, budget: Budget, option: str = "--size") -> None:
+    """Refuse (one line, :class:`OverBudget`) a job on image ``files`` whose largest image, at ``size`` (the
+    smallest side; None: each file's own), needs more than ``budget``: ``need((H, W))`` bytes each; the refusal
+    names the file, its size and the largest ``option`` that fits."""
+    sized = [(pixels_after(p, size, multiple_of), p) for p in files]
+    (hw, path) = max(sized, key=lambda item: item[0][0] * item[0][1])
+    if need(hw) <= budget.bytes:
+        return
+    short = min(hw)
+
+    def at(side: int) -> float:
+        s = side * multiple_of / short
+        return need((max(multiple_of, round(hw[0] * s)), max(multiple_of, round(hw[1] * s))))
+
+    fit = largest_fitting(at, budget.bytes, 1, max(1, short // multiple_of))
+    what = f"{path}: {hw[0]}x{hw[1]} px" + (f" ({option} {size})" if size else "")
+    raise refusal(what, need(hw), budget, None if fit is None else f"{option} {fit * multiple_of}")

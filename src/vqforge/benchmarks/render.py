@@ -195,3 +195,27 @@ def render_into(doc: str | Path, result: dict, command: str | None = None) -> No
                            f"the {result['suite']} tables belong)")
     body = f"{begin}\n{render(result, command)}{end}"
     write_text(doc, pattern.sub(lambda _: body, text, count=1))
+
+
+def render_files(paths: list[str | Path], into: str | Path | None = None, command: str | None = None) -> str:
+    """``vqforge bench --render``: combine the results in ``paths`` (several runs of one suite) and return their
+    markdown, or, with ``into``, put it into that document's marked section and return the line saying so.
+    ``command``: the command line to quote (default: a single result's own)."""
+    import json
+
+    results = []
+    for name in paths:
+        path = Path(name)
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise VQForgeError(f"{path}: not a readable bench result ({e})") from None
+        if not isinstance(result, dict) or "rows" not in result or "suite" not in result:
+            raise VQForgeError(f"{path}: not a vqforge bench result (no suite / rows)")
+        results.append(result)
+    result = combine(results)
+    command = command or (result.get("command") if len(results) == 1 else None)
+    if not into:
+        return render(result, command)
+    render_into(into, result, command)
+    return f"{into}: {result['suite']} section updated from {', '.join(map(str, paths))}\n"

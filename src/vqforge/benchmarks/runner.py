@@ -141,3 +141,20 @@ def run_suite(suite: str, device: torch.device, repeat: int = 3, quick: bool = F
     return {"format": FORMAT, "suite": suite, "quick": quick, "repeat": repeat, "environment": env,
             "original": original.PACKAGE if why_not is None else None, "original_missing": why_not,
             "rows": rows, "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def bench(suite: str, device: str = "auto", threads: int | None = None, command: str | None = None,
+          log: Callable[[str], None] = print, **options) -> dict:
+    """``vqforge bench --suite SUITE``: :func:`run_suite` on ``device`` (auto, cpu, cuda[:N]) with ``threads``
+    torch threads (default: torch's choice); ``options`` are :func:`run_suite`'s. The result records
+    ``command``, the command line that ran it (None: not from the command line)."""
+    from ..devices import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    if suite == "gpu" and dev.type != "cuda":
+        print("vqforge bench: note: the gpu suite on a CPU is slow at full size (use --quick to check it)")
+    result = run_suite(suite, dev, log=log, **options)
+    result["command"] = command
+    return result

@@ -36,67 +36,28 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _render(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from ..benchmarks.render import combine, render, render_into
-    from ..io import VQForgeError
-
-    results = []
-    for name in args.render:
-        path = Path(name)
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise VQForgeError(f"{path}: not a readable bench result ({e})") from None
-        if not isinstance(result, dict) or "rows" not in result or "suite" not in result:
-            raise VQForgeError(f"{path}: not a vqforge bench result (no suite / rows)")
-        results.append(result)
-    result = combine(results)
-    command = args.command_line or (result.get("command") if len(results) == 1 else None)
-    if args.into:
-        render_into(args.into, result, command)
-        print(f"{args.into}: {result['suite']} section updated from {', '.join(args.render)}")
-    else:
-        print(render(result, command), end="")
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..io import VQForgeError
+    import shlex
+    import sys
+
+    from ..benchmarks.render import render, render_files
+    from ..benchmarks.runner import bench
+    from ..io import VQForgeError, write_json
 
     if args.render:
-        return _render(args)
+        print(render_files(args.render, args.into, args.command_line), end="")
+        return 0
     if args.suite is None:
         raise VQForgeError("bench: choose --suite cpu or --suite gpu (or --render RESULT.json)")
     if args.repeat < 1:
         raise VQForgeError(f"bench: --repeat must be >= 1, got {args.repeat}")
-
-    import shlex
-    import sys
-
-    import torch
-
-    from ..benchmarks.render import render
-    from ..benchmarks.runner import run_suite
-    from ..devices import resolve_device
-    from ..io import write_json
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if args.suite == "gpu" and device.type != "cuda":
-        print("vqforge bench: note: the gpu suite on a CPU is slow at full size (use --quick to check it)")
-    result = run_suite(args.suite, device, repeat=args.repeat, quick=args.quick, only=args.rows,
-                       deadline_s=args.deadline, with_original=not args.no_original,
-                       log=lambda s: print(s, flush=True), profile_top=args.profile)
     command = "vqforge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None
-    result["command"] = command
+    result = bench(args.suite, args.device, args.threads, command, log=lambda s: print(s, flush=True),
+                   repeat=args.repeat, quick=args.quick, only=args.rows, deadline_s=args.deadline,
+                   with_original=not args.no_original, profile_top=args.profile)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     print()
     print(render(result, command), end="")
-    failed = [r["id"] for r in result["rows"] if "error" in r]
-    return 1 if failed else 0
+    return 1 if any("error" in r for r in result["rows"]) else 0

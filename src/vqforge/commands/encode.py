@@ -2,15 +2,14 @@
 
 Writes a token dataset (``meta.json`` + memory-mapped ``.npy`` arrays; format in :mod:`vqforge.data.tokens`).
 Images are resized (smallest side to ``--size``, bicubic) and center-cropped (or cut in several random crops);
-paired maps use the same geometry. The work is :func:`vqforge.data.encode.encode_data`.
+paired maps use the same geometry. The work is :func:`vqforge.data.encode.encode_job`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .options import (add_device, add_max_memory, add_out, add_quiet, add_seed, add_trust_option, budget_from_args,
-                      size_multiple)
+from .options import add_device, add_max_memory, add_out, add_quiet, add_seed, add_trust_option
 
 
 def add_parser(sub) -> None:
@@ -61,63 +60,14 @@ def stage_modes() -> list[str]:
     return [name for name, mode in MODES.items() if issubclass(mode, StageCondition)]
 
 
-def _pixels(text: str, size: int, what: str) -> int:
-    """A side in pixels: 'PX', or 'Nx' for N times ``size``."""
-    from ..io import VQForgeError
-
-    times = size_multiple(text)
-    try:
-        value = round(times * size) if times is not None else int(text.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise VQForgeError(f"{what} {text!r}: expected pixels (e.g. 96) or a multiple of --size (e.g. 3x)")
-    return value
-
-
-def check_memory(model, condition, size: int, resize_max: int, batch: int, budget) -> None:
-    """Refuse in one line (:class:`vqforge.memory.OverBudget`), before any image is read, an encoding whose
-    batches of ``size`` crops (and photos resized to ``resize_max``) would not fit ``budget``; the refusal names
-    the largest --size that fits."""
-    from ..memory import largest_fitting, refusal
-    from ..models.footprint import vqgan_encode_job_bytes
-
-    stage = getattr(condition, "stage", None)
-    cond = stage.config if stage is not None else None
-
-    def need(side: int, rmax: int) -> int:
-        return vqgan_encode_job_bytes(model.config, side, batch, rmax, cond)
-
-    if need(size, resize_max) <= budget.bytes:
-        return
-    f = model.downsample_factor
-    fit = largest_fitting(lambda t: need(t * f, 0), budget.bytes, 1, max(1, size // f))
-    what = f"--size {size}" + (f" --resize-max {resize_max}" if resize_max > size else "") + f" (--batch-size {batch})"
-    raise refusal(what, need(size, resize_max), budget, None if fit is None else f"--size {fit * f}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..api import load
-    from ..data.encode import encode_data, encoding_stages
-    from ..data.tokens import is_token_dir
-    from ..devices import resolve_device
-    from ..io import VQForgeError, check_output_dir
+    from ..data.encode import encode_job
 
-    if args.batch_size < 1 or args.workers < 0:
-        raise VQForgeError(f"--batch-size must be >= 1 and --workers >= 0, got {args.batch_size} and {args.workers}")
-    device = resolve_device(args.device)
-    check_output_dir(args.out, "token dataset", is_token_dir)  # refused before any work, not after encoding
-    model = load(args.model, trust=args.trust_checkpoint)
-    stage = load(args.cond_stage, trust=args.trust_checkpoint) if args.cond_stage else None
-    settings = {k: v for k, v in (("n_labels", args.n_labels), ("lowres_factor", args.lowres_factor)) if v}
-    model, condition, cond_source, size = encoding_stages(model, args.model, stage, args.cond_stage or "", args.cond,
-                                                          args.size, **settings)
-    resize_max = _pixels(args.resize_max, size, "--resize-max")
-    check_memory(model, condition, size, resize_max, args.batch_size, budget_from_args(args, device))
-    out, n = encode_data(model, args.data, args.out, size=size, condition=condition, cond_data=args.cond_data,
-                         labels=args.labels, crops=args.crops, resize_max=resize_max, seed=args.seed,
-                         limit=args.limit, source_model=args.model, cond_source=cond_source,
-                         batch_size=args.batch_size, device=device, workers=args.workers,
-                         progress=not args.quiet)
+    out, n = encode_job(args.model, args.data, args.out, cond_stage=args.cond_stage, cond=args.cond,
+                        n_labels=args.n_labels, lowres_factor=args.lowres_factor, size=args.size,
+                        resize_max=args.resize_max, crops=args.crops, labels=args.labels, cond_data=args.cond_data,
+                        seed=args.seed, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+                        device=args.device, progress=not args.quiet, trust=args.trust_checkpoint,
+                        max_memory=args.max_memory)
     print(f"wrote {n} token rows to {out}")
     return 0

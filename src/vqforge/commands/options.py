@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import notice
+from ..data.images import size_multiple  # noqa: F401 - `sample --size Nx` parses with it
 from ..io import TRUST_OPTION
 
 
@@ -65,18 +66,6 @@ def add_seed(p: argparse.ArgumentParser, what: str = "random seed") -> None:
     p.add_argument("--seed", type=int, default=0, help=f"{what} (default 0)")
 
 
-def size_multiple(text: str) -> float | None:
-    """N of a relative size 'Nx' (N times a size the command knows: the trained size, --size), or None when
-    ``text`` is not of that form."""
-    t = text.strip().lower()
-    if not t.endswith("x"):
-        return None
-    try:
-        return float(t[:-1])
-    except ValueError:
-        return None
-
-
 def add_trust_option(p: argparse.ArgumentParser) -> None:
     """``--trust-checkpoint``: allow a checkpoint that needs full unpickling (off by default)."""
     p.add_argument(TRUST_OPTION, dest="trust_checkpoint", action="store_true",
@@ -99,41 +88,3 @@ def budget_from_args(args: argparse.Namespace, device=None):
     from ..memory import Budget
 
     return Budget.from_option(getattr(args, "max_memory", None), device)
-
-
-def pixels_after(path, size: int | None, multiple_of: int = 1) -> tuple[int, int]:
-    """The (H, W) an image file becomes with its smallest side resized to ``size`` (None: kept) and cropped to a
-    multiple of ``multiple_of``, from its header alone (nothing decoded; a file PIL cannot open counts as a
-    ``size`` square: its own error comes when it is read)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception:  # noqa: BLE001 - reported by the reader, in its words
-        w = h = size or multiple_of
-    if size:
-        s = size / min(w, h)
-        h, w = max(size, round(h * s)), max(size, round(w * s))
-    return max(multiple_of, h - h % multiple_of), max(multiple_of, w - w % multiple_of)
-
-
-def check_images_fit(files, size: int | None, multiple_of: int, need, budget, option: str = "--size") -> None:
-    """Refuse (one line, :class:`vqforge.memory.OverBudget`) a job on image ``files`` whose largest image, at
-    ``size`` (the smallest side; None: each file's own), needs more than ``budget``: ``need((H, W))`` bytes each;
-    the refusal names the file, its size and the largest ``option`` that fits."""
-    from ..memory import largest_fitting, refusal
-
-    sized = [(pixels_after(p, size, multiple_of), p) for p in files]
-    (hw, path) = max(sized, key=lambda item: item[0][0] * item[0][1])
-    if need(hw) <= budget.bytes:
-        return
-    short = min(hw)
-
-    def at(side: int) -> float:
-        s = side * multiple_of / short
-        return need((max(multiple_of, round(hw[0] * s)), max(multiple_of, round(hw[1] * s))))
-
-    fit = largest_fitting(at, budget.bytes, 1, max(1, short // multiple_of))
-    what = f"{path}: {hw[0]}x{hw[1]} px" + (f" ({option} {size})" if size else "")
-    raise refusal(what, need(hw), budget, None if fit is None else f"{option} {fit * multiple_of}")

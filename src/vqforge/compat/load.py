@@ -59,3 +59,41 @@ def load_taming(config_path: str | Path, checkpoint_path: str | Path, trust: boo
     model = build(target, model_cfg["params"], str(config_path))
     model = load_weights(model, read_lightning_state_dict(checkpoint_path, trust), str(checkpoint_path))
     return model.eval().requires_grad_(False)  # for inference, as vqforge.load
+
+
+def convert_taming(config_path: str | Path, checkpoint_path: str | Path, out: str | Path,
+                   save: Callable[..., Path], overwrite: bool = False, trust: bool = False) -> tuple[Path, torch.nn.Module]:
+    """``vqforge convert``: the original's project YAML + checkpoint -> a vqforge model directory ``out`` (written
+    whole or not at all by ``save``, :func:`vqforge.api.save_model`, passed in because the model directory's
+    format belongs to ``api``), its card recording where it came from. A non-empty ``out`` is replaced only when
+    it is this very conversion written before, or with ``overwrite``; else the refusal comes before any work.
+    Returns (the folder, the model)."""
+    from ..io import check_output_dir
+    from ..modeldir import is_model_dir
+
+    source = {"config": str(config_path), "checkpoint": str(checkpoint_path)}
+
+    def replaceable(path: Path) -> bool:  # this very conversion, written before (re-running it); else overwrite
+        return overwrite or _converted_from(path) == source
+
+    out_dir = Path(out)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not replaceable(out_dir):  # refused before any work
+        held = "another model" if is_model_dir(out_dir) else "files vqforge did not write"
+        raise VQForgeError(f"{out_dir}: exists and holds {held}; choose another --out, or pass --overwrite to "
+                           f"replace it (what it holds is lost)")
+    check_output_dir(out_dir, "model directory", replaceable)
+    model = load_taming(config_path, checkpoint_path, trust=trust)
+    return save(model, out, extra={"converted_from": source}, replaceable=replaceable), model
+
+
+def _converted_from(path: Path) -> dict | None:
+    """The ``converted_from`` record of the model directory ``path`` (None if it is not one `convert` wrote)."""
+    from ..modeldir import is_model_dir, read_model_meta
+
+    if not is_model_dir(path):
+        return None
+    try:
+        record = read_model_meta(path).card.get("converted_from")
+    except VQForgeError:  # a damaged model.yaml: not this conversion
+        return None
+    return record if isinstance(record, dict) else None

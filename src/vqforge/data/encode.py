@@ -1,8 +1,9 @@
 """Pre-tokenizing a dataset once (``vqforge encode``): first-stage tokens, class labels and condition tokens.
 
-:func:`encoding_stages` picks the models to encode with; :func:`encode_data` is the whole job (images of a folder, list or glob, or Fashion-MNIST; crops; labels; paired
-maps); :func:`encode_dataset` encodes any indexable of images and writes the token dataset (format in
-:mod:`vqforge.data.tokens`).
+:func:`encode_job` is ``vqforge encode`` (models by name, checks before any work); :func:`encoding_stages` picks
+the models to encode with; :func:`encode_data` encodes images of a folder, list or glob, tar shards or
+Fashion-MNIST (crops; labels; paired maps); :func:`encode_dataset` encodes any indexable of images and writes the
+token dataset (format in :mod:`vqforge.data.tokens`).
 """
 
 from __future__ import annotations
@@ -193,63 +194,151 @@ def encode_data(first_stage, data: str, out, *, size: int, condition=None, cond_
     spatial conditioning mode with its stage; modes with paired maps read them from ``cond_data`` (same relative
     paths as the images, ``.png`` suffix), cut as their images.
     """
+    from .tokens import read_meta
+
     channels = first_stage.config.ddconfig.in_channels
     f = first_stage.downsample_factor
     if size % f:
         raise VQForgeError(f"{source_model or 'first stage'}: image size {size} is not a multiple of the model's "
                            f"downsampling factor {f} (e.g. {max(f, size // f * f)})")
-    label_ids = label_names = files_out = cond_inputs = None
+    cut = dict(size=size, channels=channels, crops=crops, resize_max=resize_max, seed=seed, limit=limit)
     if is_shard_spec(data):
-        from .shards import ShardCrops, expand, index_of
-
-        if condition is not None:
-            raise VQForgeError(f"{data}: condition tokens are encoded from an image folder with --cond-data, not "
-                               f"from shards; shard the token dataset afterwards (vqforge shard --data TOKENS)")
-        shards = expand(data)
-        if labels not in (None, "folders", "shards"):
-            raise VQForgeError(f"{data}: labels of shards are the classes stored in them (--labels shards)")
-        label_names = index_of(shards).get("label_names") if labels else None
-        if labels and label_names is None:
-            raise VQForgeError(f"{data}: these shards hold no classes (shard with --labels folders)")
-        images = ShardCrops(shards, size, channels, crops, resize_max, seed, labels=label_names is not None,
-                            limit=limit)
+        images, label_names = _shard_images(data, condition, labels, **cut)
         path = encode_dataset(first_stage, images, out, label_names=label_names, source_model=source_model,
                               batch_size=batch_size, device=device, progress=progress, workers=workers)
-        from .tokens import read_meta
-
         return path, int(read_meta(path)["n"])
     if data.split(":", 1)[0] == "fashion-mnist":
-        from .fashion_mnist import CLASS_NAMES, load_fashion_mnist, to_model_images
-
-        if condition is not None:
-            raise VQForgeError(f"{data}: Fashion-MNIST has no condition maps; encode it without --cond-stage")
-        imgs, lab = load_fashion_mnist(data.split(":", 1)[1] if ":" in data else "train")
-        imgs, lab = (imgs[:limit], lab[:limit]) if limit else (imgs, lab)
-        images, label_ids, label_names = to_model_images(imgs, size, channels), lab, list(CLASS_NAMES)
+        images, label_ids, label_names = _fashion_images(data, condition, size, channels, limit)
+        cond_inputs = files_out = None
     else:
-        from .images import find_images
-        from .paired import PairedCrops, folder_labels, read_label_file
-
-        root = Path(data)
-        files = find_images(data)[:limit] if limit else find_images(data)
-        maps = None
-        if condition is not None and condition.raw_input == "map":
-            if not cond_data:
-                raise VQForgeError(f"{condition.name} condition tokens need --cond-data DIR with the paired maps")
-            base = root if root.is_dir() else files[0].parent
-            maps = [Path(cond_data) / f.relative_to(base).with_suffix(".png") for f in files]
-        images = PairedCrops(files, size, channels, maps, condition, crops, resize_max, seed)
-        cond_inputs = images.maps() if maps is not None else None
-        files_out = [str(f) for f in files for _ in range(crops)]
-        if labels == "folders":
-            label_ids, label_names = folder_labels(files, root)
-        elif labels:
-            label_ids, label_names = read_label_file(labels, files, root)
-        if label_ids is not None:
-            label_ids = [lab for lab in label_ids for _ in range(crops)]
+        images, label_ids, label_names, cond_inputs, files_out = _folder_images(data, condition, cond_data, labels,
+                                                                                **cut)
     path = encode_dataset(first_stage, images, out, labels=label_ids, label_names=label_names, condition=condition,
                           cond_inputs=cond_inputs, source_model=source_model, cond_source=cond_source,
                           batch_size=batch_size, device=device, progress=progress, files=files_out, workers=workers)
-    from .tokens import read_meta
-
     return path, int(read_meta(path)["n"])  # the rows written: unreadable images are skipped
+
+
+def _shard_images(data: str, condition, labels: str | None, *, size: int, channels: int, crops: int,
+                  resize_max: int, seed: int, limit: int | None):
+    """(the crops of tar shards ``data``, their class names or None) for :func:`encode_data`."""
+    from .shards import ShardCrops, expand, index_of
+
+    if condition is not None:
+        raise VQForgeError(f"{data}: condition tokens are encoded from an image folder with --cond-data, not "
+                           f"from shards; shard the token dataset afterwards (vqforge shard --data TOKENS)")
+    shards = expand(data)
+    if labels not in (None, "folders", "shards"):
+        raise VQForgeError(f"{data}: labels of shards are the classes stored in them (--labels shards)")
+    label_names = index_of(shards).get("label_names") if labels else None
+    if labels and label_names is None:
+        raise VQForgeError(f"{data}: these shards hold no classes (shard with --labels folders)")
+    images = ShardCrops(shards, size, channels, crops, resize_max, seed, labels=label_names is not None, limit=limit)
+    return images, label_names
+
+
+def _fashion_images(data: str, condition, size: int, channels: int, limit: int | None):
+    """(Fashion-MNIST's images at ``size``, their labels, the class names) for :func:`encode_data`."""
+    from .fashion_mnist import CLASS_NAMES, load_fashion_mnist, to_model_images
+
+    if condition is not None:
+        raise VQForgeError(f"{data}: Fashion-MNIST has no condition maps; encode it without --cond-stage")
+    imgs, lab = load_fashion_mnist(data.split(":", 1)[1] if ":" in data else "train")
+    imgs, lab = (imgs[:limit], lab[:limit]) if limit else (imgs, lab)
+    return to_model_images(imgs, size, channels), lab, list(CLASS_NAMES)
+
+
+def _folder_images(data: str, condition, cond_data: str | None, labels: str | None, *, size: int, channels: int,
+                   crops: int, resize_max: int, seed: int, limit: int | None):
+    """(the crops of an image folder, list or glob, their label ids, the label names, the raw condition inputs,
+    the source file of each crop) for :func:`encode_data`; labels and conditions None where there are none."""
+    from .images import find_images
+    from .paired import PairedCrops, folder_labels, read_label_file
+
+    root = Path(data)
+    files = find_images(data)[:limit] if limit else find_images(data)
+    maps = None
+    if condition is not None and condition.raw_input == "map":
+        if not cond_data:
+            raise VQForgeError(f"{condition.name} condition tokens need --cond-data DIR with the paired maps")
+        base = root if root.is_dir() else files[0].parent
+        maps = [Path(cond_data) / f.relative_to(base).with_suffix(".png") for f in files]
+    images = PairedCrops(files, size, channels, maps, condition, crops, resize_max, seed)
+    cond_inputs = images.maps() if maps is not None else None
+    files_out = [str(f) for f in files for _ in range(crops)]
+    label_ids = label_names = None
+    if labels == "folders":
+        label_ids, label_names = folder_labels(files, root)
+    elif labels:
+        label_ids, label_names = read_label_file(labels, files, root)
+    if label_ids is not None:
+        label_ids = [lab for lab in label_ids for _ in range(crops)]
+    return images, label_ids, label_names, cond_inputs, files_out
+
+
+def encode_job(model: str | Path, data: str, out: str | Path, *, cond_stage: str | Path | None = None,
+               cond: str | None = None, n_labels: int | None = None, lowres_factor: int | None = None,
+               size: int | None = None, resize_max: str = "0", crops: int = 1, labels: str | None = None,
+               cond_data: str | None = None, seed: int = 0, batch_size: int = 32, limit: int | None = None,
+               workers: int = 0, device: str = "auto", progress: bool = True, trust: bool = False,
+               max_memory: str | None = None) -> tuple[Path, int]:
+    """``vqforge encode``: load the models at ``model`` (and ``cond_stage``: :func:`vqforge.api.load`), pick
+    what to encode with (:func:`encoding_stages`), refuse a job over the memory budget (``max_memory``, as
+    ``--max-memory``) and encode ``data`` into ``out`` (:func:`encode_data`). ``resize_max``: pixels, or ``Nx``
+    for N times ``size``. Every refusal comes before any work; returns (the path, the number of token rows)."""
+    from ..api import load
+    from ..devices import resolve_device
+    from ..io import check_output_dir
+    from ..memory import Budget
+    from .tokens import is_token_dir
+
+    if batch_size < 1 or workers < 0:
+        raise VQForgeError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
+    dev = resolve_device(device)
+    check_output_dir(out, "token dataset", is_token_dir)  # refused before any work, not after encoding
+    first = load(model, trust=trust)
+    stage = load(cond_stage, trust=trust) if cond_stage else None
+    settings = {k: v for k, v in (("n_labels", n_labels), ("lowres_factor", lowres_factor)) if v}
+    first, condition, cond_source, size = encoding_stages(first, model, stage, cond_stage or "", cond, size,
+                                                          **settings)
+    rmax = _pixels(resize_max, size, "--resize-max")
+    check_memory(first, condition, size, rmax, batch_size, Budget.from_option(max_memory, dev))
+    return encode_data(first, data, out, size=size, condition=condition, cond_data=cond_data, labels=labels,
+                       crops=crops, resize_max=rmax, seed=seed, limit=limit, source_model=model,
+                       cond_source=cond_source, batch_size=batch_size, device=dev, workers=workers,
+                       progress=progress)
+
+
+def _pixels(text: str, size: int, what: str) -> int:
+    """A side in pixels: 'PX', or 'Nx' for N times ``size``."""
+    from .images import size_multiple
+
+    times = size_multiple(text)
+    try:
+        value = round(times * size) if times is not None else int(text.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise VQForgeError(f"{what} {text!r}: expected pixels (e.g. 96) or a multiple of --size (e.g. 3x)")
+    return value
+
+
+def check_memory(model, condition, size: int, resize_max: int, batch: int, budget) -> None:
+    """Refuse in one line (:class:`vqforge.memory.OverBudget`), before any image is read, an encoding whose
+    batches of ``size`` crops (and photos resized to ``resize_max``) would not fit ``budget``; the refusal names
+    the largest --size that fits."""
+    from ..memory import largest_fitting, refusal
+    from ..models.footprint import vqgan_encode_job_bytes
+
+    stage = getattr(condition, "stage", None)
+    cond = stage.config if stage is not None else None
+
+    def need(side: int, rmax: int) -> int:
+        return vqgan_encode_job_bytes(model.config, side, batch, rmax, cond)
+
+    if need(size, resize_max) <= budget.bytes:
+        return
+    f = model.downsample_factor
+    fit = largest_fitting(lambda t: need(t * f, 0), budget.bytes, 1, max(1, size // f))
+    what = f"--size {size}" + (f" --resize-max {resize_max}" if resize_max > size else "") + f" (--batch-size {batch})"
+    raise refusal(what, need(size, resize_max), budget, None if fit is None else f"--size {fit * f}")

@@ -110,6 +110,18 @@ class Crop:
         return img.crop(self.box)
 
 
+def size_multiple(text: str) -> float | None:
+    """N of a relative size 'Nx' (N times a size the command knows: the trained size, --size), or None when
+    ``text`` is not of that form."""
+    t = text.strip().lower()
+    if not t.endswith("x"):
+        return None
+    try:
+        return float(t[:-1])
+    except ValueError:
+        return None
+
+
 def plan_crop(wh: tuple[int, int], size: int | None, rng: random.Random | None = None, resize: int = 0,
               resize_max: int = 0, source: str | Path | None = None, multiple_of: int = 1) -> Crop:
     """Where a crop of an image of ``wh`` = (w, h) lies: the one resize-and-crop rule.

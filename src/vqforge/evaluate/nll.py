@@ -109,3 +109,39 @@ def scored_rows(ds, data: str | Path, settings: dict | None, split: str = "auto"
     if split == "train":
         return train, "train", f"the {len(train)} rows the run trained on (this measures fit, not generalisation)"
     return val, "held-out", f"the {len(val)} rows the run held out for validation (--split train|all for the others)"
+
+
+def evaluate_nll(model: str | Path, data: str | Path, *, split: str = "auto", limit: int | None = None,
+                 batch_size: int = 32, device: str = "auto", progress: bool = True, trust: bool = False) -> dict:
+    """``vqforge evaluate nll``: :func:`token_nll` of the token dataset ``data`` (``vqforge encode``) under the
+    transformer at ``model`` (any name :func:`vqforge.api.load` takes), on the rows :func:`scored_rows` picks for
+    ``split`` (at most ``limit``). A model that is not a transformer, tokens that do not fit it, or no rows to
+    score is one :class:`VQForgeError`. Returns the JSON record (``rows`` says what was scored)."""
+    from ..api import load
+    from ..data.tokens import TokenDataset
+    from ..devices import resolve_device
+    from ..models.transformer import Net2NetTransformer, derive_config
+
+    net = load(model, trust=trust)
+    if not isinstance(net, Net2NetTransformer):
+        raise VQForgeError(f"{model}: evaluate nll needs a transformer, this is a {type(net).__name__}")
+    net = net.to(resolve_device(device)).eval()
+    ds = TokenDataset(data)
+    if ds.n_codes > net.n_image_codes:
+        raise VQForgeError(f"{data}: tokens use {ds.n_codes} codes, the model's first stage has {net.n_image_codes}")
+    try:  # the tokens hold what the model's condition needs, in its sizes
+        derive_config(net.config, ds.facts())
+    except ValueError as e:
+        raise VQForgeError(f"{data}: the tokens do not fit this model: {e}") from None
+    try:  # which rows, by the record of the run that trained the model
+        rows, split, what = scored_rows(ds, data, run_settings(model), split)
+    except ValueError as e:
+        raise VQForgeError(f"{model}: {e}") from None
+    rows = rows[:limit] if limit is not None else rows
+    if not len(rows):
+        raise VQForgeError(f"{data}: no rows to score ({what})")
+    loader = torch.utils.data.DataLoader(TokenDataset(data, rows), batch_size=batch_size)
+    batches = ((b["tokens"], net.condition.batch_tokens(b, "cpu")) for b in loader)
+    res = token_nll(net, batches, image_hw=tuple(ds.meta["image_size"]),
+                    channels=net.config.first_stage.ddconfig.in_channels, total=len(rows), progress=progress)
+    return {"command": "evaluate nll", "model": str(model), "data": str(data), "split": split, "rows": what, **res}

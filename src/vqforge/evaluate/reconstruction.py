@@ -1,8 +1,11 @@
-"""First-stage (VQGAN) reconstruction metrics: PSNR, SSIM, LPIPS, reconstruction FID / KID, codebook use."""
+"""First-stage (VQGAN) reconstructions: their metrics (PSNR, SSIM, LPIPS, reconstruction FID / KID, codebook use:
+:func:`evaluate_reconstruction`; ``vqforge evaluate recon`` is :func:`evaluate_recon`), and ``vqforge reconstruct``
+(:func:`reconstruct_files`: the images written back, with their PSNR)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import torch
@@ -102,3 +105,137 @@ def _distances(fr: np.ndarray, fc: np.ndarray, fid_method: str, kid_subsets: int
     res["kid_mean"], res["kid_std"], res["kid_subset_size"] = kid(fr, fc, kid_subsets, kid_subset_size, seed=seed)
     res["warnings"] = size_warnings(len(fc), len(fc)) + [w for w in [kid_note(res["kid_mean"], res["kid_std"])] if w]
     return res
+
+
+def evaluate_recon(model: str | Path, data: str | Path, *, size: int | None = None, limit: int | None = None,
+                   batch_size: int = 50, device: str = "auto", fid: bool = True, inception: str | None = None,
+                   lpips_vgg: str | None = None, lpips_heads: str | None = None, kid_subsets: int = 100,
+                   kid_subset_size: int = 1000, fid_method: str = "sqrtm", seed: int = 0, progress: bool = True,
+                   trust: bool = False, max_memory: str | None = None) -> dict:
+    """``vqforge evaluate recon``: the VQGAN at ``model`` (any name :func:`vqforge.api.load_vqgan` takes)
+    reconstructs the images of ``data`` (at most ``limit``), measured by :func:`evaluate_reconstruction`.
+
+    ``size``: the square crop (default: the trained size; 0: each image at its own size). ``fid``: embed inputs
+    and reconstructions with the Inception network (``inception``: its weights) for rFID / KID; LPIPS runs when
+    its weights exist (``lpips_vgg`` / ``lpips_heads``), else it is reported as skipped. A job over the memory
+    budget (``max_memory``, as ``--max-memory``) is refused before any image is read. Returns the JSON record.
+    """
+    from ..api import load_vqgan
+    from ..data.images import image_batches
+    from ..devices import resolve_device
+    from ..memory import Budget
+    from .fid import list_image_files
+
+    dev = resolve_device(device)
+    vqgan = load_vqgan(model, "evaluate recon", trust=trust).to(dev).eval()
+    paths = list_image_files(data, limit)
+    size = vqgan.trained_hw[0] if size is None else size
+    check_recon_memory(vqgan, paths, size, batch_size, Budget.from_option(max_memory, dev), data)
+    net = None
+    if fid:
+        from ..nn.inception import load_fid_inception
+
+        net = load_fid_inception(inception, device=dev)
+    lpips, why = try_lpips(lpips_vgg, lpips_heads)
+    if lpips is not None:
+        lpips = lpips.to(dev)
+    batches = image_batches(paths, batch_size, size, vqgan.downsample_factor, vqgan.config.ddconfig.in_channels)
+    res = evaluate_reconstruction(vqgan, batches, total=len(paths), inception=net, lpips=lpips, lpips_skipped=why,
+                                  kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, fid_method=fid_method,
+                                  progress=progress, seed=seed)
+    if not fid:
+        res["fid_skipped"] = "--no-fid"
+    return {"command": "evaluate recon", "model": str(model), "data": str(data), "size": size, **res}
+
+
+def check_recon_memory(model: torch.nn.Module, paths: list[Path], size: int, batch_size: int, budget,
+                       data: str | Path) -> None:
+    """Refuse in one line (:class:`vqforge.memory.OverBudget`), before any image is read, a reconstruction of
+    ``paths`` (from ``data``) whose batch at ``size`` (0: each image's own) would not fit ``budget``: encoder and
+    decoder, the LPIPS network's features, the batch."""
+    from ..memory import check_images_fit, largest_fitting, refusal
+    from ..models.footprint import F32, vqgan_roundtrip_bytes
+
+    b = max(1, min(batch_size, len(paths)))
+
+    def need(hw):  # a square crop of `size`, or each image at its own size (size 0)
+        return vqgan_roundtrip_bytes(model.config, hw, b) + 6 * b * hw[0] * hw[1] * 64 * F32
+
+    if not paths:
+        return
+    if not size:
+        check_images_fit(paths, None, model.downsample_factor, need, budget)
+        return
+    if need((size, size)) > budget.bytes:
+        f = model.downsample_factor
+        fit = largest_fitting(lambda t: need((t * f, t * f)), budget.bytes, 1, max(1, size // f))
+        raise refusal(f"{data}: --size {size} ({b} images a batch)", need((size, size)), budget,
+                      None if fit is None else f"--size {fit * f}")
+
+
+class Reconstructed(NamedTuple):
+    """What :func:`reconstruct_files` wrote: PSNR (dB) per input file name, their mean, and the path that ran."""
+
+    psnr: dict[str, float]
+    mean: float
+    mode: str
+
+
+def reconstruct_files(model: str | Path, data: str | Path, out: str | Path, *, size: int | None = None,
+                      device: str = "auto", precision: str = "auto", compile: bool = False, progress: bool = True,
+                      trust: bool = False, max_memory: str | None = None) -> Reconstructed:
+    """``vqforge reconstruct``: encode and decode every image of ``data`` (a file or a folder) with the VQGAN at
+    ``model`` and write each as ``out/NAME.png``, with ``psnr.json`` (per image and the mean).
+
+    ``size``: resize the shorter side first (default: each image's own size, cropped to a multiple of the
+    downsampling factor). ``precision`` / ``compile``: :class:`vqforge.models.inference.VQGANRunner`'s levers.
+    Every input is read before anything is written, and ``out`` appears complete or not at all; a job over the
+    memory budget (``max_memory``, as ``--max-memory``) is refused before any image is read. ``progress``: a
+    progress bar and a line per image.
+    """
+    from tqdm import tqdm
+
+    from ..api import load_vqgan
+    from ..data.images import load_image_tensor
+    from ..devices import resolve_device, resolve_precision
+    from ..imageio import list_images, save_tensor_image
+    from ..io import VQForgeError, atomic_dir, check_output_dir, write_json
+    from ..memory import Budget, check_images_fit
+    from ..models.footprint import F32, vqgan_roundtrip_bytes
+    from ..models.inference import VQGANRunner
+
+    dev = resolve_device(device)
+    resolve_precision(precision, dev)  # a clear error before any work
+    out_dir = check_output_dir(out, "reconstruct output folder", _is_reconstruct_output)
+    vqgan = load_vqgan(model, "reconstruct", trust=trust)
+    runner = VQGANRunner(vqgan.to(dev), precision=precision, compile=compile)
+    files = list_images(data)
+    if not files:
+        raise VQForgeError(f"{data}: no images found")
+    cfg, f = vqgan.config, vqgan.downsample_factor
+    held = len(files) * cfg.ddconfig.in_channels * F32  # every input is read first (bounded by the largest's size)
+    check_images_fit(files, size, f, lambda hw: held * hw[0] * hw[1] + vqgan_roundtrip_bytes(cfg, hw),
+                     Budget.from_option(max_memory, dev))  # before any image is read at its size
+    # Read every input before writing anything: a bad file fails the run with no partial output.
+    channels = cfg.ddconfig.in_channels  # read as the model was trained (1: gray, 3: RGB)
+    inputs = [load_image_tensor(p, size=size, multiple_of=f, channels=channels) for p in files]
+    results = {}
+    # the folder appears complete or not at all (an interrupted run leaves nothing)
+    with atomic_dir(out_dir, "reconstruct output folder", _is_reconstruct_output) as tmp:
+        for path, x in tqdm(list(zip(files, inputs)), desc="reconstruct", unit="img",
+                            disable=not progress or len(files) < 2):
+            x = x.unsqueeze(0).to(dev)
+            rec = runner(x).reconstruction.clamp(-1, 1)
+            value = float(psnr(rec, x).item())
+            results[path.name] = value
+            save_tensor_image(tmp / (path.stem + ".png"), rec[0])
+            if progress:
+                tqdm.write(f"{path.name}: PSNR {value:.2f} dB")
+        mean = sum(results.values()) / len(results)
+        write_json(tmp / "psnr.json", {"per_image": results, "mean": mean})
+    return Reconstructed(results, mean, runner.mode)
+
+
+def _is_reconstruct_output(path: Path) -> bool:
+    """A folder :func:`reconstruct_files` wrote before (it holds ``psnr.json``): it may be replaced."""
+    return (path / "psnr.json").is_file()

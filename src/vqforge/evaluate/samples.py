@@ -157,3 +157,36 @@ def pr_note(n_samples: int, n_reference: int) -> str | None:
     return (f"precision/recall from {n_samples} and {n_reference} images mean little (even 0 or 1): the k-NN "
             f"estimate of each set's manifold is coarse below {PR_RELIABLE} images per set (the published protocol "
             f"uses 50000); --no-pr skips them")
+
+
+def evaluate_samples(samples: str | Path, reference: str | Path, *, recursive: bool = False,
+                     limit: int | None = None, batch_size: int = 50, device: str = "auto",
+                     inception: str | None = None, save_reference_stats: str | Path | None = None,
+                     stats_only: bool = False, pr: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                     fid_method: str = "sqrtm", seed: int = 0, progress: bool = True, say=print) -> dict:
+    """``vqforge evaluate samples``: the sample images of folder ``samples`` (:func:`sample_files`) against
+    ``reference`` (an image folder or a statistics ``.npz``), measured by :func:`compare`.
+
+    Which files count, and whether the set sizes allow any metric, is settled before any image is embedded.
+    ``save_reference_stats``: also write the reference's statistics there (with raw features unless
+    ``stats_only``; ``say`` tells where). Returns the JSON record.
+    """
+    from ..config import notice
+    from ..devices import resolve_device
+    from ..nn.inception import load_fid_inception
+
+    paths, chosen = sample_files(samples, recursive, limit)
+    size_warnings(len(paths), reference_size(reference, limit))
+    net = load_fid_inception(inception, device=resolve_device(device))
+    ref = reference_stats(net, reference, batch_size=batch_size, limit=limit, progress=progress)
+    if save_reference_stats:
+        if Path(reference).suffix == ".npz":
+            notice(f"--save-reference-stats ignored, the reference already is statistics ({reference})")
+        else:
+            ref.save(save_reference_stats, with_features=not stats_only)
+            say(f"wrote reference statistics {save_reference_stats} ({ref.n} images)")
+    feats = files_features(net, paths, batch_size, progress, f"inception {Path(samples).name}")
+    res = compare(FeatureStats.from_features(feats, source=str(samples)), ref, kid_subsets, kid_subset_size, pr=pr,
+                  fid_method=fid_method, seed=seed)
+    return {"command": "evaluate samples", "samples": str(samples), "samples_chosen": chosen,
+            "reference": str(reference), "reference_source": ref.source, "inception": net.source, **res}
