@@ -75,7 +75,7 @@ def test_shard_writes_webdataset_tars_with_an_index(images, shards, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("x")
     with pytest.raises(VQForgeError, match="not a shard folder"):
-        from vqforge.data.shards import shard_dataset
+        from vqforge.data.shard_writer import shard_dataset
 
         shard_dataset(str(images / "photos"), tmp_path / "taken")
     with pytest.raises(VQForgeError, match=r"shard-000006.tar: no such shard \(4 of the 10"):

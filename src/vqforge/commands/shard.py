@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.shards import shard_dataset
+    from ..data.shard_writer import shard_dataset
 
     w = shard_dataset(args.data, args.out, per_shard=args.per_shard, labels=args.labels == "folders", maps=args.maps,
                       val_fraction=args.val_fraction, seed=args.seed)

@@ -78,70 +78,14 @@ def download(url: str, dest: str | Path, *, size: int | None = None, sha256: str
     if size is not None and offset > size:  # a leftover from another file: start again
         part.unlink()
         offset = 0
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # nothing left to send: the part may be complete already
-            return _finish(url, part, dest, size, sha256, total=None)
-        _discard(part)
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {label} was not downloaded (nothing was kept)") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        reason = getattr(e, "reason", None) or e
-        raise DownloadError(f"{url}: cannot reach the server ({reason})", reachable=False) from None
+    response = _request(url, part, offset, label)
+    if response is None:  # nothing left to send: the part may be complete already
+        return _finish(url, part, dest, size, sha256, total=None)
     with response:
-        status = response.status
-        ctype = response.headers.get("Content-Type", "")
-        if "text/html" in ctype.lower():
-            _discard(part)
-            raise DownloadError(f"{url}: the server sent a web page (Content-Type {ctype.split(';')[0]}) instead of "
-                                f"{label}; the link may have moved or need a browser (nothing was kept)")
-        if status == 206:
-            m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != offset:
-                _discard(part)
-                raise DownloadError(f"{url}: the server answered the resume request with the wrong range "
-                                    f"({response.headers.get('Content-Range')!r}); run again to start over "
-                                    f"(nothing was kept)")
-            total = int(m.group(2)) if m.group(2) != "*" else None
-        else:
-            offset = 0  # the server ignored the range request: start from the beginning
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        if size is not None and total is not None and total != size:
-            _discard(part)
-            raise DownloadError(f"{url}: the server offers {total} bytes but {label} is {size} bytes; the file "
-                                f"there changed or the link is wrong (nothing was kept)")
+        offset, total = _range(response, url, part, offset, size, label)
         bar = _progress(total or size, offset, label, progress)
         try:
-            with open(part, "ab" if offset else "wb") as f:
-                first = offset == 0
-                while True:
-                    try:
-                        chunk = response.read(CHUNK)
-                    except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as e:
-                        f.flush()
-                        os.fsync(f.fileno())
-                        have = f.tell()
-                        raise DownloadError(
-                            f"{url}: download of {label} interrupted at {_mib(have)}"
-                            f"{' of ' + _mib(total) if total else ''} ({type(e).__name__}); run the same command "
-                            f"again to resume from there") from None
-                    if not chunk:
-                        break
-                    if first and _looks_like_html(chunk):
-                        f.close()
-                        _discard(part)
-                        raise DownloadError(f"{url}: the server sent a web page instead of {label}; the link may "
-                                            f"have moved or need a browser (nothing was kept)")
-                    first = False
-                    f.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-                f.flush()
-                os.fsync(f.fileno())
+            _receive(response, part, offset, total, url, label, bar)
         except KeyboardInterrupt:
             raise VQForgeError(f"{url}: download of {label} interrupted; run the same command again to resume "
                                f"(kept {part.name})") from None
@@ -149,6 +93,82 @@ def download(url: str, dest: str | Path, *, size: int | None = None, sha256: str
             if bar is not None:
                 bar.close()
     return _finish(url, part, dest, size, sha256, total)
+
+
+def _request(url: str, part: Path, offset: int, label: str):
+    """The server's response to a request for ``url`` from byte ``offset`` on; None when it has nothing left to
+    send (HTTP 416 to a resume). A refusal or an unreachable server is a :class:`DownloadError`."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:
+            return None
+        _discard(part)
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {label} was not downloaded (nothing was kept)") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"{url}: cannot reach the server ({reason})", reachable=False) from None
+
+
+def _range(response, url: str, part: Path, offset: int, size: int | None, label: str) -> tuple[int, int | None]:
+    """(where the response's bytes start, the file's whole size or None) from its headers: a web page, a resume
+    answered with the wrong range, or a size other than ``size`` is a :class:`DownloadError` (``part`` deleted)."""
+    ctype = response.headers.get("Content-Type", "")
+    if "text/html" in ctype.lower():
+        _discard(part)
+        raise DownloadError(f"{url}: the server sent a web page (Content-Type {ctype.split(';')[0]}) instead of "
+                            f"{label}; the link may have moved or need a browser (nothing was kept)")
+    if response.status == 206:
+        m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != offset:
+            _discard(part)
+            raise DownloadError(f"{url}: the server answered the resume request with the wrong range "
+                                f"({response.headers.get('Content-Range')!r}); run again to start over "
+                                f"(nothing was kept)")
+        total = int(m.group(2)) if m.group(2) != "*" else None
+    else:
+        offset = 0  # the server ignored the range request: start from the beginning
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+    if size is not None and total is not None and total != size:
+        _discard(part)
+        raise DownloadError(f"{url}: the server offers {total} bytes but {label} is {size} bytes; the file "
+                            f"there changed or the link is wrong (nothing was kept)")
+    return offset, total
+
+
+def _receive(response, part: Path, offset: int, total: int | None, url: str, label: str, bar) -> None:
+    """Append the response's bytes to ``part`` (from ``offset``; 0: a new file), synced to disk; an interrupted
+    connection keeps what arrived (a :class:`DownloadError` saying so), a web page deletes it."""
+    with open(part, "ab" if offset else "wb") as f:
+        first = offset == 0
+        while True:
+            try:
+                chunk = response.read(CHUNK)
+            except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as e:
+                f.flush()
+                os.fsync(f.fileno())
+                have = f.tell()
+                raise DownloadError(
+                    f"{url}: download of {label} interrupted at {_mib(have)}"
+                    f"{' of ' + _mib(total) if total else ''} ({type(e).__name__}); run the same command "
+                    f"again to resume from there") from None
+            if not chunk:
+                break
+            if first and _looks_like_html(chunk):
+                f.close()
+                _discard(part)
+                raise DownloadError(f"{url}: the server sent a web page instead of {label}; the link may "
+                                    f"have moved or need a browser (nothing was kept)")
+            first = False
+            f.write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _finish(url: str, part: Path, dest: Path, size: int | None, sha256: str | None, total: int | None) -> Downloaded:
