@@ -29,7 +29,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
-from vqforge.io import write_json  # noqa: E402
+from vqforge.io import save_torch, write_json  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "paper"
 FASHION_VQGAN = REPO / "src" / "vqforge" / "configs" / "bundled" / "fashion_vqgan.yaml"
@@ -275,6 +275,12 @@ class ClassGPT(nn.Module):
         self.gpt = GPT(GPTConfig(vocab_size=n_codes + n_classes, block_size=n_tokens, n_layer=n_layer, n_head=n_head,
                                  n_embd=n_embd, embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout))
 
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW's groups as vqforge's transformer trainer makes them (Linear weights decay, the rest not)."""
+        from vqforge.train.transformer import param_groups
+
+        return param_groups(self.gpt, weight_decay)
+
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         idx = torch.cat((self.n_codes + y[:, None], z[:, :-1]), dim=1)  # (B, N)
         logits = self.gpt(idx)[..., :self.n_codes]  # (B, N, n_codes)
@@ -327,6 +333,32 @@ def held_out_nll(model: nn.Module, z: torch.Tensor, y: torch.Tensor, batch: int 
     return total / len(z)
 
 
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: a model's own split where it has one (:meth:`ClassGPT.param_groups`, the
+    trainer's), else matrices other than embeddings decay and the rest does not (PixelSNAIL)."""
+    if hasattr(model, "param_groups"):
+        return model.param_groups(weight_decay)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def resume(ck: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict | None:
+    """The training state (step, seconds, curve) that :func:`checkpoint` saved in ``ck``, with ``model`` and
+    ``opt`` restored from it; None when there is no checkpoint yet (a fresh run)."""
+    if not Path(ck).is_file():
+        return None
+    saved = torch.load(ck, weights_only=True)
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    return saved["state"]
+
+
+def checkpoint(ck: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    """Save ``model``, ``opt`` and the training ``state`` in ``ck`` (atomically), for :func:`resume`."""
+    save_torch(ck, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state})
+
+
 def train_ar(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
              budget: ARBudget, run: Path, seed: int, log: Log, stop_at: int | None = None) -> dict:
     """Train ``model`` (any module with ``loss(z, y)``) with AdamW on codes ``train`` = (z (N, T), y (N,)); every
@@ -337,18 +369,12 @@ def train_ar(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tu
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     ck = run / "ckpt.pt"
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": budget.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=budget.lr, betas=(0.9, 0.95))
-    state = {"step": 0, "seconds": 0.0, "curve": []}
-    if ck.is_file():
-        saved = torch.load(ck, weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        state = saved["state"]
+    opt = torch.optim.AdamW(decay_groups(model, budget.weight_decay), lr=budget.lr, betas=(0.9, 0.95))
+    state = resume(ck, model, opt)
+    if state is not None:
         log(f"{run.name}: resuming at step {state['step']}")
     else:
+        state = {"step": 0, "seconds": 0.0, "curve": []}
         seed_all(seed)
     end = min(budget.steps, stop_at or budget.steps)
     zv, yv = val[0][:budget.val_images], val[1][:budget.val_images]
@@ -375,7 +401,7 @@ def train_ar(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tu
             nll = held_out_nll(model, zv, yv)
             state["curve"].append({"step": state["step"], "seconds": round(state["seconds"], 2), "nll": nll,
                                    "train_loss": float(loss.detach())})
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, ck)
+            checkpoint(ck, model, opt, state)
             log(f"{run.name}: step {state['step']}/{budget.steps}, held-out NLL {nll:.4f} nats/token, "
                 f"{state['seconds']:.0f} s")
             t_last = time.perf_counter()

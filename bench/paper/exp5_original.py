@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
+from vqforge.train.transformer import param_groups  # noqa: E402
 
 PAPER = {"section": "(the original's code, not a claim of the paper)",
          "statement": "vqforge reproduces the original's numerics bit for bit on its own configs; trained the same "
@@ -152,27 +153,15 @@ class OrigGPT(torch.nn.Module):
         return out[:, -self.n_tokens:]
 
 
-def orig_param_groups(gpt: torch.nn.Module, weight_decay: float = 0.01) -> list[dict]:
-    """minGPT's split, as the original's configure_optimizers: Linear weights decay, the rest (and pos_emb) not."""
-    decay, other = [], []
-    for mn, mod in gpt.named_modules():
-        for pn, p in mod.named_parameters(recurse=False):
-            (decay if isinstance(mod, torch.nn.Linear) and pn == "weight" else other).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
-
-
 def train_orig_gpt(model: OrigGPT, z: torch.Tensor, y: torch.Tensor, val: tuple, steps: int, batch: int, lr: float,
                    run: Path, seed: int, log: C.Log, eval_every: int) -> dict:
     """The original's transformer training (constant lr, AdamW) on codes ``z``; resumable; an NLL curve on ``val``."""
     ck = run / "orig_gpt.pt"
-    opt = torch.optim.AdamW(orig_param_groups(model.gpt), lr=lr, betas=(0.9, 0.95))
-    state = {"step": 0, "seconds": 0.0, "curve": []}
-    if ck.is_file():
-        saved = torch.load(ck, weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        state = saved["state"]
-    else:
+    # minGPT's split, as the original's configure_optimizers (Linear weights decay): vqforge's trainer's rule
+    opt = torch.optim.AdamW(param_groups(model.gpt, 0.01), lr=lr, betas=(0.9, 0.95))
+    state = C.resume(ck, model, opt)
+    if state is None:
+        state = {"step": 0, "seconds": 0.0, "curve": []}
         torch.manual_seed(seed)
         state["curve"].append({"step": 0, "seconds": 0.0, "nll": C.held_out_nll(model, *val)})
     model.train()
@@ -190,7 +179,7 @@ def train_orig_gpt(model: OrigGPT, z: torch.Tensor, y: torch.Tensor, val: tuple,
             state["seconds"] += time.perf_counter() - t0
             state["curve"].append({"step": state["step"], "seconds": round(state["seconds"], 2),
                                    "nll": C.held_out_nll(model, *val)})
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, ck)
+            C.checkpoint(ck, model, opt, state)
             log(f"original GPT: step {state['step']}/{steps}, held-out NLL {state['curve'][-1]['nll']:.4f}")
             t0 = time.perf_counter()
     return state
