@@ -87,6 +87,30 @@ class _Models:
         return (torch.rand(s.batch, 3, s.resolution, s.resolution, generator=g) * 2 - 1).to(self.device)
 
 
+#: vqforge's contestants in a VQGAN row unless the suite names others: the exact path and the fast one
+VARIANTS = {EXACT: EXACT_LEVERS, FAST: FAST_LEVERS}
+
+
+def _vqgan_row(row_id: str, what: str, spec: VQGANSpec, device: torch.device, with_original: bool, target: str,
+               with_loss: bool) -> tuple[_Models, torch.Tensor, Row]:
+    """What the training and reconstruction rows set up alike: the models (the loss's too with ``with_loss``),
+    the input batch, and the row titled ``what`` with the two implementations' agreement on that batch."""
+    models = _Models(spec, device, with_original, with_loss=with_loss)
+    x = models.batch()
+    row = Row(row_id, f"{what} ({spec.label()}), batch {spec.batch} at {spec.resolution}²", "img/s",
+              items=spec.batch, target=target, agreement=models.agreement(x))
+    return models, x, row
+
+
+def _original_forward(orig: nn.Module, x: torch.Tensor, note: str) -> Contestant:
+    """The original module's forward on ``x`` without gradients, as a contestant."""
+    def run() -> None:
+        with torch.no_grad():
+            orig(x)
+
+    return Contestant(ORIGINAL, run, held=lambda: held_tensors(orig), note=note)
+
+
 # ============================================================================================ training step
 def _original_train_step(orig: nn.Module, x: torch.Tensor) -> Contestant:
     """The original's step as Lightning runs it: optimiser 0 (autoencoder) then optimiser 1 (discriminator),
@@ -152,15 +176,11 @@ def vqgan_train_row(spec: VQGANSpec, device: torch.device, with_original: bool, 
                     variants: dict[str, Levers] | None = None) -> Row:
     """VQGAN training step, generator + discriminator, LPIPS on: original vs vqforge fp32 vs vqforge fast
     (``variants``: other vqforge contestants by name, e.g. one lever off each)."""
-    models = _Models(spec, device, with_original, with_loss=True)
-    x = models.batch()
-    row = Row("vqgan_train", f"VQGAN train step gen+disc, LPIPS on ({spec.label()}), batch {spec.batch} at "
-                             f"{spec.resolution}²", "img/s", items=spec.batch, target=target,
-              agreement=models.agreement(x))
+    models, x, row = _vqgan_row("vqgan_train", "VQGAN train step gen+disc, LPIPS on", spec, device, with_original,
+                                target, with_loss=True)
     if models.orig is not None:
         row.contestants.append(_original_train_step(models.orig, x))
-    variants = variants or {EXACT: EXACT_LEVERS, FAST: FAST_LEVERS}
-    row.contestants += [vqforge_train_step(models, x, lv, name) for name, lv in variants.items()]
+    row.contestants += [vqforge_train_step(models, x, lv, name) for name, lv in (variants or VARIANTS).items()]
     return row
 
 
@@ -169,20 +189,11 @@ def vqgan_reconstruct_row(spec: VQGANSpec, device: torch.device, with_original: 
                           variants: dict[str, Levers] | None = None) -> Row:
     """Encode + quantise + decode a batch: original (fp32) vs vqforge fp32 vs vqforge fast
     (:class:`~vqforge.models.inference.VQGANRunner`; ``variants``: other lever sets by name)."""
-    models = _Models(spec, device, with_original, with_loss=False)
-    x = models.batch()
-    row = Row("vqgan_reconstruct", f"VQGAN reconstruct ({spec.label()}), batch {spec.batch} at "
-                                   f"{spec.resolution}²", "img/s", items=spec.batch, target=target,
-              agreement=models.agreement(x))
+    models, x, row = _vqgan_row("vqgan_reconstruct", "VQGAN reconstruct", spec, device, with_original, target,
+                                with_loss=False)
     if models.orig is not None:
-        orig = models.orig.eval()
-
-        def run_orig() -> None:
-            with torch.no_grad():
-                orig(x)
-
-        row.contestants.append(Contestant(ORIGINAL, run_orig, held=lambda: held_tensors(orig), note="fp32"))
-    for name, lv in (variants or {EXACT: EXACT_LEVERS, FAST: FAST_LEVERS}).items():
+        row.contestants.append(_original_forward(models.orig.eval(), x, "fp32"))
+    for name, lv in (variants or VARIANTS).items():
         runner = VQGANRunner(models.vqgan(), precision=lv.precision, channels_last=lv.channels_last,
                              compile=lv.compile)
         row.contestants.append(Contestant(name, lambda r=runner: r(x), held=lambda r=runner: held_tensors(r.model),
@@ -210,13 +221,7 @@ def vqgan_attention_row(channels: int, side: int, batch: int, device: torch.devi
         ours.load_state_dict(orig.state_dict())
         with torch.no_grad():
             row.agreement = float((orig(x) - ours(x)).abs().max())
-
-        def run_orig() -> None:
-            with torch.no_grad():
-                orig(x)
-
-        row.contestants.append(Contestant(ORIGINAL, run_orig, held=lambda: held_tensors(orig),
-                                          note="bmm + softmax, fp32"))
+        row.contestants.append(_original_forward(orig, x, "bmm + softmax, fp32"))
     dtype = resolve_precision("auto", device)
     for name, dt in ((EXACT, torch.float32), (FAST, dtype)):
         def run(dt=dt) -> None:

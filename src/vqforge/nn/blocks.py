@@ -17,28 +17,33 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     return F.silu(x)
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour 2x upsampling, optionally followed by a 3x3 convolution."""
+class _Resample(nn.Module):
+    """A 2x resampling with an optional 3x3 convolution (``conv``) of ``stride`` and ``padding``."""
+
+    stride: int
+    padding: int
 
     def __init__(self, channels: int, with_conv: bool = True):
         super().__init__()
         self.with_conv = with_conv
         if with_conv:
-            self.conv = nn.Conv2d(channels, channels, 3, stride=1, padding=1)
+            self.conv = nn.Conv2d(channels, channels, 3, stride=self.stride, padding=self.padding)
+
+
+class Upsample(_Resample):
+    """Nearest-neighbour 2x upsampling, optionally followed by a 3x3 convolution."""
+
+    stride, padding = 1, 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, C, 2H, 2W)
         return self.conv(x) if self.with_conv else x
 
 
-class Downsample(nn.Module):
+class Downsample(_Resample):
     """2x downsampling: a strided 3x3 convolution with asymmetric padding, or average pooling."""
 
-    def __init__(self, channels: int, with_conv: bool = True):
-        super().__init__()
-        self.with_conv = with_conv
-        if with_conv:
-            self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+    stride, padding = 2, 0  # the padding is added in forward: right and bottom only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_conv:
