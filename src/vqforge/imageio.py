@@ -3,7 +3,7 @@
 Reading is one stack for every command, the web app, the demo and training: :func:`open_image` (a path or an
 upload's bytes; one-line errors naming the file; EXIF orientation) and :func:`to_mode` (16-bit, alpha, palette and
 gray converted one way, to the channel count a model was trained on: :func:`channels_mode`). Writing goes through
-:func:`vqforge.io.save_image` (atomic).
+:func:`save_image` (atomic: :func:`vqforge.io.write_bytes`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import VQForgeError, save_image
+from .io import VQForgeError, write_bytes
 
 #: The contact sheet that `vqforge sample` / `vqforge complete` write beside their images (not a sample).
 GRID_NAME = "grid.png"
@@ -198,6 +198,17 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, p
         top, left = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, top:top + h, left:left + w] = images[i]
     return grid
+
+
+def save_image(path: str | Path, image) -> Path:
+    """Atomically write a PIL image; the format follows the suffix (PNG by default)."""
+    import io
+
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return write_bytes(path, buf.getvalue())
 
 
 def save_tensor_image(path: str | Path, x: torch.Tensor) -> Path:

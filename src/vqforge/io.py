@@ -8,7 +8,8 @@
   naming the output, with nothing half-written left behind.
 * Every load is safe: ``torch.load(..., weights_only=True)`` and safetensors; pickled code is never run
   unless the user says the file is trusted (``--trust-checkpoint``, ``trust=True``).
-* Every YAML file is read by :func:`read_yaml` (plain data only), every YAML value by :func:`parse_yaml`.
+* Every YAML file is read by :func:`read_yaml` (plain data only), every YAML value by :func:`parse_yaml`;
+  small JSON records (indexes, checksums) by :func:`read_json`.
 * Every failure is one line that names the file and the problem (:class:`VQForgeError`).
 """
 
@@ -226,15 +227,6 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadat
     return write_bytes(path, save(data, metadata=metadata))
 
 
-def save_image(path: str | Path, image) -> Path:
-    """Atomically write a PIL image; the format follows the suffix (PNG by default)."""
-    path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
-    buf = io.BytesIO()
-    image.save(buf, format=fmt)
-    return write_bytes(path, buf.getvalue())
-
-
 # --------------------------------------------------------------------------------------------- loading
 #: The command-line option that allows full unpickling (named in the refusal message).
 TRUST_OPTION = "--trust-checkpoint"
@@ -299,6 +291,15 @@ def _load_trusted(path: Path, what: str) -> Any:
     except Exception as e:  # noqa: BLE001 - one readable line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VQForgeError(f"{path}: cannot unpickle this {what} ({first})") from None
+
+
+def read_json(path: str | Path, what: str, fix: str = "") -> Any:
+    """The JSON in the file ``path``; an unreadable or invalid one is one :class:`VQForgeError`,
+    ``PATH: unreadable WHAT (why)FIX`` (``fix``: what to do about it)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise VQForgeError(f"{path}: unreadable {what} ({e}){fix}") from None
 
 
 def read_yaml(path: str | Path, error: Callable[[str], Exception] = VQForgeError) -> Any:

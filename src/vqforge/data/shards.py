@@ -20,7 +20,6 @@ counted (:meth:`ShardStream.set_skip`): samples before it are read but not decod
 from __future__ import annotations
 
 import io
-import json
 import random
 import warnings
 import zlib
@@ -31,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..io import VQForgeError
+from ..io import VQForgeError, read_json
 
 INDEX = "shards.json"
 FORMAT = "vqforge-shards"
@@ -88,10 +87,7 @@ def read_index(folder: Path) -> dict[str, Any]:
     path = Path(folder) / INDEX
     if not path.is_file():
         return {}
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VQForgeError(f"{path}: unreadable shard index ({e})") from None
+    index = read_json(path, "shard index")
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise VQForgeError(f"{path}: not a vqforge shard index")
     return index

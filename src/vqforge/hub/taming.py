@@ -17,14 +17,13 @@ saying which files to download and where to put them.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 
-from ..io import VQForgeError, atomic_dir, write_json
+from ..io import VQForgeError, atomic_dir, read_json, write_json
 from ..modeldir import MODEL_WEIGHTS, is_model_dir
 from .catalogue import TamingModel, catalogue, entry
 from .download import DownloadError, download, verify_file
@@ -83,10 +82,7 @@ def _records() -> dict:
     path = checksums_file()
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VQForgeError(f"{path}: unreadable record of downloaded files ({e}); delete it to record afresh") from None
+    data = read_json(path, "record of downloaded files", "; delete it to record afresh")
     return data if isinstance(data, dict) else {}
 
 
