@@ -151,3 +151,9 @@ def test_nll_json_matches_the_models_own_loss(tiny_vqgan, tmp_path):
     assert res["bits_per_token"] == pytest.approx(nats / 640 / math.log(2), rel=1e-5)
     assert res["bits_per_dim"] == pytest.approx(nats / math.log(2) / (10 * 3 * 16 * 16), rel=1e-5)
     assert "bits / dim" in r.stdout
+    # the command is one library call: from Python, the same record
+    from vqforge.evaluate.nll import evaluate_nll
+
+    lib = evaluate_nll(model_dir, tokens, batch_size=4, progress=False)
+    assert lib.keys() == res.keys() and (lib["split"], lib["rows"], lib["n_tokens"]) == (res["split"], res["rows"], 640)
+    assert lib["nats_per_token"] == pytest.approx(res["nats_per_token"], rel=1e-6)
