@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-
 from ..memory import Budget, OverBudget, format_bytes, largest_fitting, refusal
 from ..models.footprint import F32, gpt_bytes, vqgan_decode_bytes, vqgan_encode_bytes
 from ..models.transformer import Net2NetTransformer
 from .pipeline import Layout, layout
-from .sliding import cond_tokens_per_window
+from .sliding import spatial_cond_tokens
 
 def _cond_channels(model: Net2NetTransformer) -> int:
     """Channels of a spatial condition's model input (a segmentation's one-hot labels, a depth map, ...); 0 for
@@ -54,8 +52,8 @@ def job_bytes(model: Net2NetTransformer, lay: Layout, batch: int, num: int, guid
     }
     wh, ww = lay.window_hw
     n_cond = model.n_cond_tokens(lay.image_hw)
-    if lay.cond_hw is not None:  # a spatial condition: its share of a window; an empty stand-in, never its size
-        n_cond = cond_tokens_per_window(torch.zeros(1, 1, 1).expand(1, *lay.cond_hw), lay.grid_hw, lay.window_hw)
+    if lay.cond_hw is not None:  # a spatial condition: its share of a window (from the shapes)
+        n_cond = spatial_cond_tokens(lay.cond_hw, lay.grid_hw, lay.window_hw)
         if lay.sliding and lay.cond_encoding == "window":  # each window's tokens, kept once encoded
             parts["tokens"] += (h - wh + 1) * (w - ww + 1) * n_cond * b * 8
     transient = {"transformer": gpt_bytes(model.config.gpt, rows, n_cond + wh * ww)}

@@ -18,7 +18,7 @@ from .complete import complete_tokens, paste_back, token_mask
 from .generate import DecodeOptions, sample_tokens
 from .processors import SamplingSettings
 from .progress import Progress
-from .sliding import WindowedCondition, check_windows, cond_tokens_per_window, sample_sliding
+from .sliding import WindowedCondition, check_windows, sample_sliding, spatial_cond_tokens
 from .tiles import decode_tiled, tile_overlap
 
 #: how a spatial condition larger than the window is encoded: "window" (each window's own crop, as training
@@ -82,8 +82,7 @@ def layout(model: Net2NetTransformer, image_hw: tuple[int, int] | None = None,
     n_cond = model.n_cond_tokens(image_hw)
     if lay.cond_hw is not None:  # a spatial condition: the windows' share of it, on whole condition tokens
         check_windows(grid, window, lay.cond_hw)
-        # an empty stand-in of the condition grid's shape (a view of one element: never the grid's size)
-        n_cond = cond_tokens_per_window(torch.zeros(1, 1, 1).expand(1, *lay.cond_hw), grid, window)
+        n_cond = spatial_cond_tokens(lay.cond_hw, grid, window)  # from the shapes: nothing of the grid's size
     what = f" (a {window[0]}x{window[1]} window)" if lay.sliding else f" ({H}x{W} px)"
     problem = fit_problem(n_cond, window[0] * window[1], model.config.gpt.block_size, what)
     if problem:

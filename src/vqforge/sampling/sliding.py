@@ -202,6 +202,15 @@ def cond_tokens_per_window(cond: torch.Tensor | WindowedCondition, grid_hw: tupl
     return cond_window(cond, grid_hw, (0, wh), (0, ww)).shape[1]
 
 
+def spatial_cond_tokens(cond_hw: tuple[int, int], grid_hw: tuple[int, int], window_hw: tuple[int, int]) -> int:
+    """How many tokens of a (ch, cw) spatial condition grid go with each window: :func:`cond_tokens_per_window`
+    from the shapes alone (planning at any size allocates nothing of it)."""
+    wh, ww = min(window_hw[0], grid_hw[0]), min(window_hw[1], grid_hw[1])
+    r0, r1 = _cond_span(0, wh, grid_hw[0], cond_hw[0])
+    c0, c1 = _cond_span(0, ww, grid_hw[1], cond_hw[1])
+    return (r1 - r0) * (c1 - c0)
+
+
 @torch.inference_mode()
 def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int],
                    window_hw: tuple[int, int],
