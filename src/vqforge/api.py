@@ -189,6 +189,17 @@ def load_vqgan(path: str | Path, command: str, trust: bool = False) -> torch.nn.
     return model
 
 
+def load_transformer(path: str | Path, device: torch.device | str = "cpu", trust: bool = False) -> torch.nn.Module:
+    """A transformer pipeline from ``path`` (as :func:`load`) on ``device``, for sampling; any other kind of model
+    is a one-line error naming ``path``."""
+    from .models.transformer import Net2NetTransformer
+
+    model = load(path, trust=trust)
+    if not isinstance(model, Net2NetTransformer):
+        raise VQForgeError(f"{path}: sampling needs a transformer model, this is a {type(model).__name__}")
+    return model.to(device).eval()
+
+
 def load(path: str | Path, use_ema: bool = True, trust: bool = False) -> torch.nn.Module:
     """Load a model from a bundled model's name (``"fashion"``; see ``vqforge models``), one of the original's
     released models (``"taming/sflckr"``: downloaded and converted once, see ``vqforge models --available``), a

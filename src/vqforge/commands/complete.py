@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data
-from .sampling_options import add_sampling_args
+from .options import add_data, add_sampling_args
 
 
 def add_parser(sub) -> None:

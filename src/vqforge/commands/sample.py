@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .sampling_options import add_sampling_args
+from .options import add_sampling_args
 
 
 def add_parser(sub) -> None:
