@@ -85,26 +85,37 @@ def write_curves(doc: Path, work: Path, runs: list[str]) -> None:
     doc.write_text(f"{head}{CURVES_BEGIN}\n{body}\n{CURVES_END}{rest.split(CURVES_END, 1)[1]}")
 
 
-def swap_first_stage(name: str, run: Path, out: Path, cards: dict) -> None:
+def swap_stages(name: str, run: Path, out: Path, cards: dict, transformer: Path | None = None) -> None:
     """Replace the first stage of the bundled model ``name`` (a transformer pipeline) by the VQGAN trained in ``run``
-    (its EMA weights), keeping everything else; the card takes bench/bundled_cards.yaml's texts and gains the run's
-    steps and wall time. For a first stage retrained after the other stages were packaged (the landscapes decoder,
-    2026-12-07), where their run directories are not at hand."""
+    (its EMA weights) and, given ``transformer`` (a transformer run's checkpoint, e.g. ``RUN/checkpoints/best.pt``),
+    its GPT by that checkpoint's, keeping everything else (the condition stage); the card takes
+    bench/bundled_cards.yaml's texts and gains the runs' steps and wall times. For stages retrained after the others
+    were packaged, where their run directories are not at hand: the landscapes decoder (2026-12-07), then its whole
+    first stage with the transformer fine-tuned on its tokens (issue 24)."""
     model = vqforge.load(name)
     model.first_stage.load_state_dict(vqforge.load(run).state_dict())
     card = dict(model.card) if getattr(model, "card", None) else yaml.safe_load(
         (out / name / "model.yaml").read_text())["extra"]
     for key in ("stages", "model_run", "model_checkpoint", "first_stage_run"):
         cards[name].pop(key, None)
+    checkpoint = card.get("checkpoint")
     card.update(cards[name])
-    rec = stage_record(run)
-    card["steps"] += f", {rec['run']} {rec['steps']}"
-    card["wall_time"] = card["wall_time"].replace("; total", f", {rec['run']} {rec['wall_time_min']} min; total")
-    total = float(card["wall_time"].rsplit("total ", 1)[1].split()[0]) + rec["wall_time_min"]
-    card["wall_time"] = card["wall_time"].rsplit("total ", 1)[0] + f"total {total:.0f} min"
+    records = [stage_record(run)]
+    if transformer is not None:
+        model.transformer.load_state_dict(vqforge.load(transformer).transformer.state_dict())
+        gpt_run = transformer.parent.parent
+        records.append(stage_record(gpt_run))
+        step = int(load_torch(transformer)["step"])
+        card["checkpoint"] = f"{checkpoint}, fine-tuned in {gpt_run.name}: {transformer.name} (step {step})"
+    for rec in records:
+        card["steps"] += f", {rec['run']} {rec['steps']}"
+        card["wall_time"] = card["wall_time"].replace("; total", f", {rec['run']} {rec['wall_time_min']} min; total")
+        total = float(card["wall_time"].rsplit("total ", 1)[1].split()[0]) + rec["wall_time_min"]
+        card["wall_time"] = card["wall_time"].rsplit("total ", 1)[0] + f"total {total:.0f} min"
     path = vqforge.save_model(model, out / name, extra=card, dtype=torch.float16)
     size = (path / "model.safetensors").stat().st_size / 2**20
-    print(f"{name}: {path} ({size:.1f} MiB); first stage from {run}; {card['steps']}; {card['wall_time']}")
+    print(f"{name}: {path} ({size:.1f} MiB); first stage from {run}"
+          + (f", transformer from {transformer}" if transformer else "") + f"; {card['steps']}; {card['wall_time']}")
 
 
 def main() -> None:
@@ -114,13 +125,15 @@ def main() -> None:
     ap.add_argument("--cards", default=str(REPO / "bench" / "bundled_cards.yaml"))
     ap.add_argument("--doc", default=str(REPO / "docs" / "models.md"), help="where the validation curves go")
     ap.add_argument("--swap-first-stage", nargs=2, metavar=("NAME", "RUN"),
-                    help="only replace the bundled NAME's first stage by RUN's (see swap_first_stage)")
+                    help="only replace the bundled NAME's first stage by RUN's (see swap_stages)")
+    ap.add_argument("--transformer", metavar="CHECKPOINT",
+                    help="with --swap-first-stage: also replace its GPT by this checkpoint's (a fine-tuned one)")
     args = ap.parse_args()
     work = Path(args.work)
     cards = yaml.safe_load(Path(args.cards).read_text())
     if args.swap_first_stage:
         name, run = args.swap_first_stage
-        swap_first_stage(name, Path(run), Path(args.out), cards)
+        swap_stages(name, Path(run), Path(args.out), cards, Path(args.transformer) if args.transformer else None)
         return
     curves = []
     for name, card in cards.items():

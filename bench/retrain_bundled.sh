@@ -75,8 +75,8 @@ phase "$W/landscape_seg" 4000 condition -- --data "$W/landscape_pairs/maps" --va
                                    ls "$W"/landscape_syn_maps/*.png; } > "$W/lists/seg_mix.txt"
 phase "$W/landscape_seg" 7000 condition -- --data "$W/lists/seg_mix.txt" train.val_every=250 train.checkpoint_every=250
 SEG="$W/landscape_seg/checkpoints/best.pt"  # its best validation checkpoint (the shipped one: step 6750)
-encode_pairs() {  # encode_pairs PAIRS_DIR OUT CROPS SEED
-  [ -f "$2/meta.json" ] || "$VQ" encode --model "$W/landscape_vqgan" --cond-stage "$SEG" \
+encode_pairs() {  # encode_pairs PAIRS_DIR OUT CROPS SEED [FIRST_STAGE]
+  [ -f "$2/meta.json" ] || "$VQ" encode --model "${5:-$W/landscape_vqgan}" --cond-stage "$SEG" \
       --cond segmentation --data "$1/photos" --cond-data "$1/maps" --size 64 --crops "$3" --resize-max 192 \
       --seed "$4" --out "$2"
 }
@@ -93,6 +93,21 @@ phase "$W/landscape_decoder" 261 vqgan --config $C/landscape_decoder.yaml \
     --data "$W/lists/photos_train.txt" --val-data "$W/lists/photos_val.txt" -- train.init_from="$W/landscape_vqgan" \
     train.ema_decay=0.999
 phase "$W/landscape_decoder" 497 vqgan -- train.ema_decay=0.99
+# Then the whole first stage (encoder, quant_conv, codebook, decoder) from there, on L1 alone (issue 24): the decoder
+# alone had left saturation at 0.65 x the photos', the colour missing from the codes. The codes move, so the pairs are
+# encoded again with it and the transformer is fine-tuned on the new tokens from its best checkpoint (it already
+# knows how maps become landscapes; only the codes' meaning shifted). fp32, one thread (the transformer: two); the
+# held-out pairs as before, the training pairs with 32 crops each rather than 128 (encoding time on the shared
+# machine).
+phase "$W/landscape_colour" 632 vqgan --config $C/landscape_colour.yaml \
+    --data "$W/lists/photos_train.txt" --val-data "$W/lists/photos_val.txt" -- train.init_from="$W/landscape_decoder"
+encode_pairs "$W/landscape_pairs" "$W/landscape_tokens_colour" 32 0 "$W/landscape_colour"
+encode_pairs "$W/landscape_pairs_val" "$W/landscape_val_tokens_colour" 64 1 "$W/landscape_colour"
+phase "$W/landscape_gpt_colour" 151 transformer --config $C/landscape_gpt_colour.yaml \
+    --data "$W/landscape_tokens_colour" --val-data "$W/landscape_val_tokens_colour" --first-stage "$W/landscape_colour" \
+    --cond-stage "$SEG" -- train.init_from="$W/landscape_gpt/checkpoints/best.pt"
+# (stopped at 151 for time; the model is its best validation checkpoint, step 100. The shipped runs used the float16
+# condition stage of the bundled model, whose weights are landscape_seg's best.pt rounded.)
 
 # 3. package: float16 model directories with their model cards under src/vqforge/bundled/
 .venv/bin/python bench/package_bundled.py --work "$W"
