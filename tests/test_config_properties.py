@@ -104,12 +104,20 @@ def as_text(value: Any, tp: Any, draw) -> str:
     if isinstance(value, tuple):
         items = [as_text(v, Any, draw) for v in value]
         # a text item that YAML reads as something else ("0", "true") is typed quoted, as a user would type it
-        quoted = [json.dumps(v) if isinstance(v, str) and yaml.safe_load(t) != v else t for v, t in zip(value, items)]
+        quoted = [json.dumps(v) if isinstance(v, str) and not _reads_as(t, v) else t for v, t in zip(value, items)]
         if quoted != items:
             return f"[{', '.join(quoted)}]"
         return draw(st.sampled_from([f"[{', '.join(items)}]", ",".join(items)] if len(items) > 1
                                     else [f"[{', '.join(items)}]"]))
     return str(value)
+
+
+def _reads_as(text: str, value: Any) -> bool:
+    """Whether YAML reads ``text`` as ``value`` (text YAML cannot parse, such as ``{``, must be quoted too)."""
+    try:
+        return yaml.safe_load(text) == value
+    except yaml.YAMLError:
+        return False
 
 
 def _exponent_text(value: float) -> str:
