@@ -232,29 +232,13 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
     wh, ww = min(window_hw[0], h), min(window_hw[1], w)
     grid = token_grid(cond)
     B = grid.shape[0]
-    device = grid.device
     guided = uncond is not None and settings.cfg_scale > 0
-    tokens = torch.zeros(B, h, w, dtype=torch.long, device=device) if init is None else init.clone()
+    tokens = torch.zeros(B, h, w, dtype=torch.long, device=grid.device) if init is None else init.clone()
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
-    ah, aw = check_windows(grid_hw, (wh, ww), tuple(grid.shape[1:])) if grid.dim() == 3 else (1, 1)
-    total = int(todo.sum())
-    if isinstance(cond, WindowedCondition):  # every window's crop through the condition stage at once
-        ch, cw = grid.shape[1:]
-        cond.prepare([(_cond_span(i0, i0 + wh, h, ch), _cond_span(j0, j0 + ww, w, cw))
-                      for i0, j0 in window_starts(grid_hw, (wh, ww), (ah, aw), todo)])
-    Tc = cond_tokens_per_window(cond, grid_hw, (wh, ww))
-    if Tc < 1:
-        raise ValueError("sampling needs at least one condition (or start) token")
-    problem = fit_problem(Tc, wh * ww, model.config.block_size, f" (a {wh}x{ww} window)")
-    if problem:
-        raise ValueError(problem)
-    dec = DecodeSession(model, 2 * B if guided else B, Tc + wh * ww - 1, decoding)
-
-    def both(x: torch.Tensor) -> torch.Tensor:  # the same image tokens for both guidance halves
-        return torch.cat((x, x)) if guided else x
-
+    (ah, aw), Tc, dec = _setup_windows(model, cond, grid, grid_hw, (wh, ww), todo, 2 * B if guided else B, decoding)
+    both = (lambda x: torch.cat((x, x))) if guided else (lambda x: x)  # the same image tokens for both halves
     last_window, last_p = None, 0  # the cache holds window `last_window`'s positions [0, Tc + last_p)
-    count = 0
+    count, total = 0, int(todo.sum())
     for i in range(h):
         i0, li = window_bounds(i, h, wh, ah)
         for j in range(w):
@@ -267,10 +251,8 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
                 new = both(window[:, last_p:p])  # tokens written since the window was last run
                 logits = dec.step(new, Tc + last_p) if new.shape[1] == 1 else dec.prefill(new, start=Tc + last_p)
             else:
-                c = cond_window(cond, grid_hw, (i0, i0 + wh), (j0, j0 + ww))
-                if guided:
-                    c = guidance_batch(c, cond_window(uncond, grid_hw, (i0, i0 + wh), (j0, j0 + ww)))
-                logits = dec.prefill(torch.cat((c, both(window[:, :p])), dim=1))  # (B', V)
+                logits = _run_window(dec, cond, uncond if guided else None, grid_hw, (i0, i0 + wh), (j0, j0 + ww),
+                                     both(window[:, :p]))  # (B', V)
             last_window, last_p = (i0, j0), p
             tok = next_token(logits, settings, generator, n_vocab, guided)[:, 0]  # (B,)
             if mask is not None:  # keep the tokens of rows whose mask leaves (i, j) alone
@@ -280,3 +262,34 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
             if callback is not None:
                 callback(count, total, tokens)
     return tokens
+
+
+def _setup_windows(model: GPT, cond: torch.Tensor | WindowedCondition, grid: torch.Tensor,
+                   grid_hw: tuple[int, int], window_hw: tuple[int, int], todo: torch.Tensor, rows: int,
+                   decoding: DecodeOptions) -> tuple[tuple[int, int], int, DecodeSession]:
+    """A sliding run's window alignment, its condition tokens per window and its decode session (``rows``
+    sequences); a :class:`WindowedCondition` encodes here, at once, the crops of every window the run visits."""
+    (h, w), (wh, ww) = grid_hw, window_hw
+    ah, aw = check_windows(grid_hw, window_hw, tuple(grid.shape[1:])) if grid.dim() == 3 else (1, 1)
+    if isinstance(cond, WindowedCondition):
+        ch, cw = grid.shape[1:]
+        cond.prepare([(_cond_span(i0, i0 + wh, h, ch), _cond_span(j0, j0 + ww, w, cw))
+                      for i0, j0 in window_starts(grid_hw, window_hw, (ah, aw), todo)])
+    Tc = cond_tokens_per_window(cond, grid_hw, window_hw)
+    if Tc < 1:
+        raise ValueError("sampling needs at least one condition (or start) token")
+    problem = fit_problem(Tc, wh * ww, model.config.block_size, f" (a {wh}x{ww} window)")
+    if problem:
+        raise ValueError(problem)
+    return (ah, aw), Tc, DecodeSession(model, rows, Tc + wh * ww - 1, decoding)
+
+
+def _run_window(dec: DecodeSession, cond: torch.Tensor | WindowedCondition, uncond: torch.Tensor | None,
+                grid_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
+                prefix: torch.Tensor) -> torch.Tensor:
+    """Logits (B', V) of a window run from its start: its condition tokens (with the null condition's, batched
+    after them, when ``uncond`` is given: guidance), then ``prefix`` (B', p), its image tokens before the target."""
+    c = cond_window(cond, grid_hw, rows, cols)
+    if uncond is not None:
+        c = guidance_batch(c, cond_window(uncond, grid_hw, rows, cols))
+    return dec.prefill(torch.cat((c, prefix), dim=1))
