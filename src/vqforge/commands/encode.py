@@ -13,6 +13,8 @@ from .options import add_device, add_max_memory, add_out, add_quiet, add_seed, a
 
 
 def add_parser(sub) -> None:
+    from ..models.conditioning import encoded_stage_modes
+
     p = sub.add_parser(
         "encode", help="pre-tokenize a dataset with a VQGAN (for `vqforge train transformer`)",
         description="Encode every image of DATA into first-stage tokens (plus class labels and condition tokens) "
@@ -24,7 +26,7 @@ def add_parser(sub) -> None:
                                                  "or DIR: vqforge shard), or fashion-mnist[:train|test]")
     add_out(p, "token dataset folder to write", metavar="TOKENS_DIR")
     p.add_argument("--cond-stage", metavar="DIR", help="condition VQGAN for spatial conditions")
-    p.add_argument("--cond", choices=stage_modes(),
+    p.add_argument("--cond", choices=encoded_stage_modes(),
                    help="condition to encode with --cond-stage (default: from its input channels: 1 depth, 3 lowres, "
                         "else segmentation)")
     p.add_argument("--cond-data", metavar="DIR", help="folder of paired maps (segmentation/depth), same relative "
@@ -51,13 +53,6 @@ def add_parser(sub) -> None:
     add_max_memory(p)
     add_trust_option(p)
     p.set_defaults(func=run)
-
-
-def stage_modes() -> list[str]:
-    """Names of the conditioning modes whose condition goes through a condition-stage VQGAN."""
-    from ..models.conditioning import MODES, StageCondition
-
-    return [name for name, mode in MODES.items() if issubclass(mode, StageCondition)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ NAMES = {"condition": "", "segmentation": "`vqforge train segmentation` is now `
 
 
 def add_parser(sub) -> None:
+    from ..models.conditioning import stage_modes
+
     for name, renamed in NAMES.items():
         p = sub.add_parser(
             name, help=argparse.SUPPRESS if renamed else
@@ -29,13 +31,6 @@ def add_parser(sub) -> None:
         p.add_argument("--mode", choices=stage_modes(),
                        help="the conditioning mode whose condition stage to train (default: the config's mode)")
         p.set_defaults(func=run, renamed=renamed)
-
-
-def stage_modes() -> list[str]:
-    """The conditioning modes whose condition stage can be trained (they declare it themselves)."""
-    from ..models.conditioning import stage_modes as modes
-
-    return modes()
 
 
 def run(args: argparse.Namespace) -> int:

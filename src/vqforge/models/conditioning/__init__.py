@@ -21,7 +21,8 @@ from .coord import Coord, CoordConfig, CoordStage, coord_map
 from .depth import Depth, DepthConfig, normalize_depth, read_depth
 from .edges import Edges, EdgesConfig, canny
 from .lowres import Lowres, LowresConfig
-from .registry import MODES, add_mode, default_stage_mode, make_condition, stage_condition, stage_modes
+from .registry import (MODES, add_mode, default_stage_mode, encoded_stage_modes, make_condition, stage_condition,
+                       stage_modes)
 from .segmentation import Segmentation, SegmentationConfig, colorize_labels, label_palette, one_hot_labels
 from .spatial import SpatialCondition, StageCondition, StageConfig
 from .tokens import Tokens, TokensConfig
@@ -29,7 +30,7 @@ from .unconditional import Unconditional, UnconditionalConfig
 
 __all__ = [
     "Condition", "ConditionConfig", "DataFacts", "StageTraining", "MODES", "add_mode", "make_condition",
-    "default_stage_mode", "stage_condition", "stage_modes",
+    "default_stage_mode", "encoded_stage_modes", "stage_condition", "stage_modes",
     "UnconditionalConfig", "ClassConfig", "SegmentationConfig", "DepthConfig", "EdgesConfig", "LowresConfig",
     "CoordConfig", "TokensConfig", "StageConfig",
     "Unconditional", "ClassCondition", "Segmentation", "Depth", "Edges", "Lowres", "Coord", "Tokens",

@@ -18,6 +18,7 @@ from .depth import Depth
 from .edges import Edges
 from .lowres import Lowres
 from .segmentation import Segmentation
+from .spatial import StageCondition
 from .tokens import Tokens
 from .unconditional import Unconditional
 
@@ -45,6 +46,11 @@ def make_condition(config: ConditionConfig, trained_hw: tuple[int, int] = (256, 
 def stage_modes() -> list[str]:
     """The modes whose condition stage ``vqforge train condition`` trains (those declaring ``stage_training``)."""
     return sorted(name for name, mode in MODES.items() if mode.stage_training is not None)
+
+
+def encoded_stage_modes() -> list[str]:
+    """The modes whose condition goes through a condition-stage VQGAN (``vqforge encode --cond``)."""
+    return [name for name, mode in MODES.items() if issubclass(mode, StageCondition)]
 
 
 def default_stage_mode(in_channels: int) -> str:
