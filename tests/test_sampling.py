@@ -192,6 +192,34 @@ def test_sliding_cache_reuse_equals_fresh_windows(mode):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["class", "segmentation"])
+@pytest.mark.parametrize("batch_bytes", [None, 1])
+def test_sliding_row_batched_windows_equal_fresh_windows_under_guidance(mode, batch_bytes, monkeypatch):
+    """A 6x9 grid under a 4x4 window, with guidance: the windows of a row prefilled together in one batch (or one
+    at a time, when the window batch's memory allows only one) and then fed target by target give the tokens a
+    fresh forward of every window gives; and a row's windows do go through the GPT as one batch."""
+    from vqforge.sampling import generate, sliding
+    if batch_bytes:
+        monkeypatch.setattr(sliding, "WINDOW_BATCH_BYTES", batch_bytes)
+    m = tiny_net(MODES[mode])
+    lay = layout(m, (24, 36))
+    assert lay.sliding and lay.grid_hw == (6, 9)
+    c, _ = condition_tokens(m, lay, 2, classes=torch.tensor([3, 8]), cond=model_input(m, 2, 24, 36))
+    grid = sliding.token_grid(c)
+    un = (grid + 1) % 10 if grid.dim() == 2 else grid.flip(-1)  # another condition as the guidance's other half
+    greedy = P.SamplingSettings(greedy=True, cfg_scale=2.0)
+    batches = []
+    real_prefill = generate.prefill
+    monkeypatch.setattr(generate, "prefill", lambda net, t, cache, start=0: (batches.append(t.shape[0]),
+                                                                               real_prefill(net, t, cache, start))[1])
+    a = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, uncond=un, n_vocab=32, decoding=EXACT)
+    widest = max(batches)
+    b = sample_sliding(m.transformer, c, lay.grid_hw, lay.window_hw, greedy, uncond=un, n_vocab=32,
+                       reuse_cache=False, decoding=EXACT)
+    assert torch.equal(a, b)
+    assert widest == (4 if batch_bytes else 6 * 4)  # 2 images x 2 halves; a row visits 6 windows (starts 0..5)
+
+
 @pytest.mark.parametrize("mode", ["segmentation", "lowres"])
 def test_windowed_condition_gives_each_window_its_own_crops_tokens(mode):
     """cond_encoding="window" (default): each window's condition tokens are the stage's tokens for that window's

@@ -35,6 +35,15 @@ class KVCache:
     def reset(self) -> None:
         self._length.zero_()
 
+    def rows(self, start: int, stop: int) -> "KVCache":
+        """A cache over batch rows [start, stop) of this one, sharing its buffers (a write through either is seen
+        by both), with its own ``length``: one sequence group of a batch whose groups advance separately."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = self.k[:, start:stop], self.v[:, start:stop]  # (L, stop - start, nh, M, hs) views
+        view.max_len = self.max_len
+        view._length = torch.zeros((), dtype=torch.long, device=self.k.device)
+        return view
+
     def static(self) -> "KVCache":
         """Mark the buffers as fixed-address inputs for ``torch.compile`` (CUDA graphs write into them)."""
         for t in (self.k, self.v, self._length):

@@ -263,6 +263,15 @@ class DecodeSession:
         self._autocast = bf16 and self.device.type == "cuda"
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
 
+    def rows(self, start: int, stop: int) -> "DecodeSession":
+        """The same session over batch rows [start, stop) of its cache (:meth:`KVCache.rows`): a group of sequences
+        fed on its own while the others wait (the sliding window's windows, prefilled together, then advanced one
+        window at a time)."""
+        view = object.__new__(DecodeSession)
+        view.__dict__.update(self.__dict__)
+        view.cache = self.cache.rows(start, stop)
+        return view
+
     def _context(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self._autocast else contextlib.nullcontext()
 

@@ -21,7 +21,7 @@ from ..memory import Budget, OverBudget, format_bytes, largest_fitting, refusal
 from ..models.footprint import F32, gpt_bytes, vqgan_decode_bytes, vqgan_encode_bytes
 from ..models.transformer import Net2NetTransformer
 from .pipeline import Layout, layout
-from .sliding import spatial_cond_tokens
+from .sliding import row_windows, spatial_cond_tokens, window_batch
 
 def _cond_channels(model: Net2NetTransformer) -> int:
     """Channels of a spatial condition's model input (a segmentation's one-hot labels, a depth map, ...); 0 for
@@ -56,7 +56,12 @@ def job_bytes(model: Net2NetTransformer, lay: Layout, batch: int, num: int, guid
         n_cond = spatial_cond_tokens(lay.cond_hw, lay.grid_hw, lay.window_hw)
         if lay.sliding and lay.cond_encoding == "window":  # each window's tokens, kept once encoded
             parts["tokens"] += (h - wh + 1) * (w - ww + 1) * n_cond * b * 8
-    transient = {"transformer": gpt_bytes(model.config.gpt, rows, n_cond + wh * ww)}
+    length = n_cond + wh * ww
+    windows = 1  # the windows of a row prefilled together
+    if lay.sliding:
+        windows = window_batch(model.config.gpt, rows, length, row_windows(lay.grid_hw, lay.window_hw))
+        windows = min(windows, lay.window_batch or windows)
+    transient = {"transformer": gpt_bytes(model.config.gpt, windows * rows, length)}
     if c_in:
         transient["condition encoding"] = vqgan_encode_bytes(model.cond_stage.config, lay.image_hw, b).peak
     if completing:
@@ -93,12 +98,18 @@ def _largest_tile(model: Net2NetTransformer, lay: Layout, batch: int, room: int)
 
 def fitted(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int = 1, num: int = 1,
            guided: bool = False, completing: bool = False, n_inputs: int = 1) -> Layout | None:
-    """``lay`` with the decode that fits ``budget`` (whole, else tiled), or None when neither fits."""
-    whole = replace(lay, decode_tile=None)
-    parts = job_bytes(model, whole, batch=batch, num=num, guided=guided, completing=completing, n_inputs=n_inputs)
-    if peak(parts) <= budget.bytes:
-        return whole
-    return _tiled(model, whole, budget, max(1, min(batch, num)), parts)
+    """``lay`` with the decode that fits ``budget`` (whole, else tiled), or None when neither fits; a sliding
+    run prefills its windows one at a time when all of a row's together do not fit."""
+    for windows in ((None, 1) if lay.sliding else (None,)):
+        whole = replace(lay, decode_tile=None, window_batch=windows)
+        parts = job_bytes(model, whole, batch=batch, num=num, guided=guided, completing=completing,
+                          n_inputs=n_inputs)
+        if peak(parts) <= budget.bytes:
+            return whole
+        tiled = _tiled(model, whole, budget, max(1, min(batch, num)), parts)
+        if tiled is not None:
+            return tiled
+    return None
 
 
 def fit_budget(model: Net2NetTransformer, lay: Layout, budget: Budget, batch: int = 1, num: int = 1,

@@ -31,7 +31,8 @@ class Layout:
     """Sizes of one sampling job: image pixels, image-token grid, window, condition-token grid (or None), how
     a spatial condition is encoded when the window slides (one of :data:`COND_ENCODINGS`), and the tiles (tokens)
     the grid is decoded in (None: the whole grid at once; set by :func:`vqforge.sampling.memory.fit_budget` when
-    the whole decode does not fit the memory budget)."""
+    the whole decode does not fit the memory budget) and how many windows a sliding run prefills together (None:
+    as many as :data:`~vqforge.sampling.sliding.WINDOW_BATCH_BYTES` allows; 1 when the budget is tight)."""
 
     image_hw: tuple[int, int]
     grid_hw: tuple[int, int]
@@ -39,6 +40,7 @@ class Layout:
     cond_hw: tuple[int, int] | None
     cond_encoding: str = "window"
     decode_tile: tuple[int, int] | None = None
+    window_batch: int | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -138,7 +140,8 @@ def sample_image_tokens(model: Net2NetTransformer, lay: Layout, cond: torch.Tens
                           n_vocab=model.n_image_codes, decoding=decoding, callback=grid)
         return z.view(B, *lay.grid_hw)
     return sample_sliding(model.transformer, cond, lay.grid_hw, lay.window_hw, settings, generator, uncond,
-                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback)
+                          n_vocab=model.n_image_codes, decoding=decoding, callback=callback,
+                          window_batch=lay.window_batch)
 
 
 @torch.inference_mode()

@@ -14,19 +14,23 @@ Spatial condition tokens come either as one grid for the whole condition input (
 original's way) or as a :class:`WindowedCondition`, which encodes each window's own crop of the input, as the
 transformer's training crops were encoded.
 
-Each window is run from its start (a fresh forward over the condition and the window's tokens before the
-target). While consecutive targets share one window (near the borders, or when the window covers the grid),
-the cache of that window is reused and only the new tokens are fed, so a window that covers the whole grid
-costs exactly what plain cached sampling costs.
+Every window of a row of targets sees the same rows above the targets' row, all drawn before that row starts:
+the windows the row visits are prefilled together (their condition and those rows), in one batch of
+:data:`WINDOW_BATCH_BYTES` at most; then each target feeds its own window only the tokens written since it was last
+fed (the targets' row up to the target) and draws. Where consecutive rows keep their windows (near the top and
+bottom, or a window as tall as the grid) the windows keep their caches and are fed only what is new, so a window
+that covers the whole grid costs exactly what plain cached sampling costs. The draws come in raster order, as the
+original's loop makes them: a seed gives the tokens a fresh forward of every window gives (``reuse_cache=False``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 
+from ..models.footprint import gpt_bytes
 from ..models.gpt import GPT
 from ..models.transformer import fit_problem
 from .generate import DecodeOptions, DecodeSession, guidance_batch
@@ -211,6 +215,91 @@ def spatial_cond_tokens(cond_hw: tuple[int, int], grid_hw: tuple[int, int], wind
     return (r1 - r0) * (c1 - c0)
 
 
+#: What the windows prefilled together may take (their caches and one prefill's activations, as
+#: :func:`~vqforge.models.footprint.gpt_bytes` counts them): every window a row of targets visits goes into one
+#: batch when they fit, else as many as do (at least one). The memory estimate (:mod:`.memory`) counts the same.
+WINDOW_BATCH_BYTES = 256 * 2**20
+
+
+def row_windows(grid_hw: tuple[int, int], window_hw: tuple[int, int], align: int = 1) -> int:
+    """The most distinct windows one row of targets visits: the window starts along the columns, every one from 0
+    to ``w - ww`` (their multiples of ``align``), from the shapes alone (planning at any size)."""
+    w = grid_hw[1]
+    return (w - min(window_hw[1], w)) // align + 1
+
+
+def window_batch(cfg, rows: int, length: int, n_windows: int) -> int:
+    """How many windows of ``rows`` sequences of ``length`` positions (GPT config ``cfg``) one batched prefill
+    takes: all ``n_windows`` when they fit :data:`WINDOW_BATCH_BYTES`, else as many as do (at least one)."""
+    return max(1, min(n_windows, WINDOW_BATCH_BYTES // max(1, gpt_bytes(cfg, rows, length))))
+
+
+class _Windows:
+    """The caches of a batch of windows of one row of targets, by window start: window k owns the session's
+    batch rows [k * rows, (k + 1) * rows) and has been fed its positions [0, fed[k]).
+
+    :meth:`fill` brings every window up to the start of the targets' row inside it (the condition and the whole
+    rows above: known before the row's first token is drawn) in one batched prefill; :meth:`advance` then feeds
+    one window what was written since and returns the logits for its next target. A window is only ever fed
+    final tokens (raster order), so its cache holds exactly what a fresh forward of it would compute.
+    """
+
+    def __init__(self, dec: DecodeSession, tokens: torch.Tensor, cond, uncond, grid_hw, window_hw, Tc: int,
+                 guided: bool):
+        self.dec, self.tokens, self.cond, self.uncond = dec, tokens, cond, uncond
+        self.grid_hw, self.window_hw, self.Tc = grid_hw, window_hw, Tc
+        self.rows = 2 * tokens.shape[0] if guided else tokens.shape[0]
+        self.both = (lambda x: torch.cat((x, x))) if guided else (lambda x: x)  # the same image tokens twice
+        self.keys: list[tuple[int, int]] = []
+        self.fed: list[int] = []
+        self.logits: list[torch.Tensor] = []
+
+    def _image(self, key: tuple[int, int]) -> torch.Tensor:
+        """The window's image tokens (B, wh*ww), row-major."""
+        (i0, j0), (wh, ww) = key, self.window_hw
+        return self.tokens[:, i0:i0 + wh, j0:j0 + ww].reshape(self.tokens.shape[0], -1)
+
+    def fill(self, keys: list[tuple[int, int]], li: int) -> None:
+        """Feed each window of ``keys`` its positions up to the start of its row ``li``; windows the batch held
+        for the row before (the same keys: near the top and bottom the window stays) are fed only what is new."""
+        target = self.Tc + li * self.window_hw[1]
+        dec = self.dec.rows(0, len(keys) * self.rows)
+        start = min(self.fed + [target - 1]) if keys == self.keys else 0
+        if start >= self.Tc:
+            feed = torch.cat([self.both(self._image(k)[:, start - self.Tc:target - self.Tc]) for k in keys])
+        else:
+            start = 0
+            feed = torch.cat([torch.cat((self._cond(k), self.both(self._image(k)[:, :target - self.Tc])), 1)
+                              for k in keys])  # (n * rows, target)
+        self.logits = list(dec.prefill(feed, start=start).split(self.rows))  # each (rows, V)
+        self.keys, self.fed = list(keys), [target] * len(keys)
+
+    def _cond(self, key: tuple[int, int]) -> torch.Tensor:
+        """The window's condition tokens (rows, Tc): with guidance, the null condition's batched after them."""
+        (i0, j0), (wh, ww) = key, self.window_hw
+        c = cond_window(self.cond, self.grid_hw, (i0, i0 + wh), (j0, j0 + ww))
+        if self.uncond is None:
+            return c
+        return guidance_batch(c, cond_window(self.uncond, self.grid_hw, (i0, i0 + wh), (j0, j0 + ww)))
+
+    def advance(self, key: tuple[int, int], p: int) -> torch.Tensor:
+        """Logits (rows, V) for the window's image position ``p``, feeding it the tokens written since."""
+        k = self.keys.index(key)
+        have = self.fed[k] - self.Tc
+        if p > have:
+            new = self.both(self._image(key)[:, have:p])  # (rows, p - have)
+            dec = self.dec.rows(k * self.rows, (k + 1) * self.rows)
+            self.logits[k] = dec.step(new, self.fed[k]) if new.shape[1] == 1 else dec.prefill(new, self.fed[k])
+            self.fed[k] = self.Tc + p
+        return self.logits[k]
+
+    def fresh(self, key: tuple[int, int], p: int) -> torch.Tensor:
+        """Logits (rows, V) for image position ``p`` from a fresh forward of the window (no reuse: a reference)."""
+        self.keys, self.fed = [], []
+        prefix = torch.cat((self._cond(key), self.both(self._image(key)[:, :p])), 1)
+        return self.dec.rows(0, self.rows).prefill(prefix)
+
+
 @torch.inference_mode()
 def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: tuple[int, int],
                    window_hw: tuple[int, int],
@@ -218,7 +307,7 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
                    uncond: torch.Tensor | None = None, n_vocab: int | None = None,
                    init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    reuse_cache: bool = True, decoding: DecodeOptions = DecodeOptions(),
-                   callback: Progress | None = None) -> torch.Tensor:
+                   callback: Progress | None = None, window_batch: int | None = None) -> torch.Tensor:
     """Sample an h x w token grid (B, h, w) with a sliding ``window_hw`` window, in raster order.
 
     ``cond``: (B, Tc) global condition tokens, a (B, ch, cw) spatial condition grid or a
@@ -226,7 +315,8 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
     classifier-free guidance (``settings.cfg_scale > 0``). ``init`` (B, h, w): starting tokens, kept where
     ``mask`` (B, h, w) is False (completion); positions masked in no row are skipped. ``reuse_cache=False``
     reruns every window from its start (a reference for tests). ``callback(done, total, tokens)`` after each token
-    (see :mod:`~vqforge.sampling.progress`).
+    (see :mod:`~vqforge.sampling.progress`). ``window_batch``: the most windows prefilled together (None: as many
+    as :data:`WINDOW_BATCH_BYTES` allows).
     """
     h, w = grid_hw
     wh, ww = min(window_hw[0], h), min(window_hw[1], w)
@@ -235,40 +325,40 @@ def sample_sliding(model: GPT, cond: torch.Tensor | WindowedCondition, grid_hw: 
     guided = uncond is not None and settings.cfg_scale > 0
     tokens = torch.zeros(B, h, w, dtype=torch.long, device=grid.device) if init is None else init.clone()
     todo = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.reshape(-1, h, w).any(0).cpu()
-    (ah, aw), Tc, dec = _setup_windows(model, cond, grid, grid_hw, (wh, ww), todo, 2 * B if guided else B, decoding)
-    both = (lambda x: torch.cat((x, x))) if guided else (lambda x: x)  # the same image tokens for both halves
-    last_window, last_p = None, 0  # the cache holds window `last_window`'s positions [0, Tc + last_p)
+    (ah, aw), Tc, batch, dec = _setup_windows(model, cond, grid, grid_hw, (wh, ww), todo, 2 * B if guided else B,
+                                              decoding, window_batch if reuse_cache else 1)
+    windows = _Windows(dec, tokens, cond, uncond if guided else None, grid_hw, (wh, ww), Tc, guided)
     count, total = 0, int(todo.sum())
     for i in range(h):
         i0, li = window_bounds(i, h, wh, ah)
-        for j in range(w):
-            if not todo[i, j]:
-                continue
-            j0, lj = window_bounds(j, w, ww, aw)
-            p = li * ww + lj  # the target's position among the window's image tokens
-            window = tokens[:, i0:i0 + wh, j0:j0 + ww].reshape(B, -1)  # (B, wh*ww)
-            if reuse_cache and last_window == (i0, j0) and p > last_p:
-                new = both(window[:, last_p:p])  # tokens written since the window was last run
-                logits = dec.step(new, Tc + last_p) if new.shape[1] == 1 else dec.prefill(new, start=Tc + last_p)
-            else:
-                logits = _run_window(dec, cond, uncond if guided else None, grid_hw, (i0, i0 + wh), (j0, j0 + ww),
-                                     both(window[:, :p]))  # (B', V)
-            last_window, last_p = (i0, j0), p
-            tok = next_token(logits, settings, generator, n_vocab, guided)[:, 0]  # (B,)
-            if mask is not None:  # keep the tokens of rows whose mask leaves (i, j) alone
-                tok = torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
-            tokens[:, i, j] = tok
-            count += 1
-            if callback is not None:
-                callback(count, total, tokens)
+        targets = [(j, *window_bounds(j, w, ww, aw)) for j in range(w) if todo[i, j]]  # (j, j0, lj)
+        starts = list(dict.fromkeys(j0 for _, j0, _ in targets))
+        for part in (starts[c:c + batch] for c in range(0, len(starts), batch)):
+            if reuse_cache:
+                windows.fill([(i0, j0) for j0 in part], li)
+            for j, j0, lj in (t for t in targets if t[1] in part):
+                p = li * ww + lj  # the target's position among the window's image tokens
+                logits = windows.advance((i0, j0), p) if reuse_cache else windows.fresh((i0, j0), p)  # (B', V)
+                tok = next_token(logits, settings, generator, n_vocab, guided)[:, 0]  # (B,)
+                if mask is not None:  # keep the tokens of rows whose mask leaves (i, j) alone
+                    tok = torch.where(mask.reshape(-1, h, w)[:, i, j], tok, tokens[:, i, j])
+                tokens[:, i, j] = tok
+                count += 1
+                if callback is not None:
+                    callback(count, total, tokens)
     return tokens
 
 
 def _setup_windows(model: GPT, cond: torch.Tensor | WindowedCondition, grid: torch.Tensor,
                    grid_hw: tuple[int, int], window_hw: tuple[int, int], todo: torch.Tensor, rows: int,
-                   decoding: DecodeOptions) -> tuple[tuple[int, int], int, DecodeSession]:
-    """A sliding run's window alignment, its condition tokens per window and its decode session (``rows``
-    sequences); a :class:`WindowedCondition` encodes here, at once, the crops of every window the run visits."""
+                   decoding: DecodeOptions, most: int | None = None
+                   ) -> tuple[tuple[int, int], int, int, DecodeSession]:
+    """A sliding run's window alignment, its condition tokens per window, how many windows are prefilled together
+    (:func:`window_batch`, at most ``most``) and its decode session (``rows`` sequences per window); a
+    :class:`WindowedCondition` encodes here, at once, the crops of every window the run visits.
+
+    The session is never compiled: its feeds are prefills of changing lengths, not one-token steps.
+    """
     (h, w), (wh, ww) = grid_hw, window_hw
     ah, aw = check_windows(grid_hw, window_hw, tuple(grid.shape[1:])) if grid.dim() == 3 else (1, 1)
     if isinstance(cond, WindowedCondition):
@@ -281,15 +371,7 @@ def _setup_windows(model: GPT, cond: torch.Tensor | WindowedCondition, grid: tor
     problem = fit_problem(Tc, wh * ww, model.config.block_size, f" (a {wh}x{ww} window)")
     if problem:
         raise ValueError(problem)
-    return (ah, aw), Tc, DecodeSession(model, rows, Tc + wh * ww - 1, decoding)
-
-
-def _run_window(dec: DecodeSession, cond: torch.Tensor | WindowedCondition, uncond: torch.Tensor | None,
-                grid_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
-                prefix: torch.Tensor) -> torch.Tensor:
-    """Logits (B', V) of a window run from its start: its condition tokens (with the null condition's, batched
-    after them, when ``uncond`` is given: guidance), then ``prefix`` (B', p), its image tokens before the target."""
-    c = cond_window(cond, grid_hw, rows, cols)
-    if uncond is not None:
-        c = guidance_batch(c, cond_window(uncond, grid_hw, rows, cols))
-    return dec.prefill(torch.cat((c, prefix), dim=1))
+    length = Tc + wh * ww - 1
+    batch = window_batch(model.config, rows, length, row_windows(grid_hw, window_hw, aw))
+    batch = batch if most is None else max(1, min(batch, most))
+    return (ah, aw), Tc, batch, DecodeSession(model, batch * rows, length, replace(decoding, compile=False))
