@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish
@@ -97,7 +98,37 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)  # (B, ch, H, W)
+        return self.trunk(self.conv_in(x))  # (B, z, H/f, W/f)
+
+    def crop_stems(self, x: torch.Tensor, stem: torch.Tensor, boxes: list[tuple[int, int, int, int]]
+                   ) -> torch.Tensor:
+        """``conv_in`` of crops of ``x`` (B, C, H, W), each convolved alone (its own zero padding): (N*B, ch, h, w),
+        box-major, channels-last in memory, for the N equal-size pixel boxes (r0, r1, c0, c1), made from
+        ``stem`` = ``conv_in(x)`` (B, ch, H, W) of the whole input instead of a convolution of every crop.
+
+        Inside a crop the whole input's convolution and the crop's agree; only a crop's one-pixel rim sees the
+        crop's zero padding where the whole input has neighbours, so the rim is convolved again from the crop's
+        two-pixel edge strips (with ``conv_in``'s own padding they give the rim exactly as the crop would). Equal
+        to ``conv_in(crops)`` up to the order of fp32 sums.
+        """
+        r0, r1, c0, c1 = boxes[0]
+        crops = [x[..., a:b, c:d] for a, b, c, d in boxes]
+        if r1 - r0 < 2 or c1 - c0 < 2:  # no interior: convolve the crops themselves
+            return self.conv_in(torch.cat(crops)).contiguous(memory_format=torch.channels_last)
+        hwc = stem.permute(0, 2, 3, 1)  # (B, H, W, ch): contiguous when the stem is channels-last
+        out = torch.cat([hwc[:, a:b, c:d] for a, b, c, d in boxes]).permute(0, 3, 1, 2)  # (N*B, ch, h, w)
+        n = len(crops) * x.shape[0]
+        rows = self.conv_in(torch.cat([t[..., :2, :] for t in crops] + [t[..., -2:, :] for t in crops]))
+        out[..., 0, :], out[..., -1, :] = rows[:n, :, 0], rows[n:, :, -1]  # top, bottom rows: (N*B, ch, w)
+        # the columns as rows (a transposed strip through the transposed kernel): thin, wide strips convolve
+        # faster than tall, narrow ones
+        cols = torch.cat([t[..., :, :2] for t in crops] + [t[..., :, -2:] for t in crops]).transpose(2, 3)
+        cols = F.conv2d(cols, self.conv_in.weight.transpose(2, 3), self.conv_in.bias, padding=1)  # (2n, ch, 2, h)
+        out[..., :, 0], out[..., :, -1] = cols[:n, :, 0], cols[n:, :, -1]  # left, right columns: (N*B, ch, h)
+        return out
+
+    def trunk(self, h: torch.Tensor) -> torch.Tensor:
+        """Everything after ``conv_in``: its output (B, ch, H, W) -> latents (B, z, H/f, W/f)."""
         for i_level, level in enumerate(self.down):
             for i_block in range(self.num_res_blocks):
                 h = level.block[i_block](h)
@@ -215,6 +246,23 @@ class VQGAN(nn.Module):
     def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
         """Codebook ids (B, h, w) for images ``x``."""
         return self.encode(x).indices
+
+    @torch.no_grad()
+    def encode_crops_to_indices(self, x: torch.Tensor, boxes: list[tuple[int, int, int, int]], chunk: int = 32
+                                ) -> torch.Tensor:
+        """Codebook ids (N, B, h, w) of the N equal-size pixel crops ``boxes`` = (r0, r1, c0, c1) of ``x``
+        (B, C, H, W), each as :meth:`encode_to_indices` of the crop alone gives them, in batches of ``chunk``
+        crops (x B); the encoder's first convolution runs once over the whole ``x``
+        (:meth:`Encoder.crop_stems`), so overlapping crops do not pay for it again, and the rest runs on
+        channels-last tensors (about twice as fast on CPU as NCHW for this encoder)."""
+        stem = self.encoder.conv_in(x).contiguous(memory_format=torch.channels_last)  # (B, ch, H, W)
+        out = []
+        for start in range(0, len(boxes), chunk):
+            part = boxes[start:start + chunk]
+            h = self.encoder.crop_stems(x, stem, part)  # (n*B, ch, h, w)
+            ids = self.quantize_latents(self.quant_conv(self.encoder.trunk(h))).indices  # (n*B, h/f, w/f)
+            out.append(ids.reshape(len(part), x.shape[0], *ids.shape[1:]))
+        return torch.cat(out)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Images (B, out_ch, H, W) from codebook ids (B, h, w)."""

@@ -117,7 +117,7 @@ def condition_tokens(model: Net2NetTransformer, lay: Layout, batch: int, cond: t
     uncond = condition.null(tokens) if cfg_scale > 0 else None
     if tokens.dim() == 3 and lay.sliding and lay.cond_encoding == "window":
         # NOTE: the original encodes the whole map once (cond_encoding="whole" keeps that)
-        return WindowedCondition(c, tokens, model.encode_to_c), uncond
+        return WindowedCondition(c, tokens, model.encode_to_c, condition.encode_crops), uncond
     return tokens, uncond
 
 

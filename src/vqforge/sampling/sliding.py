@@ -120,6 +120,9 @@ class WindowedCondition:
     inputs: torch.Tensor
     grid: torch.Tensor
     encode: Callable[[torch.Tensor], torch.Tensor]  # (B, C, h, w) crop of ``inputs`` -> tokens (B, Tc)
+    #: (inputs, N equal-size pixel boxes (r0, r1, c0, c1), chunk) -> tokens (N, B, Tc) of each crop encoded alone
+    #: (a condition's ``encode_crops``, which may share work between overlapping crops); None: crop by crop
+    encode_crops: Callable[[torch.Tensor, list, int], torch.Tensor] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -127,11 +130,16 @@ class WindowedCondition:
         """The shape of the token grid, (B, ch, cw), as for a grid tensor."""
         return self.grid.shape
 
-    def _crop(self, key: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
-        """The input crop (B, C, h, w) under condition-token window ``key`` = (rows, cols)."""
+    def _box(self, key: tuple[tuple[int, int], tuple[int, int]]) -> tuple[int, int, int, int]:
+        """The pixel box (r0, r1, c0, c1) of ``inputs`` under condition-token window ``key`` = (rows, cols)."""
         (r0, r1), (c0, c1) = key
         fh, fw = self.inputs.shape[-2] // self.grid.shape[1], self.inputs.shape[-1] // self.grid.shape[2]
-        return self.inputs[..., r0 * fh:r1 * fh, c0 * fw:c1 * fw]
+        return r0 * fh, r1 * fh, c0 * fw, c1 * fw
+
+    def _crop(self, key: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
+        """The input crop (B, C, h, w) under condition-token window ``key`` = (rows, cols)."""
+        r0, r1, c0, c1 = self._box(key)
+        return self.inputs[..., r0:r1, c0:c1]
 
     def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
         """Tokens (B, Tc_window) of the condition-token window ``rows`` x ``cols`` (encoded now unless
@@ -143,8 +151,9 @@ class WindowedCondition:
 
     def prepare(self, keys, chunk: int = 32) -> None:
         """Encode the windows ``keys`` ((rows, cols) pairs) not encoded yet, their crops through the condition
-        stage together: batches of up to ``chunk`` windows (x B inputs) of equal size, one call each. The tokens
-        are those of one window at a time (the stage treats each crop of a batch alone)."""
+        stage together: batches of up to ``chunk`` windows (x B inputs) of equal size (through ``encode_crops``
+        when given, all the windows of one size in one call). The tokens are those of one window at a time (the
+        stage treats each crop of a batch alone)."""
         B = self.grid.shape[0]
         by_size: dict[tuple[int, int], list] = {}
         for key in dict.fromkeys(keys):
@@ -152,6 +161,10 @@ class WindowedCondition:
                 (r0, r1), (c0, c1) = key
                 by_size.setdefault((r1 - r0, c1 - c0), []).append(key)
         for group in by_size.values():
+            if self.encode_crops is not None:
+                tokens = self.encode_crops(self.inputs, [self._box(k) for k in group], chunk)  # (N, B, Tc)
+                self._cache.update(zip(group, tokens))
+                continue
             for start in range(0, len(group), chunk):
                 part = group[start:start + chunk]
                 tokens = self.encode(torch.cat([self._crop(k) for k in part]))  # (len(part) * B, ...)

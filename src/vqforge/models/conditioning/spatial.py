@@ -95,6 +95,17 @@ class SpatialCondition(Condition):
             c = F.interpolate(c, size=size)  # NOTE: default (nearest) interpolation, as the original
         return self.stage.encode_to_indices(c).flatten(1)  # (B, h*w)
 
+    def encode_crops(self, c: torch.Tensor, boxes: list[tuple[int, int, int, int]], chunk: int = 32) -> torch.Tensor:
+        """Tokens (N, B, Tc) of the N equal-size pixel crops ``boxes`` = (r0, r1, c0, c1) of the model input ``c``
+        (B, C, H, W), each as :meth:`encode` gives them for the crop alone; through the stage in batches of
+        ``chunk`` crops (x B)."""
+        out = []
+        for start in range(0, len(boxes), chunk):
+            part = boxes[start:start + chunk]
+            tokens = self.encode(torch.cat([c[..., a:b, d:e] for a, b, d, e in part]))  # (n*B, Tc)
+            out.append(tokens.reshape(len(part), c.shape[0], -1))
+        return torch.cat(out)
+
     def preview(self, tokens: torch.Tensor, image_hw: tuple[int, int], channels: int) -> torch.Tensor | None:
         g = self.grid(image_hw)
         ids = tokens.clamp_max(self.codes - 1).reshape(tokens.shape[0], *g)  # the null id has no code to show
@@ -207,6 +218,15 @@ class StageCondition(SpatialCondition):
 
     def build_stage(self) -> nn.Module:
         return frozen(VQGAN(self.config.cond_stage))
+
+    def encode_crops(self, c: torch.Tensor, boxes: list[tuple[int, int, int, int]], chunk: int = 32) -> torch.Tensor:
+        """As :meth:`SpatialCondition.encode_crops`, with the stage's first convolution run once over the whole
+        input (:meth:`~vqforge.models.vqgan.VQGAN.encode_crops_to_indices`): overlapping window crops share it,
+        and the crops that go through the stage have its width, not the input's (182 channels for
+        segmentation). A resized condition (``downsample_cond_size``) is cropped and encoded crop by crop."""
+        if self.config.downsample_cond_size > 0:
+            return super().encode_crops(c, boxes, chunk)
+        return self.stage.encode_crops_to_indices(c, boxes, chunk).flatten(2)  # (N, B, h*w)
 
     def stage_metrics(self, rec: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
         """Validation metrics of a condition stage's reconstruction ``rec`` (B, C, H, W), fp32 decoder outputs,
