@@ -172,11 +172,11 @@ def test_sample_cli_int_precisions_and_auto_batch(tmp_path):
 
 
 def test_auto_batch_size_follows_the_budget():
-    """--batch-size auto is the one memory estimate's (sampling.memory.job_bytes): the largest batch, at most 32,
-    halved until the job fits the budget."""
+    """--batch-size auto is the one memory estimate's (sampling.memory.job_bytes): the largest batch, at most
+    MAX_AUTO_BATCH (64), halved until the job fits the budget."""
     from vqforge import load
     from vqforge.memory import Budget
-    from vqforge.sampling.memory import auto_batch_size, fit_batches, job_bytes, peak
+    from vqforge.sampling.memory import MAX_AUTO_BATCH, auto_batch_size, fit_batches, job_bytes, peak
     from vqforge.sampling.pipeline import layout
 
     model = load("fashion")
@@ -187,7 +187,8 @@ def test_auto_batch_size_follows_the_budget():
     assert fit_batches(model, lay, between, None, 64)[1] == 8  # the command line's auto
     assert auto_batch_size(model, lay, 64, Budget(0, "test")) == 1
     huge = Budget(1 << 40, "test")
-    assert auto_batch_size(model, lay, 3, huge) == 3 and auto_batch_size(model, lay, 1000, huge) == 32
+    assert MAX_AUTO_BATCH == 64  # 64 guided fashion images as one batch: half the original's steps at its 32
+    assert auto_batch_size(model, lay, 3, huge) == 3 and auto_batch_size(model, lay, 1000, huge) == 64
 
 
 def test_auto_on_a_cpu_is_measured_once_per_machine(tmp_path, monkeypatch):

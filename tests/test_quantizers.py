@@ -66,7 +66,8 @@ def test_decode_indices_matches_decoding_quantized_latents(name):
         assert idx.shape == (2, 8, 8) and idx.dtype == torch.long
         assert idx.min() >= 0 and idx.max() < model.n_codes
         torch.testing.assert_close(idx, q.indices)
-        torch.testing.assert_close(model.decode_indices(idx), model.decode(q.quantized), atol=1e-5, rtol=1e-5)
+        latents = q.quantized.contiguous(memory_format=torch.channels_last)  # decode_indices' layout on a CPU
+        torch.testing.assert_close(model.decode_indices(idx), model.decode(latents), atol=1e-5, rtol=1e-5)
 
 
 def test_eval_and_no_grad_passes_do_not_change_state():

@@ -83,3 +83,18 @@ def test_codebook_lookup_stays_fp32_under_autocast(one_thread):
     assert float((naive.indices == exact.indices).float().mean()) < 0.5  # the trap is real
     assert torch.equal(q.indices, exact.indices)
     assert q.quantized.dtype == torch.float32 and q.losses["loss"].dtype == torch.float32
+
+
+def test_decode_indices_runs_channels_last_and_matches_the_original(one_thread):
+    """VQGAN.decode_indices (what sampling decodes with) runs the decoder channels-last on a CPU: the images are
+    the original's within the fp32 channels-last tolerance above, and come back contiguous NCHW."""
+    model, _, out = _reference_model()
+    model.eval()
+    seen = []
+    hook = model.decoder.conv_in.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.inference_mode():
+        dec = model.decode_indices(out["indices"])
+    hook.remove()
+    assert seen == [True]
+    assert dec.is_contiguous() and rel(dec, out["dec"]) < 1e-5

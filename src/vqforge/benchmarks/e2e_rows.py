@@ -8,9 +8,10 @@ own way, on the bundled models' weights (loaded into the original's modules unde
   once by the condition stage, then for every token a full forward of its window (condition and image tokens,
   no cache), the logits at the token's place, top-k, a draw; the first stage decodes the grid.
 * ``fashion_e2e``: 64 class-conditional Fashion-MNIST images (classes in turn) with guidance 2, top-k 100, the
-  bundled ``fashion`` model. vqforge: ``draw_batches`` at its ``auto_batch_size``; the original: its
-  ``sample_with_past`` loop per batch of the same size, with guidance added the only way it allows (conditional
-  and unconditional rows in one batch through ``forward_with_past``, logits mixed before top-k), then decoding.
+  bundled ``fashion`` model. vqforge: ``draw_batches`` at its ``auto_batch_size`` (the memory estimate's largest
+  batch, at most 64: here all 64 images at once); the original: its ``sample_with_past`` loop per batch of
+  :data:`ORIGINAL_BATCH` (its script's batch), with guidance added the only way it allows (conditional and
+  unconditional rows in one batch through ``forward_with_past``, logits mixed before top-k), then decoding.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .measure import Contestant, held_tensors
 from .rows import FAST, ORIGINAL, Row
 
 MAPS = Path(__file__).resolve().parents[1] / "demo_assets" / "segmentations"
+#: the original's batch in the fashion row: its sampling script's (vqforge picks its own from memory)
+ORIGINAL_BATCH = 32
 
 
 def _orig_vq(vq) -> torch.nn.Module:
@@ -141,8 +144,9 @@ def fashion_e2e_row(device: torch.device, with_original: bool, target: str = "",
     batch = auto_batch_size(model, lay, n, guided=True)
     labels = [torch.tensor([k % 10]) for k in range(n)]
     settings = SamplingSettings(top_k=100, cfg_scale=2.0)
-    row = Row("fashion_e2e", f"{n} class-conditional Fashion-MNIST images, guidance 2, top-k 100, batch {batch}, "
-                             f"end to end (bundled fashion)", "img/s", items=n, target=target)
+    row = Row("fashion_e2e", f"{n} class-conditional Fashion-MNIST images, guidance 2, top-k 100, end to end "
+                             f"(bundled fashion; batch: original {ORIGINAL_BATCH}, vqforge {batch})", "img/s", items=n,
+              target=target)
     if with_original:
         gpt, first_vq = _orig_gpt(model), _orig_vq(model.first_stage)
         null = model.condition.null_id
@@ -151,8 +155,8 @@ def fashion_e2e_row(device: torch.device, with_original: bool, target: str = "",
         def run_orig() -> None:
             gen = torch.Generator().manual_seed(0)
             with torch.no_grad():
-                for start in range(0, n, batch):
-                    y = torch.arange(start, min(n, start + batch)) % 10
+                for start in range(0, n, ORIGINAL_BATCH):
+                    y = torch.arange(start, min(n, start + ORIGINAL_BATCH)) % 10
                     B = y.shape[0]
                     x = torch.cat((y, torch.full_like(y, null)))[:, None]  # (2B, 1): conditional, then NULL
                     past, out = None, []
@@ -167,7 +171,8 @@ def fashion_e2e_row(device: torch.device, with_original: bool, target: str = "",
                     _orig_decode(first_vq, torch.cat(out, 1).view(B, *lay.grid_hw))
 
         row.contestants.append(Contestant(ORIGINAL, run_orig, held=lambda: held_tensors(gpt),
-                                          note=f"sample_with_past per batch of {batch} (+ guidance rows), fp32"))
+                                          note=f"sample_with_past per batch of {ORIGINAL_BATCH} (+ guidance rows), "
+                                               f"fp32"))
 
     def run_ours() -> None:
         with torch.inference_mode():
@@ -175,5 +180,7 @@ def fashion_e2e_row(device: torch.device, with_original: bool, target: str = "",
                 pass
 
     row.contestants.append(Contestant(FAST, run_ours, held=lambda: held_tensors(model.transformer),
-                                      note="draw_batches, default path"))
+                                      note=f"draw_batches at auto_batch_size {batch} (the memory estimate's largest, "
+                                           f"at most 64: {-(-n // batch)} batch(es), {lay.n_tokens} steps each), "
+                                           f"default path, channels-last decode"))
     return row

@@ -125,7 +125,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     add_seed(p)
     p.add_argument("--batch-size", type=batch_size_arg, default="auto",
-                   help="samples per batch, or auto (default): the largest (at most 32) whose job fits the memory "
+                   help="samples per batch, or auto (default): the largest (at most 64) whose job fits the memory "
                         "budget by its estimate (vqforge.sampling.memory.auto_batch_size)")
     add_max_memory(p)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8", "int4"), default="auto",

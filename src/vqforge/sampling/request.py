@@ -72,7 +72,7 @@ class SampleRequest:
       completion's image); ``window`` (tokens; None: the trained grid); ``cond_encoding`` (``window`` / ``whole``).
     * how: ``top_k`` / ``top_p`` / ``temperature`` / ``cfg`` (None: the model card's, then the one table of
       :mod:`.defaults`), ``greedy``; ``seed`` (None: torch's global generator, as training previews draw).
-    * resources: ``batch_size`` (None: the largest that fits, at most 32), ``budget`` (None: a share of the memory
+    * resources: ``batch_size`` (None: the largest that fits, at most 64), ``budget`` (None: a share of the memory
       available, :meth:`~vqforge.memory.Budget.default`), ``decoding`` (precision and compilation).
     * kind: ``completion`` or ``rejection`` (see their classes); ``name`` prefixes errors (e.g. the model's path).
     """
