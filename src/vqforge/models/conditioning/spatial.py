@@ -223,8 +223,9 @@ class StageCondition(SpatialCondition):
         """As :meth:`SpatialCondition.encode_crops`, with the stage's first convolution run once over the whole
         input (:meth:`~vqforge.models.vqgan.VQGAN.encode_crops_to_indices`): overlapping window crops share it,
         and the crops that go through the stage have its width, not the input's (182 channels for
-        segmentation). A resized condition (``downsample_cond_size``) is cropped and encoded crop by crop."""
-        if self.config.downsample_cond_size > 0:
+        segmentation). A resized condition (``downsample_cond_size``), or a mode whose :meth:`encode` does more than
+        the stage, is cropped and encoded crop by crop."""
+        if self.config.downsample_cond_size > 0 or type(self).encode is not SpatialCondition.encode:
             return super().encode_crops(c, boxes, chunk)
         return self.stage.encode_crops_to_indices(c, boxes, chunk).flatten(2)  # (N, B, h*w)
 
