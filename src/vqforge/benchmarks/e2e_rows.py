@@ -3,8 +3,9 @@ own way, on the bundled models' weights (loaded into the original's modules unde
 
 * ``landscape_e2e``: a 256x512 landscape from a segmentation map (a held-out demo map) with the bundled
   ``landscapes`` model (trained at 64 px: a 32 x 64 token grid under an 8 x 8 window), top-k 30. vqforge:
-  ``condition_tokens`` + ``sample_images`` (each window's crop encoded, all at once; cached windows; its default
-  decode path) + decoding. The original: ``scripts/sample_conditional.py``'s loop, headless: the whole map encoded
+  ``condition_tokens`` + ``sample_images`` (each window's crop encoded, all at once; the windows a row of tokens
+  visits prefilled together; its default decode path) + decoding. The original:
+  ``scripts/sample_conditional.py``'s loop, headless: the whole map encoded
   once by the condition stage, then for every token a full forward of its window (condition and image tokens,
   no cache), the logits at the token's place, top-k, a draw; the first stage decodes the grid.
 * ``fashion_e2e``: 64 class-conditional Fashion-MNIST images (classes in turn) with guidance 2, top-k 100, the
@@ -130,7 +131,8 @@ def landscape_e2e_row(device: torch.device, with_original: bool, target: str = "
             sample_images(model, lay, cond, settings, torch.Generator().manual_seed(0))
 
     row.contestants.append(Contestant(FAST, run_ours, held=lambda: held_tensors(model.transformer),
-                                      note="window-wise condition encoding (batched), cached windows, default path"))
+                                      note="window-wise condition encoding (batched), a row's windows prefilled "
+                                           "together, default path"))
     return row
 
 
