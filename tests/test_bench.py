@@ -228,3 +228,42 @@ def test_synthetic_maps_take_labels_and_heights_from_the_real_maps(tmp_path):
             both += 1
             sky_above += rows[m == sky].mean() < rows[m == grass].mean()
     assert both >= 10 and sky_above >= 0.8 * both
+
+
+def test_landscape_sampling_check_counts_dark_skies_and_writes_its_sheets(tmp_path, monkeypatch):
+    """bench/landscape_sampling_check.py (the check a landscape transformer passes before it ships): its painted map
+    is the sky label over the top 34 of 64 rows and the ground label below; a sample whose sky rows come out darker
+    than --dark is counted (a stand-in sampler draws seed 1 dark), and the sheets and check.json are written."""
+    import importlib.util
+    import json
+    import sys
+
+    import numpy as np
+    import vqforge
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("lsc", REPO / "bench" / "landscape_sampling_check.py")
+    lsc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lsc)
+    names = ["sea", "sky-other", "grass"]
+    m = lsc.painted_map(names, "sky-other", "grass")
+    assert m.shape == (64, 128) and (m[:34] == 1).all() and (m[34:] == 2).all()
+    drawn = []
+
+    def stand_in(net, n, cond, size, seed, top_k):  # seed 1: a night sky over a bright ground
+        drawn.append((tuple(size), seed))
+        a = np.full((*size, 3), 200, np.uint8)
+        if seed == 1:
+            a[:size[0] * 34 // 64] = 20
+        return [Image.fromarray(a)]
+
+    monkeypatch.setattr(vqforge, "sample", stand_in)
+    monkeypatch.setattr(sys, "argv", ["lsc", "--model", "landscapes", "--skies", "sky-other", "--grounds", "grass",
+                                      "sea", "--seeds", "0", "1", "2", "--sizes", "64x96", "--n-maps", "1",
+                                      "--out", str(tmp_path)])
+    lsc.main()
+    result = json.loads((tmp_path / "check.json").read_text())["results"][0]
+    assert [p["dark_skies"] for p in result["painted"]] == [1, 1]
+    assert result["painted"][0]["samples"][1]["sky"] == 20.0 and result["painted"][0]["samples"][1]["ground"] == 200.0
+    assert ((64, 96), 0) in drawn and (tmp_path / "landscapes_painted.png").exists()
+    assert (tmp_path / "landscapes_64x96.png").exists()
