@@ -35,7 +35,20 @@ def seg_model(tmp_path_factory):
     return d
 
 
-def test_sample_cli_high_res_reproducible(class_model, tmp_path):
+@pytest.fixture
+def one_machine_choice(tmp_path, monkeypatch):
+    """One ``--precision auto`` choice for this process and its subprocesses: the choice is timed once per machine
+    and kept under VQFORGE_HOME; a fresh machine's first runs would otherwise each time it themselves (a value
+    cached in this process from another home, a subprocess timing it again) and may pick different paths."""
+    from vqforge.sampling.generate import cpu_auto_precision
+
+    monkeypatch.setenv("VQFORGE_HOME", str(tmp_path / "home"))
+    cpu_auto_precision.cache_clear()
+    yield
+    cpu_auto_precision.cache_clear()
+
+
+def test_sample_cli_high_res_reproducible(class_model, tmp_path, one_machine_choice):
     args = ["--model", str(class_model), "--num", "3", "--batch-size", "2", "--class", "1", "4", "--size", "32x48",
             "--top-k", "10", "--top-p", "0.9", "--cfg", "1.5", "--seed", "7"]
     out1, out2 = tmp_path / "a", tmp_path / "b"
