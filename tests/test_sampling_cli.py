@@ -37,15 +37,21 @@ def seg_model(tmp_path_factory):
 
 @pytest.fixture
 def one_machine_choice(tmp_path, monkeypatch):
-    """One ``--precision auto`` choice for this process and its subprocesses: the choice is timed once per machine
+    """One ``--precision auto`` choice and one thread count for this process and its subprocesses: the choice is timed once per machine
     and kept under VQFORGE_HOME; a fresh machine's first runs would otherwise each time it themselves (a value
     cached in this process from another home, a subprocess timing it again) and may pick different paths."""
     from vqforge.sampling.generate import cpu_auto_precision
 
     monkeypatch.setenv("VQFORGE_HOME", str(tmp_path / "home"))
+    # and one thread count: fp32 sums split over another number of threads round differently, and a draw can flip
+    # (an earlier in-process test may have left torch at another count than a subprocess starts with)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     cpu_auto_precision.cache_clear()
     yield
     cpu_auto_precision.cache_clear()
+    torch.set_num_threads(threads)
 
 
 def test_sample_cli_high_res_reproducible(class_model, tmp_path, one_machine_choice):
