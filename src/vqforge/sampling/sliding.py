@@ -26,10 +26,12 @@ original's loop makes them: a seed gives the tokens a fresh forward of every win
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable
 
 import torch
 
+from ..models.conditioning.spatial import crop_tokens
 from ..models.footprint import gpt_bytes
 from ..models.gpt import GPT
 from ..models.transformer import fit_problem
@@ -122,6 +124,7 @@ class WindowedCondition:
     encode: Callable[[torch.Tensor], torch.Tensor]  # (B, C, h, w) crop of ``inputs`` -> tokens (B, Tc)
     #: (inputs, N equal-size pixel boxes (r0, r1, c0, c1), chunk) -> tokens (N, B, Tc) of each crop encoded alone
     #: (a condition's ``encode_crops``, which may share work between overlapping crops); None: crop by crop
+    #: through ``encode`` (:func:`~vqforge.models.conditioning.spatial.crop_tokens`)
     encode_crops: Callable[[torch.Tensor, list, int], torch.Tensor] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -154,22 +157,15 @@ class WindowedCondition:
         stage together: batches of up to ``chunk`` windows (x B inputs) of equal size (through ``encode_crops``
         when given, all the windows of one size in one call). The tokens are those of one window at a time (the
         stage treats each crop of a batch alone)."""
-        B = self.grid.shape[0]
         by_size: dict[tuple[int, int], list] = {}
         for key in dict.fromkeys(keys):
             if key not in self._cache:
                 (r0, r1), (c0, c1) = key
                 by_size.setdefault((r1 - r0, c1 - c0), []).append(key)
+        encode_crops = self.encode_crops or partial(crop_tokens, self.encode)
         for group in by_size.values():
-            if self.encode_crops is not None:
-                tokens = self.encode_crops(self.inputs, [self._box(k) for k in group], chunk)  # (N, B, Tc)
-                self._cache.update(zip(group, tokens))
-                continue
-            for start in range(0, len(group), chunk):
-                part = group[start:start + chunk]
-                tokens = self.encode(torch.cat([self._crop(k) for k in part]))  # (len(part) * B, ...)
-                for key, t in zip(part, tokens.reshape(len(part), B, -1)):
-                    self._cache[key] = t
+            tokens = encode_crops(self.inputs, [self._box(k) for k in group], chunk)  # (N, B, Tc)
+            self._cache.update(zip(group, tokens))
 
 
 def token_grid(cond: torch.Tensor | WindowedCondition) -> torch.Tensor:

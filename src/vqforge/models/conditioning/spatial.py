@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,19 @@ from torch import nn
 
 from ..vqgan import VQGAN, VQGANConfig
 from .base import KEY, Condition, ConditionConfig, DataFacts, frozen
+
+
+def crop_tokens(encode: Callable[[torch.Tensor], torch.Tensor], c: torch.Tensor,
+                boxes: list[tuple[int, int, int, int]], chunk: int = 32) -> torch.Tensor:
+    """Tokens (N, B, Tc) of the N equal-size pixel crops ``boxes`` = (r0, r1, c0, c1) of ``c`` (B, C, H, W), each
+    crop through ``encode`` ((B', C, h, w) -> (B', ...)) in batches of ``chunk`` crops (x B); an encoder that treats
+    each image of a batch alone gives each crop the tokens it gives that crop alone."""
+    out = []
+    for start in range(0, len(boxes), chunk):
+        part = boxes[start:start + chunk]
+        tokens = encode(torch.cat([c[..., a:b, d:e] for a, b, d, e in part]))  # (n*B, ...)
+        out.append(tokens.reshape(len(part), c.shape[0], -1))
+    return torch.cat(out)
 
 
 class SpatialCondition(Condition):
@@ -97,14 +110,8 @@ class SpatialCondition(Condition):
 
     def encode_crops(self, c: torch.Tensor, boxes: list[tuple[int, int, int, int]], chunk: int = 32) -> torch.Tensor:
         """Tokens (N, B, Tc) of the N equal-size pixel crops ``boxes`` = (r0, r1, c0, c1) of the model input ``c``
-        (B, C, H, W), each as :meth:`encode` gives them for the crop alone; through the stage in batches of
-        ``chunk`` crops (x B)."""
-        out = []
-        for start in range(0, len(boxes), chunk):
-            part = boxes[start:start + chunk]
-            tokens = self.encode(torch.cat([c[..., a:b, d:e] for a, b, d, e in part]))  # (n*B, Tc)
-            out.append(tokens.reshape(len(part), c.shape[0], -1))
-        return torch.cat(out)
+        (B, C, H, W), each as :meth:`encode` gives them for the crop alone (:func:`crop_tokens`)."""
+        return crop_tokens(self.encode, c, boxes, chunk)
 
     def preview(self, tokens: torch.Tensor, image_hw: tuple[int, int], channels: int) -> torch.Tensor | None:
         g = self.grid(image_hw)
